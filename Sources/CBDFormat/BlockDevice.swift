@@ -1,0 +1,51 @@
+/// Where a CBD device's bytes live: an image file, a block device, or memory in tests.
+///
+/// Offsets and lengths are in bytes. Implementations report failures as `CBDError`
+/// naming the path, so tools can print them as they are.
+public protocol BlockDevice: AnyObject {
+    /// The path (or a name) used in messages.
+    var path: String { get }
+    /// Usable size in bytes.
+    var size: Int { get }
+    var isWritable: Bool { get }
+    /// Fills `buffer` from `offset`; throws on a short read.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws
+    /// Makes `range` read as zeros, releasing space where the medium allows.
+    func zero(_ range: Range<Int>) throws
+    /// Makes every write so far durable.
+    func sync() throws
+}
+
+extension BlockDevice {
+    /// Reads `count` pblks from pblk `p` into a new array.
+    public func readPblks(_ p: Int, count: Int = 1) throws -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: count * Units.pblkSize)
+        try b.withUnsafeMutableBytes { try read(into: $0, at: p * Units.pblkSize) }
+        return b
+    }
+
+    public func writePblks(_ bytes: [UInt8], at p: Int) throws {
+        try bytes.withUnsafeBytes { try write($0, at: p * Units.pblkSize) }
+    }
+
+    /// Reads and validates the header, and checks the device is as large as it claims.
+    public func readHeader() throws -> (Header, Geometry) {
+        guard size >= Units.pblkSize else {
+            throw CBDError("\(path): too small to hold a CBD header (\(size) bytes)")
+        }
+        let b = try readPblks(0)
+        let h: Header
+        let g: Geometry
+        do { h = try Header.decode(b) } catch { throw CBDError("\(path): \(error)") }
+        do { g = try Geometry(header: h) } catch { throw CBDError("\(path): \(error)") }
+        guard g.physicalBytes <= size else {
+            throw CBDError("\(path): header claims \(g.physicalBytes) bytes but the device has only \(size)")
+        }
+        return (h, g)
+    }
+
+    public func writeHeader(_ h: Header) throws {
+        try writePblks(h.encoded(), at: 0)
+    }
+}

@@ -1,0 +1,32 @@
+/// Human-readable lines describing a geometry, shared by mkfs.cbd, cbddump and cbd info.
+extension Geometry {
+    public var ratio: Double { Double(logicalBytes) / Double(physicalBytes) }
+
+    public func summaryLines() -> [(String, String)] {
+        let lastData = dataPblkCount(nrZones - 1)
+        return [
+            ("physical size", "\(ByteSize.format(physicalBytes)) (\(nrPblk) pblks of 4096 bytes)"),
+            ("logical size", "\(ByteSize.format(logicalBytes)) (\(nrLblk) blocks)"),
+            ("logical block size", "\(lblkSize) (lblk_shift \(lblkShift))"),
+            ("ratio", String(format2: ratio)),
+            ("zones", "\(nrZones) (zone span \(zoneSpan) pblks"
+                + (lastData < Units.pblksPerBitmap ? ", last zone \(lastData) data pblks)" : ")")),
+            ("blocks per zone", "\(lblkPerZone) (lblk_per_zone_shift \(lblkPerZoneShift))"),
+            ("entry variant", "\(variantName) (\(entryLen) bytes per entry)"),
+            ("table pblks per zone", "\(tableBlocks)"),
+            ("data pblks", "\(totalDataPblks)"),
+        ]
+    }
+
+    /// Data pblks over all zones.
+    public var totalDataPblks: Int { nrZones == 0 ? 0 : (nrZones - 1) * Units.pblksPerBitmap + dataPblkCount(nrZones - 1) }
+}
+
+extension String {
+    /// A number with two decimals, without Foundation.
+    public init(format2 v: Double) {
+        let cents = Int((v * 100).rounded())
+        let frac = cents % 100
+        self = "\(cents / 100)." + (frac < 10 ? "0\(frac)" : "\(frac)")
+    }
+}

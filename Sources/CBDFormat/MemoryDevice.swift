@@ -1,0 +1,80 @@
+/// A sparse device in memory, for tests: unwritten pblks read as zeros, so a device of any
+/// size costs only what is written to it.
+public final class MemoryDevice: BlockDevice, @unchecked Sendable {
+    public let path: String
+    public private(set) var size: Int
+    public var isWritable: Bool = true
+    private var pblks: [Int: [UInt8]] = [:]
+    /// Count of write calls, for tests that interrupt a writer at a chosen point.
+    public private(set) var writeCount = 0
+    /// When set, the write with this index (0-based) and every later one fails.
+    public var failAtWrite: Int?
+
+    public init(size: Int, name: String = "memory") {
+        self.size = size
+        path = name
+    }
+
+    /// Pblks that hold data (for tests that measure what a writer touched).
+    public var storedPblks: Int { pblks.count }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        guard offset >= 0, offset + buffer.count <= size else {
+            throw CBDError("\(path): read past the end at byte \(offset)")
+        }
+        var done = 0
+        while done < buffer.count {
+            let pos = offset + done
+            let p = pos / Units.pblkSize, inner = pos % Units.pblkSize
+            let n = min(Units.pblkSize - inner, buffer.count - done)
+            if let b = pblks[p] {
+                b.withUnsafeBytes { src in
+                    buffer.baseAddress!.advanced(by: done).copyMemory(from: src.baseAddress! + inner, byteCount: n)
+                }
+            } else {
+                buffer.baseAddress!.advanced(by: done).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+            }
+            done += n
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
+        guard isWritable else { throw CBDError("\(path): read-only") }
+        if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected write failure") }
+        writeCount += 1
+        guard offset >= 0, offset + buffer.count <= size else {
+            throw CBDError("\(path): write past the end at byte \(offset)")
+        }
+        var done = 0
+        while done < buffer.count {
+            let pos = offset + done
+            let p = pos / Units.pblkSize, inner = pos % Units.pblkSize
+            let n = min(Units.pblkSize - inner, buffer.count - done)
+            var b = pblks[p] ?? [UInt8](repeating: 0, count: Units.pblkSize)
+            b.withUnsafeMutableBytes { dst in
+                (dst.baseAddress! + inner).copyMemory(from: buffer.baseAddress! + done, byteCount: n)
+            }
+            pblks[p] = b.allSatisfy { $0 == 0 } ? nil : b
+            done += n
+        }
+    }
+
+    public func zero(_ range: Range<Int>) throws {
+        let zeros = [UInt8](repeating: 0, count: Units.pblkSize)
+        var off = range.lowerBound
+        while off < range.upperBound {
+            let n = min(Units.pblkSize - off % Units.pblkSize, range.upperBound - off)
+            if n == Units.pblkSize { pblks[off / Units.pblkSize] = nil } else {
+                try zeros.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: off) }
+            }
+            off += n
+        }
+    }
+
+    public func sync() throws {
+        if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected sync failure") }
+    }
+
+    /// Every byte, for comparisons in tests of small devices.
+    public func snapshot() -> [Int: [UInt8]] { pblks }
+}

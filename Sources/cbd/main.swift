@@ -1,0 +1,4 @@
+import ArgumentParser
+import CBDFormat
+struct Cbd: ParsableCommand { func run() throws {} }
+Cbd.main()

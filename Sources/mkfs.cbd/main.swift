@@ -1,0 +1,114 @@
+import ArgumentParser
+import CBDFormat
+
+/// mkfs.cbd DEVICE [SIZE]: create an empty compressed block device.
+struct Mkfs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mkfs.cbd",
+        abstract: "Create a compressed block device (CBD) on a block device or an image file.",
+        discussion: """
+            SIZE is the physical size to use (default: the whole device or file). Sizes take \
+            binary suffixes K, M, G, T. An image file that does not exist is created (sparse) \
+            when SIZE is given. Exit status: 0 on success, 1 on failure, 64 on a usage error.
+            """)
+
+    @Argument(help: "Block device or image file.") var device: String
+    @Argument(help: "Physical size to use, e.g. 1G.") var size: String?
+    @Option(name: [.short, .customLong("logical-size")], help: "Logical size of the device (default: ratio x physical).")
+    var logicalSize: String?
+    @Option(name: .shortAndLong, help: "Logical size as a multiple of the physical size.")
+    var ratio: Double?
+    @Option(name: [.short, .customLong("block-size")], help: "Logical block size, a power of two from 4K to 1G.")
+    var blockSize: String = "64K"
+    @Flag(name: .shortAndLong, help: "Overwrite existing filesystem or partition signatures.") var force = false
+    @Flag(name: [.short, .customLong("dry-run")], help: "Print the geometry; write nothing.") var dryRun = false
+    @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
+    @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
+
+    func validate() throws {
+        if logicalSize != nil && ratio != nil { throw ValidationError("--logical-size and --ratio exclude each other") }
+        if let r = ratio, !(r > 0 && r.isFinite) { throw ValidationError("--ratio must be a positive number") }
+        if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+    }
+
+    func run() throws {
+        do { try make() } catch let e as CBDError {
+            FileHandleStderr.write("mkfs.cbd: \(e)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    func make() throws {
+        guard let bs = ByteSize.parse(blockSize), let lblkShift = LayoutPlanner.lblkShift(forBlockSize: bs) else {
+            throw CBDError("block size '\(blockSize)' must be a power of two from 4K to 1G")
+        }
+        let requested = try size.map { s -> Int in
+            guard let v = ByteSize.parse(s) else { throw CBDError("invalid size '\(s)'") }
+            return v
+        }
+        let exists = FileProbe.exists(device)
+        if !exists && requested == nil {
+            throw CBDError("\(device): does not exist (give a SIZE to create an image file)")
+        }
+        // Open: create a missing image; a dry run never writes.
+        let dev: FileDevice? = dryRun && !exists ? nil
+            : try FileDevice(path: device, mode: dryRun ? .readOnly : .readWrite, createSize: requested)
+        let created = !exists && dev != nil
+        do {
+            try format(dev, requested: requested, lblkShift: lblkShift)
+        } catch {
+            if created { FileProbe.remove(device) }
+            throw error
+        }
+    }
+
+    func format(_ dev: FileDevice?, requested: Int?, lblkShift: Int) throws {
+        let physical = requested ?? dev?.size ?? 0
+        if let d = dev, physical > d.size, d.isBlockDevice {
+            throw CBDError("\(device): size \(ByteSize.format(physical)) is larger than the device (\(ByteSize.format(d.size)))")
+        }
+        let lblkSize = Units.pblkSize << lblkShift
+        let usable = min(physical / Units.pblkSize, Int(Units.maxPblks)) * Units.pblkSize
+        let logical: Int
+        if let l = logicalSize {
+            guard let v = ByteSize.parse(l) else { throw CBDError("invalid logical size '\(l)'") }
+            logical = v
+        } else {
+            let v = Double(usable) * (ratio ?? 3)
+            guard v < 9e18 else { throw CBDError("ratio \(ratio ?? 3) gives a logical size too large") }
+            logical = Int(v) / lblkSize * lblkSize
+        }
+        let g = try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
+
+        if let d = dev {
+            let found = Signatures.probe(fd: d.fd)
+            if !found.isEmpty && !force {
+                throw CBDError("\(device) contains \(found.map(\.description).joined(separator: ", ")); use -f to overwrite")
+            }
+            if !found.isEmpty && !quiet {
+                print("\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))")
+            }
+            if !found.isEmpty && !dryRun { try Signatures.wipe(device: d) }
+        }
+        if !quiet { printSummary(g) }
+        guard !dryRun, let d = dev else {
+            if !quiet { print("Dry run: nothing written.") }
+            return
+        }
+        if physical > d.size { try d.setFileSize(physical) }
+        try Formatter.format(d, geometry: g)
+        if !quiet { print("Wrote \(g.nrZones) zone\(g.nrZones == 1 ? "" : "s") and the header.") }
+    }
+
+    func printSummary(_ g: Geometry) {
+        print("Creating a CBD device on \(device)")
+        for (k, v) in g.summaryLines() { print("  \(k + ":")\(String(repeating: " ", count: max(1, 22 - k.count)))\(v)") }
+        if verbose {
+            for z in 0..<g.nrZones {
+                print("  zone \(z): bitmap \(g.bitmapPblk(z)), table \(g.tablePblks(z).lowerBound)-\(g.tablePblks(z).upperBound - 1), data \(g.dataStart(z))-\(g.dataEnd(z) - 1)")
+            }
+        }
+    }
+}
+
+Mkfs.main()
