@@ -21,7 +21,7 @@ struct Mkfs: ParsableCommand {
     @Option(name: [.short, .customLong("block-size")], help: "Logical block size, a power of two from 4K to 1G.")
     var blockSize: String = "64K"
     @Flag(name: .shortAndLong, help: "Overwrite existing filesystem or partition signatures.") var force = false
-    @Flag(name: [.short, .customLong("dry-run")], help: "Print the geometry; write nothing.") var dryRun = false
+    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Print the geometry; write nothing.") var dryRun = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
 

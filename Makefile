@@ -1,0 +1,48 @@
+# cbd-tools: build, test and demo. `make demo` and `make test` work on a fresh machine
+# with only the Swift toolchain: missing system packages are installed first (as root).
+
+SWIFT    ?= swift
+PACKAGES := pkg-config liblz4-dev libblkid-dev e2fsprogs lz4 util-linux mandoc qemu-utils fdisk
+DEMO_DIR ?= demo-out
+
+.PHONY: all deps build release test demo lint-man bench clean
+
+all: build
+
+## deps: install missing system packages (apt-get, when run as root)
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## test: every test (unit, end to end, man page lint)
+test: deps lint-man
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+lint-man: deps
+	mandoc -T lint -W warning man/*.[0-9]
+
+## demo: build, then run the main job on a sample image
+demo: release
+	./scripts/demo.sh $(DEMO_DIR)
+
+bench: release
+	./bench/convert
+
+clean:
+	rm -rf .build $(DEMO_DIR)

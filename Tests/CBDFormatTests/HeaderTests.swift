@@ -1,0 +1,73 @@
+import Testing
+@testable import CBDFormat
+
+@Suite struct HeaderTests {
+    let sample = Header(nrPhysicalSectors: 8 * 262144, nrLogicalSectors: 3 * 8 * 262144,
+                        lblkShift: 4, lblkPerZoneShift: 13)
+
+    @Test func roundTrip() throws {
+        var h = sample
+        h.isDirty = true
+        let b = h.encoded()
+        #expect(b.count == 4096)
+        #expect(Array(b[0..<4]) == [0x43, 0x42, 0x44, 0x2A])
+        #expect(try Header.decode(b) == h)
+        #expect(b[31...].allSatisfy { $0 == 0 })
+    }
+
+    @Test func fieldOffsetsFollowFormatV1() {
+        let b = sample.encoded()
+        #expect(LE.get(b, 4, 2) == 1)
+        #expect(LE.get(b, 6, 2) == 0)
+        #expect(LE.get(b, 8, 8) == 8 * 262144)
+        #expect(LE.get(b, 16, 8) == 3 * 8 * 262144)
+        #expect(LE.get(b, 24, 2) == 4)
+        #expect(LE.get(b, 26, 2) == 13)
+        #expect(LE.get(b, 28, 2) == 0)
+        #expect(b[30] == 0)
+    }
+
+    /// Sets `width` bytes at `offset` of an encoded valid header and expects `error`.
+    func rejects(_ offset: Int, _ width: Int, _ value: UInt64, _ error: HeaderError,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+        var b = sample.encoded()
+        LE.put(value, width, &b, offset)
+        #expect(throws: error, sourceLocation: sourceLocation) { try Header.decode(b) }
+    }
+
+    @Test func everyRejectionRule() {
+        rejects(0, 1, 0x44, .badMagic([0x44, 0x42, 0x44, 0x2A]))
+        rejects(4, 2, 2, .unsupportedMajor(2))
+        rejects(4, 2, 0, .unsupportedMajor(0))
+        rejects(6, 2, 1, .unsupportedMinor(1))
+        rejects(28, 2, 2, .unknownFlags(2))
+        rejects(28, 2, 0x8001, .unknownFlags(0x8001))
+        rejects(30, 1, 1, .unknownAlgorithm(1))
+        rejects(24, 2, 19, .lblkShiftOutOfRange(19))
+        rejects(26, 2, 25, .lblkPerZoneShiftOutOfRange(25))
+        rejects(8, 8, 8 * 1000 + 4, .physicalSectorsNotPblkMultiple(8 * 1000 + 4))
+        rejects(8, 8, 8 * (1 << 48) + 8, .tooManyPblks((1 << 48) + 1))
+        rejects(8, 8, UInt64.max & ~7, .tooManyPblks(UInt64.max / 8))
+        rejects(16, 8, 0, .logicalSizeZero)
+        rejects(16, 8, 128 + 8, .logicalSectorsNotLblkMultiple(136, lblkSectors: 128))
+        rejects(100, 1, 7, .reservedNotZero(offset: 100))
+        rejects(4095, 1, 1, .reservedNotZero(offset: 4095))
+        #expect(throws: HeaderError.truncated(10)) { try Header.decode([UInt8](repeating: 0, count: 10)) }
+    }
+
+    @Test func limitsAreAccepted() throws {
+        var h = sample
+        h.lblkShift = 18
+        h.lblkPerZoneShift = 24
+        h.nrPhysicalSectors = 8 << 48
+        h.nrLogicalSectors = 8 << 18
+        #expect(try Header.decode(h.encoded()) == h)
+    }
+
+    @Test func everyMessageNamesTheField() {
+        let errors: [HeaderError] = [.unknownFlags(2), .lblkShiftOutOfRange(19), .lblkPerZoneShiftOutOfRange(30),
+                                     .physicalSectorsNotPblkMultiple(9), .logicalSizeZero]
+        let words = ["flag", "lblk_shift", "lblk_per_zone_shift", "nr_physical_sectors", "nr_logical_sectors"]
+        for (e, w) in zip(errors, words) { #expect(e.description.contains(w)) }
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+@testable import CBDFormat
+
+/// Runs the built tools and system commands from tests.
+enum Tools {
+    /// The build products folder: the test binary sits beside the tools.
+    static let binDir: String = {
+        if let env = ProcessInfo.processInfo.environment["CBD_BIN"] { return env }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("mkfs.cbd").path),
+              dir.path != "/" { dir = dir.deletingLastPathComponent() }
+        return dir.path
+    }()
+
+    struct Result { var status: Int32; var stdout: String; var stderr: String; var out: Data }
+
+    /// Runs a tool of ours by name, or a system command by absolute path or PATH lookup.
+    @discardableResult
+    static func run(_ tool: String, _ args: [String], stdin: Data? = nil) throws -> Result {
+        let p = Process()
+        let local = "\(binDir)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: local) {
+            p.executableURL = URL(fileURLWithPath: local)
+            p.arguments = args
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = [tool] + args
+            var env = ProcessInfo.processInfo.environment
+            env["PATH"] = (env["PATH"] ?? "") + ":/usr/sbin:/sbin"
+            p.environment = env
+        }
+        // Output goes to files: pipes would need concurrent readers to avoid filling up.
+        let tmp = NSTemporaryDirectory() + "/cbd-run-" + UUID().uuidString
+        FileManager.default.createFile(atPath: tmp + ".out", contents: nil)
+        FileManager.default.createFile(atPath: tmp + ".err", contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: tmp + ".out")
+            try? FileManager.default.removeItem(atPath: tmp + ".err")
+        }
+        let o = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp + ".out"))
+        let e = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp + ".err"))
+        let i = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        p.standardInput = i
+        try p.run()
+        if let d = stdin { try? i.fileHandleForWriting.write(contentsOf: d) }
+        try? i.fileHandleForWriting.close()
+        p.waitUntilExit()
+        try o.close()
+        try e.close()
+        let outData = try FileFacts.bytes(tmp + ".out")
+        let errData = try FileFacts.bytes(tmp + ".err")
+        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self), out: outData)
+    }
+
+    static func available(_ command: String) -> Bool {
+        (try? run("sh", ["-c", "command -v \(command)"]).status) == 0
+    }
+}
+
+/// A scratch folder removed at the end of a test.
+final class Scratch {
+    let path: String
+    init(under base: String = NSTemporaryDirectory()) throws {
+        path = base + "/cbd-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+/// Bytes of a file, and its allocated size on disk.
+enum FileFacts {
+    static func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+    static func allocated(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_blocks) * 512 : -1
+    }
+    static func size(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : -1
+    }
+}
