@@ -1,0 +1,192 @@
+import Testing
+@testable import CBDFormat
+
+/// A device that logs reads and writes, to check the order of I/O.
+final class TracingDevice: BlockDevice {
+    let inner: MemoryDevice
+    var log: [(write: Bool, pblk: Int)] = []
+    init(_ inner: MemoryDevice) { self.inner = inner }
+    var path: String { inner.path }
+    var size: Int { inner.size }
+    var isWritable: Bool { inner.isWritable }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        log.append((false, offset / 4096))
+        try inner.read(into: buffer, at: offset)
+    }
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
+        log.append((true, offset / 4096))
+        try inner.write(buffer, at: offset)
+    }
+    func zero(_ range: Range<Int>) throws { try inner.zero(range) }
+    func sync() throws { try inner.sync() }
+}
+
+/// Makes a formatted in-memory device.
+func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryDevice {
+    let g = try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
+    let d = MemoryDevice(size: g.physicalBytes)
+    try Formatter.format(d, geometry: g)
+    return d
+}
+
+@Suite struct VolumeTests {
+    func pattern(_ seed: UInt8, _ count: Int, compressible: Bool = true) -> [UInt8] {
+        var rng = SplitMix(seed: UInt64(seed))
+        return (0..<count).map { i in compressible ? UInt8(truncatingIfNeeded: i / 64) &+ seed
+                                                   : UInt8(truncatingIfNeeded: rng.next()) }
+    }
+
+    func readAll(_ v: Volume, _ offset: Int, _ count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0xEE, count: count)
+        try out.withUnsafeMutableBytes { try v.read(into: $0, at: offset) }
+        return out
+    }
+
+    func write(_ v: Volume, _ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { try v.write($0, at: offset) }
+    }
+
+    /// The seed's failing sequence: object x flushes, is reused as y, x is read again.
+    /// With a one-block cache each step forces the reuse; x must read its new data.
+    @Test func noStaleReadAfterFlushAndReuse() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let dev = TracingDevice(mem)
+        let v = try Volume(device: dev, cacheBytes: 1)
+        #expect(v.cacheCapacity == 1)
+        let bs = 65536
+        let x1 = pattern(1, bs), x2 = pattern(2, bs), y = pattern(3, bs, compressible: false)
+        try write(v, x1, at: 0)
+        try write(v, y, at: bs)          // x flushes, its object is reused for y
+        #expect(try readAll(v, 0, bs) == x1)   // x read again from disk: new data, not stale zeros
+        try write(v, x2, at: 0)          // x dirty again
+        #expect(try readAll(v, bs, bs) == y)   // reuse for y: x2 must be committed first
+        let before = dev.log.count
+        #expect(try readAll(v, 0, bs) == x2)
+        // The read of x came after every write of its commit: nothing was in flight.
+        #expect(dev.log[before...].allSatisfy { !$0.write })
+        try v.close()
+        let again = try Volume(device: mem)
+        #expect(try readAll(again, 0, 2 * bs) == x2 + y)
+        #expect(try mem.readHeader().0.isDirty == false)
+    }
+
+    @Test func dirtyFlagSetBeforeFirstChangeAndClearedOnClose() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        #expect(try mem.readHeader().0.isDirty == false)
+        try write(v, [1, 2, 3], at: 100)
+        #expect(try mem.readHeader().0.isDirty == true)
+        try v.flush()
+        #expect(try mem.readHeader().0.isDirty == true)
+        try v.close()
+        #expect(try mem.readHeader().0.isDirty == false)
+    }
+
+    @Test func storageClassesFollowTheFormat() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        let bs = 65536
+        try write(v, pattern(1, bs), at: 0)                         // compressible
+        try write(v, pattern(2, bs, compressible: false), at: bs)   // raw
+        try write(v, [UInt8](repeating: 0, count: bs), at: 2 * bs)  // zeros: unallocated
+        try write(v, [9], at: 3 * bs)
+        try v.discard(offset: 3 * bs, length: bs)                   // discarded: unallocated
+        try v.close()
+        let r = try Volume(device: mem)
+        guard case .compressed(let len, let p) = try r.entry(0) else { Issue.record("not compressed"); return }
+        #expect(len <= bs - 4096 && p.count == (len + 4095) / 4096)
+        // Own zone preferred.
+        #expect(p.allSatisfy { r.geometry.dataZone(ofPblk: Int($0)) == 0 })
+        guard case .raw(let rp) = try r.entry(1) else { Issue.record("not raw"); return }
+        #expect(rp.count == 16)
+        #expect(try r.entry(2) == .unallocated)
+        #expect(try r.entry(3) == .unallocated)
+        // Bitmap counts exactly the pblks in use.
+        let used = p.count + rp.count
+        #expect(try r.meta.bitmap(0).countSet(below: r.geometry.dataPblkCount(0)) == used)
+    }
+
+    @Test func rangesOutsideTheDeviceAreRefused() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        #expect(throws: CBDError.self) { try write(v, [1], at: 16 << 20) }
+        #expect(throws: CBDError.self) { try readAll(v, (16 << 20) - 1, 2) }
+        #expect(throws: CBDError.self) { try v.discard(offset: -1, length: 1) }
+        #expect(try readAll(v, (16 << 20) - 1, 1) == [0])
+    }
+
+    @Test func fullDeviceSaysSoAndKeepsData() throws {
+        // 4 KiB blocks: no compression; a logical size larger than the data area.
+        let mem = try memoryDevice(physical: 64 * 4096, logical: 200 * 4096, lblkShift: 0)
+        let v = try Volume(device: mem, cacheBytes: 4096)
+        var wrote = 0
+        var failed = false
+        for n in 0..<200 {
+            do { try write(v, pattern(UInt8(n % 200 + 1), 4096, compressible: false), at: n * 4096); wrote = n }
+            catch { failed = true; break }
+        }
+        #expect(failed)
+        #expect(wrote >= 55)
+        // What was committed before the device filled up reads back intact.
+        let reopened = try Volume(device: mem)
+        for n in 0..<wrote {
+            #expect(try readAll(reopened, n * 4096, 4096) == pattern(UInt8(n % 200 + 1), 4096, compressible: false))
+        }
+    }
+
+    /// Thousands of random reads, writes (unaligned, spanning blocks) and discards against an
+    /// in-memory model, for several cache and block sizes; then close, reopen, compare all.
+    @Test(arguments: [(0, 1), (0, 64), (4, 1), (4, 3), (4, 64), (5, 2), (8, 1)])
+    func randomOperationsMatchAModel(lblkShift: Int, cacheBlocks: Int) throws {
+        let bs = 4096 << lblkShift
+        let logical = bs * 48
+        let mem = try memoryDevice(physical: max(logical, 4 << 20), logical: logical, lblkShift: lblkShift)
+        var v = try Volume(device: mem, cacheBytes: cacheBlocks * bs)
+        var model = [UInt8](repeating: 0, count: logical)
+        var rng = SplitMix(seed: UInt64(lblkShift * 100 + cacheBlocks))
+        let ops = lblkShift >= 8 ? 300 : 2500
+        for i in 0..<ops {
+            let off = Int(rng.next() % UInt64(logical))
+            let len = min(logical - off, Int(rng.next() % UInt64(3 * bs)) + 1)
+            switch rng.next() % 10 {
+            case 0...3:
+                let kind = rng.next() % 3
+                let data: [UInt8] = (0..<len).map { j in
+                    kind == 0 ? UInt8(truncatingIfNeeded: rng.next()) : kind == 1 ? UInt8(truncatingIfNeeded: (off + j) / 37) : 0 }
+                try write(v, data, at: off)
+                model.replaceSubrange(off..<off + len, with: data)
+            case 4:
+                try v.discard(offset: off, length: len)
+                model.replaceSubrange(off..<off + len, with: repeatElement(0, count: len))
+            case 5 where i % 50 == 0:
+                try v.close()
+                v = try Volume(device: mem, cacheBytes: cacheBlocks * bs)
+            default:
+                let got = try readAll(v, off, len)
+                #expect(got == Array(model[off..<off + len]), "op \(i) read \(off)+\(len)")
+                if got != Array(model[off..<off + len]) { return }
+            }
+        }
+        try v.close()
+        let reopened = try Volume(device: mem)
+        #expect(try readAll(reopened, 0, logical) == model)
+        try checkBitmapsMatchEntries(reopened)
+    }
+
+    /// Every used pblk is marked, nothing else is, and no pblk has two users.
+    func checkBitmapsMatchEntries(_ v: Volume) throws {
+        let g = v.geometry
+        var used = Set<Int>()
+        for n in 0..<g.nrLblk {
+            for p in try v.entry(n).pblks {
+                #expect(used.insert(Int(p)).inserted, "pblk \(p) cross-linked")
+            }
+        }
+        for z in 0..<g.nrZones {
+            let bm = try v.meta.bitmap(z)
+            for k in 0..<g.dataPblkCount(z) {
+                #expect(bm.isSet(k) == used.contains(g.dataStart(z) + k), "zone \(z) bit \(k)")
+            }
+        }
+    }
+}
