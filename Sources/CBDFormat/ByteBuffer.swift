@@ -1,0 +1,15 @@
+/// A fixed-size, page-aligned, owned byte buffer for the hot paths (no per-block copies).
+public final class ByteBuffer: @unchecked Sendable {
+    public let raw: UnsafeMutableRawBufferPointer
+    public init(count: Int) {
+        raw = .allocate(byteCount: max(count, 1), alignment: 4096)
+        raw.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+    deinit { raw.deallocate() }
+    public var base: UnsafeMutableRawPointer { raw.baseAddress! }
+    public var count: Int { raw.count }
+    /// A view of `range`.
+    public subscript(range: Range<Int>) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: raw[range])
+    }
+}

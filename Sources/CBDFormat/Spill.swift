@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An unlinked temporary file: scratch space that vanishes with the process, even on a crash.
+final class Spill {
+    let fd: Int32
+    private(set) var size = 0
+
+    /// Creates it in `directory` (beside the output, so the same filesystem holds it).
+    init(directory: String) throws {
+        var template = Array("\(directory)/.cbd-spill-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw systemError("cannot create a temporary file", directory, errno: errno) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        self.fd = fd
+    }
+    deinit { close(fd) }
+
+    func append(_ p: UnsafeRawPointer, _ count: Int) throws {
+        try pwriteAll(fd, p, count, size, what: "temporary file")
+        size += count
+    }
+
+    func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
+        try preadAll(fd, p, count, offset, what: "temporary file")
+    }
+}
+
+func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: Int, what: String) throws {
+    var done = 0
+    while done < count {
+        let n = pwrite(fd, p + done, count - done, off_t(offset + done))
+        if n < 0 { if errno == EINTR { continue }; throw systemError("write error", what, errno: errno) }
+        done += n
+    }
+}
+
+func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, _ offset: Int, what: String) throws {
+    var done = 0
+    while done < count {
+        let n = pread(fd, p + done, count - done, off_t(offset + done))
+        if n < 0 { if errno == EINTR { continue }; throw systemError("read error", what, errno: errno) }
+        if n == 0 { throw CBDError("\(what): unexpected end of file") }
+        done += n
+    }
+}

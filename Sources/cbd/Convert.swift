@@ -1,0 +1,81 @@
+import ArgumentParser
+import CBDFormat
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a raw image to a CBD device, or a CBD device back to a raw image.",
+        discussion: """
+            The direction comes from IN: a valid CBD header converts to raw, anything else \
+            converts to CBD. A CBD output is compact by default: its physical size is what \
+            the data needs plus 1/64 (at least 1 MiB) of headroom. A raw output file is sparse.
+            """)
+
+    @Argument(help: "Input: a raw image, a CBD image, or a block device.") var input: String
+    @Argument(help: "Output file or block device.") var output: String
+    @Option(name: [.short, .customLong("block-size")], help: "Logical block size of a CBD output (4K..1G).")
+    var blockSize: String = "64K"
+    @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size of a CBD output.")
+    var physicalSize: String?
+    @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
+    @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.") var progress = false
+    @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
+
+    func validate() throws {
+        if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
+        if let s = physicalSize { _ = try parseSize(s, "--physical-size") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let start = Clock.seconds()
+            let inDev = try FileDevice(path: input, mode: .readOnly)
+            let toRaw = (try? inDev.readHeader()) != nil
+            try refuseSignatures()
+            let bar = ProgressBar.enabled(force: progress, quiet: quiet)
+                ? ProgressBar(label: toRaw ? "cbd → raw" : "raw → cbd") : nil
+            let summary: ConvertSummary
+            if toRaw {
+                guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
+                var c = CBDToRaw()
+                c.overwrite = force
+                c.progress = bar.map { b in { b.update($0, $1) } }
+                summary = try c.convert(input: inDev, to: output)
+            } else {
+                guard let bs = ByteSize.parse(blockSize), let shift = LayoutPlanner.lblkShift(forBlockSize: bs) else {
+                    throw CBDError("block size '\(blockSize)' must be a power of two from 4K to 1G")
+                }
+                var c = RawToCBD()
+                c.lblkShift = shift
+                c.physicalBytes = try physicalSize.map { try parseSize($0, "--physical-size") }
+                c.overwrite = force
+                c.progress = bar.map { b in { b.update($0, $1) } }
+                summary = try c.convert(input: inDev, to: output)
+            }
+            bar?.finish()
+            if !quiet { printSummary(summary, toRaw: toRaw, seconds: Clock.seconds() - start) }
+        }
+    }
+
+    /// An existing block device as output: mkfs rules, refuse signatures without -f.
+    func refuseSignatures() throws {
+        guard FileProbe.isBlockDevice(output) else { return }
+        let dev = try FileDevice(path: output, mode: .readWrite)
+        let found = Signatures.probe(fd: dev.fd)
+        guard !found.isEmpty else { return }
+        guard force else {
+            throw CBDError("\(output) contains \(found.map(\.description).joined(separator: ", ")); use -f to overwrite")
+        }
+        try Signatures.wipe(device: dev)
+    }
+
+    func printSummary(_ s: ConvertSummary, toRaw: Bool, seconds: Double) {
+        let out = FileProbe.allocatedBytes(output)
+        print("\(input) -> \(output) (\(toRaw ? "CBD to raw" : "raw to CBD"))")
+        print("  logical size:   \(ByteSize.format(s.logicalBytes)) in \(s.blocks) blocks")
+        print("  physical size:  \(ByteSize.format(s.physicalBytes)), data \(ByteSize.format(s.dataPblks * Units.pblkSize))")
+        print("  blocks:         \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) unallocated")
+        print("  ratio:          \(String(format2: s.ratio)) (logical / data)")
+        if out >= 0 { print("  output on disk: \(ByteSize.format(out))") }
+        print("  time:           \(String(format2: seconds)) s")
+    }
+}
