@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Converts a CBD device back into a raw image: unallocated blocks become holes in a file
 /// (zeros on a block device). Windows of blocks are decoded on all cores; each worker reads
 /// its blocks' pblks in contiguous runs, decompresses, and writes its own output range.
@@ -19,84 +21,125 @@ public struct CBDToRaw {
         return summary
     }
 
+    /// A window of blocks inside one zone, and the buffers it is decoded into.
+    final class Window: @unchecked Sendable {
+        let out: ByteBuffer
+        var present: [Bool]
+        var first = 0, count = 0
+        let done = DispatchGroup()
+        let error = ErrorBox()
+        init(blocks: Int, lblkSize: Int) {
+            out = ByteBuffer(count: blocks * lblkSize)
+            present = [Bool](repeating: false, count: blocks)
+        }
+    }
+
+    /// Decodes window k+1 on all cores while this thread writes window k: one writer keeps
+    /// the output file's lock uncontended, and decompression overlaps the copy into the page cache.
     private func decode(_ input: FileDevice, _ g: Geometry, into out: FileDevice, zeroHoles: Bool) throws -> ConvertSummary {
         let codec = EntryCodec(g)
         let workers = Parallel.workers
-        let perWorker = max(1, bytesPerWorker / g.lblkSize)
-        let outBufs = (0..<workers).map { _ in ByteBuffer(count: perWorker * g.lblkSize) }
-        let inBufs = (0..<workers).map { _ in ByteBuffer(count: g.lblkSize) }
-        var summary = ConvertSummary()
-        summary.blocks = g.nrLblk
+        let perWindow = max(1, bytesPerWorker / g.lblkSize) * workers
+        let windows = [Window(blocks: perWindow, lblkSize: g.lblkSize), Window(blocks: perWindow, lblkSize: g.lblkSize)]
+        let scratch = (0..<workers).map { _ in ByteBuffer(count: g.lblkSize) }
         let counts = Counters(workers)
-        var tableBytes = [UInt8]()
+        var ranges: [(Int, Int)] = []   // (first, count) of every window, zone by zone
         for z in 0..<g.nrZones {
-            let zoneLblks = g.lblks(inZone: z)
-            var first = zoneLblks.lowerBound
-            while first < zoneLblks.upperBound {
-                let count = min(perWorker * workers, zoneLblks.upperBound - first)
-                // The entries of this window, in one read.
-                let startByte = g.entryIndex(ofLblk: first) * g.entryLen
-                let firstPblk = g.tablePblks(z).lowerBound + startByte / Units.pblkSize
-                let endByte = startByte + count * g.entryLen
-                let pblks = (endByte + Units.pblkSize - 1) / Units.pblkSize - startByte / Units.pblkSize
-                tableBytes = try input.readPblks(firstPblk, count: pblks)
-                let skew = startByte % Units.pblkSize
-                let windowFirst = first
-                try tableBytes.withUnsafeBytes { table in
-                    let t = UncheckedBox(table)
-                    try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
-                        try decodeSlice(input, g, codec, table: t.value.baseAddress! + skew,
-                                        first: windowFirst, slice: slice, out: out, outBuf: outBufs[w],
-                                        inBuf: inBufs[w], zeroHoles: zeroHoles, counts: counts, worker: w)
-                    }
-                }
-                first += count
-                progress?(first * g.lblkSize, g.logicalBytes)
+            let lblks = g.lblks(inZone: z)
+            for f in stride(from: lblks.lowerBound, to: lblks.upperBound, by: perWindow) {
+                ranges.append((f, min(perWindow, lblks.upperBound - f)))
             }
         }
+        var previous: Window?
+        for (k, (first, count)) in ranges.enumerated() {
+            if let p = previous { p.done.wait(); if let e = p.error.first { throw e } }
+            let w = windows[k % 2]
+            w.first = first
+            w.count = count
+            let job = UncheckedBox((input, g, codec, scratch, counts))
+            DispatchQueue.global().async(group: w.done) {
+                let (input, g, codec, scratch, counts) = job.value
+                do { try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts) }
+                catch { w.error.set(error) }
+            }
+            if let p = previous { try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles) }
+            previous = w
+            if k > 0 { progress?(first * g.lblkSize, g.logicalBytes) }
+        }
+        if let p = previous {
+            p.done.wait()
+            if let e = p.error.first { throw e }
+            try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles)
+        }
+        progress?(g.logicalBytes, g.logicalBytes)
+        var summary = ConvertSummary()
+        summary.blocks = g.nrLblk
         (summary.compressedBlocks, summary.rawBlocks, summary.unallocatedBlocks, summary.dataPblks) = counts.totals()
         return summary
     }
 
-    /// Decodes lblks `first + slice` into `outBuf` and writes them, skipping runs of zeros.
-    private func decodeSlice(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, table: UnsafeRawPointer,
-                             first: Int, slice: Range<Int>, out: FileDevice, outBuf: ByteBuffer, inBuf: ByteBuffer,
-                             zeroHoles: Bool, counts: Counters, worker w: Int) throws {
-        var present = [Bool](repeating: false, count: slice.count)
-        for (j, i) in slice.enumerated() {
-            let n = first + i
-            let dst = outBuf.base + j * g.lblkSize
-            let entry: AllocationEntry
-            do { entry = try codec.decode(table + i * g.entryLen) } catch {
-                throw CBDError("\(input.path): logical block \(n): corrupt entry: \(error)")
-            }
-            for p in entry.pblks where p >= UInt64(g.nrPblk) || g.dataZone(ofPblk: Int(p)) == nil {
-                throw CBDError("\(input.path): logical block \(n): entry names pblk \(p) outside the data area")
-            }
-            switch entry {
-            case .unallocated:
-                counts.add(w, unallocated: 1)
-                continue
-            case .raw(let pblks):
-                try readRuns(input, pblks, into: dst)
-                counts.add(w, raw: 1, pblks: pblks.count)
-            case .compressed(let len, let pblks):
-                try readRuns(input, pblks, into: inBuf.base)
-                guard LZ4Codec.decompress(inBuf.base, count: len, into: dst, expected: g.lblkSize) else {
-                    throw CBDError("\(input.path): logical block \(n) (bytes \(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
+    /// Reads the window's entries in one read and decodes its blocks on all cores.
+    static func decodeWindow(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
+                             scratch: [ByteBuffer], counts: Counters) throws {
+        let z = g.zone(ofLblk: w.first)
+        let startByte = g.entryIndex(ofLblk: w.first) * g.entryLen
+        let endByte = startByte + w.count * g.entryLen
+        let pblks = (endByte + Units.pblkSize - 1) / Units.pblkSize - startByte / Units.pblkSize
+        let table = try input.readPblks(g.tablePblks(z).lowerBound + startByte / Units.pblkSize, count: pblks)
+        let skew = startByte % Units.pblkSize
+        try table.withUnsafeBytes { t in
+            let tb = UncheckedBox(t.baseAddress! + skew)
+            try w.present.withUnsafeMutableBufferPointer { pr in
+                let present = UncheckedBox(pr)
+                try Parallel.forEachSlice(count: w.count, parts: scratch.count) { worker, slice in
+                    for i in slice {
+                        present.value[i] = try decodeBlock(input, g, codec, lblk: w.first + i,
+                                                           entry: tb.value + i * g.entryLen,
+                                                           into: w.out.base + i * g.lblkSize,
+                                                           scratch: scratch[worker], counts: counts, worker: worker)
+                    }
                 }
-                counts.add(w, compressed: 1, pblks: pblks.count)
             }
-            present[j] = !isAllZero(dst, g.lblkSize)
         }
-        // Write runs of present blocks; holes stay holes (or become zeros on a block device).
+    }
+
+    /// Decodes one block into `dst`; returns false when it is all zeros (nothing to write).
+    static func decodeBlock(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
+                            entry: UnsafeRawPointer, into dst: UnsafeMutableRawPointer,
+                            scratch: ByteBuffer, counts: Counters, worker w: Int) throws -> Bool {
+        let e: AllocationEntry
+        do { e = try codec.decode(entry) } catch {
+            throw CBDError("\(input.path): logical block \(n): corrupt entry: \(error)")
+        }
+        for p in e.pblks where p >= UInt64(g.nrPblk) || g.dataZone(ofPblk: Int(p)) == nil {
+            throw CBDError("\(input.path): logical block \(n): entry names pblk \(p) outside the data area")
+        }
+        switch e {
+        case .unallocated:
+            counts.add(w, unallocated: 1)
+            return false
+        case .raw(let pblks):
+            try readRuns(input, pblks, into: dst)
+            counts.add(w, raw: 1, pblks: pblks.count)
+        case .compressed(let len, let pblks):
+            try readRuns(input, pblks, into: scratch.base)
+            guard LZ4Codec.decompress(scratch.base, count: len, into: dst, expected: g.lblkSize) else {
+                throw CBDError("\(input.path): logical block \(n) (bytes \(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
+            }
+            counts.add(w, compressed: 1, pblks: pblks.count)
+        }
+        return !isAllZero(dst, g.lblkSize)
+    }
+
+    /// Writes runs of present blocks; holes stay holes (zeros on a block device).
+    static func writeWindow(_ w: Window, _ g: Geometry, to out: FileDevice, zeroHoles: Bool) throws {
         var j = 0
-        while j < slice.count {
+        while j < w.count {
             var k = j + 1
-            while k < slice.count && present[k] == present[j] { k += 1 }
-            let offset = (first + slice.lowerBound + j) * g.lblkSize
-            if present[j] {
-                try out.write(UnsafeRawBufferPointer(outBuf[j * g.lblkSize ..< k * g.lblkSize]), at: offset)
+            while k < w.count && w.present[k] == w.present[j] { k += 1 }
+            let offset = (w.first + j) * g.lblkSize
+            if w.present[j] {
+                try out.write(UnsafeRawBufferPointer(w.out[j * g.lblkSize ..< k * g.lblkSize]), at: offset)
             } else if zeroHoles {
                 try out.zero(offset ..< offset + (k - j) * g.lblkSize)
             }
@@ -104,7 +147,7 @@ public struct CBDToRaw {
         }
     }
 
-    private func readRuns(_ input: FileDevice, _ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
+    static func readRuns(_ input: FileDevice, _ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
         var i = 0
         while i < pblks.count {
             var j = i + 1
