@@ -183,19 +183,19 @@ public struct RawToCBD {
                 try out.writePblks(bm.bytes, at: g.bitmapPblk(z))
             }
         }
-        try writeTables(g, lengths: lengths, into: out)
+        try writeTables(g, lengths: lengths, into: out, fresh: fresh)
         try out.sync()
         try out.writeHeader(Formatter.header(for: g))
     }
 
     /// Entries zone by zone, streaming the length log; stream pblk t lives at
     /// data_start(t / 32768) + t % 32768.
-    private func writeTables(_ g: Geometry, lengths: Spill, into out: FileDevice) throws {
+    private func writeTables(_ g: Geometry, lengths: Spill, into out: FileDevice, fresh: Bool) throws {
         let codec = EntryCodec(g)
         let batch = 65536
         var lens = [UInt32](repeating: 0, count: batch)
         var stream = 0
-        let table = TableStream(device: out, entryLen: codec.entryLen)
+        let table = TableStream(device: out, entryLen: codec.entryLen, skipZeros: fresh)
         var n = 0
         for z in 0..<g.nrZones {
             table.start(atPblk: g.tablePblks(z).lowerBound)
@@ -228,13 +228,16 @@ public struct RawToCBD {
 final class TableStream {
     let device: BlockDevice
     let entryLen: Int
+    /// On a fresh (all-zero, sparse) output, all-zero chunks are left as holes.
+    let skipZeros: Bool
     private let buffer: ByteBuffer
     private var used = 0
     private var offset = 0
 
-    init(device: BlockDevice, entryLen: Int) {
+    init(device: BlockDevice, entryLen: Int, skipZeros: Bool) {
         self.device = device
         self.entryLen = entryLen
+        self.skipZeros = skipZeros
         buffer = ByteBuffer(count: max(1 << 20, entryLen))
     }
 
@@ -262,7 +265,9 @@ final class TableStream {
 
     private func flush() throws {
         guard used > 0 else { return }
-        try device.write(UnsafeRawBufferPointer(buffer[0..<used]), at: offset)
+        if !(skipZeros && isAllZero(buffer.base, used)) {
+            try device.write(UnsafeRawBufferPointer(buffer[0..<used]), at: offset)
+        }
         offset += used
         used = 0
     }
