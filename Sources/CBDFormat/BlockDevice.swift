@@ -25,6 +25,18 @@ extension BlockDevice {
         return b
     }
 
+    /// Reads the pblks of an entry, in slot order, into `dst`: one read per contiguous run.
+    public func readPblkRuns(_ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
+        var i = 0
+        while i < pblks.count {
+            var j = i + 1
+            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
+            try read(into: UnsafeMutableRawBufferPointer(start: dst + i * Units.pblkSize, count: (j - i) * Units.pblkSize),
+                     at: Int(pblks[i]) * Units.pblkSize)
+            i = j
+        }
+    }
+
     public func writePblks(_ bytes: [UInt8], at p: Int) throws {
         try bytes.withUnsafeBytes { try write($0, at: p * Units.pblkSize) }
     }

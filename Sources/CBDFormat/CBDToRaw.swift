@@ -119,10 +119,10 @@ public struct CBDToRaw {
             counts.add(w, unallocated: 1)
             return false
         case .raw(let pblks):
-            try readRuns(input, pblks, into: dst)
+            try input.readPblkRuns(pblks, into: dst)
             counts.add(w, raw: 1, pblks: pblks.count)
         case .compressed(let len, let pblks):
-            try readRuns(input, pblks, into: scratch.base)
+            try input.readPblkRuns(pblks, into: scratch.base)
             guard LZ4Codec.decompress(scratch.base, count: len, into: dst, expected: g.lblkSize) else {
                 throw CBDError("\(input.path): logical block \(n) (bytes \(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
             }
@@ -144,18 +144,6 @@ public struct CBDToRaw {
                 try out.zero(offset ..< offset + (k - j) * g.lblkSize)
             }
             j = k
-        }
-    }
-
-    static func readRuns(_ input: FileDevice, _ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
-        var i = 0
-        while i < pblks.count {
-            var j = i + 1
-            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
-            try input.read(into: UnsafeMutableRawBufferPointer(start: dst + i * Units.pblkSize,
-                                                               count: (j - i) * Units.pblkSize),
-                           at: Int(pblks[i]) * Units.pblkSize)
-            i = j
         }
     }
 }

@@ -98,28 +98,13 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw systemError("read error at byte \(offset + done)", path, errno: errno)
-            }
-            if n == 0 { throw CBDError("\(path): unexpected end of device at byte \(offset + done)") }
-            done += n
-        }
+        guard let base = buffer.baseAddress else { return }
+        try preadAll(fd, base, buffer.count, offset, what: path)
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw systemError("write error at byte \(offset + done)", path, errno: errno)
-            }
-            done += n
-        }
+        guard let base = buffer.baseAddress else { return }
+        try pwriteAll(fd, base, buffer.count, offset, what: path)
         if !isBlockDevice && offset + buffer.count > size { size = offset + buffer.count }
     }
 

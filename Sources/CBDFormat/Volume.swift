@@ -159,9 +159,9 @@ public final class Volume {
         case .unallocated:
             break
         case .raw(let pblks):
-            try out.withUnsafeMutableBytes { try readPblks(pblks, into: $0) }
+            try out.withUnsafeMutableBytes { try device.readPblkRuns(pblks, into: $0.baseAddress!) }
         case .compressed(let len, let pblks):
-            try scratch.withUnsafeMutableBytes { try readPblks(pblks, into: $0) }
+            try scratch.withUnsafeMutableBytes { try device.readPblkRuns(pblks, into: $0.baseAddress!) }
             let ok = scratch.withUnsafeBytes { src in out.withUnsafeMutableBytes { dst in
                 LZ4Codec.decompress(src.baseAddress!, count: len, into: dst.baseAddress!, expected: dst.count) } }
             guard ok else {
@@ -169,18 +169,6 @@ public final class Volume {
             }
         }
         return out
-    }
-
-    /// Reads the pblks in slot order into `buffer`, one read per contiguous run.
-    private func readPblks(_ pblks: [Pblk], into buffer: UnsafeMutableRawBufferPointer) throws {
-        var i = 0
-        while i < pblks.count {
-            var j = i + 1
-            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
-            let dst = UnsafeMutableRawBufferPointer(rebasing: buffer[i * Units.pblkSize ..< j * Units.pblkSize])
-            try device.read(into: dst, at: Int(pblks[i]) * Units.pblkSize)
-            i = j
-        }
     }
 
     // MARK: Commit (copy on write)
