@@ -1,14 +1,113 @@
 import ArgumentParser
 import CBDFormat
+import Foundation
 
-/// Not yet implemented: answers --help and says so.
-struct Tool: ParsableCommand {
+/// fsck.cbd: check and repair a CBD device, with the conventions of fsck(8) and e2fsck.
+struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "fsck.cbd", abstract: "Not yet implemented.")
-    @Argument(help: "The device or image file.") var device: String?
+        commandName: "fsck.cbd",
+        abstract: "Check and repair a compressed block device (CBD).",
+        discussion: """
+            Exit status (combined by OR): 0 no errors, 1 errors corrected, 4 errors left \
+            uncorrected, 8 operational error, 16 usage error, 32 cancelled by the user.
+            """)
+
+    @Flag(name: .customShort("n"), help: "Open read-only, change nothing, answer no to every question.") var no = false
+    @Flag(name: .customShort("y"), help: "Fix every problem without asking.") var yes = false
+    @Flag(name: .customShort("p"), help: "Preen: fix what is safe without asking; stop (exit 4) at anything else.") var preen = false
+    @Flag(name: .customShort("a"), help: "Same as -p.") var auto = false
+    @Flag(name: .customShort("f"), help: "Check even when the device is marked clean.") var force = false
+    @Flag(name: .customShort("v"), help: "Verbose: print the geometry and every pass.") var verbose = false
+    @Flag(name: .customShort("c"), help: "Also decompress every compressed block.") var verifyData = false
+    @Option(name: .customShort("C"), help: "Progress to this file descriptor (0: a bar on the terminal).") var progressFD: Int32?
+    @Flag(name: .long, help: "Print the result as one JSON object.") var json = false
+    @Argument(help: "The device or image file.") var device: String
+
+    func validate() throws {
+        let modes = [no, yes, preen || auto].filter { $0 }.count
+        if modes > 1 { throw ValidationError("only one of -n, -y and -p/-a may be given") }
+    }
+
+    var mode: Checker.Mode {
+        if no { return .readOnly }
+        if yes { return .fixAll }
+        if preen || auto { return .preen }
+        return isatty(0) != 0 ? .interactive : .readOnly
+    }
+
     func run() throws {
-        FileHandleStderr.write("fsck.cbd: not yet implemented\n")
-        throw ExitCode(8)
+        let code = check()
+        throw ExitCode(code)
+    }
+
+    func check() -> Int32 {
+        let mode = self.mode
+        let dev: FileDevice
+        let checker: Checker
+        var output = FsckOutput(device: device, json: json)
+        do {
+            dev = try FileDevice(path: device, mode: mode == .readOnly ? .readOnly : .readWrite)
+            var options = Checker.Options()
+            options.mode = mode
+            options.verifyData = verifyData
+            options.report = { output.problem($0) }
+            options.ask = { askPerson($0) }
+            options.progress = progressHandler()
+            checker = try Checker(device: dev, options: options)
+        } catch {
+            output.fatal("\(error)")
+            return 8
+        }
+        if !checker.isDirty && !force && mode == .preen {
+            output.line("\(device): clean, \(checker.geometry.nrLblk) blocks of \(checker.geometry.lblkSize) bytes")
+            output.finishClean()
+            return 0
+        }
+        if verbose && !json { for (k, v) in checker.geometry.summaryLines() { output.line("\(k): \(v)") } }
+        do { try checker.run() } catch {
+            output.fatal("\(error)")
+            return 8 | checker.exitCode
+        }
+        output.finish(checker)
+        return checker.exitCode
+    }
+
+    func progressHandler() -> ((Int, Int, Int) -> Void)? {
+        guard let fd = progressFD else { return nil }
+        if fd == 0 {
+            let bar = ProgressBar(label: "\(device)")
+            return { pass, done, total in bar.update(done, total); if done == total && pass == 2 { bar.finish() } }
+        }
+        // e2fsck's -C format: "pass current max device" per line.
+        return { pass, done, total in
+            let line = "\(pass) \(done) \(total) \(device)\n"
+            _ = line.withCString { Glibc.write(fd, $0, strlen($0)) }
+        }
+    }
+
+    func askPerson(_ p: Problem) -> Checker.Answer {
+        while true {
+            FileHandleStderr.write("\(p.message).  \(p.action)<y>? [y/n/a(ll)/q(uit)] ")
+            guard let line = readLine()?.lowercased() else { return .quit }
+            switch line.trimmingCharacters(in: .whitespaces) {
+            case "", "y", "yes": return .yes
+            case "n", "no": return .no
+            case "a", "all": return .all
+            case "q", "quit": return .quit
+            default: continue
+            }
+        }
     }
 }
-Tool.main()
+
+// fsck(8) wants 16 for a usage error, where ArgumentParser would exit with 64.
+do {
+    var command = try Fsck.parseAsRoot()
+    try command.run()
+} catch {
+    if Fsck.exitCode(for: error) == .validationFailure {
+        FileHandleStderr.write(Fsck.fullMessage(for: error) + "\n")
+        exit(16)
+    }
+    Fsck.exit(withError: error)
+}

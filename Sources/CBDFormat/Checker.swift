@@ -1,0 +1,430 @@
+/// fsck for CBD devices: verifies every consistency rule of format-v1 and repairs what it
+/// finds, keeping every byte that can be kept.
+///
+/// Pass 1 reads each zone's table in large sequential reads on all cores, checks every
+/// entry and records which data pblks are claimed; pass 1B finds the owners of pblks
+/// claimed twice and clones them; pass 2 compares each zone's bitmap with the claims.
+/// Repairs are decided as problems are found and written at the end in copy-on-write order:
+/// cloned data, then entries, then bitmaps, then the header's DIRTY flag.
+public final class Checker {
+    public enum Mode: Sendable { case readOnly, fixAll, preen, interactive }
+    public enum Answer: Sendable { case yes, no, all, quit }
+
+    public struct Options {
+        public var mode: Mode = .readOnly
+        /// -c: decompress every compressed block.
+        public var verifyData = false
+        /// Asked per problem in interactive mode.
+        public var ask: ((Problem) -> Answer)?
+        /// Called with each problem as it is decided (for printing as it goes).
+        public var report: ((Problem) -> Void)?
+        /// (pass, done, total)
+        public var progress: ((Int, Int, Int) -> Void)?
+        public init() {}
+    }
+
+    public let device: BlockDevice
+    public private(set) var header: Header
+    public let geometry: Geometry
+    let codec: EntryCodec
+    var options: Options
+    private var fixEverything = false
+
+    public private(set) var problems: [Problem] = []
+    public private(set) var stats = CheckStats()
+    public private(set) var cancelled = false
+    public private(set) var stoppedForPerson = false
+    public private(set) var modified = false
+
+    private var bitmaps: [Bitmap] = []
+    private var claims: ClaimMap
+    /// Entries to rewrite, by lblk: nil clears the entry.
+    private var newEntries: [Int: AllocationEntry?] = [:]
+    private var clonedData: [(from: Int, to: Int)] = []
+    private var clearPadding: Set<Int> = []
+    private var duplicates: Set<Int> = []
+
+    /// Reads and validates the header; a device whose header cannot be trusted throws.
+    public init(device: BlockDevice, options: Options) throws {
+        self.device = device
+        (header, geometry) = try device.readHeader()
+        codec = EntryCodec(geometry)
+        claims = ClaimMap(geometry)
+        self.options = options
+    }
+
+    public var isDirty: Bool { header.isDirty }
+
+    /// Runs every pass and, unless read-only, writes the accepted repairs.
+    public func run() throws {
+        try readBitmaps()
+        try pass1()
+        if !stop { try pass1B() }
+        if !stop { pass2() }
+        guard !stop else {
+            // Stopped for a person or cancelled: nothing is written, so nothing was fixed.
+            for i in problems.indices { problems[i].fixed = false }
+            return
+        }
+        if options.mode != .readOnly { try writeRepairs() }
+    }
+
+    private var stop: Bool { cancelled || stoppedForPerson }
+
+    // MARK: Decisions
+
+    /// Records a problem and decides whether to fix it; returns true to fix.
+    @discardableResult
+    private func decide(_ p: Problem) -> Bool {
+        var p = p
+        switch options.mode {
+        case .readOnly: p.fixed = false
+        case .fixAll: p.fixed = true
+        case .preen:
+            if p.preenSafe { p.fixed = true } else { p.fixed = false; stoppedForPerson = true }
+        case .interactive:
+            if fixEverything { p.fixed = true } else {
+                switch options.ask?(p) ?? .no {
+                case .yes: p.fixed = true
+                case .all: p.fixed = true; fixEverything = true
+                case .no: p.fixed = false
+                case .quit: p.fixed = false; cancelled = true
+                }
+            }
+        }
+        problems.append(p)
+        options.report?(p)
+        return p.fixed
+    }
+
+    func byteRange(_ n: Int) -> String { "bytes \(n * geometry.lblkSize)-\((n + 1) * geometry.lblkSize - 1)" }
+
+    // MARK: Pass 0: bitmaps into memory (4 KiB per zone)
+
+    private func readBitmaps() throws {
+        bitmaps.reserveCapacity(geometry.nrZones)
+        for z in 0..<geometry.nrZones {
+            bitmaps.append(Bitmap(bytes: try device.readPblks(geometry.bitmapPblk(z))))
+        }
+    }
+
+    // MARK: Pass 1: tables
+
+    /// What a worker found in one zone's table.
+    struct ZoneScan {
+        var ok: [(lblk: Int, entry: AllocationEntry)] = []
+        var bad: [(problem: Problem, keptPblks: [Int])] = []
+        var paddingDirty = false
+    }
+
+    private func pass1() throws {
+        let workers = Parallel.workers
+        let window = workers * 2
+        var z0 = 0
+        while z0 < geometry.nrZones && !stop {
+            let count = min(window, geometry.nrZones - z0)
+            var scans = [ZoneScan](repeating: ZoneScan(), count: count)
+            let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
+            let first = z0
+            try scans.withUnsafeMutableBufferPointer { buf in
+                let out = UncheckedBox(buf)
+                try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
+                    for i in slice { out.value[i] = try scanZone(first + i, scratch: scratch[w]) }
+                }
+            }
+            for (i, scan) in scans.enumerated() where !stop { merge(zone: first + i, scan) }
+            z0 += count
+            options.progress?(1, z0, geometry.nrZones)
+        }
+    }
+
+    /// Checks every entry of zone `z` (read in chunks of about 1 MiB).
+    private func scanZone(_ z: Int, scratch: ByteBuffer) throws -> ZoneScan {
+        var scan = ZoneScan()
+        let g = geometry
+        let perChunk = max(1, (1 << 20) / g.entryLen)
+        let tableStart = g.tablePblks(z).lowerBound
+        var i0 = 0
+        while i0 < g.lblkPerZone {
+            let i1 = min(g.lblkPerZone, i0 + perChunk)
+            let startByte = i0 * g.entryLen, endByte = i1 * g.entryLen
+            let firstPblk = startByte / Units.pblkSize
+            let lastPblk = (endByte + Units.pblkSize - 1) / Units.pblkSize
+            let chunk = try device.readPblks(tableStart + firstPblk, count: lastPblk - firstPblk)
+            try chunk.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + (startByte - firstPblk * Units.pblkSize)
+                if isAllZero(base, endByte - startByte) { return }
+                for i in i0..<i1 {
+                    let p = base + (i - i0) * g.entryLen
+                    if isAllZero(p, g.entryLen) { continue }
+                    try checkEntry(lblk: (z << g.lblkPerZoneShift) + i, at: p, zone: z, into: &scan, scratch: scratch)
+                }
+            }
+            i0 = i1
+        }
+        // Padding after the last entry, up to the end of the last table pblk.
+        let used = g.lblkPerZone * g.entryLen
+        if used % Units.pblkSize != 0 {
+            let last = try device.readPblks(tableStart + used / Units.pblkSize)
+            scan.paddingDirty = !last[(used % Units.pblkSize)...].allSatisfy { $0 == 0 }
+        }
+        return scan
+    }
+
+    private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
+                            scratch: ByteBuffer) throws {
+        let g = geometry
+        // Slots that name data pblks: what a kept (not cleared) bad entry still holds.
+        let named = (0..<codec.slots).map { Int(codec.slot($0, at: p)) }.filter { $0 != 0 && g.dataZone(ofPblk: $0) != nil }
+        func bad(_ kind: Problem.Kind, _ what: String, safe: Bool = false) {
+            let inRange = n < g.nrLblk
+            let msg = inRange ? "Logical block \(n) (\(byteRange(n))) \(what)"
+                              : "Logical block \(n), beyond the logical size (\(g.nrLblk) blocks), \(what)"
+            scan.bad.append((Problem(kind: kind, message: msg, action: "Clear", preenSafe: safe, zone: z, lblk: n,
+                                     pblks: named, suspectLblks: inRange ? [n] : []), named))
+        }
+        guard n < g.nrLblk else {
+            bad(.entryBeyondSize, "has a non-zero entry", safe: true)
+            return
+        }
+        let entry: AllocationEntry
+        do { entry = try codec.decode(p) } catch {
+            bad(.malformedEntry, "has a malformed entry: \(error)")
+            return
+        }
+        if let outside = entry.pblks.first(where: { g.dataZone(ofPblk: Int($0)) == nil }) {
+            bad(.slotOutsideData, "names pblk \(outside), which is not a data pblk")
+            return
+        }
+        if options.verifyData, case .compressed(let len, let pblks) = entry {
+            try device.readPblkRuns(pblks, into: scratch.base)
+            if !LZ4Codec.decompress(scratch.base, count: len, into: scratch.base + g.lblkSize, expected: g.lblkSize) {
+                bad(.corruptData, "does not decompress to \(g.lblkSize) bytes")
+                return
+            }
+        }
+        scan.ok.append((n, entry))
+    }
+
+    /// Folds a zone's scan into the claims, in lblk order, asking about each problem.
+    private func merge(zone z: Int, _ scan: ZoneScan) {
+        var bad = scan.bad[...]
+        var ok = scan.ok[...]
+        while !stop, let next = [bad.first?.problem.lblk, ok.first?.lblk].compactMap({ $0 }).min() {
+            if let b = bad.first, b.problem.lblk == next {
+                bad.removeFirst()
+                if decide(b.problem) { newEntries[next] = .some(nil) } else { claim(b.keptPblks, lblk: next) }
+            } else if let o = ok.first {
+                ok.removeFirst()
+                count(o.entry)
+                claim(o.entry.pblks.map { Int($0) }, lblk: o.lblk)
+            }
+        }
+        if scan.paddingDirty && !stop {
+            let p = Problem(kind: .tablePadding, message: "Zone \(z): table padding after the last entry is not zero",
+                            action: "Clear", preenSafe: true, zone: z)
+            if decide(p) { clearPadding.insert(z) }
+        }
+    }
+
+    private func count(_ e: AllocationEntry) {
+        switch e {
+        case .unallocated: break
+        case .compressed(_, let p): stats.compressed += 1; stats.usedPblks += p.count
+        case .raw(let p): stats.raw += 1; stats.usedPblks += p.count
+        }
+    }
+
+    private func claim(_ pblks: [Int], lblk: Int) {
+        for p in pblks {
+            guard let i = claims.index(p) else { continue }
+            if claims.isClaimed(i) { duplicates.insert(p) } else { claims.claim(i) }
+            if case .data(let z, let k) = geometry.place(ofPblk: p), !bitmaps[z].isSet(k) {
+                unmarkedOwners[p, default: []].append(lblk)
+            }
+        }
+    }
+
+    private var unmarkedOwners: [Int: [Int]] = [:]
+
+    // MARK: Pass 1B: pblks claimed twice
+
+    private func pass1B() throws {
+        guard !duplicates.isEmpty else { return }
+        // Owners of each duplicated pblk, in lblk order (entries being cleared excluded).
+        var owners: [Int: [Int]] = [:]
+        var entries: [Int: AllocationEntry] = [:]
+        let meta = MetadataCache(device: device, geometry: geometry)
+        for n in 0..<geometry.nrLblk where newEntries[n] == nil {
+            guard let e = try? codec.decode(try meta.entryBytes(n)) else { continue }
+            for p in e.pblks where duplicates.contains(Int(p)) {
+                owners[Int(p), default: []].append(n)
+                entries[n] = e
+            }
+        }
+        // Every owner after the first gets a copy of its own.
+        var toClone: [Int: Set<Int>] = [:]   // lblk -> lblks it shares with
+        for (p, list) in owners {
+            for n in list.dropFirst() { toClone[n, default: []].formUnion(list.filter { $0 != n }) }
+            _ = p
+        }
+        for n in toClone.keys.sorted() where !stop {
+            guard let e = entries[n] else { continue }
+            let others = toClone[n, default: []].sorted()
+            let shared = e.pblks.map { Int($0) }.filter { duplicates.contains($0) }
+            let problem = Problem(kind: .crossLinked,
+                                  message: "Logical block \(n) (\(byteRange(n))) shares pblk\(shared.count == 1 ? "" : "s") \(shared.map(String.init).joined(separator: ",")) with logical block\(others.count == 1 ? "" : "s") \(others.map(String.init).joined(separator: ","))",
+                                  action: "Clone", preenSafe: false, zone: geometry.zone(ofLblk: n), lblk: n,
+                                  pblks: shared, suspectLblks: ([n] + others).sorted())
+            guard decide(problem) else { continue }
+            guard let clone = cloneEntry(e, lblk: n) else {
+                problems[problems.count - 1].fixed = false
+                problems[problems.count - 1].message += " (no free pblk for a copy)"
+                continue
+            }
+            newEntries[n] = .some(clone)
+            // The old pblks lose this owner; a pblk left with none is free again. The bitmap
+            // follows the clone silently: it is part of this fix, not a problem of its own.
+            for p in e.pblks.map({ Int($0) }) {
+                if var list = owners[p] {
+                    list.removeAll { $0 == n }
+                    owners[p] = list
+                    if list.isEmpty { release(p) }
+                } else {
+                    release(p)
+                }
+            }
+        }
+    }
+
+    private func release(_ p: Int) {
+        guard let i = claims.index(p), case .data(let z, let k) = geometry.place(ofPblk: p) else { return }
+        claims.release(i)
+        if bitmaps[z].isSet(k) { bitmaps[z].clear(k); changedBitmaps.insert(z) }
+    }
+
+    /// The same entry on newly claimed pblks; the data copies are written with the repairs.
+    private func cloneEntry(_ e: AllocationEntry, lblk n: Int) -> AllocationEntry? {
+        var fresh: [Pblk] = []
+        for old in e.pblks {
+            guard let p = claims.allocate(near: geometry.zone(ofLblk: n)) else { return nil }
+            if case .data(let z, let k) = geometry.place(ofPblk: p) { bitmaps[z].set(k); changedBitmaps.insert(z) }
+            fresh.append(Pblk(p))
+            clonedData.append((Int(old), p))
+        }
+        switch e {
+        case .compressed(let len, _): return .compressed(length: len, pblks: fresh)
+        case .raw: return .raw(pblks: fresh)
+        case .unallocated: return .unallocated
+        }
+    }
+
+    // MARK: Pass 2: bitmaps
+
+    private func pass2() {
+        for z in 0..<geometry.nrZones where !stop {
+            options.progress?(2, z + 1, geometry.nrZones)
+            let want = claims.expectedBitmap(z)
+            let have = bitmaps[z]
+            guard want != have else { continue }
+            let limit = geometry.dataPblkCount(z)
+            var leaks: [Range<Int>] = [], unmarked: [Range<Int>] = []
+            var k = 0
+            while k < limit {
+                guard want.isSet(k) != have.isSet(k) else { k += 1; continue }
+                var e = k + 1
+                while e < limit && want.isSet(e) != have.isSet(e) && want.isSet(e) == want.isSet(k) { e += 1 }
+                if want.isSet(k) { unmarked.append(k..<e) } else { leaks.append(k..<e) }
+                k = e
+            }
+            var fixed = have
+            let start = geometry.dataStart(z)
+            if !leaks.isEmpty {
+                let p = Problem(kind: .leakedPblks,
+                                message: "Zone \(z): pblks marked in use but used by no entry: \(ranges(leaks, start))",
+                                action: "Free", preenSafe: true, zone: z, pblks: leaks.flatMap { $0 }.map { $0 + start })
+                if decide(p) { for r in leaks { for k in r { fixed.clear(k) } } }
+            }
+            if !unmarked.isEmpty && !stop {
+                let pblks = unmarked.flatMap { $0 }.map { $0 + start }
+                let owners = Set(pblks.flatMap { unmarkedOwners[$0] ?? [] }).sorted()
+                let p = Problem(kind: .unmarkedPblks,
+                                message: "Zone \(z): pblks in use but not marked: \(ranges(unmarked, start)) (logical block\(owners.count == 1 ? "" : "s") \(owners.map(String.init).joined(separator: ",")))",
+                                action: "Mark", preenSafe: true, zone: z, pblks: pblks, suspectLblks: owners)
+                if decide(p) { for r in unmarked { for k in r { fixed.set(k) } } }
+            }
+            if !stop, (limit..<Units.pblksPerBitmap).contains(where: { !have.isSet($0) }) {
+                let p = Problem(kind: .bitmapPadding,
+                                message: "Zone \(z): padding bits past its \(limit) data pblks are not set",
+                                action: "Set", preenSafe: true, zone: z)
+                if decide(p) { for k in limit..<Units.pblksPerBitmap { fixed.set(k) } }
+            }
+            if fixed != have { bitmaps[z] = fixed; changedBitmaps.insert(z) }
+        }
+    }
+
+    private var changedBitmaps: Set<Int> = []
+
+    private func ranges(_ rs: [Range<Int>], _ base: Int) -> String {
+        let shown = rs.prefix(8).map { $0.count == 1 ? "\($0.lowerBound + base)" : "\($0.lowerBound + base)-\($0.upperBound - 1 + base)" }
+        return shown.joined(separator: ",") + (rs.count > 8 ? " and \(rs.count - 8) more ranges" : "")
+    }
+
+    // MARK: Repairs
+
+    private func writeRepairs() throws {
+        let needsHeader = header.isDirty
+        guard !clonedData.isEmpty || !newEntries.isEmpty || !clearPadding.isEmpty || !changedBitmaps.isEmpty || needsHeader
+        else { return }
+        guard device.isWritable else { throw CBDError("\(device.path): opened read-only, cannot repair") }
+        // Mark DIRTY while repairing.
+        if !needsHeader {
+            header.isDirty = true
+            try device.writeHeader(header)
+            try device.sync()
+        }
+        // 1. Copies of cross-linked data.
+        for (from, to) in clonedData { try device.writePblks(try device.readPblks(from), at: to) }
+        try device.sync()
+        // 2. Entries and table padding.
+        let meta = MetadataCache(device: device, geometry: geometry)
+        for (n, e) in newEntries.sorted(by: { $0.key < $1.key }) {
+            try meta.setEntryBytes(n, codec.encode(e ?? .unallocated))
+        }
+        try meta.writeDirtyTables()
+        for z in clearPadding.sorted() {
+            let used = geometry.lblkPerZone * geometry.entryLen
+            let p = geometry.tablePblks(z).lowerBound + used / Units.pblkSize
+            var b = try device.readPblks(p)
+            for i in (used % Units.pblkSize)..<Units.pblkSize { b[i] = 0 }
+            try device.writePblks(b, at: p)
+        }
+        try device.sync()
+        // 3. Bitmaps.
+        for z in changedBitmaps.sorted() { try device.writePblks(bitmaps[z].bytes, at: geometry.bitmapPblk(z)) }
+        try device.sync()
+        modified = !clonedData.isEmpty || !newEntries.isEmpty || !clearPadding.isEmpty || !changedBitmaps.isEmpty
+        // 4. Clean again, unless something was left unfixed.
+        if problems.allSatisfy({ $0.fixed }) {
+            header.isDirty = false
+            try device.writeHeader(header)
+            try device.sync()
+        }
+    }
+
+    /// fsck(8) exit status for this run: 0 clean, 1 corrected, 4 left uncorrected, 32 cancelled.
+    public var exitCode: Int32 {
+        var code: Int32 = 0
+        if problems.contains(where: { $0.fixed }) && options.mode != .readOnly { code |= 1 }
+        if problems.contains(where: { !$0.fixed }) || stoppedForPerson { code |= 4 }
+        if cancelled { code |= 32 }
+        return code
+    }
+}
+
+/// Totals for the summary line.
+public struct CheckStats: Sendable, Codable {
+    public var compressed = 0
+    public var raw = 0
+    public var usedPblks = 0
+}

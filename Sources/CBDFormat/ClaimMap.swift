@@ -1,0 +1,42 @@
+/// One bit per data pblk of the device: which pblks some entry uses. Indexed by
+/// zone * 32768 + data index, so its size is 4 KiB per zone whatever the device holds.
+struct ClaimMap {
+    private(set) var bits: [UInt64]
+    let geometry: Geometry
+
+    init(_ g: Geometry) {
+        geometry = g
+        bits = [UInt64](repeating: 0, count: g.nrZones * Units.pblksPerBitmap / 64)
+    }
+
+    /// The bit index of data pblk `p`, or nil when `p` is not a data pblk.
+    func index(_ p: Int) -> Int? {
+        guard case .data(let z, let k) = geometry.place(ofPblk: p) else { return nil }
+        return z * Units.pblksPerBitmap + k
+    }
+
+    func isClaimed(_ i: Int) -> Bool { bits[i >> 6] & (1 << UInt64(i & 63)) != 0 }
+    mutating func claim(_ i: Int) { bits[i >> 6] |= 1 << UInt64(i & 63) }
+    mutating func release(_ i: Int) { bits[i >> 6] &= ~(1 << UInt64(i & 63)) }
+
+    /// Zone `z`'s bitmap as the claims say it should be (padding bits set).
+    func expectedBitmap(_ z: Int) -> Bitmap {
+        var b = Bitmap(dataPblks: geometry.dataPblkCount(z))
+        let base = z * Units.pblksPerBitmap
+        for k in 0..<geometry.dataPblkCount(z) where isClaimed(base + k) { b.set(k) }
+        return b
+    }
+
+    /// A free data pblk, searching zone `home` first; claims it.
+    mutating func allocate(near home: Int) -> Int? {
+        for step in 0..<geometry.nrZones {
+            let z = (home + step) % geometry.nrZones
+            let base = z * Units.pblksPerBitmap
+            for k in 0..<geometry.dataPblkCount(z) where !isClaimed(base + k) {
+                claim(base + k)
+                return geometry.dataStart(z) + k
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,92 @@
+import CBDFormat
+import Foundation
+
+/// What fsck.cbd prints: e2fsck-style lines as it goes, or one JSON object at the end.
+struct FsckOutput {
+    let device: String
+    let json: Bool
+    private var problems: [Problem] = []
+    private var lastPass = ""
+
+    init(device: String, json: Bool) {
+        self.device = device
+        self.json = json
+    }
+
+    func line(_ s: String) { if !json { print(s) } }
+
+    mutating func problem(_ p: Problem) {
+        problems.append(p)
+        guard !json else { return }
+        let pass = pass(of: p.kind)
+        if pass != lastPass { print(pass); lastPass = pass }
+        print("\(p.message).  \(p.action)? \(p.fixed ? "yes" : "no")")
+    }
+
+    func pass(of kind: Problem.Kind) -> String {
+        switch kind {
+        case .crossLinked: return "Pass 1B: pblks claimed by more than one logical block"
+        case .leakedPblks, .unmarkedPblks, .bitmapPadding: return "Pass 2: checking allocation bitmaps"
+        default: return "Pass 1: checking allocation tables"
+        }
+    }
+
+    func fatal(_ message: String) {
+        if json { emit(["device": device, "error": message, "exit_code": 8]) } else {
+            FileHandleStderr.write("fsck.cbd: \(message)\n")
+        }
+    }
+
+    func finishClean() {
+        if json { emit(["device": device, "clean": true, "checked": false, "problems": [], "exit_code": 0]) }
+    }
+
+    func finish(_ c: Checker) {
+        let g = c.geometry
+        let s = c.stats
+        let unallocated = g.nrLblk - s.compressed - s.raw
+        let found = c.problems.count, fixed = c.problems.filter(\.fixed).count
+        let ratio = s.usedPblks == 0 ? 0 : Double(s.compressed + s.raw) * Double(g.lblkSize) / Double(s.usedPblks * Units.pblkSize)
+        if json {
+            emit([
+                "device": device,
+                "checked": true,
+                "problems": c.problems.map(describe),
+                "summary": [
+                    "data_pblks": g.totalDataPblks, "used_pblks": s.usedPblks,
+                    "blocks": g.nrLblk, "compressed": s.compressed, "raw": s.raw, "unallocated": unallocated,
+                    "ratio": (ratio * 100).rounded() / 100,
+                    "problems_found": found, "problems_fixed": fixed,
+                ] as [String: Any],
+                "modified": c.modified,
+                "cancelled": c.cancelled,
+                "exit_code": Int(c.exitCode),
+            ])
+            return
+        }
+        if c.stoppedForPerson {
+            print("\n\(device): UNEXPECTED INCONSISTENCY; RUN fsck.cbd MANUALLY.\n\t(i.e., without -a or -p options)")
+        }
+        if c.cancelled { print("\(device): cancelled; nothing was written") }
+        guard !c.stoppedForPerson && !c.cancelled else { return }
+        if c.modified { print("\n\(device): ***** DEVICE WAS MODIFIED *****") }
+        print("\(device): \(s.usedPblks)/\(g.totalDataPblks) data pblks used, \(g.nrLblk) blocks "
+              + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), ratio \(String(format2: ratio)) over allocated blocks")
+        print("\(device): \(found) problem\(found == 1 ? "" : "s") found, \(fixed) fixed")
+    }
+
+    func describe(_ p: Problem) -> [String: Any] {
+        var d: [String: Any] = ["kind": p.kind.rawValue, "message": p.message, "fixed": p.fixed]
+        if let z = p.zone { d["zone"] = z }
+        if let n = p.lblk { d["lblk"] = n }
+        if !p.pblks.isEmpty { d["pblks"] = p.pblks }
+        if !p.suspectLblks.isEmpty { d["suspect_lblks"] = p.suspectLblks }
+        return d
+    }
+
+    func emit(_ object: [String: Any]) {
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""An independent little reader/writer of the CBD format (format-v1), for building damaged
+test images. It implements the geometry from the format page by itself, so the tests do
+not trust the library they test.
+
+usage: cbdimg.py IMAGE COMMAND [ARGS]
+  make-raw SIZE SEED        write IMAGE as raw test data: text, random and zero blocks
+  info                      print the geometry as key=value lines
+  entry N                   print lblk N's entry: LEN SLOT0,SLOT1,...
+  set-entry N LEN SLOTS     write lblk N's entry (SLOTS comma separated, missing = 0)
+  bit Z K                   print bit K of zone Z's bitmap
+  set-bit Z K 0|1           set or clear bit K of zone Z's bitmap
+  poke OFFSET HEX           write bytes at a byte offset
+  set-dirty 0|1             set or clear the header's DIRTY flag
+  used                      print the data pblks used by entries, one per line
+"""
+import random
+import struct
+import sys
+
+PBLK = 4096
+
+
+class Image:
+    def __init__(self, path):
+        self.path = path
+        with open(path, 'rb') as f:
+            h = f.read(PBLK)
+        assert h[:4] == b'CBD*', 'not a CBD image'
+        (self.major, self.minor, phys, logi, self.lblk_shift, self.zone_shift,
+         self.flags, self.algorithm) = struct.unpack_from('<HHQQHHHB', h, 4)
+        self.nr_pblk = phys // 8
+        self.lblk_size = PBLK << self.lblk_shift
+        self.slots = 1 << self.lblk_shift
+        self.nr_lblk = logi // (8 << self.lblk_shift)
+        self.lblk_per_zone = 1 << self.zone_shift
+        self.len_bytes = 2 if self.lblk_size <= 65536 else 4
+        self.pblk_bytes = 2 if self.nr_pblk <= 1 << 16 else 4 if self.nr_pblk <= 1 << 32 else 6
+        self.entry_len = self.len_bytes + self.pblk_bytes * self.slots
+        self.table_blocks = -(-self.lblk_per_zone * self.entry_len // PBLK)
+        self.zone_span = 1 + self.table_blocks + 32768
+        self.nr_zones = -(-(self.nr_pblk - 1) // self.zone_span)
+
+    def zone_start(self, z): return 1 + z * self.zone_span
+    def data_start(self, z): return self.zone_start(z) + 1 + self.table_blocks
+    def data_end(self, z): return min(self.zone_start(z) + self.zone_span, self.nr_pblk)
+
+    def read(self, off, n):
+        with open(self.path, 'rb') as f:
+            f.seek(off)
+            return f.read(n)
+
+    def write(self, off, data):
+        with open(self.path, 'r+b') as f:
+            f.seek(off)
+            f.write(data)
+
+    def entry_offset(self, n):
+        z = n >> self.zone_shift
+        return (self.zone_start(z) + 1) * PBLK + (n & (self.lblk_per_zone - 1)) * self.entry_len
+
+    def entry(self, n):
+        b = self.read(self.entry_offset(n), self.entry_len)
+        length = int.from_bytes(b[:self.len_bytes], 'little')
+        slots = [int.from_bytes(b[self.len_bytes + i * self.pblk_bytes:self.len_bytes + (i + 1) * self.pblk_bytes], 'little')
+                 for i in range(self.slots)]
+        return length, slots
+
+    def set_entry(self, n, length, slots):
+        b = length.to_bytes(self.len_bytes, 'little')
+        for i in range(self.slots):
+            b += (slots[i] if i < len(slots) else 0).to_bytes(self.pblk_bytes, 'little')
+        self.write(self.entry_offset(n), b)
+
+    def bit(self, z, k):
+        byte = self.read(self.zone_start(z) * PBLK + k // 8, 1)[0]
+        return (byte >> (k % 8)) & 1
+
+    def set_bit(self, z, k, v):
+        off = self.zone_start(z) * PBLK + k // 8
+        byte = self.read(off, 1)[0]
+        byte = byte | (1 << (k % 8)) if v else byte & ~(1 << (k % 8))
+        self.write(off, bytes([byte]))
+
+    def used(self):
+        out = []
+        for n in range(self.nr_lblk):
+            length, slots = self.entry(n)
+            out += [s for s in slots if s]
+        return out
+
+
+def make_raw(path, size, seed):
+    rng = random.Random(seed)
+    words = b'the quick brown fox jumps over the lazy dog compressed block device zone entry '
+    out = bytearray()
+    while len(out) < size:
+        kind = rng.randrange(4)
+        if kind == 0:
+            out += bytes(65536)
+        elif kind == 1:
+            out += bytes(rng.randrange(256) for _ in range(65536))
+        else:
+            out += b''.join(words[rng.randrange(len(words) - 8):][:8] for _ in range(8192))
+    with open(path, 'wb') as f:
+        f.write(out[:size])
+
+
+def main(argv):
+    path, cmd, args = argv[1], argv[2], argv[3:]
+    if cmd == 'make-raw':
+        make_raw(path, int(args[0]), int(args[1]))
+        return
+    img = Image(path)
+    if cmd == 'info':
+        for k in ('nr_pblk', 'nr_lblk', 'lblk_size', 'lblk_per_zone', 'entry_len', 'table_blocks', 'nr_zones'):
+            print(f'{k}={getattr(img, k)}')
+        for z in range(img.nr_zones):
+            print(f'zone{z}_data={img.data_start(z)}-{img.data_end(z) - 1}')
+    elif cmd == 'entry':
+        length, slots = img.entry(int(args[0]))
+        print(length, ','.join(map(str, slots)))
+    elif cmd == 'set-entry':
+        slots = [int(s) for s in args[2].split(',')] if len(args) > 2 and args[2] else []
+        img.set_entry(int(args[0]), int(args[1], 0), slots)
+    elif cmd == 'bit':
+        print(img.bit(int(args[0]), int(args[1])))
+    elif cmd == 'set-bit':
+        img.set_bit(int(args[0]), int(args[1]), int(args[2]))
+    elif cmd == 'poke':
+        img.write(int(args[0], 0), bytes.fromhex(args[1]))
+    elif cmd == 'set-dirty':
+        flags = (img.flags | 1) if int(args[0]) else (img.flags & ~1)
+        img.write(28, struct.pack('<H', flags))
+    elif cmd == 'used':
+        for p in img.used():
+            print(p)
+    else:
+        sys.exit(f'unknown command {cmd}')
+
+
+if __name__ == '__main__':
+    main(sys.argv)
