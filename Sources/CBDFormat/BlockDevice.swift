@@ -15,9 +15,13 @@ public protocol BlockDevice: AnyObject {
     func zero(_ range: Range<Int>) throws
     /// Makes every write so far durable.
     func sync() throws
+    /// Whether `range` is known to read as zeros without reading it (a hole in a sparse file).
+    func isHole(_ range: Range<Int>) -> Bool
 }
 
 extension BlockDevice {
+    public func isHole(_ range: Range<Int>) -> Bool { false }
+
     /// Reads `count` pblks from pblk `p` into a new array.
     public func readPblks(_ p: Int, count: Int = 1) throws -> [UInt8] {
         var b = [UInt8](repeating: 0, count: count * Units.pblkSize)

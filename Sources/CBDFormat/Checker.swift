@@ -120,16 +120,18 @@ public final class Checker {
     private func pass1() throws {
         let workers = Parallel.workers
         let window = workers * 2
+        // Per-worker buffers, allocated once: compressed input and output for -c, a table chunk.
+        let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
+        let tables = (0..<workers).map { _ in ByteBuffer(count: Checker.tableChunk + 2 * Units.pblkSize + geometry.entryLen) }
         var z0 = 0
         while z0 < geometry.nrZones && !stop {
             let count = min(window, geometry.nrZones - z0)
             var scans = [ZoneScan](repeating: ZoneScan(), count: count)
-            let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
             let first = z0
             try scans.withUnsafeMutableBufferPointer { buf in
                 let out = UncheckedBox(buf)
                 try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
-                    for i in slice { out.value[i] = try scanZone(first + i, scratch: scratch[w]) }
+                    for i in slice { out.value[i] = try scanZone(first + i, scratch: scratch[w], table: tables[w]) }
                 }
             }
             for (i, scan) in scans.enumerated() where !stop { merge(zone: first + i, scan) }
@@ -138,11 +140,13 @@ public final class Checker {
         }
     }
 
-    /// Checks every entry of zone `z` (read in chunks of about 1 MiB).
-    private func scanZone(_ z: Int, scratch: ByteBuffer) throws -> ZoneScan {
+    static let tableChunk = 1 << 20
+
+    /// Checks every entry of zone `z`, reading its table in chunks of about 1 MiB.
+    private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer) throws -> ZoneScan {
         var scan = ZoneScan()
         let g = geometry
-        let perChunk = max(1, (1 << 20) / g.entryLen)
+        let perChunk = max(1, Checker.tableChunk / g.entryLen)
         let tableStart = g.tablePblks(z).lowerBound
         var i0 = 0
         while i0 < g.lblkPerZone {
@@ -150,10 +154,12 @@ public final class Checker {
             let startByte = i0 * g.entryLen, endByte = i1 * g.entryLen
             let firstPblk = startByte / Units.pblkSize
             let lastPblk = (endByte + Units.pblkSize - 1) / Units.pblkSize
-            let chunk = try device.readPblks(tableStart + firstPblk, count: lastPblk - firstPblk)
-            try chunk.withUnsafeBytes { raw in
-                let base = raw.baseAddress! + (startByte - firstPblk * Units.pblkSize)
-                if isAllZero(base, endByte - startByte) { return }
+            let bytes = (tableStart + firstPblk) * Units.pblkSize ..< (tableStart + lastPblk) * Units.pblkSize
+            // A hole in a sparse image holds only unallocated entries: nothing to read.
+            if device.isHole(bytes) { i0 = i1; continue }
+            try device.read(into: table[0..<bytes.count], at: bytes.lowerBound)
+            let base = UnsafeRawPointer(table.base) + (startByte - firstPblk * Units.pblkSize)
+            if !isAllZero(base, endByte - startByte) {
                 for i in i0..<i1 {
                     let p = base + (i - i0) * g.entryLen
                     if isAllZero(p, g.entryLen) { continue }

@@ -20,10 +20,18 @@ struct ClaimMap {
     mutating func release(_ i: Int) { bits[i >> 6] &= ~(1 << UInt64(i & 63)) }
 
     /// Zone `z`'s bitmap as the claims say it should be (padding bits set).
+    /// The claim bits use the bitmap's own order (bit k of byte k/8, least significant
+    /// first), so a zone's 512 words are its bitmap bytes in little-endian order.
     func expectedBitmap(_ z: Int) -> Bitmap {
-        var b = Bitmap(dataPblks: geometry.dataPblkCount(z))
-        let base = z * Units.pblksPerBitmap
-        for k in 0..<geometry.dataPblkCount(z) where isClaimed(base + k) { b.set(k) }
+        let words = Units.pblksPerBitmap / 64
+        var bytes = [UInt8](repeating: 0, count: Units.pblkSize)
+        bytes.withUnsafeMutableBytes { out in
+            bits.withUnsafeBytes { src in
+                out.baseAddress!.copyMemory(from: src.baseAddress! + z * words * 8, byteCount: Units.pblkSize)
+            }
+        }
+        var b = Bitmap(bytes: bytes.map { UInt8(littleEndian: $0) })
+        for k in geometry.dataPblkCount(z)..<Units.pblksPerBitmap { b.set(k) }
         return b
     }
 
