@@ -2,10 +2,10 @@
 # with only the Swift toolchain: missing system packages are installed first (as root).
 
 SWIFT    ?= swift
-PACKAGES := pkg-config liblz4-dev libblkid-dev e2fsprogs lz4 util-linux mandoc qemu-utils fdisk time
+PACKAGES := python3 pkg-config liblz4-dev libblkid-dev e2fsprogs lz4 util-linux mandoc qemu-utils fdisk time
 DEMO_DIR ?= demo-out
 
-.PHONY: all deps build release test demo lint-man bench clean
+.PHONY: all deps build release test demo lint-man bench fsck-expect clean
 
 all: build
 
@@ -43,6 +43,14 @@ demo: release
 
 bench: release
 	./bench/convert
+	./bench/fsck
+
+## fsck-expect: rewrite the expected outputs of the fsck corpus (review the diff!)
+fsck-expect: build
+	@for c in Tests/fsck/f_*; do \
+	  BIN=$$($(SWIFT) build --show-bin-path) Tests/fsck/run_case.sh $$c /tmp/cbd-fsck-$$$$/$$(basename $$c) >/dev/null && \
+	  cp /tmp/cbd-fsck-$$$$/$$(basename $$c)/out.1 $$c/expect.1 && cp /tmp/cbd-fsck-$$$$/$$(basename $$c)/out.2 $$c/expect.2; \
+	done; rm -rf /tmp/cbd-fsck-$$$$
 
 clean:
 	rm -rf .build $(DEMO_DIR)
