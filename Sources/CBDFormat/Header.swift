@@ -57,13 +57,7 @@ public struct Header: Equatable, Sendable {
     public static func parse(_ b: [UInt8]) throws(HeaderError) -> Header {
         guard b.count >= fieldBytes else { throw .truncated(b.count) }
         guard Array(b[0..<4]) == magic else { throw .badMagic(Array(b[0..<4])) }
-        var h = Header(nrPhysicalSectors: LE.get(b, 8, 8), nrLogicalSectors: LE.get(b, 16, 8),
-                       lblkShift: UInt16(LE.get(b, 24, 2)), lblkPerZoneShift: UInt16(LE.get(b, 26, 2)),
-                       flags: UInt16(LE.get(b, 28, 2)))
-        h.versionMajor = UInt16(LE.get(b, 4, 2))
-        h.versionMinor = UInt16(LE.get(b, 6, 2))
-        h.algorithm = b[30]
-        return h
+        return fields(b)
     }
 
     /// Decodes and validates a header pblk: every rule of format-v1 that the header alone decides.
