@@ -22,8 +22,6 @@ public struct RawToCBD {
     /// Compact devices keep 1/64 of their data size free, and at least this many pblks.
     public static let headroomDivisor = 64
     public static let minHeadroomPblks = 256
-    /// Length-log marker for a raw block.
-    static let rawMarker = UInt32.max
 
     public init() {}
 
@@ -38,7 +36,7 @@ public struct RawToCBD {
         summary.inputBytes = input.size
         let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk)
         let out = try OutputFile(path: outputPath, size: g.physicalBytes, overwrite: overwrite)
-        try assemble(g, data: data, lengths: lengths, into: out.device, fresh: !out.isBlockDevice)
+        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
         try out.commit()
         summary.logicalBytes = g.logicalBytes
         summary.physicalBytes = g.physicalBytes
@@ -82,7 +80,7 @@ public struct RawToCBD {
                                 } else {
                                     (outBufs[w].base + used).copyMemory(from: src, byteCount: lblkSize)
                                     used += lblkSize
-                                    len = RawToCBD.rawMarker
+                                    len = Assembler.rawMarker
                                 }
                             }
                             l.value[slice.lowerBound + i] = len
@@ -96,7 +94,7 @@ public struct RawToCBD {
             for i in 0..<count {
                 switch lens[i] {
                 case 0: summary.unallocatedBlocks += 1
-                case RawToCBD.rawMarker: summary.rawBlocks += 1
+                case Assembler.rawMarker: summary.rawBlocks += 1
                 default: summary.compressedBlocks += 1
                 }
             }
@@ -156,71 +154,6 @@ public struct RawToCBD {
             guard pblks <= Int(Units.maxPblks) else { break }
         }
         throw CBDError("no geometry holds \(nrLblk) blocks of \(Units.pblkSize << lblkShift) bytes")
-    }
-
-    private func assemble(_ g: Geometry, data: Spill, lengths: Spill, into out: FileDevice, fresh: Bool) throws {
-        let d = data.size / Units.pblkSize
-        if !fresh {
-            try out.zero(0..<Units.pblkSize)   // no valid header until the end
-            for z in 0..<g.nrZones {
-                try out.zero(g.bitmapPblk(z) * Units.pblkSize ..< g.tablePblks(z).upperBound * Units.pblkSize)
-            }
-        }
-        // Data: the spill's stream fills zone after zone.
-        let chunk = ByteBuffer(count: 8 << 20)
-        for z in 0..<g.nrZones {
-            let used = max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z)))
-            var done = 0
-            while done < used * Units.pblkSize {
-                let n = min(chunk.count, used * Units.pblkSize - done)
-                try data.read(into: chunk.base, n, at: z * Units.pblksPerBitmap * Units.pblkSize + done)
-                try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: g.dataStart(z) * Units.pblkSize + done)
-                done += n
-            }
-            var bm = Bitmap(dataPblks: g.dataPblkCount(z))
-            for k in 0..<used { bm.set(k) }
-            if used > 0 || g.dataPblkCount(z) < Units.pblksPerBitmap {
-                try out.writePblks(bm.bytes, at: g.bitmapPblk(z))
-            }
-        }
-        try writeTables(g, lengths: lengths, into: out, fresh: fresh)
-        try out.sync()
-        try out.writeHeader(Formatter.header(for: g))
-    }
-
-    /// Entries zone by zone, streaming the length log; stream pblk t lives at
-    /// data_start(t / 32768) + t % 32768.
-    private func writeTables(_ g: Geometry, lengths: Spill, into out: FileDevice, fresh: Bool) throws {
-        let codec = EntryCodec(g)
-        let batch = 65536
-        var lens = [UInt32](repeating: 0, count: batch)
-        var stream = 0
-        let table = TableStream(device: out, entryLen: codec.entryLen, skipZeros: fresh)
-        var n = 0
-        for z in 0..<g.nrZones {
-            table.start(atPblk: g.tablePblks(z).lowerBound)
-            for _ in g.lblks(inZone: z) {
-                if n % batch == 0 {
-                    let c = min(batch, g.nrLblk - n)
-                    try lens.withUnsafeMutableBytes { try lengths.read(into: $0.baseAddress!, c * 4, at: n * 4) }
-                }
-                let len = lens[n % batch]
-                try table.append { p in
-                    guard len != 0 else { p.initializeMemory(as: UInt8.self, repeating: 0, count: codec.entryLen); return }
-                    let raw = len == RawToCBD.rawMarker
-                    LE.put(UInt64(raw ? codec.rawLength : Int(len)), codec.lenBytes, p)
-                    let used = raw ? codec.slots : codec.usedSlots(length: Int(len))
-                    for i in 0..<codec.slots {
-                        let t = stream + i
-                        let pblk = i < used ? g.dataStart(t / Units.pblksPerBitmap) + t % Units.pblksPerBitmap : 0
-                        LE.put(UInt64(pblk), codec.pblkBytes, p + codec.lenBytes + i * codec.pblkBytes)
-                    }
-                    stream += used
-                }
-                n += 1
-            }
-            try table.finish()
-        }
     }
 }
 
