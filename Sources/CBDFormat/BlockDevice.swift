@@ -17,10 +17,18 @@ public protocol BlockDevice: AnyObject {
     func sync() throws
     /// Whether `range` is known to read as zeros without reading it (a hole in a sparse file).
     func isHole(_ range: Range<Int>) -> Bool
+    /// Grows or shrinks the storage (an image file); a block device cannot.
+    func setSize(_ bytes: Int) throws
 }
 
 extension BlockDevice {
     public func isHole(_ range: Range<Int>) -> Bool { false }
+
+    public func setSize(_ bytes: Int) throws {
+        guard bytes <= size else {
+            throw CBDError("\(path): cannot grow past its size of \(size) bytes")
+        }
+    }
 
     /// Reads `count` pblks from pblk `p` into a new array.
     public func readPblks(_ p: Int, count: Int = 1) throws -> [UInt8] {

@@ -128,9 +128,14 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         }
     }
 
-    /// Grows or shrinks an image file (block devices keep their size).
-    public func setFileSize(_ bytes: Int) throws {
-        guard !isBlockDevice else { throw CBDError("\(path): a block device cannot change size") }
+    /// Grows or shrinks an image file; a block device keeps its size (shrinking it is a no-op).
+    public func setSize(_ bytes: Int) throws {
+        guard !isBlockDevice else {
+            guard bytes <= size else {
+                throw CBDError("\(path): a block device cannot grow past its size of \(size) bytes")
+            }
+            return
+        }
         guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot resize", path, errno: errno) }
         size = bytes
     }

@@ -58,6 +58,22 @@ public enum LayoutPlanner {
         } catch { throw CBDError("\(error)") }
     }
 
+    /// The smallest geometry (found by growing from the data size) with at least `need`
+    /// data pblks for `logicalBytes` of blocks of `4096 << lblkShift`.
+    public static func compact(dataPblks need: Int, logicalBytes: Int, lblkShift: Int) throws -> Geometry {
+        var pblks = need + 3
+        for _ in 0..<400 {
+            if let g = try? plan(physicalBytes: pblks * Units.pblkSize, logicalBytes: logicalBytes, lblkShift: lblkShift) {
+                if g.totalDataPblks >= need { return g }
+                pblks += need - g.totalDataPblks + g.tableBlocks + 2
+            } else {
+                pblks = pblks * 5 / 4 + 64   // too few zones for the tables: grow
+            }
+            guard pblks <= Int(Units.maxPblks) else { break }
+        }
+        throw CBDError("no geometry holds \(logicalBytes / (Units.pblkSize << lblkShift)) blocks of \(Units.pblkSize << lblkShift) bytes")
+    }
+
     /// Block size in bytes to lblk_shift, if it is a power of two in range.
     public static func lblkShift(forBlockSize size: Int) -> Int? {
         guard size >= Units.pblkSize, size <= Units.pblkSize << Units.maxLblkShift,

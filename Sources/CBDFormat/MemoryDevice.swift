@@ -71,6 +71,13 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         }
     }
 
+    public func setSize(_ bytes: Int) throws {
+        if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected failure") }
+        writeCount += 1
+        size = bytes
+        for p in pblks.keys where p * Units.pblkSize >= bytes { pblks[p] = nil }
+    }
+
     public func sync() throws {
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected sync failure") }
     }

@@ -142,18 +142,8 @@ public struct RawToCBD {
             }
             return g
         }
-        let need = d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks)
-        var pblks = need + 3
-        for _ in 0..<400 {
-            if let g = try? LayoutPlanner.plan(physicalBytes: pblks * Units.pblkSize, logicalBytes: logical, lblkShift: lblkShift) {
-                if g.totalDataPblks >= need { return g }
-                pblks += need - g.totalDataPblks + g.tableBlocks + 2
-            } else {
-                pblks = pblks * 5 / 4 + 64   // too few zones for the tables: grow
-            }
-            guard pblks <= Int(Units.maxPblks) else { break }
-        }
-        throw CBDError("no geometry holds \(nrLblk) blocks of \(Units.pblkSize << lblkShift) bytes")
+        return try LayoutPlanner.compact(dataPblks: d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks),
+                                         logicalBytes: logical, lblkShift: lblkShift)
     }
 }
 

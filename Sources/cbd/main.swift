@@ -7,7 +7,7 @@ struct Cbd: ParsableCommand {
         commandName: "cbd",
         abstract: "Work with compressed block devices (CBD).",
         discussion: "Exit status: 0 on success, 1 on failure, 64 on a usage error.",
-        subcommands: [Convert.self, Info.self, Read.self, Write.self, Discard.self])
+        subcommands: [Convert.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self])
 }
 
 /// Runs a tool body, turning a CBDError into one line on stderr and exit status 1.

@@ -95,7 +95,7 @@ struct Mkfs: ParsableCommand {
             if !quiet { print("Dry run: nothing written.") }
             return
         }
-        if physical > d.size { try d.setFileSize(physical) }
+        if physical > d.size { try d.setSize(physical) }
         try Formatter.format(d, geometry: g)
         if !quiet { print("Wrote \(g.nrZones) zone\(g.nrZones == 1 ? "" : "s") and the header.") }
     }

@@ -1,0 +1,87 @@
+import ArgumentParser
+import CBDFormat
+
+struct Resize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Grow or shrink a CBD device, physical and logical (like resize2fs).",
+        discussion: """
+            SIZE is the new physical size: absolute (10G), or relative (+1G, or -- -512M: a negative \
+            size comes after --, or it would read as options); by default \
+            the whole underlying file or device. A resize that changes the layout of every zone \
+            (the pblk count crosses 2^16 or 2^32, or the logical size needs more entries per zone) \
+            rewrites the device in place and needs -z UNDO_FILE; `cbd undo` restores from it.
+            """)
+
+    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "New physical size: N, +N or -N (K/M/G/T suffixes; put -- before a negative size).")
+    var size: String?
+    @Option(name: .customLong("logical"), help: "New logical size: N, +N or -N.") var logical: String?
+    @Flag(name: .customShort("M"), help: "Shrink to the minimum size that holds the data.") var minimum = false
+    @Flag(name: .customShort("P"), help: "Print the minimum size and change nothing.") var printMinimum = false
+    @Flag(name: .customShort("p"), help: "Print each step.") var progress = false
+    @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
+    @Option(name: .customShort("z"), help: "Undo file: save every block before a re-layout overwrites it.") var undoFile: String?
+
+    func validate() throws {
+        if minimum && size != nil { throw ValidationError("-M and SIZE exclude each other") }
+        if printMinimum && (minimum || size != nil) { throw ValidationError("-P changes nothing: give it alone") }
+    }
+
+    /// `N`, `+N` or `-N` against `current`.
+    func resolve(_ text: String, current: Int, name: String) throws -> Int {
+        let sign = text.first == "+" ? 1 : text.first == "-" ? -1 : 0
+        let body = sign == 0 ? text : String(text.dropFirst())
+        guard let v = ByteSize.parse(body) else { throw CBDError("\(name) '\(text)' is not a size") }
+        let r = sign == 0 ? v : current + sign * v
+        guard r > 0 else { throw CBDError("\(name) '\(text)' leaves nothing") }
+        return r
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let dev = try FileDevice(path: device, mode: printMinimum ? .readOnly : .readWrite)
+            let resizer = try Resizer(device: dev, force: force || printMinimum)
+            let g = resizer.geometry
+            let newLogical = try logical.map { try resolve($0, current: g.logicalBytes, name: "logical size") } ?? g.logicalBytes
+            if printMinimum {
+                let m = try resizer.minimum(logicalBytes: newLogical)
+                print("Estimated minimum size of the device: \(m.new.physicalBytes) bytes (\(ByteSize.format(m.new.physicalBytes)))"
+                      + (m.keepsGeometry ? "" : ", with a new layout (\(m.new.variantName)); needs -z"))
+                return
+            }
+            let plan: Resizer.Plan
+            if minimum {
+                plan = try resizer.minimum(logicalBytes: newLogical)
+            } else {
+                let physical = try size.map { try resolve($0, current: g.physicalBytes, name: "size") } ?? dev.size
+                plan = try resizer.plan(physicalBytes: physical, logicalBytes: newLogical)
+            }
+            if plan.new == plan.old {
+                print("\(device): already \(ByteSize.format(g.physicalBytes)) physical, \(ByteSize.format(g.logicalBytes)) logical; nothing to do")
+                return
+            }
+            if progress {
+                print("\(device): \(plan.keepsGeometry ? "keeping the layout" : "re-layout of every zone (undo file \(undoFile ?? "-"))")")
+            }
+            try resizer.resize(plan, undoPath: undoFile, scratch: OutputFile.directory(of: undoFile ?? device))
+            print("\(device): resized to \(ByteSize.format(plan.new.physicalBytes)) physical "
+                  + "(\(plan.new.nrPblk) pblks, \(plan.new.nrZones) zones, \(plan.new.variantName)), "
+                  + "\(ByteSize.format(plan.new.logicalBytes)) logical")
+        }
+    }
+}
+
+struct UndoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "undo", abstract: "Restore a device from the undo file of a resize (like e2undo).")
+    @Argument(help: "The undo file written by cbd resize -z.") var undoFile: String
+    @Argument(help: "The device or image to restore.") var device: String
+
+    func run() throws {
+        try reportingErrors {
+            let dev = try FileDevice(path: device, mode: .readWrite)
+            let n = try Undo.apply(undoPath: undoFile, to: dev)
+            print("\(device): restored \(n) pblks from \(undoFile)")
+        }
+    }
+}
