@@ -82,6 +82,13 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected sync failure") }
     }
 
+    /// An independent copy with the same contents (no failure injected).
+    public func copy() -> MemoryDevice {
+        let m = MemoryDevice(size: size, name: path)
+        m.pblks = pblks
+        return m
+    }
+
     /// Every byte, for comparisons in tests of small devices.
     public func snapshot() -> [Int: [UInt8]] { pblks }
 }

@@ -123,9 +123,10 @@ public final class Resizer {
 
     private func resizeKeepingGeometry(_ new: Geometry) throws {
         let old = geometry
+        // Grow the storage first: a block device that cannot grow fails here, before any change.
+        if new.physicalBytes > device.size { try device.setSize(new.physicalBytes) }
         try setDirty()
         if new.nrPblk > old.nrPblk {
-            if new.physicalBytes > device.size { try device.setSize(new.physicalBytes) }
             // New zones: empty bitmap (padding set) and zero table.
             for z in old.nrZones..<new.nrZones {
                 try device.zero(new.bitmapPblk(z) * Units.pblkSize ..< new.tablePblks(z).upperBound * Units.pblkSize)

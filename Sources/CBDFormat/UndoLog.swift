@@ -74,7 +74,21 @@ public final class UndoRecorder: BlockDevice {
     }
 
     public func sync() throws { try inner.sync() }
-    public func setSize(_ bytes: Int) throws { try inner.setSize(bytes) }
+
+    /// A shrink cuts pblks no write saved: save what they hold first (holes need no saving:
+    /// they read as zeros again once the file grows back).
+    public func setSize(_ bytes: Int) throws {
+        if bytes < inner.size {
+            var p = bytes / Units.pblkSize
+            while p * Units.pblkSize < min(inner.size, originalSize) {
+                let run = min(256, (min(inner.size, originalSize) / Units.pblkSize) - p)
+                let range = p * Units.pblkSize ..< (p + run) * Units.pblkSize
+                if !inner.isHole(range) { try save(range) }
+                p += run
+            }
+        }
+        try inner.setSize(bytes)
+    }
 
     /// Pblks saved so far.
     public var savedCount: Int { saved.count }

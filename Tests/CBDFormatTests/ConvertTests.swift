@@ -85,6 +85,24 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.path).sorted() == ["s.cbd", "sparse.img"])
     }
 
+    /// A zone table over 1 MiB is written in several chunks: its padding must stop at the
+    /// table's end (a bug once overwrote the first data pblk after such a table).
+    @Test func largeZoneTableKeepsTheDataAfterIt() throws {
+        let s = try Scratch()
+        let img = s.file("big.img"), cbd = s.file("big.cbd"), back = s.file("back.img")
+        #expect(try Tools.run("truncate", ["-s", "2G", img]).status == 0)
+        let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: img))
+        try fh.write(contentsOf: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 7) }))
+        try fh.close()
+        #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
+        let g = try FileDevice(path: cbd, mode: .readOnly).readHeader().1
+        // Over 1 MiB of 34-byte entries: the stream flushes off a pblk boundary.
+        #expect(g.tableBlocks * 4096 > 1 << 20 && 4096 % g.entryLen != 0)
+        #expect(try Tools.run("cbd", ["convert", "-q", cbd, back]).status == 0)
+        #expect(try Tools.run("cmp", [img, back]).status == 0)
+        #expect(try Tools.run("fsck.cbd", ["-fn", "-c", cbd]).status == 0)
+    }
+
     @Test func existingOutputNeedsForce() throws {
         let s = try Scratch()
         let img = s.file("a.img"), out = s.file("out.cbd")

@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+@testable import CBDFormat
+
+/// cbd resize: both kinds of resize, refusals, undo, and interruption at every write.
+@Suite struct ResizeTests {
+    /// A device of `physical` bytes with blocks of mixed kinds in the first `blocks` lblks.
+    func populated(physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1, seed: UInt64 = 1) throws -> (MemoryDevice, [UInt8]) {
+        let mem = try memoryDevice(physical: physical, logical: logical, lblkShift: lblkShift)
+        let vol = try Volume(device: mem)
+        var rng = SplitMix(seed: seed)
+        let bs = vol.geometry.lblkSize
+        for n in stride(from: 0, to: min(blocks * every, vol.geometry.nrLblk), by: every) {
+            let kind = rng.next() % 3
+            let block: [UInt8] = (0..<bs).map { i in kind == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 11 + n) }
+            try block.withUnsafeBytes { try vol.write($0, at: n * bs) }
+        }
+        try vol.close()
+        return (mem, try logicalBytes(mem, count: min(blocks * every, vol.geometry.nrLblk) * bs))
+    }
+
+    /// The first `count` bytes of the logical device (all of it by default).
+    func logicalBytes(_ d: BlockDevice, count: Int? = nil) throws -> [UInt8] {
+        let v = try Volume(device: d)
+        var out = [UInt8](repeating: 0, count: min(count ?? v.logicalSize, v.logicalSize))
+        try out.withUnsafeMutableBytes { try v.read(into: $0, at: 0) }
+        return out
+    }
+
+    /// No block past the populated prefix is allocated (so comparing the prefix compares everything).
+    func expectNothingPast(_ d: BlockDevice, _ bytes: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let v = try Volume(device: d)
+        for n in (bytes / v.geometry.lblkSize)..<v.geometry.nrLblk {
+            #expect(try v.entry(n) == .unallocated, "lblk \(n)", sourceLocation: sourceLocation)
+        }
+    }
+
+    func expectConsistent(_ d: BlockDevice, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let c = try Checker(device: d, options: Checker.Options())
+        try c.run()
+        #expect(c.problems.isEmpty, "\(c.problems.map { $0.message })", sourceLocation: sourceLocation)
+    }
+
+    /// 8 zones (64 KiB blocks, 16 per zone): a shrink that keeps 7 zones and 100 data pblks of
+    /// the 8th must move that zone's blocks; a grow adds zones.
+    static let cut = (1 + 7 * 32770 + 2 + 100) * 4096
+
+    @Test func growAndShrinkKeepingTheGeometry() throws {
+        let (mem, before) = try populated(physical: 1 << 30, logical: 8 << 20, blocks: 128)
+        let r = try Resizer(device: mem, force: false)
+        #expect(r.geometry.nrZones == 8 && r.geometry.tableBlocks == 1)
+        let shrink = try r.plan(physicalBytes: ResizeTests.cut, logicalBytes: 8 << 20)
+        #expect(shrink.keepsGeometry && shrink.new.dataPblkCount(7) == 100)
+        try r.resize(shrink, undoPath: nil, scratch: NSTemporaryDirectory())
+        #expect(mem.size == shrink.new.physicalBytes)
+        try expectConsistent(mem)
+        #expect(try logicalBytes(mem, count: before.count) == before)
+        let r2 = try Resizer(device: mem, force: false)
+        let grow = try r2.plan(physicalBytes: 1300 << 20, logicalBytes: 9 << 20)
+        #expect(grow.keepsGeometry && grow.new.nrZones == 11)
+        try r2.resize(grow, undoPath: nil, scratch: NSTemporaryDirectory())
+        try expectConsistent(mem)
+        #expect(try logicalBytes(mem, count: before.count) == before)
+        #expect(try mem.readHeader().0.isDirty == false)
+    }
+
+    @Test func refusals() throws {
+        let (mem, _) = try populated(physical: 64 << 20, logical: 64 << 20, blocks: 100)
+        let r = try Resizer(device: mem, force: false)
+        // Logical shrink below data in use names the first offset.
+        #expect(throws: CBDError.self) { try r.plan(physicalBytes: 64 << 20, logicalBytes: 64 << 16) }
+        do { _ = try r.plan(physicalBytes: 64 << 20, logicalBytes: 65536 * 50) } catch let e as CBDError {
+            #expect(e.message.contains("logical offset \(50 * 65536)"))
+        }
+        // Too small for the data: says the minimum.
+        do { _ = try r.plan(physicalBytes: 1 << 20, logicalBytes: 64 << 20); Issue.record("no refusal") } catch let e as CBDError {
+            #expect(e.message.contains("minimum"))
+        }
+        // A re-layout without an undo file is refused and says how.
+        let cross = try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20)
+        #expect(!cross.keepsGeometry)
+        do { try r.resize(cross, undoPath: nil, scratch: NSTemporaryDirectory()); Issue.record("no refusal") } catch let e as CBDError {
+            #expect(e.message.contains("-z"))
+        }
+        // A DIRTY device needs -f.
+        var h = try mem.readHeader().0
+        h.isDirty = true
+        try mem.writeHeader(h)
+        #expect(throws: CBDError.self) { try Resizer(device: mem, force: false) }
+        #expect(try Resizer(device: mem, force: true).geometry.nrLblk > 0)
+    }
+
+    /// Across 2^16 pblks (entry width 2 <-> 4) and to a larger lblk_per_zone_shift, both ways,
+    /// with an undo file that restores the device byte for byte.
+    static let relayouts: [(Int, Int, Int, Int)] = [
+        (100 << 20, 300 << 20, 64 << 20, 64 << 20),   // grow past 2^16 pblks: entries widen
+        (300 << 20, 200 << 20, 64 << 20, 64 << 20),   // shrink below 2^16 pblks: entries narrow
+        (64 << 20, 64 << 20, 32 << 20, 2 << 30),      // logical grow: a larger lblk_per_zone_shift
+        (1 << 30, 600 << 20, 3 << 30, 3 << 30),      // fewer zones for the same entries: larger shift
+    ]
+
+    @Test(arguments: ResizeTests.relayouts)
+    func relayoutWithUndo(from physical: Int, to newPhysical: Int, logical: Int, newLogical: Int) throws {
+        let s = try Scratch()
+        let (mem, before) = try populated(physical: physical, logical: logical, blocks: 120, every: 3)
+        let original = mem.copy()
+        let r = try Resizer(device: mem, force: false)
+        let plan = try r.plan(physicalBytes: newPhysical, logicalBytes: newLogical)
+        #expect(!plan.keepsGeometry, "\(plan.old.variantName)/\(plan.old.lblkPerZoneShift) -> \(plan.new.variantName)/\(plan.new.lblkPerZoneShift)")
+        try r.resize(plan, undoPath: s.file("undo"), scratch: s.path)
+        try expectConsistent(mem)
+        #expect(try logicalBytes(mem, count: before.count) == before)
+        #expect(try mem.readHeader().1 == plan.new)
+        try expectNothingPast(mem, before.count)
+        try Undo.apply(undoPath: s.file("undo"), to: mem)
+        #expect(mem.size == original.size && mem.snapshot() == original.snapshot())
+    }
+
+    /// A resize that fails at its k-th write, for every k: fsck -y then gives a consistent device
+    /// with every logical block intact.
+    @Test(arguments: [(ResizeTests.cut, 8 << 20), (1300 << 20, 9 << 20)])
+    func interruptedAtEveryWrite(newPhysical: Int, newLogical: Int) throws {
+        let (base, before) = try populated(physical: 1 << 30, logical: 8 << 20, blocks: 128, seed: 9)
+        // Count the writes of an uninterrupted run.
+        let probe = base.copy()
+        let start = probe.writeCount
+        let plan = try Resizer(device: probe, force: false).plan(physicalBytes: newPhysical, logicalBytes: newLogical)
+        #expect(plan.keepsGeometry)
+        try Resizer(device: probe, force: false).resize(plan, undoPath: nil, scratch: NSTemporaryDirectory())
+        let total = probe.writeCount - start
+        #expect(total > 3)
+        for k in 0..<total {
+            let dev = base.copy()
+            dev.failAtWrite = k
+            #expect(throws: CBDError.self) {
+                try Resizer(device: dev, force: false).resize(plan, undoPath: nil, scratch: NSTemporaryDirectory())
+            }
+            dev.failAtWrite = nil
+            var options = Checker.Options()
+            options.mode = .fixAll
+            try Checker(device: dev, options: options).run()
+            try expectConsistent(dev)
+            #expect(try logicalBytes(dev, count: before.count) == before, "interrupted at write \(k)")
+        }
+    }
+
+    /// The command line on converted ext4 images: grow, shrink, -M, -P, undo.
+    @Test func commandLineOnAnExt4Image() throws {
+        guard Tools.available("mke2fs") else { return }
+        let s = try Scratch()
+        let raw = s.file("fs.img"), img = s.file("fs.cbd")
+        #expect(try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", "/usr/share/perl5", raw, "24M"]).status == 0)
+        #expect(try Tools.run("cbd", ["convert", "-q", raw, img]).status == 0)
+        let steps: [[String]] = [[img, "+64M"], [img, "--", "-32M"], ["-M", img], [img, "--logical", "+8M"]]
+        for args in steps {
+            let r = try Tools.run("cbd", ["resize"] + args)
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0, "\(args)")
+        }
+        let back = s.file("back.img")
+        #expect(try Tools.run("cbd", ["convert", "-q", img, back]).status == 0)
+        #expect(try FileFacts.bytes(back).prefix(24 << 20) == FileFacts.bytes(raw))
+        #expect(try Tools.run("e2fsck", ["-fn", raw]).status == 0)
+        let min = try Tools.run("cbd", ["resize", "-P", img])
+        #expect(min.status == 0 && min.stdout.contains("minimum"))
+        // Across 2^16 pblks: refused without -z, done with it, undone byte for byte.
+        let before = try FileFacts.bytes(img)
+        let refused = try Tools.run("cbd", ["resize", img, "1G"])
+        #expect(refused.status == 1 && refused.stderr.contains("-z"), "\(refused.stderr)")
+        #expect(try FileFacts.bytes(img) == before)
+        let undo = s.file("undo")
+        #expect(try Tools.run("cbd", ["resize", "-z", undo, img, "1G"]).status == 0)
+        #expect(FileFacts.size(img) == 1 << 30)
+        #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0)
+        #expect(try Tools.run("cbd", ["undo", undo, img]).status == 0)
+        #expect(try FileFacts.bytes(img) == before)
+    }
+
+    @Test func blockDeviceCannotGrowPastItsSize() throws {
+        let s = try Scratch()
+        let disk = s.file("disk.img")
+        #expect(try Tools.run("truncate", ["-s", "64M", disk]).status == 0)
+        guard let loop = LoopDevice(image: disk) else { print("SKIP: no loop device"); return }
+        #expect(try Tools.run("mkfs.cbd", ["-q", loop.path, "32M"]).status == 0)
+        let r = try Tools.run("cbd", ["resize", loop.path, "128M"])
+        #expect(r.status == 1 && r.stderr.contains("cannot grow"), "\(r.stderr)")
+        let whole = try Tools.run("cbd", ["resize", loop.path])
+        #expect(whole.status == 0, "\(whole.stderr)")
+        #expect(try FileDevice(path: loop.path, mode: .readOnly).readHeader().1.physicalBytes == 64 << 20)
+    }
+}
