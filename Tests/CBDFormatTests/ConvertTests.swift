@@ -91,8 +91,11 @@ import Testing
         let s = try Scratch()
         let img = s.file("big.img"), cbd = s.file("big.cbd"), back = s.file("back.img")
         #expect(try Tools.run("truncate", ["-s", "2G", img]).status == 0)
+        // Data at both ends: the table's last chunk holds entries, so it is written.
         let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: img))
         try fh.write(contentsOf: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 7) }))
+        try fh.seek(toOffset: (2 << 30) - (1 << 20))
+        try fh.write(contentsOf: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 5) }))
         try fh.close()
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
         let g = try FileDevice(path: cbd, mode: .readOnly).readHeader().1
