@@ -5,7 +5,7 @@ SWIFT    ?= swift
 PACKAGES := python3 pkg-config liblz4-dev libblkid-dev e2fsprogs lz4 util-linux mandoc qemu-utils fdisk time
 DEMO_DIR ?= demo-out
 
-.PHONY: all deps build release test demo lint-man bench fsck-expect clean
+.PHONY: all deps build release test demo lint-man bench fsck-expect fuzz asan tsan clean
 
 all: build
 
@@ -52,5 +52,30 @@ fsck-expect: build
 	  cp /tmp/cbd-fsck-$$$$/$$(basename $$c)/out.1 $$c/expect.1 && cp /tmp/cbd-fsck-$$$$/$$(basename $$c)/out.2 $$c/expect.2; \
 	done; rm -rf /tmp/cbd-fsck-$$$$
 
+## fuzz: libFuzzer on each target for FUZZ_SECONDS (default 60) with a generated seed corpus;
+## crashes land in .fuzz/crashes/TARGET (replay: CBD_FUZZ_TARGET=T .build/debug/cbd-fuzz FILE)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= header entry volume fsck
+fuzz: build
+	$(SWIFT) build -c release --product cbd-fuzz --scratch-path .build-fuzz \
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	@[ -d .fuzz/seeds ] || ./scripts/fuzz-seeds.sh $$($(SWIFT) build --show-bin-path) .fuzz/seeds
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .fuzz/corpus/$$t .fuzz/crashes/$$t; \
+	  echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  CBD_FUZZ_TARGET=$$t .build-fuzz/release/cbd-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.fuzz/crashes/$$t/ \
+	    .fuzz/corpus/$$t .fuzz/seeds/$$t 2>&1 | tail -12 || exit 1; \
+	done
+
+## asan / tsan: the test suite under AddressSanitizer / ThreadSanitizer
+asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	CBD_BIN=$$($(SWIFT) build --scratch-path .build-asan --show-bin-path) $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	CBD_BIN=$$($(SWIFT) build --scratch-path .build-tsan --show-bin-path) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
 clean:
-	rm -rf .build $(DEMO_DIR)
+	rm -rf .build .build-fuzz .build-asan .build-tsan .fuzz $(DEMO_DIR)

@@ -31,6 +31,10 @@ let package = Package(
             "CBDFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "cbd", dependencies: [
             "CBDFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
+        // a plain build gives a replayer of saved inputs.
+        .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat"], path: "Fuzz",
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(name: "CBDFormatTests", dependencies: ["CBDFormat"]),
     ],
     swiftLanguageModes: [.v6]

@@ -53,7 +53,7 @@ public struct Geometry: Equatable, Sendable {
     }
 
     /// The derived numbers without the validity rules (mkfs probes candidates with it).
-    init(unchecked nrPblk: Int, lblkShift: Int, lblkPerZoneShift: Int, nrLblk: Int) throws(GeometryError) {
+    public init(unchecked nrPblk: Int, lblkShift: Int, lblkPerZoneShift: Int, nrLblk: Int) throws(GeometryError) {
         guard nrPblk >= 0, nrPblk <= Int(Units.maxPblks), (0...Units.maxLblkShift).contains(lblkShift),
               (0...Units.maxLblkPerZoneShift).contains(lblkPerZoneShift), nrLblk > 0
         else { throw .outOfRange }
