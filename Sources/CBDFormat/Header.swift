@@ -12,6 +12,8 @@ public struct Header: Equatable, Sendable {
     public static let knownFlags: UInt16 = flagDirty
     /// algorithm 0: LZ4 block format.
     public static let algorithmLZ4: UInt8 = 0
+    /// The largest logical size this implementation handles: 2^63 - 1 bytes, in sectors.
+    public static let maxLogicalSectors = UInt64(Int.max) / UInt64(Units.sectorSize)
     /// Bytes of the header that carry fields; the rest of the pblk is reserved (zero).
     public static let fieldBytes = 31
 
@@ -85,6 +87,8 @@ public struct Header: Equatable, Sendable {
             throw .tooManyPblks(nrPhysicalSectors / UInt64(Units.sectorsPerPblk))
         }
         guard nrLogicalSectors > 0 else { throw .logicalSizeZero }
+        // Sizes in bytes must fit a signed 64-bit integer (8 EiB), as in every file API.
+        guard nrLogicalSectors <= Header.maxLogicalSectors else { throw .logicalTooLarge(nrLogicalSectors) }
         let lblkSectors = UInt64(Units.sectorsPerPblk) << UInt64(lblkShift)
         guard nrLogicalSectors % lblkSectors == 0 else {
             throw .logicalSectorsNotLblkMultiple(nrLogicalSectors, lblkSectors: lblkSectors)
@@ -105,6 +109,7 @@ public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
     case physicalSectorsNotPblkMultiple(UInt64)
     case tooManyPblks(UInt64)
     case logicalSizeZero
+    case logicalTooLarge(UInt64)
     case logicalSectorsNotLblkMultiple(UInt64, lblkSectors: UInt64)
     case reservedNotZero(offset: Int)
 
@@ -124,6 +129,7 @@ public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
             return "nr_physical_sectors \(n) is not a multiple of 8"
         case .tooManyPblks(let n): return "physical size of \(n) pblks exceeds 2^48"
         case .logicalSizeZero: return "nr_logical_sectors is 0"
+        case .logicalTooLarge(let n): return "nr_logical_sectors \(n) is beyond 8 EiB"
         case .logicalSectorsNotLblkMultiple(let n, let s):
             return "nr_logical_sectors \(n) is not a multiple of the logical block (\(s) sectors)"
         case .reservedNotZero(let o): return "reserved header byte at offset \(o) is not zero"

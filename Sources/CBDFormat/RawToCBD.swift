@@ -45,7 +45,7 @@ public struct RawToCBD {
 
     // MARK: Pass 1: compress
 
-    private func compress(_ input: FileDevice, nrLblk: Int, data: Spill, lengths: Spill) throws -> ConvertSummary {
+    func compress(_ input: FileDevice, nrLblk: Int, data: Spill, lengths: Spill) throws -> ConvertSummary {
         let lblkSize = Units.pblkSize << lblkShift
         let workers = Parallel.workers
         let perWorker = max(1, bytesPerWorker / lblkSize)

@@ -49,6 +49,9 @@ import Testing
         rejects(8, 8, 8 * (1 << 48) + 8, .tooManyPblks((1 << 48) + 1))
         rejects(8, 8, UInt64.max & ~7, .tooManyPblks(UInt64.max / 8))
         rejects(16, 8, 0, .logicalSizeZero)
+        // Found by fuzzing: a logical size past 2^63 bytes overflowed Geometry.logicalBytes.
+        rejects(16, 8, 0xFFFF_FE46_0000_0000, .logicalTooLarge(0xFFFF_FE46_0000_0000))
+        rejects(16, 8, (Header.maxLogicalSectors + 128) / 128 * 128, .logicalTooLarge((Header.maxLogicalSectors + 128) / 128 * 128))
         rejects(16, 8, 128 + 8, .logicalSectorsNotLblkMultiple(136, lblkSectors: 128))
         rejects(100, 1, 7, .reservedNotZero(offset: 100))
         rejects(4095, 1, 1, .reservedNotZero(offset: 4095))

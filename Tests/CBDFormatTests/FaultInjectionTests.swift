@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+@testable import CBDFormat
+
+/// Writers interrupted at every write (the device stops accepting writes at the k-th):
+/// afterwards fsck -y gives a consistent device on which every logical block holds its
+/// old or its new content, never anything else.
+@Suite struct FaultInjectionTests {
+    func contents(_ d: BlockDevice) throws -> [[UInt8]?] {
+        let v = try Volume(device: d)
+        return (0..<v.geometry.nrLblk).map { n in
+            var b = [UInt8](repeating: 0, count: v.geometry.lblkSize)
+            let ok = (try? b.withUnsafeMutableBytes { try v.read(into: $0, at: n * v.geometry.lblkSize) }) != nil
+            return ok ? b : nil
+        }
+    }
+
+    func repair(_ d: BlockDevice) throws {
+        var options = Checker.Options()
+        options.mode = .fixAll
+        options.verifyData = true
+        try Checker(device: d, options: options).run()
+        let again = try Checker(device: d, options: options)
+        try again.run()
+        #expect(again.problems.isEmpty, "\(again.problems.map { $0.message })")
+    }
+
+    func block(_ seed: Int, _ size: Int, random: Bool) -> [UInt8] {
+        var rng = SplitMix(seed: UInt64(seed))
+        return (0..<size).map { i in random ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 9 + seed) }
+    }
+
+    /// cbd write's path: overwrite, extend and zero blocks through a Volume with a small cache.
+    @Test func volumeWrites() throws {
+        let base = try memoryDevice(physical: 4 << 20, logical: 2 << 20, lblkShift: 2)   // 16 KiB blocks
+        let bs = 16384
+        let v = try Volume(device: base)
+        for n in 0..<64 where n % 3 != 2 { try block(n, bs, random: n % 4 == 0).withUnsafeBytes { try v.write($0, at: n * bs) } }
+        try v.close()
+        let old = try contents(base)
+        // The change: new data in some blocks, zeros in others, an unaligned write across two.
+        func change(_ v: Volume) throws {
+            for n in stride(from: 0, to: 64, by: 5) { try block(1000 + n, bs, random: n % 2 == 0).withUnsafeBytes { try v.write($0, at: n * bs) } }
+            try v.discard(offset: 7 * bs, length: 3 * bs)
+            try block(77, bs, random: false).withUnsafeBytes { try v.write($0, at: 42 * bs + 1000) }   // 42 and 43: changed once
+            try v.close()
+        }
+        let full = base.copy()
+        let start = full.writeCount
+        try change(try Volume(device: full, cacheBytes: 3 * bs))
+        let new = try contents(full)
+        let total = full.writeCount - start
+        #expect(total > 20)
+        for k in 0..<total {
+            let dev = base.copy()
+            dev.failAtWrite = dev.writeCount + k
+            #expect(throws: CBDError.self) { try change(try Volume(device: dev, cacheBytes: 3 * bs)) }
+            dev.failAtWrite = nil
+            try repair(dev)
+            let got = try contents(dev)
+            for n in 0..<got.count {
+                #expect(got[n] == old[n] || got[n] == new[n], "interrupted at write \(k): block \(n) is neither old nor new")
+            }
+        }
+    }
+
+    /// fsck's own repairs (clone, clear, bitmap fixes) interrupted at every write, then fsck again.
+    @Test func fsckRepairs() throws {
+        let base = try memoryDevice(physical: 4 << 20, logical: 4 << 20, lblkShift: 4)
+        let bs = 65536
+        let v = try Volume(device: base)
+        for n in 0..<40 { try block(n, bs, random: n % 3 == 0).withUnsafeBytes { try v.write($0, at: n * bs) } }
+        try v.close()
+        let g = v.geometry
+        let codec = EntryCodec(g)
+        let meta = MetadataCache(device: base, geometry: g)
+        // Damage: a cross-link (lblk 7 takes lblk 4's first pblk), a malformed length, leaks, an unmarked pblk.
+        guard case .compressed(let l3, let p3) = try codec.decode(try meta.entryBytes(4)),
+              case .compressed(let l5, var p5) = try codec.decode(try meta.entryBytes(7)),
+              let p10 = try codec.decode(try meta.entryBytes(10)).pblks.first
+        else { Issue.record("setup: blocks 4 and 7 should be compressed"); return }
+        _ = l3
+        p5[0] = p3[0]
+        try meta.setEntryBytes(7, codec.encode(.compressed(length: l5, pblks: p5)))
+        var bad = try meta.entryBytes(8)
+        LE.put(UInt64(g.lblkSize - 100), 2, &bad, 0)
+        try meta.setEntryBytes(8, bad)
+        try meta.updateBitmap(0) { b in b.set(700); b.set(701); b.clear(Int(p10) - g.dataStart(0)) }
+        try meta.writeDirtyTables()
+        try meta.writeDirtyBitmaps()
+        let old = try contents(base)
+        let full = base.copy()
+        let start = full.writeCount
+        try repair(full)
+        let new = try contents(full)
+        let total = full.writeCount - start
+        #expect(total >= 4)   // DIRTY, the clone's copy, the table, the bitmap, the header: some share a write
+        for k in 0..<total {
+            let dev = base.copy()
+            dev.failAtWrite = dev.writeCount + k
+            var options = Checker.Options()
+            options.mode = .fixAll
+            options.verifyData = true
+            #expect(throws: CBDError.self) { try Checker(device: dev, options: options).run() }
+            dev.failAtWrite = nil
+            try repair(dev)
+            let got = try contents(dev)
+            for n in 0..<got.count where got[n] != old[n] && got[n] != new[n] {
+                Issue.record("fsck interrupted at write \(k) of \(total): block \(n) is neither old nor new (old \(old[n] == nil ? "unreadable" : "readable"), new \(new[n] == nil ? "unreadable" : new[n]!.allSatisfy { $0 == 0 } ? "zeros" : "data"), got \(got[n] == nil ? "unreadable" : got[n]!.allSatisfy { $0 == 0 } ? "zeros" : "data"))")
+            }
+        }
+    }
+
+    /// Convert's layout pass interrupted at every write never leaves a valid-looking device;
+    /// run to the end it gives exactly the input.
+    @Test func convertLayout() throws {
+        let s = try Scratch()
+        let raw = s.file("raw.img")
+        var bytes = [UInt8]()
+        for n in 0..<24 { bytes += block(n, 65536, random: n % 3 == 0) + [UInt8](repeating: 0, count: n % 4 == 0 ? 65536 : 0) }
+        FileManager.default.createFile(atPath: raw, contents: Data(bytes))
+        let input = try FileDevice(path: raw, mode: .readOnly)
+        var conv = RawToCBD()
+        conv.lblkShift = 4
+        let nrLblk = (input.size + 65535) / 65536
+        let data = try Spill(directory: s.path), lengths = try Spill(directory: s.path)
+        _ = try conv.compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
+        let g = try conv.chooseGeometry(dataPblks: data.size / 4096, nrLblk: nrLblk)
+        let probe = MemoryDevice(size: g.physicalBytes)
+        try Assembler(geometry: g, data: data, lengths: lengths).write(into: probe, fresh: false)
+        let total = probe.writeCount
+        #expect(try contents(probe).flatMap { $0 ?? [] }.prefix(bytes.count).elementsEqual(bytes))
+        for k in 0..<total {
+            // A target that held a valid CBD device before: it must not look valid after a failure.
+            let dev = MemoryDevice(size: g.physicalBytes)
+            try Formatter.format(dev, geometry: g)
+            dev.failAtWrite = dev.writeCount + k
+            #expect(throws: CBDError.self) { try Assembler(geometry: g, data: data, lengths: lengths).write(into: dev, fresh: false) }
+            dev.failAtWrite = nil
+            #expect(throws: (any Error).self, "interrupted at write \(k) of \(total), the header is valid") { try dev.readHeader() }
+        }
+    }
+}
