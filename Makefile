@@ -71,6 +71,7 @@ fuzz: build
 ## asan / tsan: the test suite under AddressSanitizer / ThreadSanitizer
 asan: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan.supp \
 	CBD_BIN=$$($(SWIFT) build --scratch-path .build-asan --show-bin-path) $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 tsan: deps
