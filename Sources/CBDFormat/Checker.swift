@@ -122,7 +122,7 @@ public final class Checker {
         let window = workers * 2
         // Per-worker buffers, allocated once: compressed input and output for -c, a table chunk.
         let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
-        let tables = (0..<workers).map { _ in ByteBuffer(count: Checker.tableChunk + 2 * Units.pblkSize + geometry.entryLen) }
+        let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
         var z0 = 0
         while z0 < geometry.nrZones && !stop {
             let count = min(window, geometry.nrZones - z0)
@@ -140,33 +140,13 @@ public final class Checker {
         }
     }
 
-    static let tableChunk = 1 << 20
-
-    /// Checks every entry of zone `z`, reading its table in chunks of about 1 MiB.
+    /// Checks every entry of zone `z`.
     private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer) throws -> ZoneScan {
         var scan = ZoneScan()
         let g = geometry
-        let perChunk = max(1, Checker.tableChunk / g.entryLen)
         let tableStart = g.tablePblks(z).lowerBound
-        var i0 = 0
-        while i0 < g.lblkPerZone {
-            let i1 = min(g.lblkPerZone, i0 + perChunk)
-            let startByte = i0 * g.entryLen, endByte = i1 * g.entryLen
-            let firstPblk = startByte / Units.pblkSize
-            let lastPblk = (endByte + Units.pblkSize - 1) / Units.pblkSize
-            let bytes = (tableStart + firstPblk) * Units.pblkSize ..< (tableStart + lastPblk) * Units.pblkSize
-            // A hole in a sparse image holds only unallocated entries: nothing to read.
-            if device.isHole(bytes) { i0 = i1; continue }
-            try device.read(into: table[0..<bytes.count], at: bytes.lowerBound)
-            let base = UnsafeRawPointer(table.base) + (startByte - firstPblk * Units.pblkSize)
-            if !isAllZero(base, endByte - startByte) {
-                for i in i0..<i1 {
-                    let p = base + (i - i0) * g.entryLen
-                    if isAllZero(p, g.entryLen) { continue }
-                    try checkEntry(lblk: (z << g.lblkPerZoneShift) + i, at: p, zone: z, into: &scan, scratch: scratch)
-                }
-            }
-            i0 = i1
+        try TableScanner(device: device, geometry: g).forEachEntry(zone: z, buffer: table) { n, p in
+            try checkEntry(lblk: n, at: p, zone: z, into: &scan, scratch: scratch)
         }
         // Padding after the last entry, up to the end of the last table pblk.
         let used = g.lblkPerZone * g.entryLen

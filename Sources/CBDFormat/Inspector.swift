@@ -95,21 +95,18 @@ public struct Inspector {
         r.fields.append(("free_extents", .list(extents.map { .string($0) })))
         let lblks = z << g.lblkPerZoneShift ..< (z << g.lblkPerZoneShift) + g.lblkPerZone
         var entries: [Report] = []
-        try forEachEntry(zone: z) { n, bytes in
-            guard bytes.contains(where: { $0 != 0 }) else { return }
-            entries.append(entryReport(n, bytes, g))
-        }
+        try forEachEntry(zone: z) { n, bytes in entries.append(entryReport(n, bytes, g)) }
         r.add("lblks", "\(lblks.lowerBound)-\(lblks.upperBound - 1)")
         r.add("entries_in_use", entries)
         return r
     }
 
-    /// Calls `body(lblk, entry bytes)` for every entry of zone `z`, reading the table in one go.
+    /// Calls `body(lblk, entry bytes)` for every entry of zone `z` in use (not all zero).
     func forEachEntry(zone z: Int, _ body: (Int, ArraySlice<UInt8>) throws -> Void) throws {
         let g = try requireGeometry()
-        let table = try device.readPblks(g.tablePblks(z).lowerBound, count: g.tableBlocks)
-        for i in 0..<g.lblkPerZone {
-            try body((z << g.lblkPerZoneShift) + i, table[i * g.entryLen ..< (i + 1) * g.entryLen])
+        let scanner = TableScanner(device: device, geometry: g)
+        try scanner.forEachEntry(zone: z, buffer: scanner.makeBuffer()) { n, p in
+            try body(n, Array(UnsafeRawBufferPointer(start: p, count: g.entryLen))[...])
         }
     }
 
@@ -199,7 +196,6 @@ public struct Inspector {
         let codec = EntryCodec(g)
         for z in 0..<g.nrZones {
             try forEachEntry(zone: z) { n, bytes in
-                guard bytes.contains(where: { $0 != 0 }) else { return }
                 let named = bytes.withUnsafeBytes { b in (0..<codec.slots).contains { Int(codec.slot($0, at: b.baseAddress!)) == p } }
                 if named { out.append(n) }
             }

@@ -44,17 +44,12 @@ public final class Resizer {
 
     /// Calls `body` for every allocated entry, zone by zone; a malformed entry is an error.
     func forEachEntry(_ body: (Int, AllocationEntry) throws -> Void) throws {
-        let g = geometry
-        for z in 0..<g.nrZones {
-            let table = try device.readPblks(g.tablePblks(z).lowerBound, count: g.tableBlocks)
-            try table.withUnsafeBytes { t in
-                for i in 0..<g.lblkPerZone {
-                    let p = t.baseAddress! + i * g.entryLen
-                    if isAllZero(p, g.entryLen) { continue }
-                    let n = (z << g.lblkPerZoneShift) + i
-                    do { try body(n, try codec.decode(p)) } catch let e as EntryError {
-                        throw CBDError("\(device.path): logical block \(n): \(e); run fsck.cbd first")
-                    }
+        let scanner = TableScanner(device: device, geometry: geometry)
+        let buffer = scanner.makeBuffer()
+        for z in 0..<geometry.nrZones {
+            try scanner.forEachEntry(zone: z, buffer: buffer) { n, p in
+                do { try body(n, try codec.decode(p)) } catch let e as EntryError {
+                    throw CBDError("\(device.path): logical block \(n): \(e); run fsck.cbd first")
                 }
             }
         }
