@@ -155,8 +155,10 @@ public final class Resizer {
         try device.writePblks(b.bytes, at: new.bitmapPblk(z))
     }
 
-    /// Moves every block with a pblk at or past `limit` to free pblks below it, copy-on-write:
-    /// copies and new bits (sync), then entries (sync). Old bits vanish with the cut.
+    /// Moves every pblk at or past `limit` to a free pblk below it, copy-on-write: copies and
+    /// new bits (sync), then entries (sync). A block's pblks below the limit stay where they
+    /// are (they are not overwritten), so the move needs no more room than the data itself;
+    /// the old bits vanish with the cut.
     private func moveBlocks(below limit: Int, old: Geometry, new: Geometry) throws {
         var moving: [(Int, AllocationEntry)] = []
         try forEachEntry { n, e in if e.pblks.contains(where: { Int($0) >= limit }) { moving.append((n, e)) } }
@@ -180,6 +182,7 @@ public final class Resizer {
         for (n, e) in moving {
             var fresh: [Pblk] = []
             for p in e.pblks {
+                guard Int(p) >= limit else { fresh.append(p); continue }
                 let q = try allocate(near: old.zone(ofLblk: n))
                 try device.read(into: buffer.raw, at: Int(p) * Units.pblkSize)
                 try device.write(UnsafeRawBufferPointer(buffer.raw), at: q * Units.pblkSize)
@@ -195,14 +198,6 @@ public final class Resizer {
         try device.sync()
         for (n, e) in moved { try meta.setEntryBytes(n, codec.encode(e)) }
         try meta.writeDirtyTables()
-        try device.sync()
-        // Pblks left behind below the cut (a block partly past it) are freed now.
-        for (_, e) in moving {
-            for p in e.pblks where Int(p) < limit {
-                if case .data(let z, let k) = old.place(ofPblk: Int(p)) { try meta.updateBitmap(z) { $0.clear(k) } }
-            }
-        }
-        try meta.writeDirtyBitmaps()
         try device.sync()
     }
 

@@ -13,7 +13,15 @@ usage: cbdimg.py IMAGE COMMAND [ARGS]
   poke OFFSET HEX           write bytes at a byte offset
   set-dirty 0|1             set or clear the header's DIRTY flag
   used                      print the data pblks used by entries, one per line
+  write-image RAW PHYS_BYTES LBLK_SHIFT ZONE_SHIFT SEED
+                            write IMAGE as a new device holding the bytes of RAW, placed
+                            like another writer might: each block in a random free pblk of
+                            any zone, slots out of order, compressed (liblz4 through ctypes)
+                            or raw at random, zero blocks unallocated or stored compressed
+  read-image OUT            write the logical device to OUT (this reader, not the tools')
 """
+import ctypes
+import ctypes.util
 import random
 import struct
 import sys
@@ -90,6 +98,91 @@ class Image:
         return out
 
 
+def liblz4():
+    lib = ctypes.CDLL(ctypes.util.find_library('lz4') or 'liblz4.so.1')
+    lib.LZ4_compress_default.restype = ctypes.c_int
+    lib.LZ4_compress_default.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+    lib.LZ4_decompress_safe.restype = ctypes.c_int
+    lib.LZ4_decompress_safe.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+    return lib
+
+
+def write_image(path, raw_path, phys, lblk_shift, zone_shift, seed):
+    """A device written by a writer other than the tools: format-v1's rules, its own choices."""
+    rng = random.Random(seed)
+    lz4 = liblz4()
+    with open(raw_path, 'rb') as f:
+        raw = f.read()
+    lblk_size = PBLK << lblk_shift
+    nr_lblk = max(1, -(-len(raw) // lblk_size))
+    header = bytearray(PBLK)
+    struct.pack_into('<4sHHQQHHHB', header, 0, b'CBD*', 1, 0, phys // 512, nr_lblk * lblk_size // 512,
+                     lblk_shift, zone_shift, 0, 0)
+    with open(path, 'wb') as f:
+        f.truncate(phys)
+    with open(path, 'r+b') as f:
+        f.write(header)
+    img = Image(path)
+    assert img.nr_zones >= 1 and img.data_end(img.nr_zones - 1) > img.data_start(img.nr_zones - 1), 'geometry'
+    assert nr_lblk <= img.nr_zones * img.lblk_per_zone, 'zone shift too small'
+    free = [p for z in range(img.nr_zones) for p in range(img.data_start(z), img.data_end(z))]
+    rng.shuffle(free)
+    used = set()
+    raw_len = (1 << (8 * img.len_bytes)) - 1
+    counts = {'unallocated': 0, 'compressed': 0, 'raw': 0}
+    with open(path, 'r+b') as f:
+        for n in range(nr_lblk):
+            block = raw[n * lblk_size:(n + 1) * lblk_size].ljust(lblk_size, b'\0')
+            zero = block.count(0) == lblk_size
+            if zero and (lblk_shift == 0 or rng.random() < 0.5):
+                counts['unallocated'] += 1
+                continue
+            dst = ctypes.create_string_buffer(lblk_size + lblk_size // 255 + 16)
+            clen = lz4.LZ4_compress_default(block, dst, lblk_size, len(dst))
+            if 0 < clen <= lblk_size - PBLK and rng.random() < 0.8:
+                length, data = clen, dst.raw[:clen]
+                counts['compressed'] += 1
+            else:
+                length, data = raw_len, block
+                counts['raw'] += 1
+            nslots = -(-len(data) // PBLK)
+            slots = [free.pop() for _ in range(nslots)]
+            assert not used.intersection(slots)
+            used.update(slots)
+            for i, p in enumerate(slots):
+                f.seek(p * PBLK)
+                f.write(data[i * PBLK:(i + 1) * PBLK])
+            img.set_entry(n, length, slots)
+    for z in range(img.nr_zones):
+        bits = bytearray(PBLK)
+        for k in range(8 * PBLK):
+            p = img.data_start(z) + k
+            if p >= img.data_end(z) or p in used:
+                bits[k >> 3] |= 1 << (k & 7)
+        img.write(img.zone_start(z) * PBLK, bytes(bits))
+    print(' '.join(f'{k}={v}' for k, v in counts.items()))
+
+
+def read_image(img, out_path):
+    lz4 = liblz4()
+    raw_len = (1 << (8 * img.len_bytes)) - 1
+    with open(out_path, 'wb') as out:
+        for n in range(img.nr_lblk):
+            length, slots = img.entry(n)
+            if length == 0:
+                block = bytes(img.lblk_size)
+            else:
+                data = b''.join(img.read(p * PBLK, PBLK) for p in slots if p)
+                if length == raw_len:
+                    block = data
+                else:
+                    dst = ctypes.create_string_buffer(img.lblk_size)
+                    got = lz4.LZ4_decompress_safe(data[:length], dst, length, img.lblk_size)
+                    assert got == img.lblk_size, f'lblk {n}: decompressed to {got}'
+                    block = dst.raw
+            out.write(block)
+
+
 def make_raw(path, size, seed):
     rng = random.Random(seed)
     words = b'the quick brown fox jumps over the lazy dog compressed block device zone entry '
@@ -111,8 +204,13 @@ def main(argv):
     if cmd == 'make-raw':
         make_raw(path, int(args[0]), int(args[1]))
         return
+    if cmd == 'write-image':
+        write_image(path, args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]))
+        return
     img = Image(path)
-    if cmd == 'info':
+    if cmd == 'read-image':
+        read_image(img, args[0])
+    elif cmd == 'info':
         for k in ('nr_pblk', 'nr_lblk', 'lblk_size', 'lblk_per_zone', 'entry_len', 'table_blocks', 'nr_zones'):
             print(f'{k}={getattr(img, k)}')
         for z in range(img.nr_zones):
