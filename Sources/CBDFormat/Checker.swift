@@ -248,6 +248,7 @@ public final class Checker {
                 entries[n] = e
             }
         }
+        try clearUndecodableClaimants(owners: &owners, entries: &entries)
         // Every owner after the first gets a copy of its own.
         var toClone: [Int: Set<Int>] = [:]   // lblk -> lblks it shares with
         for (p, list) in owners {
@@ -259,7 +260,7 @@ public final class Checker {
             let others = toClone[n, default: []].sorted()
             let shared = e.pblks.map { Int($0) }.filter { duplicates.contains($0) }
             let problem = Problem(kind: .crossLinked,
-                                  message: "Logical block \(n) (\(byteRange(n))) shares pblk\(shared.count == 1 ? "" : "s") \(shared.map(String.init).joined(separator: ",")) with logical block\(others.count == 1 ? "" : "s") \(others.map(String.init).joined(separator: ","))",
+                                  message: "Logical block \(n) (\(byteRange(n))) shares \(plural("pblk", shared)) with \(plural("logical block", others))",
                                   action: "Clone", preenSafe: false, zone: geometry.zone(ofLblk: n), lblk: n,
                                   pblks: shared, suspectLblks: ([n] + others).sorted())
             guard decide(problem) else { continue }
@@ -281,6 +282,46 @@ public final class Checker {
                 }
             }
         }
+    }
+
+    /// A compressed claimant of a shared pblk whose bytes do not decompress has lost its data
+    /// to the other claimant: it is cleared rather than given a copy of someone else's bytes.
+    /// (With -c, pass 1 already cleared every such block.)
+    private func clearUndecodableClaimants(owners: inout [Int: [Int]], entries: inout [Int: AllocationEntry]) throws {
+        guard !options.verifyData else { return }
+        let g = geometry
+        let buffer = ByteBuffer(count: 2 * g.lblkSize)
+        for n in entries.keys.sorted() where !stop {
+            guard let e = entries[n], case .compressed(let len, let pblks) = e else { continue }
+            try device.readPblkRuns(pblks, into: buffer.base)
+            if LZ4Codec.decompress(buffer.base, count: len, into: buffer.base + g.lblkSize, expected: g.lblkSize) { continue }
+            let shared = pblks.map { Int($0) }.filter { duplicates.contains($0) }
+            let others = Set(shared.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
+            let problem = Problem(kind: .crossLinked,
+                                  message: "Logical block \(n) (\(byteRange(n))) shares \(plural("pblk", shared)) with "
+                                      + "\(plural("logical block", others)) and does not decompress to \(g.lblkSize) bytes",
+                                  action: "Clear", preenSafe: false, zone: g.zone(ofLblk: n), lblk: n,
+                                  pblks: shared, suspectLblks: ([n] + others).sorted())
+            guard decide(problem) else { continue }
+            newEntries[n] = .some(nil)
+            entries[n] = nil
+            stats.compressed -= 1
+            stats.usedPblks -= pblks.count
+            for p in pblks.map({ Int($0) }) {
+                if var list = owners[p] {
+                    list.removeAll { $0 == n }
+                    owners[p] = list
+                    if list.isEmpty { release(p) }
+                } else {
+                    release(p)
+                }
+            }
+        }
+    }
+
+    /// "pblk 5" or "pblks 5,6".
+    private func plural(_ noun: String, _ numbers: [Int]) -> String {
+        "\(noun)\(numbers.count == 1 ? "" : "s") \(numbers.map(String.init).joined(separator: ","))"
     }
 
     private func release(_ p: Int) {

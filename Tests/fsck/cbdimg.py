@@ -12,13 +12,15 @@ usage: cbdimg.py IMAGE COMMAND [ARGS]
   set-bit Z K 0|1           set or clear bit K of zone Z's bitmap
   poke OFFSET HEX           write bytes at a byte offset
   set-dirty 0|1             set or clear the header's DIRTY flag
-  used                      print the data pblks used by entries, one per line
+  used                      print the data pblks used by entries: PBLK LBLK per line
   write-image RAW PHYS_BYTES LBLK_SHIFT ZONE_SHIFT SEED
                             write IMAGE as a new device holding the bytes of RAW, placed
                             like another writer might: each block in a random free pblk of
                             any zone, slots out of order, compressed (liblz4 through ctypes)
                             or raw at random, zero blocks unallocated or stored compressed
   read-image OUT            write the logical device to OUT (this reader, not the tools')
+  check                     the consistency rules of format-v1, checked here: print each
+                            problem, exit 1 if any
 """
 import ctypes
 import ctypes.util
@@ -94,7 +96,7 @@ class Image:
         out = []
         for n in range(self.nr_lblk):
             length, slots = self.entry(n)
-            out += [s for s in slots if s]
+            out += [(s, n) for s in slots if s]
         return out
 
 
@@ -183,6 +185,65 @@ def read_image(img, out_path):
             out.write(block)
 
 
+def check(img):
+    """format-v1's consistency rules 1-6, independently of the tools; returns problem lines."""
+    import os
+    problems = []
+    lz4 = liblz4()
+    if img.nr_pblk * PBLK > os.path.getsize(img.path):
+        return [f'header: {img.nr_pblk} pblks but the file is smaller']
+    raw_len = (1 << (8 * img.len_bytes)) - 1
+    owner = {}
+    def data_zone(p):
+        if p < 1: return None
+        z = (p - 1) // img.zone_span
+        return z if z < img.nr_zones and img.data_start(z) <= p < img.data_end(z) else None
+    for z in range(img.nr_zones):
+        table = img.read((img.zone_start(z) + 1) * PBLK, img.table_blocks * PBLK)
+        tail = table[img.lblk_per_zone * img.entry_len:]
+        if tail.count(0) != len(tail):
+            problems.append(f'zone {z}: table padding not zero')
+        for i in range(img.lblk_per_zone):
+            n = z * img.lblk_per_zone + i
+            b = table[i * img.entry_len:(i + 1) * img.entry_len]
+            if n >= img.nr_lblk:
+                if b.count(0) != len(b): problems.append(f'lblk {n}: entry beyond the logical size')
+                continue
+            length = int.from_bytes(b[:img.len_bytes], 'little')
+            slots = [int.from_bytes(b[img.len_bytes + k * img.pblk_bytes:img.len_bytes + (k + 1) * img.pblk_bytes], 'little')
+                     for k in range(img.slots)]
+            if length == 0:
+                need = 0
+            elif length == raw_len:
+                need = img.slots
+            elif length <= img.lblk_size - PBLK:
+                need = -(-length // PBLK)
+            else:
+                problems.append(f'lblk {n}: bad length {length}'); continue
+            if any(s == 0 for s in slots[:need]) or any(s != 0 for s in slots[need:]):
+                problems.append(f'lblk {n}: slots do not match length {length}'); continue
+            for p in slots[:need]:
+                if data_zone(p) is None: problems.append(f'lblk {n}: pblk {p} outside the data areas')
+                elif p in owner: problems.append(f'pblk {p}: used by lblk {owner[p]} and lblk {n}')
+                else: owner[p] = n
+            if 0 < length < raw_len and all(data_zone(p) is not None for p in slots[:need]):
+                data = b''.join(img.read(p * PBLK, PBLK) for p in slots[:need])[:length]
+                dst = ctypes.create_string_buffer(img.lblk_size)
+                if lz4.LZ4_decompress_safe(data, dst, length, img.lblk_size) != img.lblk_size:
+                    problems.append(f'lblk {n}: does not decompress to one block')
+    for z in range(img.nr_zones):
+        bits = img.read(img.zone_start(z) * PBLK, PBLK)
+        count = img.data_end(z) - img.data_start(z)
+        for k in range(8 * PBLK):
+            bit = (bits[k >> 3] >> (k & 7)) & 1
+            p = img.data_start(z) + k
+            if k >= count:
+                if not bit: problems.append(f'zone {z}: padding bit {k} clear')
+            elif bit != (p in owner):
+                problems.append(f'pblk {p}: bitmap says {"used" if bit else "free"}, entries say {"used" if p in owner else "free"}')
+    return problems
+
+
 def make_raw(path, size, seed):
     rng = random.Random(seed)
     words = b'the quick brown fox jumps over the lazy dog compressed block device zone entry '
@@ -208,7 +269,12 @@ def main(argv):
         write_image(path, args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]))
         return
     img = Image(path)
-    if cmd == 'read-image':
+    if cmd == 'check':
+        problems = check(img)
+        for line in problems:
+            print(line)
+        sys.exit(1 if problems else 0)
+    elif cmd == 'read-image':
         read_image(img, args[0])
     elif cmd == 'info':
         for k in ('nr_pblk', 'nr_lblk', 'lblk_size', 'lblk_per_zone', 'entry_len', 'table_blocks', 'nr_zones'):
@@ -231,8 +297,8 @@ def main(argv):
         flags = (img.flags | 1) if int(args[0]) else (img.flags & ~1)
         img.write(28, struct.pack('<H', flags))
     elif cmd == 'used':
-        for p in img.used():
-            print(p)
+        for p, n in img.used():
+            print(p, n)
     else:
         sys.exit(f'unknown command {cmd}')
 
