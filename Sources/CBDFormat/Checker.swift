@@ -272,15 +272,7 @@ public final class Checker {
             newEntries[n] = .some(clone)
             // The old pblks lose this owner; a pblk left with none is free again. The bitmap
             // follows the clone silently: it is part of this fix, not a problem of its own.
-            for p in e.pblks.map({ Int($0) }) {
-                if var list = owners[p] {
-                    list.removeAll { $0 == n }
-                    owners[p] = list
-                    if list.isEmpty { release(p) }
-                } else {
-                    release(p)
-                }
-            }
+            disown(e.pblks, by: n, owners: &owners)
         }
     }
 
@@ -307,14 +299,19 @@ public final class Checker {
             entries[n] = nil
             stats.compressed -= 1
             stats.usedPblks -= pblks.count
-            for p in pblks.map({ Int($0) }) {
-                if var list = owners[p] {
-                    list.removeAll { $0 == n }
-                    owners[p] = list
-                    if list.isEmpty { release(p) }
-                } else {
-                    release(p)
-                }
+            disown(pblks, by: n, owners: &owners)
+        }
+    }
+
+    /// Takes lblk `n` off the owners of `pblks`; a pblk left with no owner is free again.
+    private func disown(_ pblks: [Pblk], by n: Int, owners: inout [Int: [Int]]) {
+        for p in pblks.map({ Int($0) }) {
+            if var list = owners[p] {
+                list.removeAll { $0 == n }
+                owners[p] = list
+                if list.isEmpty { release(p) }
+            } else {
+                release(p)
             }
         }
     }

@@ -22,18 +22,24 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         guard offset >= 0, offset + buffer.count <= size else {
             throw CBDError("\(path): read past the end at byte \(offset)")
         }
+        guard let out = buffer.baseAddress else { return }
+        Self.forEachPiece(offset: offset, count: buffer.count) { p, inner, done, n in
+            if let b = pblks[p] {
+                b.withUnsafeBytes { src in (out + done).copyMemory(from: src.baseAddress! + inner, byteCount: n) }
+            } else {
+                (out + done).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+            }
+        }
+    }
+
+    /// Cuts a byte range into its pieces within single pblks: (pblk, offset in it, offset in the range, length).
+    private static func forEachPiece(offset: Int, count: Int, _ body: (Int, Int, Int, Int) -> Void) {
         var done = 0
-        while done < buffer.count {
+        while done < count {
             let pos = offset + done
             let p = pos / Units.pblkSize, inner = pos % Units.pblkSize
-            let n = min(Units.pblkSize - inner, buffer.count - done)
-            if let b = pblks[p] {
-                b.withUnsafeBytes { src in
-                    buffer.baseAddress!.advanced(by: done).copyMemory(from: src.baseAddress! + inner, byteCount: n)
-                }
-            } else {
-                buffer.baseAddress!.advanced(by: done).initializeMemory(as: UInt8.self, repeating: 0, count: n)
-            }
+            let n = min(Units.pblkSize - inner, count - done)
+            body(p, inner, done, n)
             done += n
         }
     }
@@ -45,17 +51,11 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         guard offset >= 0, offset + buffer.count <= size else {
             throw CBDError("\(path): write past the end at byte \(offset)")
         }
-        var done = 0
-        while done < buffer.count {
-            let pos = offset + done
-            let p = pos / Units.pblkSize, inner = pos % Units.pblkSize
-            let n = min(Units.pblkSize - inner, buffer.count - done)
+        guard let src = buffer.baseAddress else { return }
+        Self.forEachPiece(offset: offset, count: buffer.count) { p, inner, done, n in
             var b = pblks[p] ?? [UInt8](repeating: 0, count: Units.pblkSize)
-            b.withUnsafeMutableBytes { dst in
-                (dst.baseAddress! + inner).copyMemory(from: buffer.baseAddress! + done, byteCount: n)
-            }
+            b.withUnsafeMutableBytes { dst in (dst.baseAddress! + inner).copyMemory(from: src + done, byteCount: n) }
             pblks[p] = b.allSatisfy { $0 == 0 } ? nil : b
-            done += n
         }
     }
 
