@@ -160,9 +160,9 @@ public final class Checker {
     private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
                             scratch: ByteBuffer) throws {
         let g = geometry
-        // Slots that name data pblks: what a kept (not cleared) bad entry still holds.
-        let named = (0..<codec.slots).map { Int(codec.slot($0, at: p)) }.filter { $0 != 0 && g.dataZone(ofPblk: $0) != nil }
         func bad(_ kind: Problem.Kind, _ what: String, safe: Bool = false) {
+            // Slots that name data pblks: what a kept (not cleared) bad entry still holds.
+            let named = (0..<codec.slots).map { Int(codec.slot($0, at: p)) }.filter { $0 != 0 && g.dataZone(ofPblk: $0) != nil }
             let inRange = n < g.nrLblk
             let msg = inRange ? "Logical block \(n) (\(byteRange(n))) \(what)"
                               : "Logical block \(n), beyond the logical size (\(g.nrLblk) blocks), \(what)"

@@ -33,7 +33,8 @@ public enum Signatures {
         var failed = false
         walk(fd: device.fd, wipe: true) { _ in }
         if cbdHeader(fd: device.fd) != nil {
-            try device.write(UnsafeRawBufferPointer(start: [UInt8](repeating: 0, count: 4), count: 4), at: 0)
+            let zeros = [UInt8](repeating: 0, count: 4)
+            try zeros.withUnsafeBytes { try device.write($0, at: 0) }
         }
         walk(fd: device.fd, wipe: false) { _ in failed = true }
         if failed { throw CBDError("\(device.path): could not wipe the existing signatures") }

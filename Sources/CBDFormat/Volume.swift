@@ -73,7 +73,7 @@ public final class Volume {
         try forEachBlock(offset, length) { n, inner, _, len in
             let b = try block(n, load: len < geometry.lblkSize)
             b.data.withUnsafeMutableBytes { dst in
-                (dst.baseAddress! + inner).initializeMemory(as: UInt8.self, repeating: 0, count: len)
+                _ = (dst.baseAddress! + inner).initializeMemory(as: UInt8.self, repeating: 0, count: len)
             }
             b.dirty = true
         }

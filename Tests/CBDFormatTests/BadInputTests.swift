@@ -27,8 +27,9 @@ import Testing
         try fm.copyItem(atPath: good, toPath: ro)
         chmod(ro, 0o444)
         t["RO"] = ro
-        t["EMPTY"] = s.file("empty.img")
-        fm.createFile(atPath: t["EMPTY"]!, contents: Data())
+        let empty = s.file("empty.img")
+        try #require(fm.createFile(atPath: empty, contents: Data()))
+        t["EMPTY"] = empty
         let truncated = s.file("truncated.cbd")
         try fm.copyItem(atPath: good, toPath: truncated)
         truncate(truncated, 1 << 20)

@@ -55,9 +55,9 @@ final class LoopDevice {
         let raw = s.file("raw.img"), disk = s.file("disk.img"), disk2 = s.file("disk2.img")
         var bytes = [UInt8](repeating: 0, count: 6 << 20)
         for i in stride(from: 0, to: bytes.count, by: 3) where (i / 65536) % 3 != 1 { bytes[i] = UInt8(truncatingIfNeeded: i / 5) }
-        FileManager.default.createFile(atPath: raw, contents: Data(bytes))
+        try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
         #expect(try Tools.run("truncate", ["-s", "16M", disk]).status == 0)
-        FileManager.default.createFile(atPath: disk2, contents: Data(repeating: 0xCC, count: 6 << 20))
+        try #require(FileManager.default.createFile(atPath: disk2, contents: Data(repeating: 0xCC, count: 6 << 20)))
         guard let cbdDev = LoopDevice(image: disk), let rawDev = LoopDevice(image: disk2) else { print("SKIP: no loop device"); return }
         // Raw to CBD on a block device, then CBD (on that device) to raw on another device.
         let a = try Tools.run("cbd", ["convert", "-q", raw, cbdDev.path])

@@ -53,7 +53,7 @@ import Testing
         let size = 3 * 65536 * 7 + 12345   // not a multiple of the block size
         var bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for i in 65536..<(3 * 65536) { bytes[i] = UInt8(i % 7) }   // some compressible blocks too
-        FileManager.default.createFile(atPath: img, contents: Data(bytes))
+        try #require(FileManager.default.createFile(atPath: img, contents: Data(bytes)))
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
         try expectSameContent(cbd, img)
         #expect(try Tools.run("cbd", ["convert", "-q", cbd, back]).status == 0)
@@ -109,8 +109,8 @@ import Testing
     @Test func existingOutputNeedsForce() throws {
         let s = try Scratch()
         let img = s.file("a.img"), out = s.file("out.cbd")
-        FileManager.default.createFile(atPath: img, contents: Data(repeating: 3, count: 300_000))
-        FileManager.default.createFile(atPath: out, contents: Data("keep".utf8))
+        try #require(FileManager.default.createFile(atPath: img, contents: Data(repeating: 3, count: 300_000)))
+        try #require(FileManager.default.createFile(atPath: out, contents: Data("keep".utf8)))
         let r = try Tools.run("cbd", ["convert", img, out])
         #expect(r.status == 1 && r.stderr.contains("-f"))
         #expect(try FileFacts.bytes(out) == Data("keep".utf8))
@@ -121,7 +121,7 @@ import Testing
     @Test func corruptDeviceIsReportedNotConverted() throws {
         let s = try Scratch()
         let img = s.file("a.img"), cbd = s.file("a.cbd")
-        FileManager.default.createFile(atPath: img, contents: Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 / 3) }))
+        try #require(FileManager.default.createFile(atPath: img, contents: Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 / 3) })))
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
         // Damage the first entry's pblk slot to point at the header.
         let dev = try FileDevice(path: cbd, mode: .readWrite)

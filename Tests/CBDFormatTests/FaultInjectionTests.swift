@@ -118,7 +118,7 @@ import Testing
         let raw = s.file("raw.img")
         var bytes = [UInt8]()
         for n in 0..<24 { bytes += block(n, 65536, random: n % 3 == 0) + [UInt8](repeating: 0, count: n % 4 == 0 ? 65536 : 0) }
-        FileManager.default.createFile(atPath: raw, contents: Data(bytes))
+        try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
         let input = try FileDevice(path: raw, mode: .readOnly)
         var conv = RawToCBD()
         conv.lblkShift = 4

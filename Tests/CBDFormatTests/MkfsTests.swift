@@ -55,7 +55,7 @@ import Testing
         #expect(r.status == 0 && r.stdout.contains("lblk_alloc_16_16"))
         #expect(!FileManager.default.fileExists(atPath: img))
         // An existing file keeps every byte.
-        FileManager.default.createFile(atPath: img, contents: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 * 7) }))
+        try #require(FileManager.default.createFile(atPath: img, contents: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 * 7) })))
         let before = try FileFacts.bytes(img)
         #expect(try Tools.run("mkfs.cbd", ["-n", img]).status == 0)
         #expect(try FileFacts.bytes(img) == before)
@@ -129,7 +129,7 @@ import Testing
     @Test func reformattingAnExistingImageClearsOldTables() throws {
         let s = try Scratch()
         let img = s.file("a.img")
-        FileManager.default.createFile(atPath: img, contents: Data(repeating: 0xAB, count: 8 << 20))
+        try #require(FileManager.default.createFile(atPath: img, contents: Data(repeating: 0xAB, count: 8 << 20)))
         let r = try Tools.run("mkfs.cbd", ["-q", img])
         #expect(r.status == 0, "\(r.stderr)")
         try checkFresh(img)
@@ -159,7 +159,7 @@ import Testing
         #expect(usage.status == 64)
         // A read-only image is refused untouched.
         let ro = s.file("ro.img")
-        FileManager.default.createFile(atPath: ro, contents: Data(repeating: 1, count: 1 << 20))
+        try #require(FileManager.default.createFile(atPath: ro, contents: Data(repeating: 1, count: 1 << 20)))
         chmod(ro, 0o444)
         let r = try Tools.run("mkfs.cbd", [ro])
         #expect(r.status == 1 && r.stderr.contains("read-only"), "\(r.stderr)")

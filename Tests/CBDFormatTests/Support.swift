@@ -33,8 +33,8 @@ enum Tools {
         }
         // Output goes to files: pipes would need concurrent readers to avoid filling up.
         let tmp = NSTemporaryDirectory() + "/cbd-run-" + UUID().uuidString
-        FileManager.default.createFile(atPath: tmp + ".out", contents: nil)
-        FileManager.default.createFile(atPath: tmp + ".err", contents: nil)
+        guard FileManager.default.createFile(atPath: tmp + ".out", contents: nil) else { throw CBDError("cannot create \(tmp)") }
+        guard FileManager.default.createFile(atPath: tmp + ".err", contents: nil) else { throw CBDError("cannot create \(tmp)") }
         defer {
             try? FileManager.default.removeItem(atPath: tmp + ".out")
             try? FileManager.default.removeItem(atPath: tmp + ".err")
