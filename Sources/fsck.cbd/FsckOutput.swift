@@ -7,6 +7,8 @@ struct FsckOutput {
     let json: Bool
     private var problems: [Problem] = []
     private var lastPass = ""
+    /// The problem just decided was asked on the terminal: its line is already there.
+    var asked = false
 
     init(device: String, json: Bool) {
         self.device = device
@@ -17,10 +19,17 @@ struct FsckOutput {
 
     mutating func problem(_ p: Problem) {
         problems.append(p)
-        guard !json else { return }
-        let pass = pass(of: p.kind)
-        if pass != lastPass { print(pass); lastPass = pass }
+        defer { asked = false }
+        guard !json, !asked else { return }
+        heading(for: p.kind)
         print("\(p.message).  \(p.action)? \(p.fixed ? "yes" : "no")")
+    }
+
+    /// Prints the pass heading when a problem of a new pass comes up.
+    mutating func heading(for kind: Problem.Kind) {
+        guard !json else { return }
+        let pass = pass(of: kind)
+        if pass != lastPass { print(pass); lastPass = pass }
     }
 
     func pass(of kind: Problem.Kind) -> String {

@@ -51,7 +51,11 @@ struct Fsck: ParsableCommand {
             options.mode = mode
             options.verifyData = verifyData
             options.report = { output.problem($0) }
-            options.ask = { askPerson($0) }
+            options.ask = { p in
+                output.heading(for: p.kind)
+                output.asked = !json
+                return askPerson(p)
+            }
             options.progress = progressHandler()
             checker = try Checker(device: dev, options: options)
         } catch {
@@ -85,9 +89,12 @@ struct Fsck: ParsableCommand {
         }
     }
 
+    /// Asks on the terminal, as e2fsck does: the question on standard output (standard error
+    /// under --json), the answer typed after it.
     func askPerson(_ p: Problem) -> Checker.Answer {
         while true {
-            FileHandleStderr.write("\(p.message).  \(p.action)<y>? [y/n/a(ll)/q(uit)] ")
+            let question = "\(p.message).  \(p.action)<y>? [y/n/a(ll)/q(uit)] "
+            if json { FileHandleStderr.write(question) } else { print(question, terminator: ""); fflush(nil) }
             guard let line = readLine()?.lowercased() else { return .quit }
             switch line.trimmingCharacters(in: .whitespaces) {
             case "", "y", "yes": return .yes

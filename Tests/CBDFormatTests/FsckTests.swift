@@ -143,6 +143,35 @@ import Testing
         #expect(try Tools.run("cbd", ["read", img, "-l", "300000"]).out == data)
     }
 
+    /// Without -n/-y/-p and with a terminal on stdin, fsck asks per problem (yes/no/all/quit);
+    /// `script` gives it a pseudo-terminal.
+    @Test func interactiveAnswers() throws {
+        guard Tools.available("script") else { Issue.record("script(1) is missing"); return }
+        let s = try Scratch()
+        let img = s.file("a.cbd"), cbdimg = Self.corpus + "/cbdimg.py"
+        #expect(try Tools.run("mkfs.cbd", ["-q", img, "8M"]).status == 0)
+        #expect(try Tools.run("cbd", ["write", img, "-o", "0"], stdin: Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 / 7) })).status == 0)
+        // Three problems: lblk 3 malformed, lblk 4 malformed, two leaked pblks.
+        #expect(try Tools.run("python3", [cbdimg, img, "set-entry", "3", "5", "0,7"]).status == 0)
+        #expect(try Tools.run("python3", [cbdimg, img, "set-entry", "4", "5", "0"]).status == 0)
+        #expect(try Tools.run("python3", [cbdimg, img, "set-bit", "0", "900", "1"]).status == 0)
+        func ask(_ answers: String) throws -> Tools.Result {
+            try Tools.run("script", ["-qec", "\(Tools.binDir)/fsck.cbd -f \(img)", "/dev/null"], stdin: Data(answers.utf8))
+        }
+        let before = try FileFacts.bytes(img)
+        // quit at the third question: cancelled (32) with problems left (4), nothing written
+        let quit = try ask("n\ny\nq\n")
+        #expect(quit.status == 36, "\(quit.stdout)")
+        #expect(quit.stdout.contains("Clear<y>? [y/n/a(ll)/q(uit)]") && quit.stdout.contains("nothing was written"))
+        #expect(try FileFacts.bytes(img) == before)
+        // an unknown answer asks again; no to the first, all for the rest: 1 | 4
+        let some = try ask("x\nn\na\n")
+        #expect(some.status == 5, "\(some.stdout)")
+        #expect(some.stdout.contains("Free? yes"), "after 'all' the rest is fixed without asking: \(some.stdout)")
+        let left = try Tools.run("fsck.cbd", ["-fn", img])
+        #expect(left.status == 4 && left.stdout.contains("Logical block 3 ") && !left.stdout.contains("Logical block 4 "), "\(left.stdout)")
+    }
+
     @Test func exitCodesForUsageAndOperationalErrors() throws {
         let s = try Scratch()
         #expect(try Tools.run("fsck.cbd", ["-n", "-y", s.file("x")]).status == 16)
