@@ -5,7 +5,7 @@ SWIFT    ?= swift
 PACKAGES := python3 pkg-config liblz4-dev libblkid-dev e2fsprogs lz4 util-linux bsdutils mandoc qemu-utils fdisk time
 DEMO_DIR ?= demo-out
 
-.PHONY: all deps build release test demo lint-man bench fsck-expect fuzz asan tsan clean
+.PHONY: all deps build release test demo lint-man bench fsck-expect fuzz hostile asan tsan clean
 
 all: build
 
@@ -67,6 +67,12 @@ fuzz: build
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.fuzz/crashes/$$t/ \
 	    .fuzz/corpus/$$t .fuzz/seeds/$$t 2>&1 | tail -12 || exit 1; \
 	done
+
+## hostile: damaged devices of an independent writer thrown at every tool (HOSTILE_SEEDS from HOSTILE_FIRST)
+HOSTILE_FIRST ?= 1
+HOSTILE_SEEDS ?= 100
+hostile: build
+	./scripts/hostile.py $$($(SWIFT) build --show-bin-path) $(HOSTILE_FIRST) $(HOSTILE_SEEDS)
 
 ## asan / tsan: the test suite under AddressSanitizer / ThreadSanitizer
 asan: deps
