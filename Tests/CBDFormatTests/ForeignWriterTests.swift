@@ -62,6 +62,7 @@ import Testing
         #expect(info["compressed_blocks"] as? Int == written["compressed"])
         #expect(info["raw_blocks"] as? Int == written["raw"])
         #expect(info["unallocated_blocks"] as? Int == written["unallocated"])
+        if c.ext4 { #expect((info["contents"] as? String ?? "").hasPrefix("ext4"), "contents: \(info["contents"] ?? "-")") }
 
         // Convert back and read: the raw bytes, then zeros up to the logical size.
         var want = try FileFacts.bytes(raw)
