@@ -205,19 +205,31 @@ public final class Resizer {
     /// undo recorder.
     private func relayout(_ new: Geometry, undoPath: String, scratch: String) throws {
         let data = try Spill(directory: scratch), lengths = try Spill(directory: scratch)
-        var lens = [UInt32](repeating: 0, count: new.nrLblk)
+        // The lengths log is written a chunk of lblks at a time (entries come in lblk order),
+        // so memory does not grow with the logical size; unallocated runs stay holes.
+        let chunk = 1 << 16
+        var lens = [UInt32](repeating: 0, count: chunk)
+        var current = -1, dirty = false
+        func flush() throws {
+            guard dirty else { return }
+            try lens.withUnsafeBytes { try lengths.write($0.baseAddress!, $0.count, at: current * chunk * 4) }
+            for i in lens.indices { lens[i] = 0 }
+            dirty = false
+        }
         let buffer = ByteBuffer(count: geometry.lblkSize)
         try forEachEntry { n, e in
             guard n < new.nrLblk else { return }
             try device.readPblkRuns(e.pblks, into: buffer.base)
             try data.append(buffer.base, e.pblks.count * Units.pblkSize)
+            if n / chunk != current { try flush(); current = n / chunk }
             switch e {
-            case .compressed(let len, _): lens[n] = UInt32(len)
-            case .raw: lens[n] = Assembler.rawMarker
+            case .compressed(let len, _): lens[n % chunk] = UInt32(len); dirty = true
+            case .raw: lens[n % chunk] = Assembler.rawMarker; dirty = true
             case .unallocated: break
             }
         }
-        try lens.withUnsafeBytes { try lengths.append($0.baseAddress!, $0.count) }
+        try flush()
+        try lengths.extend(to: new.nrLblk * 4)
         let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath)
         if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
         try Assembler(geometry: new, data: data, lengths: lengths).write(into: recorder, fresh: false)

@@ -22,6 +22,19 @@ final class Spill {
         size += count
     }
 
+    /// Writes at `offset`; what lies between the old end and `offset` reads as zeros (a hole).
+    func write(_ p: UnsafeRawPointer, _ count: Int, at offset: Int) throws {
+        try pwriteAll(fd, p, count, offset, what: "temporary file")
+        size = max(size, offset + count)
+    }
+
+    /// Grows the file to `bytes` with a hole (zeros).
+    func extend(to bytes: Int) throws {
+        guard bytes > size else { return }
+        guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot extend a temporary file", "", errno: errno) }
+        size = bytes
+    }
+
     func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
         try preadAll(fd, p, count, offset, what: "temporary file")
     }
