@@ -294,9 +294,10 @@ public final class Checker {
                                       + "\(plural("logical block", others)) and does not decompress to \(g.lblkSize) bytes",
                                   action: "Clear", preenSafe: false, zone: g.zone(ofLblk: n), lblk: n,
                                   pblks: shared, suspectLblks: ([n] + others).sorted())
+            // Declined: it keeps its entry, and is not offered a clone of bytes it cannot use.
+            entries[n] = nil
             guard decide(problem) else { continue }
             newEntries[n] = .some(nil)
-            entries[n] = nil
             stats.compressed -= 1
             stats.usedPblks -= pblks.count
             disown(pblks, by: n, owners: &owners)
