@@ -103,6 +103,9 @@ def main():
                 rc, _, err = run(args)
                 if died(rc):
                     fail(f'{os.path.basename(args[0])} {" ".join(args[1:-1])}: {rc} {err[-300:]}')
+                elif 'unexpected end of device' in err and 'header' not in err:
+                    # the header passed, so every read must stay inside the device
+                    fail(f'{os.path.basename(args[0])} {" ".join(args[1:-1])} read past the device: {err[-300:]}')
             if digest(img) != before:
                 fail('a read-only tool changed the device')
             rc, _, err = run([tool('fsck.cbd'), '-fy', '-c', img])

@@ -43,6 +43,8 @@ public final class Checker {
     private var clonedData: [(from: Int, to: Int)] = []
     private var clearPadding: Set<Int> = []
     private var duplicates: Set<Int> = []
+    /// Lblks whose bad entry was reported but not cleared (answered no).
+    private var keptBad: Set<Int> = []
 
     /// Reads and validates the header; a device whose header cannot be trusted throws.
     public init(device: BlockDevice, options: Options) throws {
@@ -199,7 +201,10 @@ public final class Checker {
         while !stop, let next = [bad.first?.problem.lblk, ok.first?.lblk].compactMap({ $0 }).min() {
             if let b = bad.first, b.problem.lblk == next {
                 bad.removeFirst()
-                if decide(b.problem) { newEntries[next] = .some(nil) } else { claim(b.keptPblks, lblk: next) }
+                if decide(b.problem) { newEntries[next] = .some(nil) } else {
+                    claim(b.keptPblks, lblk: next)
+                    keptBad.insert(next)
+                }
             } else if let o = ok.first {
                 ok.removeFirst()
                 count(o.entry)
@@ -241,7 +246,9 @@ public final class Checker {
         var owners: [Int: [Int]] = [:]
         var entries: [Int: AllocationEntry] = [:]
         let meta = MetadataCache(device: device, geometry: geometry)
-        for n in 0..<geometry.nrLblk where newEntries[n] == nil {
+        // A bad entry the person chose to keep is neither read nor cloned: its slots may
+        // name pblks outside the data areas, even past the end of the device.
+        for n in 0..<geometry.nrLblk where newEntries[n] == nil && !keptBad.contains(n) {
             guard let e = try? codec.decode(try meta.entryBytes(n)) else { continue }
             for p in e.pblks where duplicates.contains(Int(p)) {
                 owners[Int(p), default: []].append(n)
