@@ -44,8 +44,8 @@ def died(rc):
 def build(work, rng, seed):
     """A foreign device with 4..80 blocks; returns (path, blocks, physical bytes) or None."""
     raw, img = os.path.join(work, 'raw.img'), os.path.join(work, 'd.cbd')
-    lblk = 4096 << rng.choice([0, 1, 2, 4, 4, 5, 8])
-    shift = (lblk // 4096).bit_length() - 1
+    shift = rng.choice([0, 1, 2, 4, 4, 5, 8])
+    lblk = 4096 << shift
     blocks = rng.randrange(4, 80)
     subprocess.run(['python3', CBDIMG, raw, 'make-raw', str(blocks * lblk - rng.randrange(0, 4096)), str(seed)], check=True)
     phys = blocks * lblk + rng.choice([2 << 20, 2 << 20, 200 << 20, 300 << 20])

@@ -184,12 +184,10 @@ public final class Checker {
             bad(.slotOutsideData, "names pblk \(outside), which is not a data pblk")
             return
         }
-        if options.verifyData, case .compressed(let len, let pblks) = entry {
-            try device.readPblkRuns(pblks, into: scratch.base)
-            if !LZ4Codec.decompress(scratch.base, count: len, into: scratch.base + g.lblkSize, expected: g.lblkSize) {
-                bad(.corruptData, "does not decompress to \(g.lblkSize) bytes")
-                return
-            }
+        if options.verifyData, case .compressed(let len, let pblks) = entry,
+           try !decompresses(length: len, pblks: pblks, scratch: scratch) {
+            bad(.corruptData, "does not decompress to \(g.lblkSize) bytes")
+            return
         }
         scan.ok.append((n, entry))
     }
@@ -218,11 +216,20 @@ public final class Checker {
         }
     }
 
-    private func count(_ e: AllocationEntry) {
+    /// Whether a compressed block's bytes decompress to exactly one logical block.
+    /// `scratch` holds two logical blocks: the stored bytes, then the output.
+    private func decompresses(length: Int, pblks: [Pblk], scratch: ByteBuffer) throws -> Bool {
+        try device.readPblkRuns(pblks, into: scratch.base)
+        return LZ4Codec.decompress(scratch.base, count: length, into: scratch.base + geometry.lblkSize,
+                                   expected: geometry.lblkSize)
+    }
+
+    /// Adds an entry to the statistics (`by: -1` takes back one counted before it was cleared).
+    private func count(_ e: AllocationEntry, by k: Int = 1) {
         switch e {
         case .unallocated: break
-        case .compressed(_, let p): stats.compressed += 1; stats.usedPblks += p.count
-        case .raw(let p): stats.raw += 1; stats.usedPblks += p.count
+        case .compressed(_, let p): stats.compressed += k; stats.usedPblks += k * p.count
+        case .raw(let p): stats.raw += k; stats.usedPblks += k * p.count
         }
     }
 
@@ -289,11 +296,10 @@ public final class Checker {
     private func clearUndecodableClaimants(owners: inout [Int: [Int]], entries: inout [Int: AllocationEntry]) throws {
         guard !options.verifyData else { return }
         let g = geometry
-        let buffer = ByteBuffer(count: 2 * g.lblkSize)
+        let scratch = ByteBuffer(count: 2 * g.lblkSize)
         for n in entries.keys.sorted() where !stop {
-            guard let e = entries[n], case .compressed(let len, let pblks) = e else { continue }
-            try device.readPblkRuns(pblks, into: buffer.base)
-            if LZ4Codec.decompress(buffer.base, count: len, into: buffer.base + g.lblkSize, expected: g.lblkSize) { continue }
+            guard let e = entries[n], case .compressed(let len, let pblks) = e,
+                  try !decompresses(length: len, pblks: pblks, scratch: scratch) else { continue }
             let shared = pblks.map { Int($0) }.filter { duplicates.contains($0) }
             let others = Set(shared.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
             let problem = Problem(kind: .crossLinked,
@@ -305,8 +311,7 @@ public final class Checker {
             entries[n] = nil
             guard decide(problem) else { continue }
             newEntries[n] = .some(nil)
-            stats.compressed -= 1
-            stats.usedPblks -= pblks.count
+            count(e, by: -1)
             disown(pblks, by: n, owners: &owners)
         }
     }

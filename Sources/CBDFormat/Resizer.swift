@@ -205,16 +205,15 @@ public final class Resizer {
     /// undo recorder.
     private func relayout(_ new: Geometry, undoPath: String, scratch: String) throws {
         let data = try Spill(directory: scratch), lengths = try Spill(directory: scratch)
-        // The lengths log is written a chunk of lblks at a time (entries come in lblk order),
-        // so memory does not grow with the logical size; unallocated runs stay holes.
+        // The lengths log is written a chunk of lblks at a time (allocated entries come in lblk
+        // order), so memory does not grow with the logical size; chunks without one stay holes.
         let chunk = 1 << 16
         var lens = [UInt32](repeating: 0, count: chunk)
-        var current = -1, dirty = false
+        var current = -1   // the chunk `lens` holds; -1 before the first entry
         func flush() throws {
-            guard dirty else { return }
+            guard current >= 0 else { return }
             try lens.withUnsafeBytes { try lengths.write($0.baseAddress!, $0.count, at: current * chunk * 4) }
             for i in lens.indices { lens[i] = 0 }
-            dirty = false
         }
         let buffer = ByteBuffer(count: geometry.lblkSize)
         try forEachEntry { n, e in
@@ -223,8 +222,8 @@ public final class Resizer {
             try data.append(buffer.base, e.pblks.count * Units.pblkSize)
             if n / chunk != current { try flush(); current = n / chunk }
             switch e {
-            case .compressed(let len, _): lens[n % chunk] = UInt32(len); dirty = true
-            case .raw: lens[n % chunk] = Assembler.rawMarker; dirty = true
+            case .compressed(let len, _): lens[n % chunk] = UInt32(len)
+            case .raw: lens[n % chunk] = Assembler.rawMarker
             case .unallocated: break
             }
         }

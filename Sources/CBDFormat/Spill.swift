@@ -18,8 +18,7 @@ final class Spill {
     deinit { close(fd) }
 
     func append(_ p: UnsafeRawPointer, _ count: Int) throws {
-        try pwriteAll(fd, p, count, size, what: "temporary file")
-        size += count
+        try write(p, count, at: size)
     }
 
     /// Writes at `offset`; what lies between the old end and `offset` reads as zeros (a hole).
@@ -31,7 +30,7 @@ final class Spill {
     /// Grows the file to `bytes` with a hole (zeros).
     func extend(to bytes: Int) throws {
         guard bytes > size else { return }
-        guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot extend a temporary file", "", errno: errno) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot extend", "temporary file", errno: errno) }
         size = bytes
     }
 
