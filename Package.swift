@@ -1,9 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Linux only: the device layer calls Glibc, libblkid and Linux ioctls directly.
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
     name: "cbd-tools",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "CBDFormat", targets: ["CBDFormat"]),
         .executable(name: "mkfs.cbd", targets: ["mkfs.cbd"]),
@@ -16,26 +18,23 @@ let package = Package(
     ],
     targets: [
         // The system's liblz4 and libblkid, found by pkg-config.
-        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4",
-                       providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]),
-        .systemLibrary(name: "CBlkid", pkgConfig: "blkid",
-                       providers: [.apt(["libblkid-dev"])]),
-        // Our own wrappers for fallocate(2) and ioctl(2), which Swift cannot call directly.
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        // Our own wrappers for fallocate(2), lseek(2) and ioctl(2), which Swift cannot call directly.
         .target(name: "CSysShim"),
+        // The format, the device layer and the kernel-equivalent read/write path. Never prints.
         .target(name: "CBDFormat", dependencies: ["CLZ4", "CBlkid", "CSysShim"]),
-        .executableTarget(name: "mkfs.cbd", dependencies: [
-            "CBDFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "fsck.cbd", dependencies: [
-            "CBDFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "cbddump", dependencies: [
-            "CBDFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "cbd", dependencies: [
-            "CBDFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // What the tools share: error lines, sizes, progress bars, report rendering.
+        .target(name: "CBDCLI", dependencies: ["CBDFormat", argumentParser]),
+        .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
+        .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
+        .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
+        .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.
         .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat"], path: "Fuzz",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
-        .testTarget(name: "CBDFormatTests", dependencies: ["CBDFormat"]),
+        .testTarget(name: "CBDFormatTests", dependencies: ["CBDFormat", "CBDCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )

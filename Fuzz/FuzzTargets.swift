@@ -22,7 +22,7 @@ enum FuzzTargets {
         for (i, x) in bytes.prefix(4096).enumerated() { b[i] = x }
         guard let h = try? Header.decode(b) else { return }
         if let g = try? Geometry(header: h) {
-            _ = g.summaryLines()
+            _ = g.totalDataPblks
             _ = g.place(ofPblk: g.nrPblk - 1)
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 
 struct Convert: ParsableCommand {
@@ -22,11 +23,11 @@ struct Convert: ParsableCommand {
 
     func validate() throws {
         if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
-        if let s = physicalSize { _ = try parseSize(s, "--physical-size") }
+        if let s = physicalSize { _ = try Options.size(s, "--physical-size") }
     }
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let start = Clock.seconds()
             let inDev = try FileDevice(path: input, mode: .readOnly)
             let toRaw = (try? inDev.readHeader()) != nil
@@ -41,12 +42,9 @@ struct Convert: ParsableCommand {
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: output)
             } else {
-                guard let bs = ByteSize.parse(blockSize), let shift = LayoutPlanner.lblkShift(forBlockSize: bs) else {
-                    throw CBDError("block size '\(blockSize)' must be a power of two from 4K to 1G")
-                }
                 var c = RawToCBD()
-                c.lblkShift = shift
-                c.physicalBytes = try physicalSize.map { try parseSize($0, "--physical-size") }
+                c.lblkShift = try Options.lblkShift(blockSize: blockSize)
+                c.physicalBytes = try physicalSize.map { try Options.size($0, "--physical-size") }
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: output)
@@ -62,9 +60,7 @@ struct Convert: ParsableCommand {
         let dev = try FileDevice(path: output, mode: .readWrite)
         let found = Signatures.probe(fd: dev.fd)
         guard !found.isEmpty else { return }
-        guard force else {
-            throw CBDError("\(output) contains \(found.map(\.description).joined(separator: ", ")); use -f to overwrite")
-        }
+        guard force else { throw Options.signatureRefusal(output, found) }
         try Signatures.wipe(device: dev)
     }
 

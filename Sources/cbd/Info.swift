@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 
 struct Info: ParsableCommand {
@@ -8,7 +9,7 @@ struct Info: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: .readOnly)
             let report = try DeviceInfo.report(dev)
             print(json ? report.json() : report.text(), terminator: json ? "\n" : "")

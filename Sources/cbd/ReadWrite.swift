@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 #if canImport(Glibc)
 import Glibc
@@ -12,9 +13,9 @@ struct RangeOptions: ParsableArguments {
     var length: String?
 
     func resolve(logicalSize: Int) throws -> (Int, Int) {
-        let off = try parseSize(offset, "--offset")
+        let off = try Options.size(offset, "--offset")
         guard off <= logicalSize else { throw CBDError("offset \(off) is past the logical size \(logicalSize)") }
-        let len = try length.map { try parseSize($0, "--length") } ?? (logicalSize - off)
+        let len = try length.map { try Options.size($0, "--length") } ?? (logicalSize - off)
         guard len <= logicalSize - off else {
             throw CBDError("range \(off)+\(len) is past the logical size \(logicalSize)")
         }
@@ -28,7 +29,7 @@ struct Read: ParsableCommand {
     @OptionGroup var range: RangeOptions
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readOnly))
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
             let buf = ByteBuffer(count: 1 << 20)
@@ -50,9 +51,9 @@ struct Write: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Byte offset in the logical device.") var offset: String
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite))
-            let off = try parseSize(offset, "--offset")
+            let off = try Options.size(offset, "--offset")
             guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size \(vol.logicalSize)") }
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
@@ -77,7 +78,7 @@ struct Discard: ParsableCommand {
     @OptionGroup var range: RangeOptions
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite))
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
             try vol.discard(offset: off, length: len)

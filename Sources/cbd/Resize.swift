@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 
 struct Resize: ParsableCommand {
@@ -38,7 +39,7 @@ struct Resize: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: printMinimum ? .readOnly : .readWrite)
             let resizer = try Resizer(device: dev, force: force || printMinimum)
             let g = resizer.geometry
@@ -78,7 +79,7 @@ struct UndoCommand: ParsableCommand {
     @Argument(help: "The device or image to restore.") var device: String
 
     func run() throws {
-        try reportingErrors {
+        try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: .readWrite)
             let n = try Undo.apply(undoPath: undoFile, to: dev)
             print("\(device): restored \(n) pblks from \(undoFile)")

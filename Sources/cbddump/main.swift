@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 
 /// cbddump: show what is inside a CBD device, in the manner of dumpe2fs and xfs_db.
@@ -26,7 +27,7 @@ struct Dump: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try ToolRunner.run("cbddump") {
             let inspector = try Inspector(device: try FileDevice(path: device, mode: .readOnly))
             let report: Report
             if let z = zone { report = try inspector.zoneReport(z) }
@@ -39,9 +40,6 @@ struct Dump: ParsableCommand {
                 if !json { FileHandleStderr.write("cbddump: \(p)\n") }
                 throw ExitCode(1)
             }
-        } catch let e as CBDError {
-            FileHandleStderr.write("cbddump: \(e)\n")
-            throw ExitCode(1)
         }
     }
 }

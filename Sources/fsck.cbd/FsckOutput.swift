@@ -1,12 +1,12 @@
+import CBDCLI
 import CBDFormat
-import Foundation
 
 /// What fsck.cbd prints: e2fsck-style lines as it goes, or one JSON object at the end.
 struct FsckOutput {
     let device: String
     let json: Bool
     private var problems: [Problem] = []
-    private var lastPass = ""
+    private var lastPass: CheckPass?
     /// The problem just decided was asked on the terminal: its line is already there.
     var asked = false
 
@@ -21,23 +21,15 @@ struct FsckOutput {
         problems.append(p)
         defer { asked = false }
         guard !json, !asked else { return }
-        heading(for: p.kind)
+        heading(for: p)
         print("\(p.message).  \(p.action)? \(p.fixed ? "yes" : "no")")
     }
 
     /// Prints the pass heading when a problem of a new pass comes up.
-    mutating func heading(for kind: Problem.Kind) {
-        guard !json else { return }
-        let pass = pass(of: kind)
-        if pass != lastPass { print(pass); lastPass = pass }
-    }
-
-    func pass(of kind: Problem.Kind) -> String {
-        switch kind {
-        case .crossLinked: return "Pass 1B: pblks claimed by more than one logical block"
-        case .leakedPblks, .unmarkedPblks, .bitmapPadding: return "Pass 2: checking allocation bitmaps"
-        default: return "Pass 1: checking allocation tables"
-        }
+    mutating func heading(for p: Problem) {
+        guard !json, p.kind.pass != lastPass else { return }
+        print(p.kind.pass.heading)
+        lastPass = p.kind.pass
     }
 
     func fatal(_ message: String) {
@@ -93,9 +85,5 @@ struct FsckOutput {
         return d
     }
 
-    func emit(_ object: [String: Any]) {
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-            print(String(decoding: data, as: UTF8.self))
-        }
-    }
+    func emit(_ object: [String: Any]) { print(JSON.line(object)) }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 import Foundation
 
@@ -52,14 +53,14 @@ struct Fsck: ParsableCommand {
             options.verifyData = verifyData
             options.report = { output.problem($0) }
             options.ask = { p in
-                output.heading(for: p.kind)
+                output.heading(for: p)
                 output.asked = !json
                 return askPerson(p)
             }
             options.progress = progressHandler()
             checker = try Checker(device: dev, options: options)
         } catch {
-            output.fatal("\(error)")
+            output.fatal(ToolRunner.message(for: error) ?? "\(error)")
             return 8
         }
         if !checker.isDirty && !force && mode == .preen {
@@ -69,22 +70,22 @@ struct Fsck: ParsableCommand {
         }
         if verbose && !json { for (k, v) in checker.geometry.summaryLines() { output.line("\(k): \(v)") } }
         do { try checker.run() } catch {
-            output.fatal("\(error)")
+            output.fatal(ToolRunner.message(for: error) ?? "\(error)")
             return 8 | checker.exitCode
         }
         output.finish(checker)
         return checker.exitCode
     }
 
-    func progressHandler() -> ((Int, Int, Int) -> Void)? {
+    func progressHandler() -> ((CheckPass, Int, Int) -> Void)? {
         guard let fd = progressFD else { return nil }
         if fd == 0 {
             let bar = ProgressBar(label: "\(device)")
-            return { pass, done, total in bar.update(done, total); if done == total && pass == 2 { bar.finish() } }
+            return { pass, done, total in bar.update(done, total); if done == total && pass == .bitmaps { bar.finish() } }
         }
         // e2fsck's -C format: "pass current max device" per line.
         return { pass, done, total in
-            let line = "\(pass) \(done) \(total) \(device)\n"
+            let line = "\(pass.progressNumber) \(done) \(total) \(device)\n"
             _ = line.withCString { Glibc.write(fd, $0, strlen($0)) }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBDCLI
 import CBDFormat
 
 /// mkfs.cbd DEVICE [SIZE]: create an empty compressed block device.
@@ -32,16 +33,11 @@ struct Mkfs: ParsableCommand {
     }
 
     func run() throws {
-        do { try make() } catch let e as CBDError {
-            FileHandleStderr.write("mkfs.cbd: \(e)\n")
-            throw ExitCode(1)
-        }
+        try ToolRunner.run("mkfs.cbd") { try make() }
     }
 
     func make() throws {
-        guard let bs = ByteSize.parse(blockSize), let lblkShift = LayoutPlanner.lblkShift(forBlockSize: bs) else {
-            throw CBDError("block size '\(blockSize)' must be a power of two from 4K to 1G")
-        }
+        let lblkShift = try Options.lblkShift(blockSize: blockSize)
         let requested = try size.map { s -> Int in
             guard let v = ByteSize.parse(s) else { throw CBDError("invalid size '\(s)'") }
             return v
@@ -82,9 +78,7 @@ struct Mkfs: ParsableCommand {
 
         if let d = dev {
             let found = Signatures.probe(fd: d.fd)
-            if !found.isEmpty && !force {
-                throw CBDError("\(device) contains \(found.map(\.description).joined(separator: ", ")); use -f to overwrite")
-            }
+            if !found.isEmpty && !force { throw Options.signatureRefusal(device, found) }
             if !found.isEmpty && !quiet {
                 print("\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))")
             }

@@ -5,12 +5,13 @@ import Testing
 /// cbd convert, read, write and discard end to end, on real filesystem images.
 @Suite(.serialized) struct ConvertTests {
     /// An ext4 image made by mke2fs -d from a real directory.
-    func ext4Image(_ s: Scratch, size: String = "48M", from dir: String = "/usr/share/perl") throws -> String? {
-        guard Tools.available("mke2fs"), FileManager.default.fileExists(atPath: dir) else { return nil }
+    func ext4Image(_ s: Scratch, size: String = "48M", from dir: String = "/usr/share/perl") throws -> String {
+        try Tools.require("mke2fs")
+        try #require(FileManager.default.fileExists(atPath: dir), "\(dir) is missing")
         let img = s.file("fs.img")
         let r = try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", dir, img, size])
-        #expect(r.status == 0, "\(r.stderr)")
-        return r.status == 0 ? img : nil
+        try #require(r.status == 0, "\(r.stderr)")
+        return img
     }
 
     /// Every logical byte of `cbd` read through the Volume equals `raw` (zero-padded).
@@ -28,7 +29,7 @@ import Testing
     @Test(arguments: ["4K", "64K", "1M"])
     func ext4RoundTrip(block: String) throws {
         let s = try Scratch()
-        guard let img = try ext4Image(s) else { return }
+        let img = try ext4Image(s)
         let cbd = s.file("fs.cbd"), back = s.file("back.img")
         let a = try Tools.run("cbd", ["convert", "-q", "-b", block, img, cbd])
         #expect(a.status == 0, "\(a.stderr)")
@@ -172,9 +173,9 @@ import Testing
 
     @Test func qemuImgPeerAgrees() throws {
         // qemu-img reads our raw output like the input: an outside view of the same bytes.
-        guard Tools.available("qemu-img") else { return }
+        try Tools.require("qemu-img")
         let s = try Scratch()
-        guard let img = try ext4Image(s, size: "24M", from: "/usr/share/perl5") else { return }
+        let img = try ext4Image(s, size: "24M", from: "/usr/share/perl5")
         let cbd = s.file("a.cbd"), back = s.file("back.img")
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
         #expect(try Tools.run("cbd", ["convert", "-q", cbd, back]).status == 0)

@@ -18,7 +18,7 @@ import Testing
     /// Each case: damaged image, first run as expected, second run as expected (clean).
     @Test(arguments: FsckTests.cases)
     func corpusCase(_ name: String) throws {
-        guard Tools.available("python3") else { return }
+        try Tools.require("python3")
         let s = try Scratch()
         let dir = "\(Self.corpus)/\(name)"
         let p = Process()
@@ -146,7 +146,7 @@ import Testing
     /// Without -n/-y/-p and with a terminal on stdin, fsck asks per problem (yes/no/all/quit);
     /// `script` gives it a pseudo-terminal.
     @Test func interactiveAnswers() throws {
-        guard Tools.available("script") else { Issue.record("script(1) is missing"); return }
+        try Tools.require("script")
         let s = try Scratch()
         let img = s.file("a.cbd"), cbdimg = Self.corpus + "/cbdimg.py"
         #expect(try Tools.run("mkfs.cbd", ["-q", img, "8M"]).status == 0)

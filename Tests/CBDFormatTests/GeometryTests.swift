@@ -117,7 +117,8 @@ import Testing
     }
 
     @Test func logicalTooLargeIsRefused() {
-        #expect(throws: CBDError.self) {
+        #expect(throws: SizeError.logicalTooLarge(logicalBytes: 1 << 50, physicalBytes: 1 << 20,
+                                                  maxBlocks: 131072, lblkSize: 4096)) {
             try LayoutPlanner.plan(physicalBytes: 1 << 20, logicalBytes: 1 << 50, lblkShift: 0)
         }
         #expect(throws: CBDError.self) {

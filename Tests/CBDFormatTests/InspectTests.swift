@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+import CBDCLI
 
 /// cbddump and cbd info: every view in text and JSON, on several geometries.
 @Suite struct InspectTests {
@@ -65,7 +66,8 @@ import Testing
         #expect(js["entry_variant"] as? String == g.variantName)
         #expect(js["nr_zones"] as? Int == g.nrZones && js["table_blocks"] as? Int == g.tableBlocks)
         // The independent reader agrees on the geometry.
-        if Tools.available("python3") {
+        do {
+            try Tools.require("python3")
             let info = try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", img, "info"]).stdout
             for key in ["nr_pblk", "nr_lblk", "entry_len", "table_blocks", "nr_zones"] {
                 #expect(info.contains("\(key)=\(js[key] as? Int ?? -1)\n"), "\(key)")
@@ -144,7 +146,7 @@ import Testing
     }
 
     @Test func infoNamesTheFilesystemInside() throws {
-        guard Tools.available("mke2fs") && Tools.available("blkid") else { return }
+        try Tools.require("mke2fs", "blkid")
         let s = try Scratch()
         let raw = s.file("fs.img"), img = s.file("fs.cbd")
         #expect(try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-L", "cbdlabel", "-d", "/usr/share/perl5", raw, "16M"]).status == 0)

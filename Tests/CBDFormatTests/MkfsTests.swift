@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+import CBDCLI
 
 /// mkfs.cbd end to end on image files.
 @Suite struct MkfsTests {
@@ -25,13 +26,7 @@ import Testing
         let s = try Scratch()
         let img = s.file("a.img")
         let r = try Tools.run("mkfs.cbd", ["-q", "-b", block, img, size])
-        if block == "1G" {
-            // 3 x 600M is less than one 1 GiB block... it is not: 1.8G holds one block.
-            #expect(r.status == 0, "\(r.stderr)")
-        } else {
-            #expect(r.status == 0, "\(r.stderr)")
-        }
-        guard r.status == 0 else { return }
+        try #require(r.status == 0, "\(r.stderr)")
         let g = try checkFresh(img)
         #expect(g.lblkSize == ByteSize.parse(block))
         #expect(FileFacts.size(img) == ByteSize.parse(size))
@@ -62,7 +57,7 @@ import Testing
     }
 
     @Test func refusesAndWipesExt4() throws {
-        guard Tools.available("mkfs.ext4") && Tools.available("blkid") else { return }
+        try Tools.require("mkfs.ext4", "blkid")
         let s = try Scratch()
         let img = s.file("ext4.img")
         #expect(try Tools.run("truncate", ["-s", "64M", img]).status == 0)
@@ -84,7 +79,7 @@ import Testing
     }
 
     @Test func refusesPartitionTable() throws {
-        guard Tools.available("sfdisk") else { return }
+        try Tools.require("sfdisk")
         let s = try Scratch()
         let img = s.file("disk.img")
         #expect(try Tools.run("truncate", ["-s", "32M", img]).status == 0)
@@ -111,13 +106,12 @@ import Testing
 
     /// Over 2^32 pblks (16 TiB + 4 KiB) on tmpfs, which holds sparse files that large.
     @Test func beyondTwoToThe32Pblks() throws {
-        guard FileManager.default.fileExists(atPath: "/dev/shm") else { return }
+        try #require(FileManager.default.fileExists(atPath: "/dev/shm"), "no tmpfs at /dev/shm")
         let s = try Scratch(under: "/dev/shm")
         let img = s.file("huge.img")
         let size = (1 << 44) + 64 * 4096
         let r = try Tools.run("mkfs.cbd", ["-q", img, String(size)])
-        #expect(r.status == 0, "\(r.stderr)")
-        guard r.status == 0 else { return }
+        try #require(r.status == 0, "\(r.stderr)")
         let dev = try FileDevice(path: img, mode: .readOnly)
         let (_, g) = try dev.readHeader()
         #expect(g.nrPblk > 1 << 32)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+import CBDCLI
 
 /// cbd resize: both kinds of resize, refusals, undo, and interruption at every write.
 @Suite struct ResizeTests {
@@ -75,20 +76,26 @@ import Testing
             #expect(e.message.contains("logical offset \(50 * 65536)"))
         }
         // Too small for the data: says the minimum.
-        do { _ = try r.plan(physicalBytes: 1 << 20, logicalBytes: 64 << 20); Issue.record("no refusal") } catch let e as CBDError {
-            #expect(e.message.contains("minimum"))
+        do { _ = try r.plan(physicalBytes: 1 << 20, logicalBytes: 64 << 20); Issue.record("no refusal") } catch let e as SizeError {
+            guard case .dataDoesNotFit(_, let used, _, let minimum) = e else { Issue.record("\(e)"); return }
+            #expect(used > 0 && minimum > 1 << 20)
+            #expect(ToolRunner.message(for: e)?.contains("minimum") == true)
         }
         // A re-layout without an undo file is refused and says how.
         let cross = try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20)
         #expect(!cross.keepsGeometry)
         do { try r.resize(cross, undoPath: nil, scratch: NSTemporaryDirectory()); Issue.record("no refusal") } catch let e as CBDError {
-            #expect(e.message.contains("-z"))
+            // The library says what is needed; the tool names its option.
+            #expect(e.hint == .undoFile && !e.message.contains("-z"))
+            #expect(ToolRunner.message(for: e)?.contains("-z") == true)
         }
         // A DIRTY device needs -f.
         var h = try mem.readHeader().0
         h.isDirty = true
         try mem.writeHeader(h)
-        #expect(throws: CBDError.self) { try Resizer(device: mem, force: false) }
+        #expect(throws: CBDError("memory: not cleanly closed (DIRTY)", hint: .checkOrForce)) {
+            try Resizer(device: mem, force: false)
+        }
         #expect(try Resizer(device: mem, force: true).geometry.nrLblk > 0)
     }
 
@@ -149,7 +156,7 @@ import Testing
 
     /// The command line on converted ext4 images: grow, shrink, -M, -P, undo.
     @Test func commandLineOnAnExt4Image() throws {
-        guard Tools.available("mke2fs") else { return }
+        try Tools.require("mke2fs")
         let s = try Scratch()
         let raw = s.file("fs.img"), img = s.file("fs.cbd")
         #expect(try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", "/usr/share/perl5", raw, "24M"]).status == 0)

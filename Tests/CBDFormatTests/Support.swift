@@ -60,6 +60,12 @@ enum Tools {
     static func available(_ command: String) -> Bool {
         (try? run("sh", ["-c", "command -v \(command)"]).status) == 0
     }
+
+    /// Fails the test when a helper program is missing: `make deps` installs every one, so a
+    /// missing one is a broken machine, not a reason to pass.
+    static func require(_ commands: String...) throws {
+        for c in commands { try #require(available(c), "\(c) is missing: run make deps") }
+    }
 }
 
 /// A scratch folder removed at the end of a test.

@@ -296,6 +296,11 @@ def main(argv):
     elif cmd == 'set-dirty':
         flags = (img.flags | 1) if int(args[0]) else (img.flags & ~1)
         img.write(28, struct.pack('<H', flags))
+    elif cmd == 'free':
+        # The first N data pblks that no entry uses, comma-separated (for filling a device).
+        used = {p for p, _ in img.used()}
+        free = [p for z in range(img.nr_zones) for p in range(img.data_start(z), img.data_end(z)) if p not in used]
+        print(','.join(map(str, free[:int(args[0])])))
     elif cmd == 'used':
         for p, n in img.used():
             print(p, n)

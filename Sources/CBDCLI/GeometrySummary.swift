@@ -1,0 +1,31 @@
+import CBDFormat
+
+/// Human-readable lines describing a geometry, shared by mkfs.cbd and fsck.cbd -v.
+extension Geometry {
+    public var ratio: Double { Double(logicalBytes) / Double(physicalBytes) }
+
+    public func summaryLines() -> [(String, String)] {
+        let lastData = dataPblkCount(nrZones - 1)
+        return [
+            ("physical size", "\(ByteSize.format(physicalBytes)) (\(nrPblk) pblks of 4096 bytes)"),
+            ("logical size", "\(ByteSize.format(logicalBytes)) (\(nrLblk) blocks)"),
+            ("logical block size", "\(lblkSize) (lblk_shift \(lblkShift))"),
+            ("ratio", String(format2: ratio)),
+            ("zones", "\(nrZones) (zone span \(zoneSpan) pblks"
+                + (lastData < Units.pblksPerBitmap ? ", last zone \(lastData) data pblks)" : ")")),
+            ("blocks per zone", "\(lblkPerZone) (lblk_per_zone_shift \(lblkPerZoneShift))"),
+            ("entry variant", "\(variantName) (\(entryLen) bytes per entry)"),
+            ("table pblks per zone", "\(tableBlocks)"),
+            ("data pblks", "\(totalDataPblks)"),
+        ]
+    }
+}
+
+extension String {
+    /// A number with two decimals, without Foundation.
+    public init(format2 v: Double) {
+        let cents = Int((v * 100).rounded())
+        let frac = cents % 100
+        self = "\(cents / 100)." + (frac < 10 ? "0\(frac)" : "\(frac)")
+    }
+}

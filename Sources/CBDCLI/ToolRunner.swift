@@ -1,0 +1,57 @@
+import ArgumentParser
+import CBDFormat
+
+/// How every tool turns a library error into one line on standard error and an exit status.
+public enum ToolRunner {
+    /// Runs a tool's body; a library error becomes `tool: message` and exit status 1.
+    public static func run(_ tool: String, _ body: () throws -> Void) throws {
+        do { try body() } catch {
+            guard let line = message(for: error) else { throw error }
+            FileHandleStderr.write("\(tool): \(line)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    /// The line for an error the library threw (nil for anything else, e.g. ArgumentParser's own).
+    public static func message(for error: Error) -> String? {
+        switch error {
+        case let e as CBDError: return e.message + (e.hint.map(advice) ?? "")
+        case let e as SizeError: return e.render(ByteSize.format)
+        default: return nil
+        }
+    }
+
+    /// What the user can do, in the tools' own options.
+    static func advice(_ hint: CBDError.Hint) -> String {
+        switch hint {
+        case .overwrite: return "; use -f to overwrite"
+        case .checkOrForce: return "; run fsck.cbd first, or use -f"
+        case .check: return "; run fsck.cbd first"
+        case .undoFile: return ": give -z UNDO_FILE to allow it"
+        }
+    }
+}
+
+/// The options the tools share, parsed one way everywhere.
+public enum Options {
+    /// `-b` of mkfs.cbd and cbd convert: a power of two from 4K to 1G, as an lblk_shift.
+    public static func lblkShift(blockSize text: String) throws -> Int {
+        guard let bs = ByteSize.parse(text), let shift = LayoutPlanner.lblkShift(forBlockSize: bs) else {
+            throw CBDError("block size '\(text)' must be a power of two from 4K to 1G")
+        }
+        return shift
+    }
+
+    /// The refusal of a target that holds other data, unless the user asked to overwrite.
+    public static func signatureRefusal(_ path: String, _ found: [Signatures.Found]) -> CBDError {
+        CBDError("\(path) contains \(found.map(\.description).joined(separator: ", "))", hint: .overwrite)
+    }
+}
+
+extension Options {
+    /// A size argument of the `cbd` subcommands, or a usage error naming the option.
+    public static func size(_ text: String, _ name: String) throws -> Int {
+        guard let v = ByteSize.parse(text) else { throw ValidationError("\(name): invalid size '\(text)'") }
+        return v
+    }
+}

@@ -1,0 +1,59 @@
+import Glibc
+
+/// Where a conversion writes: a new image file, written under a temporary name and renamed
+/// into place only when complete, or an existing block device (whose header is written last).
+public final class OutputFile {
+    public let path: String
+    public let device: FileDevice
+    private let tempPath: String?
+    private var committed = false
+
+    /// Opens `path` for a conversion of `size` bytes. An existing regular file is replaced
+    /// only with `overwrite`; a block device must be large enough.
+    public init(path: String, size: Int, overwrite: Bool) throws {
+        self.path = path
+        var st = stat()
+        if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK {
+            device = try FileDevice(path: path, mode: .readWrite)
+            tempPath = nil
+            guard device.size >= size else {
+                throw SizeError.deviceTooSmall(path: path, has: device.size, needs: size)
+            }
+            return
+        }
+        if FileProbe.exists(path) {
+            guard st.st_mode & S_IFMT == S_IFREG else { throw CBDError("\(path): not a regular file or block device") }
+            guard overwrite else { throw CBDError("\(path): already exists", hint: .overwrite) }
+        }
+        let dir = OutputFile.directory(of: path)
+        let temp = "\(dir)/.\(OutputFile.baseName(of: path)).tmp-\(getpid())"
+        unlink(temp)
+        device = try FileDevice(path: temp, mode: .readWrite, createSize: size)
+        tempPath = temp
+    }
+
+    deinit { if !committed, let t = tempPath { unlink(t) } }
+
+    public var isBlockDevice: Bool { tempPath == nil }
+
+    /// Makes the output durable and, for a file, gives it its final name.
+    public func commit() throws {
+        try device.sync()
+        if let t = tempPath {
+            guard rename(t, path) == 0 else { throw systemError("cannot rename \(t) to", path, errno: errno) }
+            let dfd = open(OutputFile.directory(of: path), O_RDONLY | O_DIRECTORY)
+            if dfd >= 0 { fsync(dfd); close(dfd) }
+        }
+        committed = true
+    }
+
+    public static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    static func baseName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+}

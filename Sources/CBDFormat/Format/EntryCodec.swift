@@ -1,0 +1,110 @@
+/// Encodes and decodes entries for one geometry (one of the six variants).
+public struct EntryCodec: Sendable {
+    public let lenBytes: Int
+    public let pblkBytes: Int
+    public let slots: Int
+    public let lblkSize: Int
+    private let geometry: Geometry
+
+    public init(_ g: Geometry) {
+        lenBytes = g.lenBytes; pblkBytes = g.pblkBytes; slots = g.pblkPerLblk; lblkSize = g.lblkSize
+        geometry = g
+    }
+
+    public var entryLen: Int { lenBytes + pblkBytes * slots }
+    public var rawLength: Int { lenBytes == 2 ? 0xFFFF : 0xFFFF_FFFF }
+    /// The largest compressed length: compression must save at least one pblk.
+    public var maxCompressedLength: Int { lblkSize - Units.pblkSize }
+
+    /// Raw fields of an entry at `p`, without judging them.
+    @inline(__always) public func length(at p: UnsafeRawPointer) -> Int { Int(LE.get(p, lenBytes)) }
+    @inline(__always) public func slot(_ i: Int, at p: UnsafeRawPointer) -> Pblk {
+        LE.get(p + lenBytes + i * pblkBytes, pblkBytes)
+    }
+
+    /// How many leading slots an entry of length `len` uses.
+    public func usedSlots(length len: Int) -> Int {
+        len == 0 ? 0 : len == rawLength ? slots : (len + Units.pblkSize - 1) / Units.pblkSize
+    }
+
+    /// Decodes and checks the entry at `p` (entry_len bytes).
+    public func decode(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
+        let len = length(at: p)
+        guard len == 0 || len == rawLength || len <= maxCompressedLength else { throw .badLength(len) }
+        let used = usedSlots(length: len)
+        var pblks: [Pblk] = []
+        pblks.reserveCapacity(used)
+        for i in 0..<slots {
+            let v = slot(i, at: p)
+            if i < used {
+                guard v != 0 else { throw .badSlot(slot: i, value: 0) }
+                pblks.append(v)
+            } else if v != 0 {
+                throw .badSlot(slot: i, value: v)
+            }
+        }
+        if len == 0 { return .unallocated }
+        return len == rawLength ? .raw(pblks: pblks) : .compressed(length: len, pblks: pblks)
+    }
+
+    /// Decodes the entry at `p` and checks that every pblk it names is a data pblk: what a
+    /// reader needs before it follows the entry.
+    public func decodeChecked(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
+        let e = try decode(p)
+        try checkPlacement(e)
+        return e
+    }
+
+    /// Throws when `e` names a pblk outside every zone's data area.
+    public func checkPlacement(_ e: AllocationEntry) throws(EntryError) {
+        for p in e.pblks where p > UInt64(Int.max) || geometry.dataZone(ofPblk: Int(p)) == nil {
+            throw .outsideData(p)
+        }
+    }
+
+    public func decode(_ bytes: [UInt8]) throws(EntryError) -> AllocationEntry {
+        precondition(bytes.count >= entryLen)
+        let r = bytes.withUnsafeBytes { b in
+            Result { () throws(EntryError) -> AllocationEntry in try decode(b.baseAddress!) }
+        }
+        return try r.get()
+    }
+
+    public func decodeChecked(_ bytes: [UInt8]) throws(EntryError) -> AllocationEntry {
+        let e = try decode(bytes)
+        try checkPlacement(e)
+        return e
+    }
+
+    /// Writes `entry` at `p` (entry_len bytes). The entry must fit this variant.
+    public func encode(_ entry: AllocationEntry, to p: UnsafeMutableRawPointer) {
+        switch entry {
+        case .unallocated: encode(length: 0, to: p) { _ in 0 }
+        case .compressed(let l, let pb):
+            precondition(l >= 1 && l <= maxCompressedLength && pb.count == usedSlots(length: l))
+            encode(length: l, to: p) { pb[$0] }
+        case .raw(let pb):
+            precondition(pb.count == slots)
+            encode(length: rawLength, to: p) { pb[$0] }
+        }
+    }
+
+    /// Writes an entry of length `len` whose used slot i names `pblk(i)`, the rest 0; for
+    /// writers that lay out many entries without building an `AllocationEntry` each.
+    @inline(__always)
+    public func encode(length len: Int, to p: UnsafeMutableRawPointer, pblk: (Int) -> Pblk) {
+        LE.put(UInt64(len), lenBytes, p)
+        let used = usedSlots(length: len)
+        for i in 0..<slots {
+            let v: Pblk = i < used ? pblk(i) : 0
+            precondition(v < (1 as UInt64) << UInt64(pblkBytes * 8))
+            LE.put(v, pblkBytes, p + lenBytes + i * pblkBytes)
+        }
+    }
+
+    public func encode(_ entry: AllocationEntry) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: entryLen)
+        b.withUnsafeMutableBytes { encode(entry, to: $0.baseAddress!) }
+        return b
+    }
+}

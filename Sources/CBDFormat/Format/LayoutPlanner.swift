@@ -1,0 +1,82 @@
+/// Chooses a geometry for new devices (mkfs, convert): the smallest lblk_per_zone_shift
+/// whose zones hold every logical block, after trimming a last zone too small to hold its
+/// bitmap, its table and one data pblk.
+public enum LayoutPlanner {
+    /// - Parameters:
+    ///   - physicalBytes: space to use; rounded down to whole pblks and capped at 2^48 pblks.
+    ///   - logicalBytes: the logical device size; must be a positive multiple of the block size.
+    public static func plan(physicalBytes: Int, logicalBytes: Int, lblkShift: Int) throws -> Geometry {
+        guard (0...Units.maxLblkShift).contains(lblkShift) else {
+            throw CBDError("block size must be a power of two from 4 KiB to 1 GiB")
+        }
+        let lblkSize = Units.pblkSize << lblkShift
+        let maxPblk = min(physicalBytes / Units.pblkSize, Int(Units.maxPblks))
+        guard trimmed(maxPblk: maxPblk, lblkShift: lblkShift, zoneShift: 0, nrLblk: 1) != nil else {
+            throw CBDError("physical size of \(physicalBytes) bytes is too small for one zone "
+                           + "(header, bitmap, table and one data pblk)")
+        }
+        guard logicalBytes >= lblkSize else {
+            throw CBDError("logical size \(logicalBytes) is smaller than one block (\(lblkSize) bytes)")
+        }
+        guard logicalBytes % lblkSize == 0 else {
+            throw CBDError("logical size \(logicalBytes) is not a multiple of the block size \(lblkSize)")
+        }
+        let nrLblk = logicalBytes / lblkSize
+        var best: Geometry?
+        for zoneShift in 0...Units.maxLblkPerZoneShift {
+            guard let g = trimmed(maxPblk: maxPblk, lblkShift: lblkShift, zoneShift: zoneShift, nrLblk: nrLblk)
+            else { continue }
+            if nrLblk <= g.nrZones << zoneShift { return try validated(g) }
+            best = g
+        }
+        if let g = best {
+            throw SizeError.logicalTooLarge(logicalBytes: logicalBytes, physicalBytes: physicalBytes,
+                                            maxBlocks: g.nrZones << g.lblkPerZoneShift, lblkSize: lblkSize)
+        }
+        throw CBDError("physical size of \(physicalBytes) bytes cannot hold a table for "
+                       + "\(nrLblk) blocks of \(lblkSize) bytes")
+    }
+
+    /// The geometry for `maxPblk` with whole last zones only, or nil if not even one fits.
+    static func trimmed(maxPblk: Int, lblkShift: Int, zoneShift: Int, nrLblk: Int) -> Geometry? {
+        var n = maxPblk
+        while n > 1 {
+            guard let g = try? Geometry(unchecked: n, lblkShift: lblkShift, lblkPerZoneShift: zoneShift, nrLblk: nrLblk),
+                  g.nrZones >= 1 else { return nil }
+            let last = g.nrZones - 1
+            if g.dataEnd(last) > g.dataStart(last) { return g }
+            n = g.zoneStart(last)   // drop the last zone; the entry width may shrink with it
+        }
+        return nil
+    }
+
+    static func validated(_ g: Geometry) throws -> Geometry {
+        do {
+            return try Geometry(nrPblk: g.nrPblk, lblkShift: g.lblkShift,
+                                lblkPerZoneShift: g.lblkPerZoneShift, nrLblk: g.nrLblk)
+        } catch { throw CBDError("\(error)") }
+    }
+
+    /// The smallest geometry (found by growing from the data size) with at least `need`
+    /// data pblks for `logicalBytes` of blocks of `4096 << lblkShift`.
+    public static func compact(dataPblks need: Int, logicalBytes: Int, lblkShift: Int) throws -> Geometry {
+        var pblks = need + 3
+        for _ in 0..<400 {
+            if let g = try? plan(physicalBytes: pblks * Units.pblkSize, logicalBytes: logicalBytes, lblkShift: lblkShift) {
+                if g.totalDataPblks >= need { return g }
+                pblks += need - g.totalDataPblks + g.tableBlocks + 2
+            } else {
+                pblks = pblks * 5 / 4 + 64   // too few zones for the tables: grow
+            }
+            guard pblks <= Int(Units.maxPblks) else { break }
+        }
+        throw CBDError("no geometry holds \(logicalBytes / (Units.pblkSize << lblkShift)) blocks of \(Units.pblkSize << lblkShift) bytes")
+    }
+
+    /// Block size in bytes to lblk_shift, if it is a power of two in range.
+    public static func lblkShift(forBlockSize size: Int) -> Int? {
+        guard size >= Units.pblkSize, size <= Units.pblkSize << Units.maxLblkShift,
+              size & (size - 1) == 0 else { return nil }
+        return size.trailingZeroBitCount - Units.pblkSize.trailingZeroBitCount
+    }
+}

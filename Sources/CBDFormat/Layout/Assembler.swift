@@ -1,0 +1,77 @@
+/// Lays out a whole CBD device from a stream of packed block data and a log of lengths:
+/// the second pass of `cbd convert`, and the re-layout of `cbd resize`.
+///
+/// The data spill holds each allocated block's pblks back to back (compressed data padded
+/// to whole pblks, or the raw block); the length log holds one UInt32 per lblk (0 for
+/// unallocated, `rawMarker` for raw). Stream pblk t goes to `Geometry.dataPblk(streamIndex:)`,
+/// so zones fill in order. The header is zeroed first and written last.
+struct Assembler {
+    static let rawMarker = UInt32.max
+    let geometry: Geometry
+    let data: Spill
+    let lengths: Spill
+
+    /// Writes every pblk the layout needs. `fresh`: the target reads as zeros already
+    /// (a new sparse file), so zero tables need not be written.
+    func write(into out: BlockDevice, fresh: Bool) throws {
+        let g = geometry
+        let d = data.size / Units.pblkSize
+        guard d <= g.totalDataPblks else {
+            throw CBDError("\(out.path): \(d) data pblks do not fit in \(g.totalDataPblks)")
+        }
+        if !fresh {
+            try out.zero(0..<Units.pblkSize)   // no valid header until the end
+            try out.sync()
+            for z in 0..<g.nrZones { try out.zero(g.metadataBytes(zone: z)) }
+        }
+        // Data: the spill's stream fills zone after zone.
+        let chunk = ByteBuffer(count: 8 << 20)
+        for z in 0..<g.nrZones {
+            let used = max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z)))
+            var done = 0
+            while done < used * Units.pblkSize {
+                let n = min(chunk.count, used * Units.pblkSize - done)
+                try data.read(into: chunk.base, n, at: z * Units.pblksPerBitmap * Units.pblkSize + done)
+                try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: g.dataStart(z) * Units.pblkSize + done)
+                done += n
+            }
+            var bm = Bitmap(dataPblks: g.dataPblkCount(z))
+            for k in 0..<used { bm.set(k) }
+            if used > 0 || g.dataPblkCount(z) < Units.pblksPerBitmap {
+                try out.writePblks(bm.bytes, at: g.bitmapPblk(z))
+            }
+        }
+        try writeTables(into: out, fresh: fresh)
+        try out.sync()
+        try out.writeHeader(Formatter.header(for: g))
+        try out.sync()
+    }
+
+    /// Entries zone by zone, streaming the length log.
+    private func writeTables(into out: BlockDevice, fresh: Bool) throws {
+        let g = geometry
+        let codec = EntryCodec(g)
+        let batch = 65536
+        var lens = [UInt32](repeating: 0, count: batch)
+        var stream = 0
+        let table = TableStream(device: out, entryLen: codec.entryLen, skipZeros: fresh)
+        var n = 0
+        for z in 0..<g.nrZones {
+            table.start(at: g.entryOffset(zone: z, index: 0))
+            for _ in g.lblks(inZone: z) {
+                if n % batch == 0 {
+                    let c = min(batch, g.nrLblk - n)
+                    try lens.withUnsafeMutableBytes { try lengths.read(into: $0.baseAddress!, c * 4, at: n * 4) }
+                }
+                let len = lens[n % batch]
+                let length = len == Assembler.rawMarker ? codec.rawLength : Int(len)
+                try table.append { p in
+                    codec.encode(length: length, to: p) { Pblk(g.dataPblk(streamIndex: stream + $0)) }
+                    stream += codec.usedSlots(length: length)
+                }
+                n += 1
+            }
+            try table.finish()
+        }
+    }
+}

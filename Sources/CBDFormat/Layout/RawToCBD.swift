@@ -1,0 +1,146 @@
+import CSysShim
+import Glibc
+
+/// Converts a raw image (or block device) into a CBD device.
+///
+/// Pass 1 reads the input in large windows, skips holes (SEEK_DATA/SEEK_HOLE), and
+/// compresses on all cores; the packed data goes to an unlinked spill file, one length per
+/// block to another. Knowing the exact data size, pass 2 chooses the geometry (compact by
+/// default), copies the data zone by zone, writes bitmaps and tables, and the header last.
+/// Memory is bounded by the window size, whatever the image size.
+public struct RawToCBD {
+    public var lblkShift = 4
+    /// Physical size of the output; nil for a compact device (data plus headroom).
+    public var physicalBytes: Int?
+    public var overwrite = false
+    public var progress: ProgressHandler?
+    /// Input bytes each worker handles per window.
+    public var bytesPerWorker = 8 << 20
+
+    /// Compact devices keep 1/64 of their data size free, and at least this many pblks.
+    public static let headroomDivisor = 64
+    public static let minHeadroomPblks = 256
+
+    public init() {}
+
+    public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
+        let lblkSize = Units.pblkSize << lblkShift
+        guard input.size > 0 else { throw CBDError("\(input.path): input is empty") }
+        let nrLblk = (input.size + lblkSize - 1) / lblkSize
+        guard nrLblk <= Int.max / lblkSize else { throw CBDError("\(input.path): input is too large") }
+        let spillDir = OutputFile.directory(of: outputPath)
+        let data = try Spill(directory: spillDir), lengths = try Spill(directory: spillDir)
+        var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
+        summary.inputBytes = input.size
+        let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk)
+        let out = try OutputFile(path: outputPath, size: g.physicalBytes, overwrite: overwrite)
+        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
+        try out.commit()
+        summary.logicalBytes = g.logicalBytes
+        summary.physicalBytes = g.physicalBytes
+        return summary
+    }
+
+    // MARK: Pass 1: compress
+
+    func compress(_ input: FileDevice, nrLblk: Int, data: Spill, lengths: Spill) throws -> ConvertSummary {
+        let lblkSize = Units.pblkSize << lblkShift
+        let workers = Parallel.workers
+        let perWorker = max(1, bytesPerWorker / lblkSize)
+        let inBufs = (0..<workers).map { _ in ByteBuffer(count: perWorker * lblkSize) }
+        let outBufs = (0..<workers).map { _ in ByteBuffer(count: perWorker * lblkSize) }
+        var outUsed = [Int](repeating: 0, count: workers)
+        var lens = [UInt32](repeating: 0, count: perWorker * workers)
+        let maxCompressed = lblkSize - Units.pblkSize
+        var summary = ConvertSummary()
+        summary.blocks = nrLblk
+        var first = 0
+        while first < nrLblk {
+            let count = min(perWorker * workers, nrLblk - first)
+            let windowFirst = first
+            try lens.withUnsafeMutableBufferPointer { lensPtr in
+                try outUsed.withUnsafeMutableBufferPointer { usedPtr in
+                    let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
+                    try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
+                        let lo = windowFirst + slice.lowerBound
+                        try readSkippingHoles(input, lblks: lo..<lo + slice.count, into: inBufs[w])
+                        var used = 0
+                        for i in 0..<slice.count {
+                            let src = inBufs[w].base + i * lblkSize
+                            var len: UInt32 = 0
+                            if !isAllZero(src, lblkSize) {
+                                if maxCompressed > 0, let n = LZ4Codec.compress(src, count: lblkSize,
+                                        into: outBufs[w].base + used, capacity: maxCompressed) {
+                                    len = UInt32(n)
+                                    let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
+                                    (outBufs[w].base + used + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
+                                    used += padded
+                                } else {
+                                    (outBufs[w].base + used).copyMemory(from: src, byteCount: lblkSize)
+                                    used += lblkSize
+                                    len = Assembler.rawMarker
+                                }
+                            }
+                            l.value[slice.lowerBound + i] = len
+                        }
+                        u.value[w] = used
+                    }
+                }
+            }
+            for w in 0..<min(workers, count) where outUsed[w] > 0 { try data.append(outBufs[w].base, outUsed[w]) }
+            try lens.withUnsafeBytes { try lengths.append($0.baseAddress!, count * 4) }
+            for i in 0..<count {
+                switch lens[i] {
+                case 0: summary.unallocatedBlocks += 1
+                case Assembler.rawMarker: summary.rawBlocks += 1
+                default: summary.compressedBlocks += 1
+                }
+            }
+            first += count
+            progress?(min(first * lblkSize, input.size), input.size)
+        }
+        summary.dataPblks = data.size / Units.pblkSize
+        return summary
+    }
+
+    /// Fills `buffer` with the blocks `lblks`, reading only the data extents of a sparse file.
+    private func readSkippingHoles(_ input: FileDevice, lblks: Range<Int>, into buffer: ByteBuffer) throws {
+        let lblkSize = Units.pblkSize << lblkShift
+        let start = lblks.lowerBound * lblkSize
+        let end = min(lblks.upperBound * lblkSize, input.size)
+        let bufEnd = lblks.count * lblkSize
+        var pos = start
+        while pos < end {
+            var dataStart = pos, dataEnd = end
+            if !input.isBlockDevice {
+                let d = Int(cbd_seek_data(input.fd, Int64(pos)))
+                if d < 0 || d >= end { break }
+                dataStart = d
+                let h = Int(cbd_seek_hole(input.fd, Int64(d)))
+                dataEnd = h < 0 ? end : min(h, end)
+            }
+            if dataStart > pos {
+                buffer[(pos - start)..<(dataStart - start)].initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            try input.read(into: buffer[(dataStart - start)..<(dataEnd - start)], at: dataStart)
+            pos = dataEnd
+        }
+        if pos - start < bufEnd { buffer[(pos - start)..<bufEnd].initializeMemory(as: UInt8.self, repeating: 0) }
+    }
+
+    // MARK: Pass 2: lay out
+
+    /// The geometry: the requested physical size, or the smallest that holds the data plus headroom.
+    func chooseGeometry(dataPblks d: Int, nrLblk: Int) throws -> Geometry {
+        let logical = nrLblk * (Units.pblkSize << lblkShift)
+        if let p = physicalBytes {
+            let g = try LayoutPlanner.plan(physicalBytes: p, logicalBytes: logical, lblkShift: lblkShift)
+            guard g.totalDataPblks >= d else {
+                throw SizeError.physicalTooSmall(physicalBytes: p, holds: g.totalDataPblks, needs: d)
+            }
+            return g
+        }
+        return try LayoutPlanner.compact(dataPblks: d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks),
+                                         logicalBytes: logical, lblkShift: lblkShift)
+    }
+}

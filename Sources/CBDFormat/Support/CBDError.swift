@@ -1,0 +1,62 @@
+import Glibc
+
+/// An error a tool reports as one line, naming the thing and the problem.
+///
+/// `hint` says what the user can do about it in the library's terms; the tools turn it
+/// into words that name their own options (the library never names a command-line flag).
+public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// A way out of an error that a tool can offer.
+    public enum Hint: Sendable, Equatable {
+        /// The target exists; overwriting it is allowed on request.
+        case overwrite
+        /// The device was not closed cleanly; check it first, or go on anyway on request.
+        case checkOrForce
+        /// The device has a problem only a check can fix.
+        case check
+        /// The operation rewrites the device in place and needs an undo file.
+        case undoFile
+    }
+
+    public var message: String
+    public var hint: Hint?
+    public init(_ message: String, hint: Hint? = nil) {
+        self.message = message
+        self.hint = hint
+    }
+    public var description: String { message }
+}
+
+/// Errors from the system, with the path and the operation that failed.
+public func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
+    CBDError("\(path): \(what): \(String(cString: strerror(code)))")
+}
+
+/// An error whose message has sizes in it: the numbers are kept, and each tool renders
+/// them for people (the library's own description gives plain byte counts).
+public enum SizeError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// A block device output smaller than the conversion needs.
+    case deviceTooSmall(path: String, has: Int, needs: Int)
+    /// The requested physical size holds fewer data pblks than the data needs.
+    case physicalTooSmall(physicalBytes: Int, holds: Int, needs: Int)
+    /// The zones of `physicalBytes` cannot hold `maxBlocks` entries of `lblkSize` bytes.
+    case logicalTooLarge(logicalBytes: Int, physicalBytes: Int, maxBlocks: Int, lblkSize: Int)
+    /// A resize target too small for the data in use; `minimum` is the smallest that fits.
+    case dataDoesNotFit(path: String, usedPblks: Int, physicalBytes: Int, minimum: Int)
+
+    public var description: String { render { "\($0) bytes" } }
+
+    /// The message with sizes written by `size` (e.g. "1.00 GiB").
+    public func render(_ size: (Int) -> String) -> String {
+        switch self {
+        case .deviceTooSmall(let path, let has, let needs):
+            return "\(path): device has \(size(has)), \(size(needs)) needed"
+        case .physicalTooSmall(let p, let holds, let needs):
+            return "physical size \(size(p)) holds \(holds) data pblks; the data needs \(needs)"
+        case .logicalTooLarge(let l, let p, let maxBlocks, let lblkSize):
+            return "logical size \(size(l)) is too large for \(size(p)): the zones hold at most "
+                + "\(maxBlocks) blocks of \(lblkSize) bytes"
+        case .dataDoesNotFit(let path, let used, let p, let minimum):
+            return "\(path): \(used) data pblks in use do not fit in \(size(p)); the minimum is \(minimum) bytes"
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Dispatch
+import Glibc
+
+/// Runs work on all cores. The hot paths split a window of blocks into one contiguous
+/// slice per worker; each worker owns its buffers, so nothing is shared but read-only input.
+public enum Parallel {
+    public static var workers: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// Calls `body(worker, range)` for `count` items split into `parts` contiguous ranges,
+    /// concurrently, and rethrows the first error.
+    public static func forEachSlice(count: Int, parts: Int, _ body: (Int, Range<Int>) throws -> Void) throws {
+        let parts = max(1, min(parts, count))
+        let errors = ErrorBox()
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedBox(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { w in
+                let lo = count * w / parts, hi = count * (w + 1) / parts
+                do { try box.value(w, lo..<hi) } catch { errors.set(error) }
+            }
+        }
+        if let e = errors.first { throw e }
+    }
+}
+
+/// Holds a value that is safe to share because each worker touches a disjoint part of it.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// The first error of several workers.
+final class ErrorBox: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    private(set) var first: Error?
+    init() { pthread_mutex_init(&lock, nil) }
+    deinit { pthread_mutex_destroy(&lock) }
+    func set(_ e: Error) {
+        pthread_mutex_lock(&lock)
+        if first == nil { first = e }
+        pthread_mutex_unlock(&lock)
+    }
+}
+
+/// Whether `count` bytes at `p` are all zero, a word at a time.
+@inline(__always)
+public func isAllZero(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
+    var i = 0
+    while i + 8 <= count {
+        if p.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+        i += 8
+    }
+    while i < count {
+        if p.load(fromByteOffset: i, as: UInt8.self) != 0 { return false }
+        i += 1
+    }
+    return true
+}

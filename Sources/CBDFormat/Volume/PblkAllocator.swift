@@ -1,0 +1,55 @@
+/// Takes and gives back data pblks through a device's bitmaps (held in a `MetadataCache`),
+/// zone by zone from the block's own zone (`Geometry.zones(from:)`), remembering where each
+/// zone's last search ended so that allocation does not rescan from the start.
+///
+/// `layout` bounds the search: the device's own geometry for a `Volume`, the smaller new one
+/// while a shrink moves blocks below the cut.
+final class PblkAllocator {
+    let meta: MetadataCache
+    let layout: Geometry
+    /// Next data index to try in each zone.
+    private var hint: [Int: Int] = [:]
+
+    init(meta: MetadataCache, layout: Geometry) {
+        self.meta = meta
+        self.layout = layout
+    }
+
+    /// Takes `count` free data pblks, marking them in the (cached) bitmaps; nil, with nothing
+    /// taken, when the device has fewer free.
+    func allocate(_ count: Int, near home: Int) throws -> [Pblk]? {
+        var out: [Pblk] = []
+        for z in layout.zones(from: home) where out.count < count {
+            let limit = layout.dataPblkCount(z)
+            var bm = try meta.bitmap(z)
+            var k = hint[z] ?? 0
+            var taken: [Int] = []
+            while out.count + taken.count < count {
+                guard let f = bm.firstClear(from: k, below: limit) ?? (k > 0 ? bm.firstClear(from: 0, below: limit) : nil)
+                else { break }
+                bm.set(f)
+                taken.append(f)
+                k = f + 1
+            }
+            hint[z] = k
+            if !taken.isEmpty {
+                try meta.updateBitmap(z) { b in for f in taken { b.set(f) } }
+                out += taken.map { Pblk(layout.dataStart(z) + $0) }
+            }
+        }
+        guard out.count == count else {
+            try free(out)
+            return nil
+        }
+        return out
+    }
+
+    /// Clears the bits of `pblks` (data pblks; anything else is ignored).
+    func free(_ pblks: [Pblk]) throws {
+        for p in pblks {
+            guard case .data(let z, let k) = layout.place(ofPblk: Int(p)) else { continue }
+            try meta.updateBitmap(z) { $0.clear(k) }
+            hint[z] = min(hint[z] ?? k, k)
+        }
+    }
+}
