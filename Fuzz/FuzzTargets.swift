@@ -65,7 +65,8 @@ enum FuzzTargets {
         try? readOnly.run()
         options.mode = .fixAll
         guard let fix = try? Checker(device: dev, options: options), (try? fix.run()) != nil else { return }
-        guard let again = try? Checker(device: dev, options: options) else { fatalError("fsck -y left an unreadable header") }
+        guard let again = try? Checker(device: dev,
+            options: options) else { fatalError("fsck -y left an unreadable header") }
         try? again.run()
         precondition(again.problems.isEmpty, "fsck did not converge: \(again.problems.map { $0.message })")
     }

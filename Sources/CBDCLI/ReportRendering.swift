@@ -61,7 +61,8 @@ extension Report {
 /// One JSON object on one line, keys sorted (stable output for scripts and tests).
 public enum JSON {
     public static func line(_ object: [String: Any]) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        guard let data = try? JSONSerialization.data(withJSONObject: object,
+            options: [.sortedKeys]) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -18,10 +18,6 @@ int cbd_blk_zeroout(int fd, uint64_t offset, uint64_t length) {
     return ioctl(fd, BLKZEROOUT, range);
 }
 
-int cbd_blk_getsize64(int fd, uint64_t *size) {
-    return ioctl(fd, BLKGETSIZE64, size);
-}
-
 #include <unistd.h>
 int64_t cbd_seek_data(int fd, int64_t offset) { return lseek(fd, offset, SEEK_DATA); }
 int64_t cbd_seek_hole(int fd, int64_t offset) { return lseek(fd, offset, SEEK_HOLE); }

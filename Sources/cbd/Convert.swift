@@ -68,8 +68,10 @@ struct Convert: ParsableCommand {
         let out = FileProbe.allocatedBytes(output)
         print("\(input) -> \(output) (\(toRaw ? "CBD to raw" : "raw to CBD"))")
         print("  logical size:   \(ByteSize.format(s.logicalBytes)) in \(s.blocks) blocks")
-        print("  physical size:  \(ByteSize.format(s.physicalBytes)), data \(ByteSize.format(s.dataPblks * Units.pblkSize))")
-        print("  blocks:         \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) unallocated")
+        print("  physical size:  \(ByteSize.format(s.physicalBytes)), data "
+            + "\(ByteSize.format(s.dataPblks * Units.pblkSize))")
+        print("  blocks:         \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) "
+            + "unallocated")
         print("  ratio:          \(String(format2: s.ratio)) (logical / data)")
         if out >= 0 { print("  output on disk: \(ByteSize.format(out))") }
         print("  time:           \(String(format2: seconds)) s")

@@ -54,7 +54,8 @@ struct Write: ParsableCommand {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite))
             let off = try Options.size(offset, "--offset")
-            guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size \(vol.logicalSize)") }
+            guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size "
+                + "\(vol.logicalSize)") }
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
             defer { try? vol.close() }
@@ -62,7 +63,8 @@ struct Write: ParsableCommand {
                 let n = try readSome(0, buf.base, buf.count)
                 if n == 0 { break }
                 guard n <= vol.logicalSize - off - done else {
-                    throw CBDError("\(device): input runs past the logical size \(vol.logicalSize) at offset \(off + done)")
+                    throw CBDError("\(device): input runs past the logical size \(vol.logicalSize) at offset "
+                        + "\(off + done)")
                 }
                 try vol.write(UnsafeRawBufferPointer(buf[0..<n]), at: off + done)
                 done += n
@@ -91,7 +93,8 @@ func writeAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ what: String) 
     var done = 0
     while done < count {
         let n = Glibc.write(fd, p + done, count - done)
-        if n < 0 { if errno == EINTR { continue }; throw CBDError("\(what): write error: \(String(cString: strerror(errno)))") }
+        if n < 0 { if errno == EINTR { continue }; throw CBDError("\(what): write error: "
+            + "\(String(cString: strerror(errno)))") }
         done += n
     }
 }
@@ -101,7 +104,8 @@ func readSome(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int) throws ->
     var done = 0
     while done < count {
         let n = Glibc.read(fd, p + done, count - done)
-        if n < 0 { if errno == EINTR { continue }; throw CBDError("standard input: read error: \(String(cString: strerror(errno)))") }
+        if n < 0 { if errno == EINTR { continue }; throw CBDError("standard input: read error: "
+            + "\(String(cString: strerror(errno)))") }
         if n == 0 { break }
         done += n
     }

@@ -21,7 +21,8 @@ struct Resize: ParsableCommand {
     @Flag(name: .customShort("P"), help: "Print the minimum size and change nothing.") var printMinimum = false
     @Flag(name: .customShort("p"), help: "Print each step.") var progress = false
     @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
-    @Option(name: .customShort("z"), help: "Undo file: save every block before a re-layout overwrites it.") var undoFile: String?
+    @Option(name: .customShort("z"),
+        help: "Undo file: save every block before a re-layout overwrites it.") var undoFile: String?
 
     func validate() throws {
         if minimum && size != nil { throw ValidationError("-M and SIZE exclude each other") }
@@ -43,10 +44,12 @@ struct Resize: ParsableCommand {
             let dev = try FileDevice(path: device, mode: printMinimum ? .readOnly : .readWrite)
             let resizer = try Resizer(device: dev, force: force || printMinimum)
             let g = resizer.geometry
-            let newLogical = try logical.map { try resolve($0, current: g.logicalBytes, name: "logical size") } ?? g.logicalBytes
+            let newLogical = try logical.map { try resolve($0, current: g.logicalBytes,
+                name: "logical size") } ?? g.logicalBytes
             if printMinimum {
                 let m = try resizer.minimum(logicalBytes: newLogical)
-                print("Estimated minimum size of the device: \(m.new.physicalBytes) bytes (\(ByteSize.format(m.new.physicalBytes)))"
+                print("Estimated minimum size of the device: \(m.new.physicalBytes) bytes "
+                    + "(\(ByteSize.format(m.new.physicalBytes)))"
                       + (m.keepsGeometry ? "" : ", with a new layout (\(m.new.variantName)); needs -z"))
                 return
             }
@@ -58,11 +61,14 @@ struct Resize: ParsableCommand {
                 plan = try resizer.plan(physicalBytes: physical, logicalBytes: newLogical)
             }
             if plan.new == plan.old {
-                print("\(device): already \(ByteSize.format(g.physicalBytes)) physical, \(ByteSize.format(g.logicalBytes)) logical; nothing to do")
+                print("\(device): already \(ByteSize.format(g.physicalBytes)) physical, "
+                    + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
                 return
             }
             if progress {
-                print("\(device): \(plan.keepsGeometry ? "keeping the layout" : "re-layout of every zone (undo file \(undoFile ?? "-"))")")
+                let how = plan.keepsGeometry ? "keeping the layout"
+                    : "re-layout of every zone (undo file \(undoFile ?? "-"))"
+                print("\(device): \(how)")
             }
             try resizer.resize(plan, undoPath: undoFile, scratch: OutputFile.directory(of: undoFile ?? device))
             print("\(device): resized to \(ByteSize.format(plan.new.physicalBytes)) physical "

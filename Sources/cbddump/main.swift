@@ -22,7 +22,8 @@ struct Dump: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func validate() throws {
-        if [zone, lblk, pblk].compactMap({ $0 }).count > 1 { throw ValidationError("give one of --zone, --lblk and --pblk") }
+        if [zone, lblk,
+            pblk].compactMap({ $0 }).count > 1 { throw ValidationError("give one of --zone, --lblk and --pblk") }
         if hex && pblk == nil { throw ValidationError("--hex goes with --pblk") }
     }
 

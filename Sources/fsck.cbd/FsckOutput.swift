@@ -47,7 +47,8 @@ struct FsckOutput {
         let s = c.stats
         let unallocated = g.nrLblk - s.compressed - s.raw
         let found = c.problems.count, fixed = c.problems.filter(\.fixed).count
-        let ratio = s.usedPblks == 0 ? 0 : Double(s.compressed + s.raw) * Double(g.lblkSize) / Double(s.usedPblks * Units.pblkSize)
+        let allocatedBytes = Double(s.compressed + s.raw) * Double(g.lblkSize)
+        let ratio = s.usedPblks == 0 ? 0 : allocatedBytes / Double(s.usedPblks * Units.pblkSize)
         if json {
             emit([
                 "device": device,
@@ -72,7 +73,8 @@ struct FsckOutput {
         guard !c.stoppedForPerson && !c.cancelled else { return }
         if c.modified { print("\n\(device): ***** DEVICE WAS MODIFIED *****") }
         print("\(device): \(s.usedPblks)/\(g.totalDataPblks) data pblks used, \(g.nrLblk) blocks "
-              + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), ratio \(String(format2: ratio)) over allocated blocks")
+              + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), ratio "
+                  + "\(String(format2: ratio)) over allocated blocks")
         print("\(device): \(found) problem\(found == 1 ? "" : "s") found, \(fixed) fixed")
     }
 

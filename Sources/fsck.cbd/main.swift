@@ -15,12 +15,14 @@ struct Fsck: ParsableCommand {
 
     @Flag(name: .customShort("n"), help: "Open read-only, change nothing, answer no to every question.") var no = false
     @Flag(name: .customShort("y"), help: "Fix every problem without asking.") var yes = false
-    @Flag(name: .customShort("p"), help: "Preen: fix what is safe without asking; stop (exit 4) at anything else.") var preen = false
+    @Flag(name: .customShort("p"),
+        help: "Preen: fix what is safe without asking; stop (exit 4) at anything else.") var preen = false
     @Flag(name: .customShort("a"), help: "Same as -p.") var auto = false
     @Flag(name: .customShort("f"), help: "Check even when the device is marked clean.") var force = false
     @Flag(name: .customShort("v"), help: "Verbose: print the geometry and every pass.") var verbose = false
     @Flag(name: .customShort("c"), help: "Also decompress every compressed block.") var verifyData = false
-    @Option(name: .customShort("C"), help: "Progress to this file descriptor (0: a bar on the terminal).") var progressFD: Int32?
+    @Option(name: .customShort("C"),
+        help: "Progress to this file descriptor (0: a bar on the terminal).") var progressFD: Int32?
     @Flag(name: .long, help: "Print the result as one JSON object.") var json = false
     @Argument(help: "The device or image file.") var device: String
 
@@ -81,7 +83,8 @@ struct Fsck: ParsableCommand {
         guard let fd = progressFD else { return nil }
         if fd == 0 {
             let bar = ProgressBar(label: "\(device)")
-            return { pass, done, total in bar.update(done, total); if done == total && pass == .bitmaps { bar.finish() } }
+            return { pass, done, total in bar.update(done,
+                total); if done == total && pass == .bitmaps { bar.finish() } }
         }
         // e2fsck's -C format: "pass current max device" per line.
         return { pass, done, total in

@@ -15,14 +15,16 @@ struct Mkfs: ParsableCommand {
 
     @Argument(help: "Block device or image file.") var device: String
     @Argument(help: "Physical size to use, e.g. 1G.") var size: String?
-    @Option(name: [.short, .customLong("logical-size")], help: "Logical size of the device (default: ratio x physical).")
+    @Option(name: [.short, .customLong("logical-size")],
+        help: "Logical size of the device (default: ratio x physical).")
     var logicalSize: String?
     @Option(name: .shortAndLong, help: "Logical size as a multiple of the physical size.")
     var ratio: Double?
     @Option(name: [.short, .customLong("block-size")], help: "Logical block size, a power of two from 4K to 1G.")
     var blockSize: String = "64K"
     @Flag(name: .shortAndLong, help: "Overwrite existing filesystem or partition signatures.") var force = false
-    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Print the geometry; write nothing.") var dryRun = false
+    @Flag(name: [.customShort("n"), .customLong("dry-run")],
+        help: "Print the geometry; write nothing.") var dryRun = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
 
@@ -61,7 +63,8 @@ struct Mkfs: ParsableCommand {
     func format(_ dev: FileDevice?, requested: Int?, lblkShift: Int) throws {
         let physical = requested ?? dev?.size ?? 0
         if let d = dev, physical > d.size, d.isBlockDevice {
-            throw CBDError("\(device): size \(ByteSize.format(physical)) is larger than the device (\(ByteSize.format(d.size)))")
+            throw CBDError("\(device): size \(ByteSize.format(physical)) is larger than the device "
+                + "(\(ByteSize.format(d.size)))")
         }
         let lblkSize = Units.pblkSize << lblkShift
         let usable = min(physical / Units.pblkSize, Int(Units.maxPblks)) * Units.pblkSize
@@ -96,10 +99,13 @@ struct Mkfs: ParsableCommand {
 
     func printSummary(_ g: Geometry) {
         print("Creating a CBD device on \(device)")
-        for (k, v) in g.summaryLines() { print("  \(k + ":")\(String(repeating: " ", count: max(1, 22 - k.count)))\(v)") }
+        for (k,
+            v) in g.summaryLines() { print("  \(k + ":")\(String(repeating: " ", count: max(1, 22 - k.count)))\(v)") }
         if verbose {
             for z in 0..<g.nrZones {
-                print("  zone \(z): bitmap \(g.bitmapPblk(z)), table \(g.tablePblks(z).lowerBound)-\(g.tablePblks(z).upperBound - 1), data \(g.dataStart(z))-\(g.dataEnd(z) - 1)")
+                print("  zone \(z): bitmap \(g.bitmapPblk(z)), table "
+                    + "\(g.tablePblks(z).lowerBound)-\(g.tablePblks(z).upperBound - 1), data "
+                        + "\(g.dataStart(z))-\(g.dataEnd(z) - 1)")
             }
         }
     }

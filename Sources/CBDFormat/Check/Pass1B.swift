@@ -59,7 +59,8 @@ extension Checker {
             var f = facts(lblk: n, zone: geometry.zone(ofLblk: n))
             f.pblks = pblks.map { Int($0) }.filter { duplicates.contains($0) }
             f.others = Set(f.pblks.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
-            let problem = Problem(.crossLinkedCorrupt, f, zone: f.zone, lblk: n, suspectLblks: ([n] + f.others).sorted())
+            let problem = Problem(.crossLinkedCorrupt, f, zone: f.zone, lblk: n,
+                suspectLblks: ([n] + f.others).sorted())
             // Declined: it keeps its entry, and is not offered a clone of bytes it cannot use.
             entries[n] = nil
             guard decide(problem) else { continue }

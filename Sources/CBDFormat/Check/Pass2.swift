@@ -36,7 +36,8 @@ extension Checker {
             if !stop, (limit..<Units.pblksPerBitmap).contains(where: { !have.isSet($0) }) {
                 var f = facts(zone: z)
                 f.detail = "\(limit)"
-                if decide(Problem(.bitmapPadding, f, zone: z)) { for k in limit..<Units.pblksPerBitmap { fixed.set(k) } }
+                if decide(Problem(.bitmapPadding, f,
+                    zone: z)) { for k in limit..<Units.pblksPerBitmap { fixed.set(k) } }
             }
             if fixed != have { bitmaps[z] = fixed; changedBitmaps.insert(z) }
         }

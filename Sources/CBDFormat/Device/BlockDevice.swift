@@ -43,7 +43,8 @@ extension BlockDevice {
         while i < pblks.count {
             var j = i + 1
             while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
-            try read(into: UnsafeMutableRawBufferPointer(start: dst + i * Units.pblkSize, count: (j - i) * Units.pblkSize),
+            try read(into: UnsafeMutableRawBufferPointer(start: dst + i * Units.pblkSize,
+                count: (j - i) * Units.pblkSize),
                      at: Int(pblks[i]) * Units.pblkSize)
             i = j
         }
@@ -76,7 +77,7 @@ extension BlockDevice {
     /// Sets or clears DIRTY in `header` and makes the header durable. Format-v1: a writer
     /// sets it before its first change to any other block, and clears it only after all its
     /// data, bitmaps and tables are synced.
-    public func setDirty(_ dirty: Bool, in header: inout Header) throws {
+    func setDirty(_ dirty: Bool, in header: inout Header) throws {
         header.isDirty = dirty
         try writeHeader(header)
         try sync()

@@ -160,13 +160,15 @@ enum LoopDevices {
         guard let dir = opendir("/sys/block") else { return nil }
         defer { closedir(dir) }
         while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }),
+                as: UTF8.self) }
             guard name.hasPrefix("loop") else { continue }
             guard let f = fopen("/sys/block/\(name)/loop/backing_file", "r") else { continue }
             defer { fclose(f) }
             var line = [CChar](repeating: 0, count: 4096)
             guard fgets(&line, Int32(line.count), f) != nil else { continue }
-            let backing = String(decoding: line.prefix(while: { $0 != 0 && $0 != 10 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let backing = String(decoding: line.prefix(while: { $0 != 0 && $0 != 10 }).map { UInt8(bitPattern: $0) },
+                as: UTF8.self)
             if backing == target { return "/dev/\(name)" }
         }
         return nil

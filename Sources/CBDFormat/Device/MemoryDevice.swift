@@ -15,9 +15,6 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         path = name
     }
 
-    /// Pblks that hold data (for tests that measure what a writer touched).
-    public var storedPblks: Int { pblks.count }
-
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
         guard offset >= 0, offset + buffer.count <= size else {
             throw CBDError("\(path): read past the end at byte \(offset)")

@@ -7,7 +7,7 @@ import Glibc
 /// Format: "CBDUNDO1", u64 original device size, u64 pblk size (4096), then records of
 /// u64 pblk number + 4096 bytes, in the order they were saved. Only the first save of a pblk
 /// matters; pblks past the original size are not saved (restoring cuts the file back).
-public final class UndoRecorder: BlockDevice {
+final class UndoRecorder: BlockDevice {
     static let magic: [UInt8] = Array("CBDUNDO1".utf8)
     let inner: BlockDevice
     let fd: Int32
@@ -16,7 +16,7 @@ public final class UndoRecorder: BlockDevice {
     private var saved = Set<Int>()
     private var end = 24
 
-    public init(wrapping inner: BlockDevice, undoPath: String) throws {
+    init(wrapping inner: BlockDevice, undoPath: String) throws {
         self.inner = inner
         self.undoPath = undoPath
         originalSize = inner.size
@@ -87,9 +87,6 @@ public final class UndoRecorder: BlockDevice {
         }
         try inner.setSize(bytes)
     }
-
-    /// Pblks saved so far.
-    public var savedCount: Int { saved.count }
 }
 
 /// Puts a device back as an undo file recorded it.
@@ -119,9 +116,11 @@ public enum Undo {
         for i in 0..<records {
             try preadAll(fd, &record, recordSize, 24 + i * recordSize, what: undoPath)
             let p = LE.get(record, 0, 8)
-            guard p < original / UInt64(Units.pblkSize) else { throw CBDError("\(undoPath): record \(i) names pblk \(p) past the device") }
+            guard p < original / UInt64(Units.pblkSize) else { throw CBDError("\(undoPath): record \(i) names pblk "
+                + "\(p) past the device") }
             guard restored.insert(Int(p)).inserted else { continue }
-            try record.withUnsafeBytes { try device.write(UnsafeRawBufferPointer(rebasing: $0[8...]), at: Int(p) * Units.pblkSize) }
+            try record.withUnsafeBytes { try device.write(UnsafeRawBufferPointer(rebasing: $0[8...]),
+                at: Int(p) * Units.pblkSize) }
         }
         try device.sync()
         if Int(original) < device.size { try device.setSize(Int(original)) }

@@ -49,14 +49,14 @@ public struct EntryCodec: Sendable {
 
     /// Decodes the entry at `p` and checks that every pblk it names is a data pblk: what a
     /// reader needs before it follows the entry.
-    public func decodeChecked(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
+    func decodeChecked(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
         let e = try decode(p)
         try checkPlacement(e)
         return e
     }
 
     /// Throws when `e` names a pblk outside every zone's data area.
-    public func checkPlacement(_ e: AllocationEntry) throws(EntryError) {
+    func checkPlacement(_ e: AllocationEntry) throws(EntryError) {
         for p in e.pblks where p > UInt64(Int.max) || geometry.dataZone(ofPblk: Int(p)) == nil {
             throw .outsideData(p)
         }
@@ -70,7 +70,7 @@ public struct EntryCodec: Sendable {
         return try r.get()
     }
 
-    public func decodeChecked(_ bytes: [UInt8]) throws(EntryError) -> AllocationEntry {
+    func decodeChecked(_ bytes: [UInt8]) throws(EntryError) -> AllocationEntry {
         let e = try decode(bytes)
         try checkPlacement(e)
         return e

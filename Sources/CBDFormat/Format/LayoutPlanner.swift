@@ -41,7 +41,8 @@ public enum LayoutPlanner {
     static func trimmed(maxPblk: Int, lblkShift: Int, zoneShift: Int, nrLblk: Int) -> Geometry? {
         var n = maxPblk
         while n > 1 {
-            guard let g = try? Geometry(unchecked: n, lblkShift: lblkShift, lblkPerZoneShift: zoneShift, nrLblk: nrLblk),
+            guard let g = try? Geometry(unchecked: n, lblkShift: lblkShift, lblkPerZoneShift: zoneShift,
+                nrLblk: nrLblk),
                   g.nrZones >= 1 else { return nil }
             let last = g.nrZones - 1
             if g.dataEnd(last) > g.dataStart(last) { return g }
@@ -62,7 +63,8 @@ public enum LayoutPlanner {
     public static func compact(dataPblks need: Int, logicalBytes: Int, lblkShift: Int) throws -> Geometry {
         var pblks = need + 3
         for _ in 0..<400 {
-            if let g = try? plan(physicalBytes: pblks * Units.pblkSize, logicalBytes: logicalBytes, lblkShift: lblkShift) {
+            if let g = try? plan(physicalBytes: pblks * Units.pblkSize, logicalBytes: logicalBytes,
+                lblkShift: lblkShift) {
                 if g.totalDataPblks >= need { return g }
                 pblks += need - g.totalDataPblks + g.tableBlocks + 2
             } else {
@@ -70,7 +72,8 @@ public enum LayoutPlanner {
             }
             guard pblks <= Int(Units.maxPblks) else { break }
         }
-        throw CBDError("no geometry holds \(logicalBytes / (Units.pblkSize << lblkShift)) blocks of \(Units.pblkSize << lblkShift) bytes")
+        throw CBDError("no geometry holds \(logicalBytes / (Units.pblkSize << lblkShift)) blocks of "
+            + "\(Units.pblkSize << lblkShift) bytes")
     }
 
     /// Block size in bytes to lblk_shift, if it is a power of two in range.

@@ -18,5 +18,3 @@ public enum Units {
 
 /// A physical block number, absolute from the start of the device (pblk 0 is the header).
 public typealias Pblk = UInt64
-/// A logical block number on the logical device.
-public typealias Lblk = UInt64

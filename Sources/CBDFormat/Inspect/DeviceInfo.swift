@@ -27,12 +27,14 @@ public enum DeviceInfo {
         r.add("compressed_blocks", s.compressed)
         r.add("raw_blocks", s.raw)
         r.add("unallocated_blocks", g.nrLblk - s.compressed - s.raw)
-        r.add("compression_ratio", s.usedPblks == 0 ? 0 : Double((s.compressed + s.raw) * g.lblkSize) / Double(s.usedPblks * Units.pblkSize))
+        r.add("compression_ratio",
+            s.usedPblks == 0 ? 0 : Double((s.compressed + s.raw) * g.lblkSize) / Double(s.usedPblks * Units.pblkSize))
         r.add("state", h.isDirty ? "DIRTY" : "clean")
         r.add("consistent", check.problems.isEmpty)
         let volume = try Volume(device: dev)
         if let found = try Signatures.content(of: volume) {
-            r.add("contents", found.map { $0.0 == "TYPE" || $0.0 == "PTTYPE" ? $0.1 : "\($0.0)=\($0.1)" }.joined(separator: ", "))
+            r.add("contents",
+                found.map { $0.0 == "TYPE" || $0.0 == "PTTYPE" ? $0.1 : "\($0.0)=\($0.1)" }.joined(separator: ", "))
             var c = Report()
             for (k, v) in found { c.add(k.lowercased(), v) }
             r.add("contents_fields", c)

@@ -30,7 +30,7 @@ public struct Inspector {
     }
 
     /// The geometry, or an error naming why there is none.
-    public func requireGeometry() throws -> Geometry {
+    func requireGeometry() throws -> Geometry {
         guard let g = geometry else { throw CBDError(problem ?? "\(device.path): no geometry") }
         return g
     }
@@ -90,7 +90,8 @@ public struct Inspector {
         r.add("free_pblks", count - used)
         r.add("padding_bits_set", (count..<Units.pblksPerBitmap).allSatisfy { bitmap.isSet($0) })
         let extents = bitmap.freeExtents(below: count).map { e in
-            e.count == 1 ? "\(g.dataStart(z) + e.lowerBound)" : "\(g.dataStart(z) + e.lowerBound)-\(g.dataStart(z) + e.upperBound - 1)"
+            let first = g.dataStart(z) + e.lowerBound, last = g.dataStart(z) + e.upperBound - 1
+            return e.count == 1 ? "\(first)" : "\(first)-\(last)"
         }
         r.fields.append(("free_extents", .list(extents.map { .string($0) })))
         let lblks = z << g.lblkPerZoneShift ..< (z << g.lblkPerZoneShift) + g.lblkPerZone
@@ -196,7 +197,8 @@ public struct Inspector {
         let codec = EntryCodec(g)
         for z in 0..<g.nrZones {
             try forEachEntry(zone: z) { n, bytes in
-                let named = bytes.withUnsafeBytes { b in (0..<codec.slots).contains { Int(codec.slot($0, at: b.baseAddress!)) == p } }
+                let named = bytes.withUnsafeBytes { b in (0..<codec.slots).contains { Int(codec.slot($0,
+                    at: b.baseAddress!)) == p } }
                 if named { out.append(n) }
             }
         }

@@ -22,6 +22,4 @@ public struct Report {
     public mutating func add(_ key: String, _ v: [Int]) { fields.append((key, .list(v.map { .int($0) }))) }
     public mutating func add(_ key: String, _ v: Report) { fields.append((key, .object(v))) }
     public mutating func add(_ key: String, _ v: [Report]) { fields.append((key, .list(v.map { .object($0) }))) }
-
-    public subscript(key: String) -> Value? { fields.first { $0.0 == key }?.1 }
 }

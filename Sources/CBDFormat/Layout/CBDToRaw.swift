@@ -36,7 +36,8 @@ public struct CBDToRaw {
 
     /// Decodes window k+1 on all cores while this thread writes window k: one writer keeps
     /// the output file's lock uncontended, and decompression overlaps the copy into the page cache.
-    private func decode(_ input: FileDevice, _ g: Geometry, into out: FileDevice, zeroHoles: Bool) throws -> ConvertSummary {
+    private func decode(_ input: FileDevice, _ g: Geometry, into out: FileDevice,
+        zeroHoles: Bool) throws -> ConvertSummary {
         let codec = EntryCodec(g)
         let workers = Parallel.workers
         let perWindow = max(1, bytesPerWorker / g.lblkSize) * workers
@@ -118,7 +119,8 @@ public struct CBDToRaw {
         case .compressed(let len, let pblks):
             try input.readPblkRuns(pblks, into: scratch.base)
             guard LZ4Codec.decompress(scratch.base, count: len, into: dst, expected: g.lblkSize) else {
-                throw CBDError("\(input.path): logical block \(n) (bytes \(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
+                throw CBDError("\(input.path): logical block \(n) (bytes "
+                    + "\(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
             }
             counts.add(w, compressed: 1, pblks: pblks.count)
         }

@@ -3,7 +3,6 @@ public struct ConvertSummary: Sendable {
     public var inputBytes = 0
     public var logicalBytes = 0
     public var physicalBytes = 0
-    public var allocatedBytes = 0
     public var blocks = 0
     public var compressedBlocks = 0
     public var rawBlocks = 0

@@ -73,7 +73,8 @@ public struct RawToCBD {
                                         into: outBufs[w].base + used, capacity: maxCompressed) {
                                     len = UInt32(n)
                                     let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
-                                    (outBufs[w].base + used + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
+                                    (outBufs[w].base + used + n).initializeMemory(as: UInt8.self, repeating: 0,
+                                        count: padded - n)
                                     used += padded
                                 } else {
                                     (outBufs[w].base + used).copyMemory(from: src, byteCount: lblkSize)

@@ -72,18 +72,22 @@ public final class Resizer {
         let nrLblk = logicalBytes / g.lblkSize
         let (used, firstBeyond) = try usage(firstAllocatedFrom: nrLblk)
         if let n = firstBeyond {
-            throw CBDError("\(device.path): logical offset \(n * g.lblkSize) is still in use; shrink what is inside first")
+            throw CBDError("\(device.path): logical offset \(n * g.lblkSize) is still in use; shrink what is inside "
+                + "first")
         }
         let maxPblk = min(physicalBytes / Units.pblkSize, Int(Units.maxPblks))
         var new: Geometry
         var keeps = false
-        if let t = LayoutPlanner.trimmed(maxPblk: maxPblk, lblkShift: g.lblkShift, zoneShift: g.lblkPerZoneShift, nrLblk: nrLblk),
+        if let t = LayoutPlanner.trimmed(maxPblk: maxPblk, lblkShift: g.lblkShift, zoneShift: g.lblkPerZoneShift,
+            nrLblk: nrLblk),
            t.pblkBytes == g.pblkBytes,
-           let valid = try? Geometry(nrPblk: t.nrPblk, lblkShift: g.lblkShift, lblkPerZoneShift: g.lblkPerZoneShift, nrLblk: nrLblk) {
+           let valid = try? Geometry(nrPblk: t.nrPblk, lblkShift: g.lblkShift, lblkPerZoneShift: g.lblkPerZoneShift,
+               nrLblk: nrLblk) {
             new = valid
             keeps = true
         } else {
-            new = try LayoutPlanner.plan(physicalBytes: physicalBytes, logicalBytes: logicalBytes, lblkShift: g.lblkShift)
+            new = try LayoutPlanner.plan(physicalBytes: physicalBytes, logicalBytes: logicalBytes,
+                lblkShift: g.lblkShift)
         }
         guard new.totalDataPblks >= used else {
             let min = try LayoutPlanner.compact(dataPblks: used, logicalBytes: logicalBytes, lblkShift: g.lblkShift)

@@ -27,7 +27,7 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// Errors from the system, with the path and the operation that failed.
-public func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
+func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
     CBDError("\(path): \(what): \(String(cString: strerror(code)))")
 }
 

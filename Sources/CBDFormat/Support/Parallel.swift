@@ -3,12 +3,12 @@ import Glibc
 
 /// Runs work on all cores. The hot paths split a window of blocks into one contiguous
 /// slice per worker; each worker owns its buffers, so nothing is shared but read-only input.
-public enum Parallel {
-    public static var workers: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+enum Parallel {
+    static var workers: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Calls `body(worker, range)` for `count` items split into `parts` contiguous ranges,
     /// concurrently, and rethrows the first error.
-    public static func forEachSlice(count: Int, parts: Int, _ body: (Int, Range<Int>) throws -> Void) throws {
+    static func forEachSlice(count: Int, parts: Int, _ body: (Int, Range<Int>) throws -> Void) throws {
         let parts = max(1, min(parts, count))
         let errors = ErrorBox()
         withoutActuallyEscaping(body) { body in
@@ -39,19 +39,4 @@ final class ErrorBox: @unchecked Sendable {
         if first == nil { first = e }
         pthread_mutex_unlock(&lock)
     }
-}
-
-/// Whether `count` bytes at `p` are all zero, a word at a time.
-@inline(__always)
-public func isAllZero(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
-    var i = 0
-    while i + 8 <= count {
-        if p.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-        i += 8
-    }
-    while i < count {
-        if p.load(fromByteOffset: i, as: UInt8.self) != 0 { return false }
-        i += 1
-    }
-    return true
 }

@@ -25,7 +25,8 @@ final class PblkAllocator {
             var k = hint[z] ?? 0
             var taken: [Int] = []
             while out.count + taken.count < count {
-                guard let f = bm.firstClear(from: k, below: limit) ?? (k > 0 ? bm.firstClear(from: 0, below: limit) : nil)
+                guard let f = bm.firstClear(from: k, below: limit) ?? (k > 0 ? bm.firstClear(from: 0,
+                    below: limit) : nil)
                 else { break }
                 bm.set(f)
                 taken.append(f)

@@ -40,7 +40,7 @@ public final class Volume {
     }
 
     public var logicalSize: Int { geometry.logicalBytes }
-    public var cacheCapacity: Int { blocks.capacity }
+    var cacheCapacity: Int { blocks.capacity }
 
     // MARK: Byte ranges
 

@@ -9,8 +9,6 @@ int cbd_punch_hole(int fd, int64_t offset, int64_t length);
 int cbd_zero_range(int fd, int64_t offset, int64_t length);
 /// ioctl(BLKZEROOUT) on a block device.
 int cbd_blk_zeroout(int fd, uint64_t offset, uint64_t length);
-/// ioctl(BLKGETSIZE64) on a block device; -1 on error.
-int cbd_blk_getsize64(int fd, uint64_t *size);
 /// lseek(2) with SEEK_DATA: the next offset >= `offset` holding data; -1 with ENXIO past the last.
 int64_t cbd_seek_data(int fd, int64_t offset);
 /// lseek(2) with SEEK_HOLE: the next offset >= `offset` in a hole (or the end of file).

@@ -1,0 +1,24 @@
+import Glibc
+
+/// pwrite(2) until every byte is written.
+func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: Int, what: String) throws {
+    var done = 0
+    while done < count {
+        let n = pwrite(fd, p + done, count - done, off_t(offset + done))
+        if n < 0 { if errno == EINTR { continue }; throw systemError("write error at byte \(offset + done)", what,
+            errno: errno) }
+        done += n
+    }
+}
+
+/// pread(2) until every byte is read; the end of the file is an error.
+func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, _ offset: Int, what: String) throws {
+    var done = 0
+    while done < count {
+        let n = pread(fd, p + done, count - done, off_t(offset + done))
+        if n < 0 { if errno == EINTR { continue }; throw systemError("read error at byte \(offset + done)", what,
+            errno: errno) }
+        if n == 0 { throw CBDError("\(what): unexpected end of device at byte \(offset + done)") }
+        done += n
+    }
+}
