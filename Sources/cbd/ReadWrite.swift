@@ -49,23 +49,25 @@ struct Write: ParsableCommand {
         abstract: "Write standard input into the logical device at an offset.")
     @Argument(help: "CBD device or image.") var device: String
     @Option(name: [.customShort("o"), .long], help: "Byte offset in the logical device.") var offset: String
+    @Flag(name: .shortAndLong, help: "Write even a device not cleanly closed (DIRTY).") var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
-            let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite))
+            let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             let off = try Options.size(offset, "--offset")
             guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size "
                 + "\(vol.logicalSize)") }
+            // The whole input is measured before the first byte is written.
+            let input = try StagedInput(room: vol.logicalSize - off)
+            guard input.length <= vol.logicalSize - off else {
+                throw CBDError("\(device): input of \(input.length) bytes runs past the logical size "
+                    + "\(vol.logicalSize) at offset \(off); nothing written")
+            }
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
             defer { try? vol.close() }
-            while true {
-                let n = try readSome(0, buf.base, buf.count)
-                if n == 0 { break }
-                guard n <= vol.logicalSize - off - done else {
-                    throw CBDError("\(device): input runs past the logical size \(vol.logicalSize) at offset "
-                        + "\(off + done)")
-                }
+            while done < input.length {
+                let n = try input.read(into: buf.base, min(buf.count, input.length - done), at: done)
                 try vol.write(UnsafeRawBufferPointer(buf[0..<n]), at: off + done)
                 done += n
             }
@@ -74,14 +76,60 @@ struct Write: ParsableCommand {
     }
 }
 
+/// Standard input, measured before anything is written: a regular file by its size, anything
+/// else (a pipe) copied to an unlinked temporary file, up to one byte past `room` (enough to
+/// know it does not fit).
+struct StagedInput {
+    let length: Int
+    private let spill: Spill?
+
+    init(room: Int) throws {
+        var st = stat()
+        if fstat(0, &st) == 0 && st.st_mode & S_IFMT == S_IFREG {
+            length = max(0, Int(st.st_size) - max(0, Int(lseek(0, 0, SEEK_CUR))))
+            spill = nil
+            return
+        }
+        let s = try Spill(directory: ProcessEnvironment.temporaryDirectory)
+        let buf = ByteBuffer(count: 1 << 20)
+        while s.size <= room {
+            let n = try readSome(0, buf.base, buf.count)
+            if n == 0 { break }
+            try s.append(buf.base, n)
+        }
+        length = s.size
+        spill = s
+    }
+
+    /// Fills `count` bytes at `p` from byte `offset` of the input (read in order).
+    func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws -> Int {
+        if let s = spill {
+            try s.read(into: p, count, at: offset)
+            return count
+        }
+        let n = try readSome(0, p, count)
+        guard n == count else { throw CBDError("standard input: ended early at byte \(offset + n)") }
+        return n
+    }
+}
+
+enum ProcessEnvironment {
+    /// $TMPDIR, else /tmp.
+    static var temporaryDirectory: String {
+        guard let t = getenv("TMPDIR"), t.pointee != 0 else { return "/tmp" }
+        return String(cString: t)
+    }
+}
+
 struct Discard: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Discard a range: it reads as zeros afterwards.")
     @Argument(help: "CBD device or image.") var device: String
     @OptionGroup var range: RangeOptions
+    @Flag(name: .shortAndLong, help: "Discard even on a device not cleanly closed (DIRTY).") var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
-            let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite))
+            let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
             try vol.discard(offset: off, length: len)
             try vol.close()

@@ -124,12 +124,15 @@ import Testing
         let img = s.file("a.img"), cbd = s.file("a.cbd")
         try #require(FileManager.default.createFile(atPath: img, contents: Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 / 3) })))
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
-        // Damage the first entry's pblk slot to point at the header.
-        let dev = try FileDevice(path: cbd, mode: .readWrite)
-        let (_, g) = try dev.readHeader()
-        var t = try dev.readPblks(g.tablePblks(0).lowerBound)
-        LE.put(1, g.pblkBytes, &t, g.lenBytes)   // slot 0 names pblk 1: the bitmap, not data
-        try dev.writePblks(t, at: g.tablePblks(0).lowerBound)
+        // Damage the first entry's pblk slot to point at the header (and close the image:
+        // while this writer holds it, readers are refused).
+        do {
+            let dev = try FileDevice(path: cbd, mode: .readWrite)
+            let (_, g) = try dev.readHeader()
+            var t = try dev.readPblks(g.tablePblks(0).lowerBound)
+            LE.put(1, g.pblkBytes, &t, g.lenBytes)   // slot 0 names pblk 1: the bitmap, not data
+            try dev.writePblks(t, at: g.tablePblks(0).lowerBound)
+        }
         let r = try Tools.run("cbd", ["convert", cbd, s.file("back.img")])
         #expect(r.status == 1 && r.stderr.contains("logical block 0"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: s.file("back.img")))

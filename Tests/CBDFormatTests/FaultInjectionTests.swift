@@ -64,6 +64,46 @@ import Testing
         }
     }
 
+    /// Entries that straddle two table pblks (64 KiB blocks: 34-byte entries, lblk 120 spans
+    /// table bytes 4080-4113): a write interrupted between the two pblks must not leave a
+    /// mix of old and new slots. The entry journal (format 1.1's intent record) completes it.
+    @Test func straddlingEntries() throws {
+        let bs = 65536
+        let base = try memoryDevice(physical: 24 << 20, logical: 400 * bs, lblkShift: 4)
+        let g = try base.readHeader().1
+        let journal = EntryJournal(device: base, geometry: g)
+        let straddlers = [120, 240, 361]
+        #expect(straddlers.allSatisfy { journal.straddles($0) } && !journal.straddles(119))
+        let v = try Volume(device: base)
+        for n in 100..<380 { try block(n, bs, random: n % 2 == 0).withUnsafeBytes { try v.write($0, at: n * bs) } }
+        try v.close()
+        let old = try contents(base)
+        // New data around each straddler: compressible where it was raw and the other way round.
+        func change(_ v: Volume) throws {
+            for n in straddlers.flatMap({ [$0 - 1, $0, $0 + 1] }) {
+                try block(5000 + n, bs, random: n % 2 == 1).withUnsafeBytes { try v.write($0, at: n * bs) }
+            }
+            try v.close()
+        }
+        let full = base.copy()
+        let start = full.writeCount
+        try change(try Volume(device: full))
+        let new = try contents(full)
+        #expect(try full.readHeader().0 == (try base.readHeader().0), "a clean device after close: 1.0, no intent")
+        let total = full.writeCount - start
+        for k in 0..<total {
+            let dev = base.copy()
+            dev.failAtWrite = dev.writeCount + k
+            #expect(throws: CBDError.self) { try change(try Volume(device: dev)) }
+            dev.failAtWrite = nil
+            try repair(dev)
+            let got = try contents(dev)
+            for n in 0..<got.count where got[n] != old[n] && got[n] != new[n] {
+                Issue.record("interrupted at write \(k) of \(total): block \(n) is neither old nor new")
+            }
+        }
+    }
+
     /// fsck's own repairs (clone, clear, bitmap fixes) interrupted at every write, then fsck again.
     @Test func fsckRepairs() throws {
         let base = try memoryDevice(physical: 4 << 20, logical: 4 << 20, lblkShift: 4)

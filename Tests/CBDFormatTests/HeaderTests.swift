@@ -35,11 +35,39 @@ import Testing
         #expect(throws: error, sourceLocation: sourceLocation) { try Header.decode(b) }
     }
 
+    /// Version 1.1: an intent record in the reserved bytes, only on a DIRTY device; clearing
+    /// it gives back the 1.0 header byte for byte.
+    @Test func intentRecordRoundTrip() throws {
+        var h = sample
+        h.isDirty = true
+        let plain = h.encoded()
+        h.intent = Intent(records: 3, payloadBytes: 3 * 42, journal: [77])
+        let b = h.encoded()
+        #expect(LE.get(b, 6, 2) == 1 && Array(b[64..<68]) == Array("INTN".utf8))
+        #expect(try Header.decode(b) == h)
+        h.intent = nil
+        #expect(h.encoded() == plain && h.versionMinor == 0)
+        // Not DIRTY, a payload larger than its pblks, pblk 0 in the journal, a byte after it.
+        var clean = b
+        LE.put(0, 2, &clean, 28)
+        #expect(throws: HeaderError.badIntent("on a device not marked DIRTY")) { try Header.decode(clean) }
+        var big = b
+        LE.put(4097, 8, &big, 80)
+        #expect(throws: HeaderError.self) { try Header.decode(big) }
+        var zero = b
+        LE.put(0, 8, &zero, 88)
+        #expect(throws: HeaderError.self) { try Header.decode(zero) }
+        var after = b
+        after[96] = 1
+        #expect(throws: HeaderError.reservedNotZero(offset: 96)) { try Header.decode(after) }
+    }
+
     @Test func everyRejectionRule() {
         rejects(0, 1, 0x44, .badMagic([0x44, 0x42, 0x44, 0x2A]))
         rejects(4, 2, 2, .unsupportedMajor(2))
         rejects(4, 2, 0, .unsupportedMajor(0))
-        rejects(6, 2, 1, .unsupportedMinor(1))
+        rejects(6, 2, 2, .unsupportedMinor(2))
+        rejects(6, 2, 1, .badIntent("no intent magic"))
         rejects(28, 2, 2, .unknownFlags(2))
         rejects(28, 2, 0x8001, .unknownFlags(0x8001))
         rejects(30, 1, 1, .unknownAlgorithm(1))

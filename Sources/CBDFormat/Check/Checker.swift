@@ -77,19 +77,37 @@ public final class Checker {
 
     /// Runs every pass and, unless read-only, writes the accepted repairs.
     public func run() throws {
+        try checkHeader()
         try readBitmaps()
         try pass1()
         if !stop { try pass1B() }
         if !stop { pass2() }
         guard !stop else {
-            // Stopped for a person or cancelled: nothing is written, so nothing was fixed.
-            for i in problems.indices { problems[i].fixed = false }
+            // Stopped for a person or cancelled: no repair is written, so none was made (a
+            // replay of interrupted entries is written at once, before the passes).
+            for i in problems.indices where problems[i].kind != .interruptedUpdate { problems[i].fixed = false }
             return
         }
         if options.mode != .readOnly { try writeRepairs() }
     }
 
     var stop: Bool { cancelled || stoppedForPerson }
+
+    /// Pass 0: an interrupted entry write is completed first (the passes then see every entry
+    /// whole); a read-only check reports a DIRTY device, which it cannot call clean.
+    private func checkHeader() throws {
+        if let intent = header.intent {
+            let journal = EntryJournal(device: device, geometry: geometry)
+            var f = facts()
+            f.others = try journal.saved(intent).map(\.lblk)
+            f.detail = "\(f.others.count)"
+            if decide(Problem(.interruptedUpdate, f, suspectLblks: f.others)) {
+                _ = try journal.replay(header: &header)
+                modified = true
+            }
+        }
+        if header.isDirty && options.mode == .readOnly { decide(Problem(.notClosedCleanly, facts())) }
+    }
 
     /// fsck(8) exit status for this run: 0 clean, 1 corrected, 4 left uncorrected, 32 cancelled.
     public var exitCode: Int32 {

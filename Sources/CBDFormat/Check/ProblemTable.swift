@@ -2,6 +2,12 @@
 /// finds it, the question asked before fixing it, whether preening (-p) may fix it without
 /// asking (only fixes that lose no data), and its message.
 public enum ProblemKind: String, CaseIterable, Sendable, Codable {
+    /// The header holds an intent record: a write of table entries was interrupted.
+    case interruptedUpdate = "interrupted_update"
+    /// DIRTY is set. Raised only by a read-only check: in the other modes, clearing the flag
+    /// after a check that leaves the device consistent is part of the check (as e2fsck does
+    /// with the valid flag), not a repair.
+    case notClosedCleanly = "not_closed_cleanly"
     case malformedEntry = "malformed_entry"
     case slotOutsideData = "slot_outside_data"
     case entryBeyondSize = "entry_beyond_size"
@@ -21,6 +27,7 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
     /// The pass that finds it.
     public var pass: CheckPass {
         switch self {
+        case .interruptedUpdate, .notClosedCleanly: return .header
         case .malformedEntry, .slotOutsideData, .entryBeyondSize, .tablePadding, .corruptData: return .tables
         case .crossLinked, .crossLinkedCorrupt, .crossLinkedNoRoom: return .sharedPblks
         case .leakedPblks, .unmarkedPblks, .bitmapPadding: return .bitmaps
@@ -30,8 +37,9 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
     /// The question asked before fixing it.
     public var prompt: Prompt {
         switch self {
+        case .interruptedUpdate: return .replay
         case .malformedEntry, .slotOutsideData, .entryBeyondSize, .tablePadding, .corruptData,
-             .crossLinkedCorrupt, .crossLinkedNoRoom: return .clear
+             .crossLinkedCorrupt, .crossLinkedNoRoom, .notClosedCleanly: return .clear
         case .crossLinked: return .clone
         case .leakedPblks: return .free
         case .unmarkedPblks: return .mark
@@ -42,7 +50,8 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
     /// Whether -p fixes it without asking: true only where the fix loses no data.
     public var preenSafe: Bool {
         switch self {
-        case .entryBeyondSize, .tablePadding, .leakedPblks, .unmarkedPblks, .bitmapPadding: return true
+        case .interruptedUpdate, .notClosedCleanly, .entryBeyondSize, .tablePadding, .leakedPblks,
+             .unmarkedPblks, .bitmapPadding: return true
         default: return false
         }
     }
@@ -52,6 +61,10 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
         let block = "Logical block \(f.lblk) (bytes \(f.lblk * f.lblkSize)-\((f.lblk + 1) * f.lblkSize - 1))"
         let shares = "\(block) shares \(plural("pblk", f.pblks)) with \(plural("logical block", f.others))"
         switch self {
+        case .interruptedUpdate:
+            return "Header: a write of \(f.detail) table entr\(f.detail == "1" ? "y" : "ies") was interrupted "
+                + "(\(plural("logical block", f.others)))"
+        case .notClosedCleanly: return "Header: the device was not closed cleanly (DIRTY)"
         case .malformedEntry: return "\(block) has a malformed entry: \(f.detail)"
         case .slotOutsideData: return "\(block) names pblk \(f.detail), which is not a data pblk"
         case .entryBeyondSize:
@@ -77,10 +90,11 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
 
 /// The passes of a check, in the order they run.
 public enum CheckPass: Int, Sendable, Comparable {
-    case tables = 1, sharedPblks, bitmaps
+    case header = 0, tables, sharedPblks, bitmaps
 
     public var heading: String {
         switch self {
+        case .header: return "Pass 0: checking the header"
         case .tables: return "Pass 1: checking allocation tables"
         case .sharedPblks: return "Pass 1B: pblks claimed by more than one logical block"
         case .bitmaps: return "Pass 2: checking allocation bitmaps"
@@ -95,7 +109,7 @@ public enum CheckPass: Int, Sendable, Comparable {
 
 /// The questions of fsck, e2fsck style.
 public enum Prompt: String, Sendable {
-    case clear = "Clear", clone = "Clone", free = "Free", mark = "Mark", set = "Set"
+    case clear = "Clear", clone = "Clone", free = "Free", mark = "Mark", set = "Set", replay = "Replay"
 }
 
 /// One inconsistency found by the checker: its kind (the table above says the rest) and

@@ -4,25 +4,35 @@
 extension Checker {
     func writeRepairs() throws {
         let changes = !clonedData.isEmpty || !newEntries.isEmpty || !clearPadding.isEmpty || !changedBitmaps.isEmpty
+        modified = modified || changes
         guard changes || header.isDirty else { return }
         guard device.isWritable else { throw CBDError("\(device.path): opened read-only, cannot repair") }
         if !header.isDirty { try device.setDirty(true, in: &header) }
         // 1. Copies of cross-linked data.
         for (from, to) in clonedData { try device.writePblks(try device.readPblks(from), at: to) }
         try device.sync()
-        // 2. Entries and table padding.
-        let meta = MetadataCache(device: device, geometry: geometry)
-        for (n, e) in newEntries.sorted(by: { $0.key < $1.key }) {
-            try meta.setEntryBytes(n, codec.encode(e ?? .unallocated))
-        }
-        try meta.writeDirtyTables()
+        // 2. Table padding, then entries (synced; straddling ones through the journal, in
+        // pblks no entry claims).
         for z in clearPadding.sorted() { try device.zero(geometry.tablePadding(zone: z)) }
-        try device.sync()
+        let meta = MetadataCache(device: device, geometry: geometry)
+        let entries = newEntries.sorted { $0.key < $1.key }.map { ($0.key, codec.encode($0.value ?? .unallocated)) }
+        try EntryJournal(device: device, geometry: geometry).write(
+            entries, meta: meta, header: &header,
+            reserve: { count in
+                let pblks = (0..<count).compactMap { _ in claims.allocate(near: 0) }
+                if pblks.count < count { unclaim(pblks); return nil }
+                return pblks.map { Pblk($0) }
+            },
+            release: { unclaim($0.map { Int($0) }) })
         // 3. Bitmaps.
         for z in changedBitmaps.sorted() { try device.writePblks(bitmaps[z].bytes, at: geometry.bitmapPblk(z)) }
         try device.sync()
-        modified = changes
         // 4. Clean again, unless something was left unfixed.
         if problems.allSatisfy({ $0.fixed }) { try device.setDirty(false, in: &header) }
+    }
+
+    /// Gives back pblks claimed for the journal (their bitmap bits were never set).
+    private func unclaim(_ pblks: [Int]) {
+        for p in pblks { if let i = claims.index(p) { claims.release(i) } }
     }
 }

@@ -6,7 +6,8 @@ import CSysShim
 ///
 /// Writers get safety first: a block device is opened with O_EXCL (the kernel then refuses
 /// it while it is mounted or held by another user), and an image file is locked with flock
-/// and refused while a loop device maps it.
+/// (LOCK_EX) and refused while a loop device maps it. Readers of an image file take LOCK_SH,
+/// so that nobody reads a device in the middle of another program's commit.
 public final class FileDevice: BlockDevice, @unchecked Sendable {
     public enum Mode: Sendable { case readOnly, readWrite }
 
@@ -64,7 +65,7 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
             if mode == .readWrite && isBlockDevice && cbd_blk_readonly(fd) == 1 {
                 throw CBDError("\(path): block device is read-only")
             }
-            if mode == .readWrite && !isBlockDevice { try lockImage() }
+            if !isBlockDevice { try lockImage(exclusive: mode == .readWrite) }
         } catch {
             close(fd)
             throw error
@@ -85,12 +86,13 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         return Int(st.st_size)
     }
 
-    /// Refuses an image another writer holds or a loop device maps.
-    private func lockImage() throws {
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+    /// Refuses an image another writer holds (or, for a writer, any other user holds) or,
+    /// for a writer, a loop device maps.
+    private func lockImage(exclusive: Bool) throws {
+        guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
             throw CBDError("\(path): image is in use by another program")
         }
-        if let loop = LoopDevices.backing(path) {
+        if exclusive, let loop = LoopDevices.backing(path) {
             throw CBDError("\(path): image is in use by \(loop)")
         }
     }

@@ -6,6 +6,9 @@ public final class OutputFile {
     public let path: String
     public let device: FileDevice
     private let tempPath: String?
+    /// The file being replaced, held open and locked until the rename: no other program
+    /// can be writing it (its data would go to a file that no longer has a name).
+    private let replaced: FileDevice?
     private var committed = false
 
     /// Opens `path` for a conversion of `size` bytes. An existing regular file is replaced
@@ -16,6 +19,7 @@ public final class OutputFile {
         if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK {
             device = try FileDevice(path: path, mode: .readWrite)
             tempPath = nil
+            replaced = nil
             guard device.size >= size else {
                 throw SizeError.deviceTooSmall(path: path, has: device.size, needs: size)
             }
@@ -24,12 +28,18 @@ public final class OutputFile {
         if FileProbe.exists(path) {
             guard st.st_mode & S_IFMT == S_IFREG else { throw CBDError("\(path): not a regular file or block device") }
             guard overwrite else { throw CBDError("\(path): already exists", hint: .overwrite) }
+            // Opened for writing as any writer would: a read-only file, one in use by another
+            // program, or one a loop device maps is refused, and it stays locked until replaced.
+            replaced = try FileDevice(path: path, mode: .readWrite)
+        } else {
+            replaced = nil
         }
         let dir = OutputFile.directory(of: path)
         let temp = "\(dir)/.\(OutputFile.baseName(of: path)).tmp-\(getpid())"
         unlink(temp)
         device = try FileDevice(path: temp, mode: .readWrite, createSize: size)
         tempPath = temp
+        if replaced != nil { fchmod(device.fd, st.st_mode & 0o7777) }   // the new file keeps the old one's mode
     }
 
     deinit { if !committed, let t = tempPath { unlink(t) } }

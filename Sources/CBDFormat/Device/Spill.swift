@@ -1,12 +1,12 @@
 import Glibc
 
 /// An unlinked temporary file: scratch space that vanishes with the process, even on a crash.
-final class Spill {
+public final class Spill {
     let fd: Int32
-    private(set) var size = 0
+    public private(set) var size = 0
 
     /// Creates it in `directory` (beside the output, so the same filesystem holds it).
-    init(directory: String) throws {
+    public init(directory: String) throws {
         var template = Array("\(directory)/.cbd-spill-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw systemError("cannot create a temporary file", directory, errno: errno) }
@@ -15,7 +15,7 @@ final class Spill {
     }
     deinit { close(fd) }
 
-    func append(_ p: UnsafeRawPointer, _ count: Int) throws {
+    public func append(_ p: UnsafeRawPointer, _ count: Int) throws {
         try write(p, count, at: size)
     }
 
@@ -33,7 +33,7 @@ final class Spill {
         size = bytes
     }
 
-    func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
+    public func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
         try preadAll(fd, p, count, offset, what: "temporary file")
     }
 }

@@ -2,11 +2,13 @@
 ///
 /// Layout (little endian): magic[4] "CBD*", version_major u16, version_minor u16,
 /// nr_physical_sectors u64, nr_logical_sectors u64, lblk_shift u16,
-/// lblk_per_zone_shift u16, flags u16, algorithm u8, then zeros to 4096 bytes.
+/// lblk_per_zone_shift u16, flags u16, algorithm u8, then zeros to 4096 bytes. Version 1.1
+/// is 1.0 with an intent record (`Intent`) at offset 64, present only while DIRTY.
 public struct Header: Equatable, Sendable {
     public static let magic: [UInt8] = [0x43, 0x42, 0x44, 0x2A]
     public static let versionMajor: UInt16 = 1
-    public static let versionMinor: UInt16 = 0
+    /// The newest minor version known: 1 (a 1.0 header with a pending intent record).
+    public static let versionMinor: UInt16 = 1
     /// flags bit 0: the device was not closed cleanly.
     public static let flagDirty: UInt16 = 1
     public static let knownFlags: UInt16 = flagDirty
@@ -18,13 +20,17 @@ public struct Header: Equatable, Sendable {
     public static let fieldBytes = 31
 
     public var versionMajor: UInt16 = Header.versionMajor
-    public var versionMinor: UInt16 = Header.versionMinor
+    public var versionMinor: UInt16 = 0
     public var nrPhysicalSectors: UInt64
     public var nrLogicalSectors: UInt64
     public var lblkShift: UInt16
     public var lblkPerZoneShift: UInt16
     public var flags: UInt16 = 0
     public var algorithm: UInt8 = Header.algorithmLZ4
+    /// Table entries whose write was in progress (version 1.1); nil on a 1.0 header.
+    public var intent: Intent? {
+        didSet { versionMinor = intent == nil ? 0 : 1 }
+    }
 
     public init(nrPhysicalSectors: UInt64, nrLogicalSectors: UInt64,
                 lblkShift: UInt16, lblkPerZoneShift: UInt16, flags: UInt16 = 0) {
@@ -52,6 +58,7 @@ public struct Header: Equatable, Sendable {
         LE.put(UInt64(lblkPerZoneShift), 2, &b, 26)
         LE.put(UInt64(flags), 2, &b, 28)
         b[30] = algorithm
+        intent?.encode(into: &b)
         return b
     }
 
@@ -64,9 +71,14 @@ public struct Header: Equatable, Sendable {
 
     /// Decodes and validates a header pblk: every rule of format-v1 that the header alone decides.
     public static func decode(_ b: [UInt8]) throws(HeaderError) -> Header {
-        let h = try parse(b)
+        var h = try parse(b)
+        if h.versionMinor == 1 {
+            h.intent = try Intent.decode(b)
+            guard h.isDirty else { throw .badIntent("on a device not marked DIRTY") }
+        }
         try h.validate()
-        if let i = b[fieldBytes...].firstIndex(where: { $0 != 0 }) { throw .reservedNotZero(offset: i) }
+        let used = h.intent?.byteRange ?? fieldBytes ..< fieldBytes
+        for i in fieldBytes ..< Units.pblkSize where !used.contains(i) && b[i] != 0 { throw .reservedNotZero(offset: i) }
         return h
     }
 
@@ -112,6 +124,7 @@ public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
     case logicalTooLarge(UInt64)
     case logicalSectorsNotLblkMultiple(UInt64, lblkSectors: UInt64)
     case reservedNotZero(offset: Int)
+    case badIntent(String)
 
     public var description: String {
         switch self {
@@ -119,7 +132,7 @@ public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
         case .badMagic(let m):
             return "bad magic \(Header.hex(m[...])) (not a CBD device)"
         case .unsupportedMajor(let v): return "unsupported format version \(v).x (this tool reads 1.x)"
-        case .unsupportedMinor(let v): return "unknown format minor version 1.\(v) (this tool knows 1.0)"
+        case .unsupportedMinor(let v): return "unknown format minor version 1.\(v) (this tool knows 1.0 and 1.1)"
         case .unknownFlags(let f): return "unknown flag bits 0x\(String(f, radix: 16)) in the header"
         case .unknownAlgorithm(let a): return "unknown compression algorithm \(a) (0 is LZ4)"
         case .lblkShiftOutOfRange(let s): return "lblk_shift \(s) is out of range 0..\(Units.maxLblkShift)"
@@ -133,6 +146,7 @@ public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
         case .logicalSectorsNotLblkMultiple(let n, let s):
             return "nr_logical_sectors \(n) is not a multiple of the logical block (\(s) sectors)"
         case .reservedNotZero(let o): return "reserved header byte at offset \(o) is not zero"
+        case .badIntent(let why): return "corrupt intent record in the header: \(why)"
         }
     }
 }

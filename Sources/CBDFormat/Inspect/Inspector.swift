@@ -50,6 +50,13 @@ public struct Inspector {
             r.add("flags", Int(h.flags))
             r.add("dirty", h.isDirty)
             r.add("algorithm", Int(h.algorithm))
+            if let i = h.intent {
+                var intent = Report()
+                intent.add("records", i.records)
+                intent.add("payload_bytes", i.payloadBytes)
+                intent.add("journal_pblks", i.journal.map { Int(clamping: $0) })
+                r.add("intent", intent)
+            }
         }
         if let p = problem { r.add("error", p) }
         guard let g = geometry else { return r }

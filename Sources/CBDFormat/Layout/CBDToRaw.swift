@@ -11,7 +11,10 @@ public struct CBDToRaw {
     public init() {}
 
     public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
-        let (_, g) = try input.readHeader()
+        let (h, g) = try input.readHeader()
+        guard h.intent == nil else {
+            throw CBDError("\(input.path): an update of the allocation tables was interrupted", hint: .check)
+        }
         let out = try OutputFile(path: outputPath, size: g.logicalBytes, overwrite: overwrite)
         var summary = try decode(input, g, into: out.device, zeroHoles: out.isBlockDevice)
         try out.commit()

@@ -101,6 +101,8 @@ public final class Resizer {
 
     /// Carries out `plan`. A re-layout needs `undoPath`; `scratch` holds its temporary copy of the data.
     public func resize(_ plan: Plan, undoPath: String?, scratch: String) throws {
+        // A forced resize of a device left DIRTY completes an interrupted entry write first.
+        _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
         if plan.keepsGeometry {
             try resizeKeepingGeometry(plan.new)
         } else {
@@ -177,8 +179,10 @@ public final class Resizer {
         }
         try meta.writeDirtyBitmaps()
         try device.sync()
-        for (n, e) in moved { try meta.setEntryBytes(n, codec.encode(e)) }
-        try meta.writeDirtyTables()
+        try EntryJournal(device: device, geometry: old).write(
+            moved.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
+            reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
+        try meta.writeDirtyBitmaps()   // the journal's pblks are free again
         try device.sync()
     }
 

@@ -9,8 +9,12 @@
 /// cannot happen.
 ///
 /// Commits follow format-v1's copy-on-write order: new data and new bitmap bits (sync),
-/// then new entries (sync), then the old pblks' bits are cleared (sync). The header's DIRTY
-/// flag is set and synced before the first change and cleared by `close()`.
+/// then new entries (sync; entries that straddle two table pblks go through the
+/// `EntryJournal`), then the old pblks' bits are cleared (sync). The header's DIRTY flag is
+/// set and synced before the first change and cleared by `close()`.
+///
+/// A device that was not closed cleanly (DIRTY) is not written unless `force` is given:
+/// its bitmaps may be wrong, and a write could reuse a pblk that a block still needs.
 public final class Volume {
     public let device: BlockDevice
     public private(set) var header: Header
@@ -20,6 +24,8 @@ public final class Volume {
     private let allocator: PblkAllocator
     private var blocks: LRU<Int, CachedBlock>
     private var markedDirty = false
+    /// Write even though the device was found DIRTY.
+    private let force: Bool
     private var scratch: [UInt8]
 
     final class CachedBlock {
@@ -28,9 +34,12 @@ public final class Volume {
         init(_ data: [UInt8]) { self.data = data }
     }
 
-    /// Opens the CBD on `device`. `cacheBytes` bounds the logical block cache (at least one block).
-    public init(device: BlockDevice, cacheBytes: Int = 32 << 20) throws {
+    /// Opens the CBD on `device`. `cacheBytes` bounds the logical block cache (at least one
+    /// block); `force` allows writing a device found DIRTY (after completing an interrupted
+    /// entry write, if the header holds one).
+    public init(device: BlockDevice, cacheBytes: Int = 32 << 20, force: Bool = false) throws {
         self.device = device
+        self.force = force
         (header, geometry) = try device.readHeader()
         codec = EntryCodec(geometry)
         meta = MetadataCache(device: device, geometry: geometry)
@@ -116,6 +125,10 @@ public final class Volume {
     private func beginChanges() throws {
         guard !markedDirty else { return }
         guard device.isWritable else { throw CBDError("\(device.path): opened read-only") }
+        if header.isDirty {
+            guard force else { throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce) }
+            _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
+        }
         try device.setDirty(true, in: &header)
         markedDirty = true
     }
@@ -145,6 +158,9 @@ public final class Volume {
 
     /// Reads and decompresses lblk `n` from disk.
     func loadBlock(_ n: Int) throws -> [UInt8] {
+        guard header.intent == nil else {
+            throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
+        }
         var out = [UInt8](repeating: 0, count: geometry.lblkSize)
         switch try entry(n) {
         case .unallocated:
@@ -176,10 +192,10 @@ public final class Volume {
         }
         try meta.writeDirtyBitmaps()
         try device.sync()
-        // 2. The entries now point to the new data.
-        for (n, e, _) in newEntries { try meta.setEntryBytes(n, codec.encode(e)) }
-        try meta.writeDirtyTables()
-        try device.sync()
+        // 2. The entries now point to the new data (synced).
+        try EntryJournal(device: device, geometry: geometry).write(
+            newEntries.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
+            reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
         // 3. Only then are the old pblks free.
         for (_, _, old) in newEntries { try allocator.free(old.pblks) }
         try meta.writeDirtyBitmaps()
