@@ -301,6 +301,19 @@ def main(argv):
         used = {p for p, _ in img.used()}
         free = [p for z in range(img.nr_zones) for p in range(img.data_start(z), img.data_end(z)) if p not in used]
         print(','.join(map(str, free[:int(args[0])])))
+    elif cmd == 'set-intent':
+        # A pending intent record (format 1.1): the current entries of the given lblks saved
+        # in the first data pblk that is neither used nor marked, named from the header.
+        lblks = [int(a) for a in args]
+        payload = b''.join(struct.pack('<Q', n) + img.read(img.entry_offset(n), img.entry_len) for n in lblks)
+        assert len(payload) <= PBLK, 'one journal pblk only'
+        used = {p for p, _ in img.used()}
+        journal = next(p for z in range(img.nr_zones) for p in range(img.data_start(z), img.data_end(z))
+                       if p not in used and not img.bit(z, p - img.data_start(z)))
+        img.write(journal * PBLK, payload.ljust(PBLK, b'\0'))
+        img.write(6, struct.pack('<H', 1))
+        img.write(28, struct.pack('<H', img.flags | 1))
+        img.write(64, b'INTN' + struct.pack('<IIIQQ', len(lblks), 1, 0, len(payload), journal))
     elif cmd == 'used':
         for p, n in img.used():
             print(p, n)

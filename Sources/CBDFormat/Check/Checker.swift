@@ -177,10 +177,12 @@ public final class Checker {
         }
     }
 
-    /// Frees a data pblk in the claims and in its bitmap.
+    /// Frees a data pblk in the claims and in its bitmap. An entry on disk still names it until
+    /// the repairs are written, so it is reserved: no clone or journal may take it before.
     func release(_ p: Int) {
         guard let i = claims.index(p), case .data(let z, let k) = geometry.place(ofPblk: p) else { return }
         claims.release(i)
+        claims.reserve(i)
         if bitmaps[z].isSet(k) { bitmaps[z].clear(k); changedBitmaps.insert(z) }
     }
 }

@@ -5,6 +5,10 @@ struct ClaimMap {
     let geometry: Geometry
     /// Data pblks claimed: kept as claims come and go, so the free count costs nothing.
     private(set) var claimedCount = 0
+    /// Data pblks that entries on disk still name but the repaired device will not (old pblks
+    /// of a clone, pblks of a cleared entry): free once the repairs are written, never handed
+    /// out before, or a crash would leave a committed entry naming overwritten bytes.
+    private(set) var reserved: Set<Int> = []
 
     init(_ g: Geometry) {
         geometry = g
@@ -19,6 +23,7 @@ struct ClaimMap {
 
     func isClaimed(_ i: Int) -> Bool { bits[i >> 6] & (1 << UInt64(i & 63)) != 0 }
     mutating func claim(_ i: Int) {
+        reserved.remove(i)
         guard !isClaimed(i) else { return }
         bits[i >> 6] |= 1 << UInt64(i & 63)
         claimedCount += 1
@@ -30,8 +35,13 @@ struct ClaimMap {
         claimedCount -= 1
     }
 
-    /// Data pblks no entry claims.
-    var freeCount: Int { geometry.totalDataPblks - claimedCount }
+    /// Keeps an unclaimed pblk from being allocated in this run (see `reserved`).
+    mutating func reserve(_ i: Int) {
+        if !isClaimed(i) { reserved.insert(i) }
+    }
+
+    /// Data pblks that can be allocated: neither claimed nor reserved.
+    var freeCount: Int { geometry.totalDataPblks - claimedCount - reserved.count }
 
     /// Zone `z`'s bitmap as the claims say it should be (padding bits set).
     /// The claim bits use the bitmap's own order (bit k of byte k/8, least significant
@@ -53,7 +63,7 @@ struct ClaimMap {
     mutating func allocate(near home: Int) -> Int? {
         for z in geometry.zones(from: home) {
             let base = z * Units.pblksPerBitmap
-            for k in 0..<geometry.dataPblkCount(z) where !isClaimed(base + k) {
+            for k in 0..<geometry.dataPblkCount(z) where !isClaimed(base + k) && !reserved.contains(base + k) {
                 claim(base + k)
                 return geometry.dataStart(z) + k
             }

@@ -84,7 +84,11 @@ extension Checker {
         while !stop, let next = [bad.first?.problem.lblk, ok.first?.lblk].compactMap({ $0 }).min() {
             if let b = bad.first, b.problem.lblk == next {
                 bad.removeFirst()
-                if decide(b.problem) { newEntries[next] = .some(nil) } else {
+                if decide(b.problem) {
+                    newEntries[next] = .some(nil)
+                    // Named on disk until the entry is cleared: not to be reused before.
+                    for p in b.keptPblks { if let i = claims.index(p) { claims.reserve(i) } }
+                } else {
                     claim(b.keptPblks, lblk: next)
                     keptBad.insert(next)
                 }

@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+@testable import CBDFormat
+
+/// What a crash, a concurrent program or a too-long input must not do to a device: the
+/// syscall-level crash test (Tests/crash/crashpoints.py, strace fault injection) and one test
+/// per way a writer could lose data.
+@Suite(.serialized) struct CrashSafetyTests {
+    static let crashScript: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("crash/crashpoints.py").path
+    }()
+
+    /// A small CBD image made by cbd convert from compressible and random blocks.
+    func image(_ s: Scratch, blocks: Int = 64) throws -> String {
+        var rng = SplitMix(seed: 3)
+        var bytes = [UInt8]()
+        for n in 0..<blocks {
+            bytes += (0..<65536).map { i in n % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 50 + n) }
+        }
+        let raw = s.file("raw.img"), cbd = s.file("dev.cbd")
+        try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
+        try #require(try Tools.run("cbd", ["convert", "-q", "-s", "16M", raw, cbd]).status == 0)
+        return cbd
+    }
+
+    /// Every pwrite64, fsync and ftruncate of cbd write, discard, fsck -y, resize and convert
+    /// (both ways), killed there: fsck -fy makes the device consistent (the independent checker
+    /// agrees) and every logical block reads old or new; a conversion leaves no output or all of it.
+    @Test func killedAtEverySyscall() throws {
+        try Tools.require("strace", "python3")
+        let r = try Tools.run("python3", [Self.crashScript, Tools.binDir])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("6 passed, 0 failed"), "\(r.stdout)")
+        // Each scenario really was interrupted somewhere.
+        for line in r.stdout.split(separator: "\n") where line.contains("kill points") {
+            let points = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+            #expect(points >= 5, "\(line)")
+        }
+    }
+
+    /// A DIRTY device (a killed writer or fsck) is not written without -f: its bitmaps may lie,
+    /// and a write could reuse a pblk a block still needs. fsck -fn reports it (exit 4).
+    @Test func writersRefuseADirtyDevice() throws {
+        let s = try Scratch()
+        let cbd = try image(s)
+        try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", cbd, "set-dirty", "1"])
+        let before = try FileFacts.bytes(cbd)
+        let input = s.file("in.bin")
+        try #require(FileManager.default.createFile(atPath: input, contents: Data(repeating: 7, count: 5000)))
+        for args in [["write", "-o", "0", cbd], ["discard", "-o", "0", "-l", "64K", cbd]] {
+            let r = try Tools.run("sh", ["-c", "\"$0\" \"$@\" < \(input)", Tools.binDir + "/cbd"] + args)
+            #expect(r.status == 1 && r.stderr.contains("DIRTY") && r.stderr.contains("-f"), "\(args): \(r.stderr)")
+            #expect(try FileFacts.bytes(cbd) == before, "\(args) changed a DIRTY device")
+        }
+        let check = try Tools.run("fsck.cbd", ["-fn", cbd])
+        #expect(check.status == 4 && check.stdout.contains("not closed cleanly"), "\(check.stdout)")
+        // With -f the write goes through; the device is then clean and consistent.
+        let forced = try Tools.run("sh", ["-c", "\"$0\" write -f -o 0 \"$1\" < \(input)", Tools.binDir + "/cbd", cbd])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(try Tools.run("fsck.cbd", ["-fn", cbd]).status == 0)
+    }
+
+    /// cbd write measures its whole input first: one that runs past the end changes nothing,
+    /// from a file or a pipe.
+    @Test func writePastTheEndChangesNothing() throws {
+        let s = try Scratch()
+        let cbd = try image(s)
+        let (_, g) = try FileDevice(path: cbd, mode: .readOnly).readHeader()
+        let before = try FileFacts.bytes(cbd)
+        let input = s.file("big.bin")
+        let room = 3 * 65536
+        try #require(FileManager.default.createFile(atPath: input, contents: Data(repeating: 9, count: room + 1)))
+        let offset = String(g.logicalBytes - room)
+        for how in ["\"$0\" write -o \(offset) \"$1\" < \(input)", "cat \(input) | \"$0\" write -o \(offset) \"$1\""] {
+            let r = try Tools.run("sh", ["-c", how, Tools.binDir + "/cbd", cbd])
+            #expect(r.status == 1 && r.stderr.contains("runs past") && r.stderr.contains("nothing written"),
+                    "\(how): \(r.stderr)")
+            #expect(try FileFacts.bytes(cbd) == before, "\(how) changed the device")
+        }
+        // Exactly the room left fits.
+        try FileHandle(forWritingTo: URL(fileURLWithPath: input)).truncate(atOffset: UInt64(room))
+        let fits = try Tools.run("sh", ["-c", "cat \(input) | \"$0\" write -o \(offset) \"$1\"", Tools.binDir + "/cbd", cbd])
+        #expect(fits.status == 0, "\(fits.stderr)")
+    }
+
+    /// convert -f does not replace an image another program is writing (its data would go to a
+    /// file with no name) nor a read-only one.
+    @Test func convertDoesNotReplaceAHeldOrReadOnlyImage() throws {
+        let s = try Scratch()
+        let cbd = try image(s)
+        let raw = s.file("raw.img")
+        let before = try FileFacts.bytes(cbd)
+        do {
+            let writer = try FileDevice(path: cbd, mode: .readWrite)   // holds LOCK_EX, as cbd write does
+            let r = try Tools.run("cbd", ["convert", "-q", "-f", raw, cbd])
+            #expect(r.status == 1 && r.stderr.contains("in use"), "\(r.stderr)")
+            _ = writer
+        }
+        #expect(try FileFacts.bytes(cbd) == before)
+        try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: cbd)
+        let r = try Tools.run("cbd", ["convert", "-q", "-f", raw, cbd])
+        #expect(r.status == 1 && r.stderr.contains("read-only"), "\(r.stderr)")
+        #expect(try FileFacts.bytes(cbd) == before)
+        // A writable one is replaced, and keeps its mode.
+        try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: cbd)
+        #expect(try Tools.run("cbd", ["convert", "-q", "-f", "-b", "16K", raw, cbd]).status == 0)
+        let mode = try FileManager.default.attributesOfItem(atPath: cbd)[.posixPermissions] as? Int
+        #expect(mode == 0o640)
+    }
+
+    /// Readers take a shared lock: while a writer holds the image, a read is refused rather
+    /// than served from a half-committed table; two readers share it.
+    @Test func readersWaitForNoWriter() throws {
+        let s = try Scratch()
+        let cbd = try image(s)
+        do {
+            let writer = try FileDevice(path: cbd, mode: .readWrite)
+            for args in [["read", "-l", "4K", cbd], ["info", cbd]] {
+                let r = try Tools.run("cbd", args)
+                #expect(r.status == 1 && r.stderr.contains("in use"), "\(args): \(r.stderr)")
+            }
+            #expect(try Tools.run("fsck.cbd", ["-fn", cbd]).status == 8)
+            _ = writer
+        }
+        let reader = try FileDevice(path: cbd, mode: .readOnly)
+        #expect(try Tools.run("cbd", ["read", "-l", "4K", cbd]).status == 0)
+        let w = try Tools.run("sh", ["-c", "echo x | \"$0\" write -o 0 \"$1\"", Tools.binDir + "/cbd", cbd])
+        #expect(w.status == 1 && w.stderr.contains("in use"), "\(w.stderr)")
+        _ = reader
+    }
+}
