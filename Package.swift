@@ -17,13 +17,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // The system's liblz4 and libblkid, found by pkg-config.
+        // The system's liblz4, libblkid and zlib, found by pkg-config.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        // zlib's crc32, for the undo file's checksums.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Our own wrappers for fallocate(2), lseek(2) and ioctl(2), which Swift cannot call directly.
         .target(name: "CSysShim"),
         // The format, the device layer and the kernel-equivalent read/write path. Never prints.
-        .target(name: "CBDFormat", dependencies: ["CLZ4", "CBlkid", "CSysShim"]),
+        .target(name: "CBDFormat", dependencies: ["CLZ4", "CBlkid", "CZlib", "CSysShim"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.
         .target(name: "CBDCLI", dependencies: ["CBDFormat", argumentParser]),
         .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),

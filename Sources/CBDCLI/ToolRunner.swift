@@ -28,6 +28,7 @@ public enum ToolRunner {
         case .checkOrForce: return "; run fsck.cbd first, or use -f"
         case .check: return "; run fsck.cbd first"
         case .undoFile: return ": give -z UNDO_FILE to allow it"
+        case .force: return "; use -f to override"
         }
     }
 }

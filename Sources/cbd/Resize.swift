@@ -83,11 +83,12 @@ struct UndoCommand: ParsableCommand {
         commandName: "undo", abstract: "Restore a device from the undo file of a resize (like e2undo).")
     @Argument(help: "The undo file written by cbd resize -z.") var undoFile: String
     @Argument(help: "The device or image to restore.") var device: String
+    @Flag(name: .shortAndLong, help: "Apply even to a device that does not match the undo file.") var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: .readWrite)
-            let n = try Undo.apply(undoPath: undoFile, to: dev)
+            let n = try Undo.apply(undoPath: undoFile, to: dev, force: force)
             print("\(device): restored \(n) pblks from \(undoFile)")
         }
     }

@@ -125,6 +125,77 @@ import CBDCLI
         #expect(mem.size == original.size && mem.snapshot() == original.snapshot())
     }
 
+    /// An undo file belongs to one device in one state: another device, a second application,
+    /// or a damaged file is refused and nothing changes; -f overrides only the identity.
+    @Test func undoRefusesWhatItWasNotWrittenFor() throws {
+        let s = try Scratch()
+        let (mem, _) = try populated(physical: 100 << 20, logical: 64 << 20, blocks: 60, every: 3)
+        let original = mem.copy()
+        let (other, _) = try populated(physical: 100 << 20, logical: 64 << 20, blocks: 60, every: 3, seed: 5)
+        let r = try Resizer(device: mem, force: false)
+        try r.resize(try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20), undoPath: s.file("undo"), scratch: s.path)
+        let resized = mem.copy()
+        func refused(_ device: MemoryDevice, _ undo: String, force: Bool = false, _ words: String) {
+            let before = device.snapshot(), size = device.size
+            do {
+                try Undo.apply(undoPath: undo, to: device, force: force)
+                Issue.record("\(undo) applied; expected a refusal with '\(words)'")
+            } catch {
+                #expect("\(error)".contains(words), "\(error)")
+            }
+            #expect(device.snapshot() == before && device.size == size, "a refused undo changed the device")
+        }
+        // Another device, and this device after a change: refused.
+        refused(other, s.file("undo"), "written for a device")
+        let changed = resized.copy()
+        try changed.writePblks([UInt8](repeating: 0xAB, count: 4096), at: 2)
+        refused(changed, s.file("undo"), "not as the resize left it")
+        // A damaged record or a head-only file: refused even with -f.
+        let bytes = try FileFacts.bytes(s.file("undo"))
+        var damaged = bytes
+        damaged[UndoFile.headBytes + 100] ^= 1
+        try #require(FileManager.default.createFile(atPath: s.file("damaged"), contents: damaged))
+        refused(mem.copy(), s.file("damaged"), force: true, "damaged undo file")
+        try #require(FileManager.default.createFile(atPath: s.file("head"), contents: bytes.prefix(UndoFile.headBytes)))
+        refused(mem.copy(), s.file("head"), force: true, "nothing to undo")
+        try #require(FileManager.default.createFile(atPath: s.file("short"), contents: bytes.prefix(24)))
+        refused(mem.copy(), s.file("short"), force: true, "incomplete")
+        // The right device: restored; a second time: refused.
+        try Undo.apply(undoPath: s.file("undo"), to: mem)
+        #expect(mem.size == original.size && mem.snapshot() == original.snapshot())
+        refused(mem, s.file("undo"), "already applied")
+        // -f overrides the identity check.
+        let forced = changed.copy()
+        try Undo.apply(undoPath: s.file("undo"), to: forced, force: true)
+        #expect(forced.size == original.size)
+    }
+
+    /// A re-layout interrupted at its k-th write leaves an undo file that puts the device back,
+    /// byte for byte; one that fails before changing anything leaves no undo file.
+    @Test func interruptedRelayoutIsUndone() throws {
+        let s = try Scratch()
+        let (base, _) = try populated(physical: 100 << 20, logical: 64 << 20, blocks: 40, every: 3)
+        let plan = try Resizer(device: base.copy(), force: false).plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20)
+        #expect(!plan.keepsGeometry)
+        let probe = base.copy()
+        let start = probe.writeCount
+        try Resizer(device: probe, force: false).resize(plan, undoPath: s.file("probe-undo"), scratch: s.path)
+        let total = probe.writeCount - start
+        for k in Set([0, 1, 2, 3, total / 4, total / 2, total - 2, total - 1]) where k >= 0 && k < total {
+            let dev = base.copy()
+            dev.failAtWrite = dev.writeCount + k
+            let undo = s.file("undo-\(k)")
+            #expect(throws: CBDError.self) { try Resizer(device: dev, force: false).resize(plan, undoPath: undo, scratch: s.path) }
+            dev.failAtWrite = nil
+            guard FileManager.default.fileExists(atPath: undo) else {
+                #expect(dev.snapshot() == base.snapshot(), "no undo file, but the device changed (k = \(k))")
+                continue
+            }
+            try Undo.apply(undoPath: undo, to: dev)
+            #expect(dev.size == base.size && dev.snapshot() == base.snapshot(), "not restored after write \(k)")
+        }
+    }
+
     /// A resize that fails at its k-th write, for every k: fsck -y then gives a consistent device
     /// with every logical block intact.
     @Test(arguments: [(ResizeTests.cut, 8 << 20), (1300 << 20, 9 << 20)])
@@ -182,7 +253,16 @@ import CBDCLI
         #expect(try Tools.run("cbd", ["resize", "-z", undo, img, "1G"]).status == 0)
         #expect(FileFacts.size(img) == 1 << 30)
         #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0)
+        // The undo file given with another device (the raw ext4 image) is refused: nothing changes.
+        let rawBefore = try FileFacts.bytes(raw)
+        let wrong = try Tools.run("cbd", ["undo", undo, raw])
+        #expect(wrong.status == 1 && wrong.stderr.contains("-f"), "\(wrong.stderr)")
+        #expect(try FileFacts.bytes(raw) == rawBefore)
         #expect(try Tools.run("cbd", ["undo", undo, img]).status == 0)
+        #expect(try FileFacts.bytes(img) == before)
+        // Applied once: a second time is refused.
+        let again = try Tools.run("cbd", ["undo", undo, img])
+        #expect(again.status == 1 && again.stderr.contains("already applied"), "\(again.stderr)")
         #expect(try FileFacts.bytes(img) == before)
     }
 

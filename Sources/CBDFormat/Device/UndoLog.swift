@@ -1,22 +1,51 @@
+import CZlib
 import Glibc
 
 /// An undo file in the manner of e2undo: before a risky rewrite overwrites a pblk, its old
 /// contents are appended to the undo file and synced, so `cbd undo` can put the device back
 /// exactly as it was, even after a crash in the middle.
 ///
-/// Format: "CBDUNDO1", u64 original device size, u64 pblk size (4096), then records of
-/// u64 pblk number + 4096 bytes, in the order they were saved. Only the first save of a pblk
-/// matters; pblks past the original size are not saved (restoring cuts the file back).
+/// It also says which device it belongs to, so that it is never applied to another one, nor
+/// twice. Format (little endian):
+///
+/// - head: "CBDUNDO2", u64 original size, u64 pblk size (4096), u64 target size (what the
+///   rewrite grows or shrinks the device to), then the device's pblk 0 before the rewrite;
+/// - records, in the order saved: u64 pblk, u32 crc32 of the pblk number and data, u32 0, and
+///   the pblk's 4096 old bytes (only the first save of a pblk; none past the original size);
+/// - when the rewrite completed, a trailer: "CBDUNDOE", u64 records, u64 final size, u32 crc32
+///   of the saved pblks as the rewrite left them (those inside the final size, in record
+///   order), u32 crc32 of the trailer's first 28 bytes.
+///
+/// Applying it turns the magic into "CBDUNDOA": applied once.
+enum UndoFile {
+    static let magic = Array("CBDUNDO2".utf8)
+    static let appliedMagic = Array("CBDUNDOA".utf8)
+    static let trailerMagic = Array("CBDUNDOE".utf8)
+    static let headBytes = 32 + Units.pblkSize
+    static let recordBytes = 16 + Units.pblkSize
+    static let trailerBytes = 32
+
+    static func crc(_ p: UnsafeRawPointer, _ count: Int, _ seed: UInt32 = 0) -> UInt32 {
+        UInt32(truncatingIfNeeded: crc32(UInt(seed), p.assumingMemoryBound(to: UInt8.self), UInt32(count)))
+    }
+
+    static func crc(_ bytes: [UInt8], _ seed: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { crc($0.baseAddress!, $0.count, seed) }
+    }
+}
+
+/// A device wrapper that saves every pblk before it is first overwritten (see `UndoFile`).
 final class UndoRecorder: BlockDevice {
-    static let magic: [UInt8] = Array("CBDUNDO1".utf8)
     let inner: BlockDevice
     let fd: Int32
     let undoPath: String
     let originalSize: Int
+    /// Saved pblks, in the order saved.
+    private var order: [Int] = []
     private var saved = Set<Int>()
-    private var end = 24
+    private var end = UndoFile.headBytes
 
-    init(wrapping inner: BlockDevice, undoPath: String) throws {
+    init(wrapping inner: BlockDevice, undoPath: String, targetSize: Int) throws {
         self.inner = inner
         self.undoPath = undoPath
         originalSize = inner.size
@@ -26,11 +55,19 @@ final class UndoRecorder: BlockDevice {
                                   : systemError("cannot create undo file", undoPath, errno: errno)
         }
         self.fd = fd
-        var head = UndoRecorder.magic + [UInt8](repeating: 0, count: 16)
-        LE.put(UInt64(originalSize), 8, &head, 8)
-        LE.put(UInt64(Units.pblkSize), 8, &head, 16)
-        try pwriteAll(fd, head, head.count, 0, what: undoPath)
-        guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
+        do {
+            var head = UndoFile.magic + [UInt8](repeating: 0, count: 24)
+            LE.put(UInt64(originalSize), 8, &head, 8)
+            LE.put(UInt64(Units.pblkSize), 8, &head, 16)
+            LE.put(UInt64(targetSize), 8, &head, 24)
+            head += try inner.readPblks(0)
+            try pwriteAll(fd, head, head.count, 0, what: undoPath)
+            guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
+        } catch {
+            close(fd)
+            unlink(undoPath)   // nothing was changed yet: an empty undo file would only mislead
+            throw error
+        }
     }
 
     deinit { close(fd) }
@@ -42,19 +79,47 @@ final class UndoRecorder: BlockDevice {
     /// Saves the old contents of every pblk in `range` not saved yet, then syncs the undo file.
     private func save(_ range: Range<Int>) throws {
         guard !range.isEmpty else { return }
-        var record = [UInt8](repeating: 0, count: 8 + Units.pblkSize)
+        var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
         var wrote = false
         for p in range.lowerBound / Units.pblkSize ..< (range.upperBound + Units.pblkSize - 1) / Units.pblkSize {
             guard (p + 1) * Units.pblkSize <= originalSize, saved.insert(p).inserted else { continue }
             LE.put(UInt64(p), 8, &record, 0)
             try record.withUnsafeMutableBytes { b in
-                try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: b[8...]), at: p * Units.pblkSize)
+                try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: b[16...]), at: p * Units.pblkSize)
             }
+            let sum = UndoFile.crc(Array(record[16...]), UndoFile.crc(Array(record[0..<8])))
+            LE.put(UInt64(sum), 4, &record, 8)
             try pwriteAll(fd, record, record.count, end, what: undoPath)
             end += record.count
+            order.append(p)
             wrote = true
         }
         if wrote { guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) } }
+    }
+
+    /// Removes the undo file when nothing was saved (the rewrite failed before changing
+    /// anything): an undo file that restores nothing would only mislead.
+    func discardIfEmpty() {
+        if order.isEmpty { unlink(undoPath) }
+    }
+
+    /// Marks the undo file complete: the trailer records what the rewrite left, so that
+    /// `cbd undo` recognises this device in this state and no other.
+    func finish() throws {
+        try inner.sync()
+        var sum: UInt32 = 0
+        let buffer = ByteBuffer(count: Units.pblkSize)
+        for p in order where (p + 1) * Units.pblkSize <= inner.size {
+            try inner.read(into: buffer.raw, at: p * Units.pblkSize)
+            sum = UndoFile.crc(buffer.base, Units.pblkSize, sum)
+        }
+        var t = UndoFile.trailerMagic + [UInt8](repeating: 0, count: 24)
+        LE.put(UInt64(order.count), 8, &t, 8)
+        LE.put(UInt64(inner.size), 8, &t, 16)
+        LE.put(UInt64(sum), 4, &t, 24)
+        LE.put(UInt64(UndoFile.crc(Array(t[0..<28]))), 4, &t, 28)
+        try pwriteAll(fd, t, t.count, end, what: undoPath)
+        guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
@@ -92,39 +157,121 @@ final class UndoRecorder: BlockDevice {
 /// Puts a device back as an undo file recorded it.
 public enum Undo {
     /// Restores every saved pblk and the original size; returns the number of pblks restored.
+    ///
+    /// Refused, changing nothing: a file that is not an undo file, is damaged (a record whose
+    /// checksum fails) or saved nothing; and, unless `force`, a device that is not the one the
+    /// file was written for in the state the rewrite left it (size, checksum of the saved pblks;
+    /// for an interrupted rewrite, the size and pblk 0), or a file already applied.
     @discardableResult
-    public static func apply(undoPath: String, to device: BlockDevice) throws -> Int {
-        let fd = open(undoPath, O_RDONLY | O_CLOEXEC)
+    public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false) throws -> Int {
+        let fd = open(undoPath, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("cannot open undo file", undoPath, errno: errno) }
         defer { close(fd) }
+        let file = try read(fd, undoPath)
+        if let mismatch = try identityMismatch(file, device), !force {
+            throw CBDError("\(undoPath): \(mismatch); nothing restored", hint: .force)
+        }
+        if file.original > device.size { try device.setSize(file.original) }
+        var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
+        for i in 0..<file.records {
+            try preadAll(fd, &record, record.count, UndoFile.headBytes + i * UndoFile.recordBytes, what: undoPath)
+            let p = Int(LE.get(record, 0, 8))
+            try record.withUnsafeBytes {
+                try device.write(UnsafeRawBufferPointer(rebasing: $0[16...]), at: p * Units.pblkSize)
+            }
+        }
+        try device.sync()
+        if file.original < device.size { try device.setSize(file.original) }
+        try device.sync()
+        try pwriteAll(fd, UndoFile.appliedMagic, 8, 0, what: undoPath)
+        guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
+        return file.records
+    }
+
+    /// What the file says, checked: every record whole and intact.
+    struct Parsed {
+        var applied: Bool
+        var original: Int
+        var target: Int
+        var header: [UInt8]
+        var records: Int
+        var pblks: [Int]
+        /// (records, final size, checksum) when the rewrite completed.
+        var trailer: (records: Int, size: Int, sum: UInt32)?
+    }
+
+    static func read(_ fd: Int32, _ path: String) throws -> Parsed {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw systemError("cannot stat", undoPath, errno: errno) }
+        guard fstat(fd, &st) == 0 else { throw systemError("cannot stat", path, errno: errno) }
         let fileSize = Int(st.st_size)
-        var head = [UInt8](repeating: 0, count: 24)
-        guard fileSize >= 24 else { throw CBDError("\(undoPath): not an undo file (too short)") }
-        try preadAll(fd, &head, 24, 0, what: undoPath)
-        guard Array(head[0..<8]) == UndoRecorder.magic, LE.get(head, 16, 8) == UInt64(Units.pblkSize) else {
-            throw CBDError("\(undoPath): not a cbd undo file")
+        guard fileSize >= 8 else { throw CBDError("\(path): not a cbd undo file") }
+        var head = [UInt8](repeating: 0, count: min(fileSize, UndoFile.headBytes))
+        try preadAll(fd, &head, head.count, 0, what: path)
+        let magic = Array(head[0..<8])
+        guard magic == UndoFile.magic || magic == UndoFile.appliedMagic else {
+            throw CBDError("\(path): not a cbd undo file")
         }
-        let original = LE.get(head, 8, 8)
-        guard original <= UInt64(Int.max / 2) else { throw CBDError("\(undoPath): corrupt undo header") }
-        let recordSize = 8 + Units.pblkSize
-        let records = (fileSize - 24) / recordSize   // a torn last record is ignored: it was never used
-        if Int(original) > device.size { try device.setSize(Int(original)) }
-        var restored = Set<Int>()
-        var record = [UInt8](repeating: 0, count: recordSize)
-        for i in 0..<records {
-            try preadAll(fd, &record, recordSize, 24 + i * recordSize, what: undoPath)
+        guard head.count == UndoFile.headBytes, LE.get(head, 16, 8) == UInt64(Units.pblkSize),
+              LE.get(head, 8, 8) <= UInt64(Int.max / 2), LE.get(head, 24, 8) <= UInt64(Int.max / 2) else {
+            throw CBDError("\(path): incomplete or damaged undo file (its head)")
+        }
+        var parsed = Parsed(applied: magic == UndoFile.appliedMagic, original: Int(LE.get(head, 8, 8)),
+                            target: Int(LE.get(head, 24, 8)), header: Array(head[32...]), records: 0,
+                            pblks: [], trailer: nil)
+        var body = fileSize - UndoFile.headBytes
+        if body >= UndoFile.trailerBytes && (body - UndoFile.trailerBytes) % UndoFile.recordBytes == 0 {
+            var t = [UInt8](repeating: 0, count: UndoFile.trailerBytes)
+            try preadAll(fd, &t, t.count, fileSize - t.count, what: path)
+            if Array(t[0..<8]) == UndoFile.trailerMagic && LE.get(t, 28, 4) == UInt64(UndoFile.crc(Array(t[0..<28]))) {
+                parsed.trailer = (Int(clamping: LE.get(t, 8, 8)), Int(clamping: LE.get(t, 16, 8)), UInt32(LE.get(t, 24, 4)))
+                body -= UndoFile.trailerBytes
+            }
+        }
+        // Without a trailer the rewrite was interrupted: a torn last record was never used.
+        parsed.records = body / UndoFile.recordBytes
+        if let t = parsed.trailer, t.records != parsed.records {
+            throw CBDError("\(path): incomplete or damaged undo file (\(parsed.records) records, trailer says \(t.records))")
+        }
+        guard parsed.records > 0 else { throw CBDError("\(path): the undo file saved nothing; nothing to undo") }
+        var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
+        let limit = parsed.original / Units.pblkSize
+        for i in 0..<parsed.records {
+            try preadAll(fd, &record, record.count, UndoFile.headBytes + i * UndoFile.recordBytes, what: path)
             let p = LE.get(record, 0, 8)
-            guard p < original / UInt64(Units.pblkSize) else { throw CBDError("\(undoPath): record \(i) names pblk "
-                + "\(p) past the device") }
-            guard restored.insert(Int(p)).inserted else { continue }
-            try record.withUnsafeBytes { try device.write(UnsafeRawBufferPointer(rebasing: $0[8...]),
-                at: Int(p) * Units.pblkSize) }
+            let sum = UndoFile.crc(Array(record[16...]), UndoFile.crc(Array(record[0..<8])))
+            guard LE.get(record, 8, 4) == UInt64(sum), p < UInt64(limit) else {
+                throw CBDError("\(path): damaged undo file (record \(i))")
+            }
+            parsed.pblks.append(Int(p))
         }
-        try device.sync()
-        if Int(original) < device.size { try device.setSize(Int(original)) }
-        try device.sync()
-        return restored.count
+        return parsed
+    }
+
+    /// Why `device` is not the one, in the state, the undo file was written for; nil when it is.
+    static func identityMismatch(_ file: Parsed, _ device: BlockDevice) throws -> String? {
+        if file.applied { return "already applied" }
+        if let t = file.trailer {
+            guard device.size == t.size else {
+                return "written for a device of \(t.size) bytes, this one has \(device.size)"
+            }
+            var sum: UInt32 = 0
+            let buffer = ByteBuffer(count: Units.pblkSize)
+            for p in file.pblks where (p + 1) * Units.pblkSize <= device.size {
+                try device.read(into: buffer.raw, at: p * Units.pblkSize)
+                sum = UndoFile.crc(buffer.base, Units.pblkSize, sum)
+            }
+            return sum == t.sum ? nil : "the device is not as the resize left it (another device, or changed since)"
+        }
+        // An interrupted rewrite: the device has its old or its new size, and its header is
+        // the one it had or the zeros the rewrite put there first.
+        guard device.size == file.original || device.size == file.target else {
+            return "written for a device of \(file.original) bytes, this one has \(device.size)"
+        }
+        let head = try device.readPblks(0)
+        let newHeader = (try? Header.decode(head)).map { Int($0.nrPhysicalSectors) * Units.sectorSize == file.target }
+        guard head == file.header || head.allSatisfy({ $0 == 0 }) || newHeader == true else {
+            return "the device's header is neither the one saved nor the cleared one of an interrupted resize"
+        }
+        return nil
     }
 }

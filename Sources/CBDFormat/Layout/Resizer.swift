@@ -214,10 +214,16 @@ public final class Resizer {
         }
         try flush()
         try lengths.extend(to: new.nrLblk * 4)
-        let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath)
-        if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
-        try Assembler(geometry: new, data: data, lengths: lengths).write(into: recorder, fresh: false)
-        header = Formatter.header(for: new)
-        if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
+        let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath, targetSize: new.physicalBytes)
+        do {
+            if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
+            try Assembler(geometry: new, data: data, lengths: lengths).write(into: recorder, fresh: false)
+            header = Formatter.header(for: new)
+            if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
+            try recorder.finish()
+        } catch {
+            recorder.discardIfEmpty()
+            throw error
+        }
     }
 }

@@ -15,6 +15,8 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
         case check
         /// The operation rewrites the device in place and needs an undo file.
         case undoFile
+        /// A safety check refused; the user may override it.
+        case force
     }
 
     public var message: String
