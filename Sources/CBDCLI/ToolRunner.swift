@@ -29,6 +29,7 @@ public enum ToolRunner {
         case .check: return "; run fsck.cbd first"
         case .undoFile: return ": give -z UNDO_FILE to allow it"
         case .force: return "; use -f to override"
+        case .undo(let file, let device): return "; restore it with: cbd undo \(file) \(device)"
         }
     }
 }

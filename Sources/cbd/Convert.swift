@@ -28,6 +28,8 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try ToolRunner.run("cbd") {
+            Interrupts.install(tool: "cbd", message: "interrupted; \(output) not written")
+            Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
             let start = Clock.seconds()
             let inDev = try FileDevice(path: input, mode: .readOnly)
             let toRaw = (try? inDev.readHeader()) != nil

@@ -54,6 +54,7 @@ struct Write: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
+            Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let off = try Options.size(offset, "--offset")
             guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size "
                 + "\(vol.logicalSize)") }
@@ -130,6 +131,7 @@ struct Discard: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
+            Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
             try vol.discard(offset: off, length: len)
             try vol.close()

@@ -65,6 +65,9 @@ struct Resize: ParsableCommand {
                     + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
                 return
             }
+            Interrupts.install(tool: "cbd", message: plan.keepsGeometry || undoFile == nil
+                ? "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)"
+                : "interrupted; restore \(device) with: cbd undo \(undoFile ?? "") \(device)")
             if progress {
                 let how = plan.keepsGeometry ? "keeping the layout"
                     : "re-layout of every zone (undo file \(undoFile ?? "-"))"
@@ -88,6 +91,7 @@ struct UndoCommand: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: .readWrite)
+            Interrupts.install(tool: "cbd", message: "interrupted; run the same cbd undo again to finish")
             let n = try Undo.apply(undoPath: undoFile, to: dev, force: force)
             print("\(device): restored \(n) pblks from \(undoFile)")
         }

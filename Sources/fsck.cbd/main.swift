@@ -39,6 +39,9 @@ struct Fsck: ParsableCommand {
     }
 
     func run() throws {
+        if mode != .readOnly {
+            Interrupts.install(tool: "fsck.cbd", message: "interrupted; \(device) left DIRTY: run fsck.cbd again")
+        }
         let code = check()
         throw ExitCode(code)
     }

@@ -48,12 +48,17 @@ struct Mkfs: ParsableCommand {
         if !exists && requested == nil {
             throw CBDError("\(device): does not exist (give a SIZE to create an image file)")
         }
+        if !dryRun {
+            Interrupts.install(tool: "mkfs.cbd", message: "interrupted; \(device) not formatted")
+            if !exists { Interrupts.removeOnInterrupt(device) }
+        }
         // Open: create a missing image; a dry run never writes.
         let dev: FileDevice? = dryRun && !exists ? nil
             : try FileDevice(path: device, mode: dryRun ? .readOnly : .readWrite, createSize: requested)
         let created = !exists && dev != nil
         do {
             try format(dev, requested: requested, lblkShift: lblkShift)
+            Interrupts.keep(device)
         } catch {
             if created { FileProbe.remove(device) }
             throw error

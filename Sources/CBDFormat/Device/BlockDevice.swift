@@ -62,6 +62,10 @@ extension BlockDevice {
         let b = try readPblks(0)
         let h: Header
         let g: Geometry
+        if let undo = ResizeMarker.undoPath(in: b) {
+            throw CBDError("\(path): a resize was interrupted while it rewrote this device",
+                           hint: .undo(file: undo, device: path))
+        }
         do { h = try Header.decode(b) } catch { throw CBDError("\(path): \(error)") }
         do { g = try Geometry(header: h) } catch { throw CBDError("\(path): \(error)") }
         guard g.physicalBytes <= size else {

@@ -34,8 +34,7 @@ public final class OutputFile {
         } else {
             replaced = nil
         }
-        let dir = OutputFile.directory(of: path)
-        let temp = "\(dir)/.\(OutputFile.baseName(of: path)).tmp-\(getpid())"
+        let temp = OutputFile.temporaryPath(for: path)
         unlink(temp)
         device = try FileDevice(path: temp, mode: .readWrite, createSize: size)
         tempPath = temp
@@ -55,6 +54,11 @@ public final class OutputFile {
             if dfd >= 0 { fsync(dfd); close(dfd) }
         }
         committed = true
+    }
+
+    /// Where the output is written until it is complete: beside it, hidden, named for this process.
+    public static func temporaryPath(for path: String) -> String {
+        "\(directory(of: path))/.\(baseName(of: path)).tmp-\(getpid())"
     }
 
     public static func directory(of path: String) -> String {

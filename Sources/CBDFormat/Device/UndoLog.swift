@@ -269,7 +269,8 @@ public enum Undo {
         }
         let head = try device.readPblks(0)
         let newHeader = (try? Header.decode(head)).map { Int($0.nrPhysicalSectors) * Units.sectorSize == file.target }
-        guard head == file.header || head.allSatisfy({ $0 == 0 }) || newHeader == true else {
+        let marker = ResizeMarker.undoPath(in: head) != nil
+        guard head == file.header || head.allSatisfy({ $0 == 0 }) || marker || newHeader == true else {
             return "the device's header is neither the one saved nor the cleared one of an interrupted resize"
         }
         return nil

@@ -12,15 +12,17 @@ struct Assembler {
     let lengths: Spill
 
     /// Writes every pblk the layout needs. `fresh`: the target reads as zeros already
-    /// (a new sparse file), so zero tables need not be written.
-    func write(into out: BlockDevice, fresh: Bool) throws {
+    /// (a new sparse file), so zero tables need not be written. `placeholder` takes pblk 0
+    /// until the header is written (zeros by default; a resize names its undo file there).
+    func write(into out: BlockDevice, fresh: Bool, placeholder: [UInt8]? = nil) throws {
         let g = geometry
         let d = data.size / Units.pblkSize
         guard d <= g.totalDataPblks else {
             throw CBDError("\(out.path): \(d) data pblks do not fit in \(g.totalDataPblks)")
         }
         if !fresh {
-            try out.zero(0..<Units.pblkSize)   // no valid header until the end
+            // No valid header until the end.
+            if let p = placeholder { try out.writePblks(p, at: 0) } else { try out.zero(0..<Units.pblkSize) }
             try out.sync()
             for z in 0..<g.nrZones { try out.zero(g.metadataBytes(zone: z)) }
         }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Grows and shrinks a CBD device, physical and logical, without losing a byte.
 ///
 /// A resize that keeps the geometry (same entry width, same lblk_per_zone_shift) touches only
@@ -217,7 +219,8 @@ public final class Resizer {
         let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath, targetSize: new.physicalBytes)
         do {
             if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
-            try Assembler(geometry: new, data: data, lengths: lengths).write(into: recorder, fresh: false)
+            try Assembler(geometry: new, data: data, lengths: lengths)
+                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: absolute(undoPath)))
             header = Formatter.header(for: new)
             if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
             try recorder.finish()
@@ -225,5 +228,12 @@ public final class Resizer {
             recorder.discardIfEmpty()
             throw error
         }
+    }
+
+    /// The undo file's full path, for the marker (cbd undo may be run from another folder).
+    private func absolute(_ path: String) -> String {
+        guard let r = realpath(path, nil) else { return path }
+        defer { free(r) }
+        return String(cString: r)
     }
 }

@@ -17,6 +17,8 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
         case undoFile
         /// A safety check refused; the user may override it.
         case force
+        /// An interrupted rewrite that the undo file `file` puts back.
+        case undo(file: String, device: String)
     }
 
     public var message: String
