@@ -67,12 +67,23 @@ struct Write: ParsableCommand {
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
             defer { try? vol.close() }
-            while done < input.length {
-                let n = try input.read(into: buf.base, min(buf.count, input.length - done), at: done)
-                try vol.write(UnsafeRawBufferPointer(buf[0..<n]), at: off + done)
-                done += n
+            do {
+                while done < input.length {
+                    let n = try input.read(into: buf.base, min(buf.count, input.length - done), at: done)
+                    try vol.write(UnsafeRawBufferPointer(buf[0..<n]), at: off + done)
+                    done += n
+                }
+                try vol.close()
+            } catch let e as CBDError {
+                // Blocks that could not be stored keep their old contents; those before them
+                // were committed. The device is closed clean either way.
+                guard let first = vol.abandonedLblks.first else { throw e }
+                let written = max(0, min(done, first * vol.geometry.lblkSize - off))
+                try vol.close()
+                guard written > 0 else { throw CBDError("\(e.message): nothing written; the device is unchanged") }
+                throw CBDError("\(e.message): wrote \(written) of \(input.length) bytes (offsets \(off) to "
+                    + "\(off + written - 1)); the rest was not written and the device is consistent")
             }
-            try vol.close()
         }
     }
 }

@@ -84,6 +84,43 @@ import Testing
         #expect(fits.status == 0, "\(fits.stderr)")
     }
 
+    /// A write that runs out of space: the blocks that could not be stored keep their old
+    /// contents, those before them are written, the message says how many bytes, and the
+    /// device is left clean (not DIRTY) and consistent.
+    @Test func noSpaceLeavesTheDeviceCleanAndSaysHowMuch() throws {
+        // Through the library, one block cached: blocks are committed one by one until full.
+        let bs = 65536
+        let mem = try memoryDevice(physical: 1 << 20, logical: 4 << 20, lblkShift: 4)
+        let v = try Volume(device: mem, cacheBytes: bs)
+        var rng = SplitMix(seed: 11)
+        let data = (0..<(4 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        #expect(throws: CBDError.self) { try data.withUnsafeBytes { try v.write($0, at: 0) } }
+        let first = try #require(v.abandonedLblks.first)
+        #expect(first > 0 && v.abandonedLblks.allSatisfy { $0 >= first })
+        try v.close()
+        #expect(try mem.readHeader().0.isDirty == false)
+        var options = Checker.Options()
+        options.verifyData = true
+        let check = try Checker(device: mem, options: options)
+        try check.run()
+        #expect(check.problems.isEmpty, "\(check.problems.map(\.message))")
+        let back = try Volume(device: mem)
+        var got = [UInt8](repeating: 0, count: 4 << 20)
+        try got.withUnsafeMutableBytes { try back.read(into: $0, at: 0) }
+        #expect(got.prefix(first * bs).elementsEqual(data.prefix(first * bs)))
+        #expect(got.dropFirst(first * bs).allSatisfy { $0 == 0 })
+        // Through the tool: nothing fits, nothing changes, and it says so.
+        let s = try Scratch()
+        let img = s.file("small.cbd"), input = s.file("in.bin")
+        try #require(try Tools.run("mkfs.cbd", ["-q", img, "2M"]).status == 0)
+        try #require(FileManager.default.createFile(atPath: input, contents: Data(data)))
+        let r = try Tools.run("sh", ["-c", "\"$0\" write -o 0 \"$1\" < \(input)", Tools.binDir + "/cbd", img])
+        #expect(r.status == 1 && r.stderr.contains("no space left") && r.stderr.contains("nothing written"), "\(r.stderr)")
+        #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0, "left DIRTY or inconsistent")
+        let read = try Tools.run("cbd", ["read", img])
+        #expect(read.status == 0 && read.out.allSatisfy { $0 == 0 }, "the logical device changed")
+    }
+
     /// convert -f does not replace an image another program is writing (its data would go to a
     /// file with no name) nor a read-only one.
     @Test func convertDoesNotReplaceAHeldOrReadOnlyImage() throws {

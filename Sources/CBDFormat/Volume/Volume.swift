@@ -184,11 +184,16 @@ public final class Volume {
         guard !lblks.isEmpty else { return }
         var newEntries: [(Int, AllocationEntry, old: AllocationEntry)] = []
         // 1. New data in newly allocated pblks, and their bits.
-        for n in lblks {
-            guard let b = blocks.peek(n) else { continue }
-            let old = (try? entry(n)) ?? .unallocated
-            let e = try store(b.data, lblk: n)
-            newEntries.append((n, e, old))
+        do {
+            for n in lblks {
+                guard let b = blocks.peek(n) else { continue }
+                let old = (try? entry(n)) ?? .unallocated
+                let e = try store(b.data, lblk: n)
+                newEntries.append((n, e, old))
+            }
+        } catch {
+            try abandon(lblks, allocated: newEntries.flatMap { $0.1.pblks })
+            throw error
         }
         try meta.writeDirtyBitmaps()
         try device.sync()
@@ -201,6 +206,21 @@ public final class Volume {
         try meta.writeDirtyBitmaps()
         try device.sync()
         for n in lblks { blocks.peek(n)?.dirty = false }
+    }
+
+    /// Blocks whose new contents were dropped because they could not be stored (no space):
+    /// they keep their old contents. Sorted.
+    public private(set) var abandonedLblks: [Int] = []
+
+    /// Gives up a commit that failed before any entry changed: its pblks are free again and
+    /// its blocks leave the cache with their old contents on disk, so that the device can
+    /// still be closed clean and consistent.
+    private func abandon(_ lblks: [Int], allocated: [Pblk]) throws {
+        try allocator.free(allocated)
+        try meta.writeDirtyBitmaps()
+        try device.sync()
+        for n in lblks { blocks.remove(n) }
+        abandonedLblks = (abandonedLblks + lblks).sorted()
     }
 
     /// Compresses (or not) and writes block data to fresh pblks; returns the entry to commit.
