@@ -7,12 +7,15 @@ struct Convert: ParsableCommand {
         abstract: "Convert a raw image to a CBD device, or a CBD device back to a raw image.",
         discussion: """
             The direction comes from IN: a valid CBD header converts to raw, anything else \
-            converts to CBD. A CBD output is compact by default: its physical size is what \
-            the data needs plus 1/64 (at least 1 MiB) of headroom. A raw output file is sparse.
+            converts to CBD (an input whose CBD header is damaged is refused unless --raw is \
+            given). A CBD output is compact by default: its physical size is what the data \
+            needs plus 1/64 (at least 1 MiB) of headroom. A raw output file is sparse; OUT `-` \
+            writes the raw image to standard output. An OUT that is a symbolic link is written \
+            through.
             """)
 
     @Argument(help: "Input: a raw image, a CBD image, or a block device.") var input: String
-    @Argument(help: "Output file or block device.") var output: String
+    @Argument(help: "Output file or block device; - for standard output (CBD to raw only).") var output: String
     @Option(name: [.short, .customLong("block-size")], help: "Logical block size of a CBD output (4K..1G).")
     var blockSize: String = "64K"
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size of a CBD output.")
@@ -20,6 +23,7 @@ struct Convert: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
     @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.") var progress = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
+    @Flag(help: "Convert IN to CBD as raw data, even if it looks like a CBD device.") var raw = false
 
     func validate() throws {
         if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
@@ -32,7 +36,14 @@ struct Convert: ParsableCommand {
             Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
             let start = Clock.seconds()
             let inDev = try FileDevice(path: input, mode: .readOnly)
-            let toRaw = (try? inDev.readHeader()) != nil
+            let toRaw = try direction(of: inDev)
+            guard output != "-" || toRaw else {
+                throw CBDError("a CBD device cannot be written to standard output (it is not written in order); "
+                    + "give a file or a block device")
+            }
+            guard output == "-" || !FileProbe.sameFile(input, output) else {
+                throw CBDError("\(output): is the input itself; convert to another file")
+            }
             try refuseSignatures()
             let bar = ProgressBar.enabled(force: progress, quiet: quiet)
                 ? ProgressBar(label: toRaw ? "cbd → raw" : "raw → cbd") : nil
@@ -42,7 +53,12 @@ struct Convert: ParsableCommand {
                 var c = CBDToRaw()
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
-                summary = try c.convert(input: inDev, to: output)
+                if output == "-" {
+                    let size = try inDev.readHeader().1.logicalBytes
+                    summary = try c.convert(input: inDev, toStream: StreamOutput(size: size))
+                } else {
+                    summary = try c.convert(input: inDev, to: output)
+                }
             } else {
                 var c = RawToCBD()
                 c.lblkShift = try Options.lblkShift(blockSize: blockSize)
@@ -52,7 +68,20 @@ struct Convert: ParsableCommand {
                 summary = try c.convert(input: inDev, to: output)
             }
             bar?.finish()
-            if !quiet { printSummary(summary, toRaw: toRaw, seconds: Clock.seconds() - start) }
+            if !quiet && output != "-" { printSummary(summary, toRaw: toRaw, seconds: Clock.seconds() - start) }
+        }
+    }
+
+    /// To raw when IN holds a valid CBD header (unless --raw); a damaged one is refused.
+    func direction(of inDev: FileDevice) throws -> Bool {
+        guard !raw else { return false }
+        do {
+            _ = try inDev.readHeader()
+            return true
+        } catch let e as CBDError {
+            guard FileProbe.hasCBDMagic(input) else { return false }
+            throw CBDError("\(e.message); this is a damaged CBD device, not raw data: check it with fsck.cbd, "
+                + "or give --raw to convert it as raw data", hint: e.hint)
         }
     }
 

@@ -137,13 +137,18 @@ struct Discard: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Discard a range: it reads as zeros afterwards.")
     @Argument(help: "CBD device or image.") var device: String
     @OptionGroup var range: RangeOptions
-    @Flag(name: .shortAndLong, help: "Discard even on a device not cleanly closed (DIRTY).") var force = false
+    @Flag(name: .shortAndLong,
+          help: "Discard the whole device when no range is given, or a device not cleanly closed (DIRTY).")
+    var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
+            guard force || range.length != nil || off != 0 else {
+                throw CBDError("\(device): no range given: this discards the whole device", hint: .force)
+            }
             try vol.discard(offset: off, length: len)
             try vol.close()
         }

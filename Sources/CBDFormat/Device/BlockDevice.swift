@@ -15,6 +15,9 @@ public protocol BlockDevice: AnyObject {
     func zero(_ range: Range<Int>) throws
     /// Makes every write so far durable.
     func sync() throws
+    /// Gives back the space of `range`, whose contents no longer matter (freed pblks), where
+    /// that is cheap: a hole in an image file. Does nothing where it is not.
+    func release(_ range: Range<Int>)
     /// Whether `range` is known to read as zeros without reading it (a hole in a sparse file).
     func isHole(_ range: Range<Int>) -> Bool
     /// Grows or shrinks the storage (an image file); a block device cannot.
@@ -23,6 +26,20 @@ public protocol BlockDevice: AnyObject {
 
 extension BlockDevice {
     public func isHole(_ range: Range<Int>) -> Bool { false }
+
+    public func release(_ range: Range<Int>) {}
+
+    /// Releases the space of `pblks`, a run of neighbours at a time.
+    public func release(pblks: [Pblk]) {
+        let sorted = pblks.map { Int($0) }.sorted()
+        var i = 0
+        while i < sorted.count {
+            var j = i + 1
+            while j < sorted.count && sorted[j] == sorted[j - 1] + 1 { j += 1 }
+            release(sorted[i] * Units.pblkSize ..< (sorted[j - 1] + 1) * Units.pblkSize)
+            i = j
+        }
+    }
 
     public func setSize(_ bytes: Int) throws {
         guard bytes <= size else {

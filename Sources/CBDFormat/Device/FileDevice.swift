@@ -128,6 +128,13 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         }
     }
 
+    /// A hole in an image file; a block device is left alone (a discard there may be slow or
+    /// not zero the range, and nothing needs it).
+    public func release(_ range: Range<Int>) {
+        guard !isBlockDevice, !range.isEmpty else { return }
+        _ = cbd_punch_hole(fd, Int64(range.lowerBound), Int64(range.count))
+    }
+
     /// Grows or shrinks an image file; a block device keeps its size (shrinking it is a no-op).
     public func setSize(_ bytes: Int) throws {
         guard !isBlockDevice else {

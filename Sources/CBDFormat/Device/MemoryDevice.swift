@@ -68,6 +68,10 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         }
     }
 
+    public func release(_ range: Range<Int>) {
+        for p in range.lowerBound / Units.pblkSize ..< range.upperBound / Units.pblkSize { pblks[p] = nil }
+    }
+
     public func setSize(_ bytes: Int) throws {
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected failure") }
         writeCount += 1

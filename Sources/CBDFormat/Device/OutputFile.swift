@@ -13,7 +13,8 @@ public final class OutputFile {
 
     /// Opens `path` for a conversion of `size` bytes. An existing regular file is replaced
     /// only with `overwrite`; a block device must be large enough.
-    public init(path: String, size: Int, overwrite: Bool) throws {
+    public init(path given: String, size: Int, overwrite: Bool) throws {
+        let path = OutputFile.target(of: given)
         self.path = path
         var st = stat()
         if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK {
@@ -58,7 +59,21 @@ public final class OutputFile {
 
     /// Where the output is written until it is complete: beside it, hidden, named for this process.
     public static func temporaryPath(for path: String) -> String {
-        "\(directory(of: path))/.\(baseName(of: path)).tmp-\(getpid())"
+        let target = target(of: path)
+        return "\(directory(of: target))/.\(baseName(of: target)).tmp-\(getpid())"
+    }
+
+    /// The file an output path names: a symbolic link is written through (its target is
+    /// replaced, the link stays), as cp and dd do.
+    public static func target(of path: String, depth: Int = 0) -> String {
+        var st = stat()
+        guard depth < 40, lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return path }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return path }
+        let link = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let resolved = link.hasPrefix("/") ? link : "\(directory(of: path))/\(link)"
+        return target(of: resolved, depth: depth + 1)   // a chain of links, to its end
     }
 
     public static func directory(of path: String) -> String {

@@ -11,10 +11,7 @@ public struct CBDToRaw {
     public init() {}
 
     public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
-        let (h, g) = try input.readHeader()
-        guard h.intent == nil else {
-            throw CBDError("\(input.path): an update of the allocation tables was interrupted", hint: .check)
-        }
+        let g = try geometry(of: input)
         let out = try OutputFile(path: outputPath, size: g.logicalBytes, overwrite: overwrite)
         var summary = try decode(input, g, into: out.device, zeroHoles: out.isBlockDevice)
         try out.commit()
@@ -22,6 +19,25 @@ public struct CBDToRaw {
         summary.logicalBytes = g.logicalBytes
         summary.physicalBytes = g.physicalBytes
         return summary
+    }
+
+    /// Streams the raw image to standard output (`cbd convert DEVICE -`): in order, holes as zeros.
+    public func convert(input: FileDevice, toStream out: StreamOutput) throws -> ConvertSummary {
+        let g = try geometry(of: input)
+        var summary = try decode(input, g, into: out, zeroHoles: true)
+        summary.inputBytes = input.size
+        summary.logicalBytes = g.logicalBytes
+        summary.physicalBytes = g.physicalBytes
+        return summary
+    }
+
+    /// The input's geometry; a device with an interrupted table update is refused.
+    private func geometry(of input: FileDevice) throws -> Geometry {
+        let (h, g) = try input.readHeader()
+        guard h.intent == nil else {
+            throw CBDError("\(input.path): an update of the allocation tables was interrupted", hint: .check)
+        }
+        return g
     }
 
     /// A window of blocks inside one zone, and the buffers it is decoded into.
@@ -39,7 +55,7 @@ public struct CBDToRaw {
 
     /// Decodes window k+1 on all cores while this thread writes window k: one writer keeps
     /// the output file's lock uncontended, and decompression overlaps the copy into the page cache.
-    private func decode(_ input: FileDevice, _ g: Geometry, into out: FileDevice,
+    private func decode(_ input: FileDevice, _ g: Geometry, into out: BlockDevice,
         zeroHoles: Bool) throws -> ConvertSummary {
         let codec = EntryCodec(g)
         let workers = Parallel.workers
@@ -131,7 +147,7 @@ public struct CBDToRaw {
     }
 
     /// Writes runs of present blocks; holes stay holes (zeros on a block device).
-    static func writeWindow(_ w: Window, _ g: Geometry, to out: FileDevice, zeroHoles: Bool) throws {
+    static func writeWindow(_ w: Window, _ g: Geometry, to out: BlockDevice, zeroHoles: Bool) throws {
         var j = 0
         while j < w.count {
             var k = j + 1

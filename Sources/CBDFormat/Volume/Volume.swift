@@ -205,6 +205,8 @@ public final class Volume {
         for (_, _, old) in newEntries { try allocator.free(old.pblks) }
         try meta.writeDirtyBitmaps()
         try device.sync()
+        // Their bytes no longer matter: an image file gets its space back.
+        device.release(pblks: newEntries.flatMap { $0.old.pblks })
         for n in lblks { blocks.peek(n)?.dirty = false }
     }
 
