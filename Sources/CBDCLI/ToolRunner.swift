@@ -36,24 +36,8 @@ public enum ToolRunner {
 
 /// The options the tools share, parsed one way everywhere.
 public enum Options {
-    /// `-b` of mkfs.cbd and cbd convert: a power of two from 4K to 1G, as an lblk_shift.
-    public static func lblkShift(blockSize text: String) throws -> Int {
-        guard let bs = ByteSize.parse(text), let shift = LayoutPlanner.lblkShift(forBlockSize: bs) else {
-            throw CBDError("block size '\(text)' must be a power of two from 4K to 1G")
-        }
-        return shift
-    }
-
     /// The refusal of a target that holds other data, unless the user asked to overwrite.
     public static func signatureRefusal(_ path: String, _ found: [Signatures.Found]) -> CBDError {
         CBDError("\(path) contains \(found.map(\.description).joined(separator: ", "))", hint: .overwrite)
-    }
-}
-
-extension Options {
-    /// A size argument of the `cbd` subcommands, or a usage error naming the option.
-    public static func size(_ text: String, _ name: String) throws -> Int {
-        guard let v = ByteSize.parse(text) else { throw ValidationError("\(name): invalid size '\(text)'") }
-        return v
     }
 }

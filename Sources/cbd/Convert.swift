@@ -16,10 +16,11 @@ struct Convert: ParsableCommand {
 
     @Argument(help: "Input: a raw image, a CBD image, or a block device.") var input: String
     @Argument(help: "Output file or block device; - for standard output (CBD to raw only).") var output: String
-    @Option(name: [.short, .customLong("block-size")], help: "Logical block size of a CBD output (4K..1G).")
-    var blockSize: String = "64K"
+    @Option(name: [.short, .customLong("block-size")],
+        help: "Logical block size of a CBD output (4K..1G; 4K never compresses).")
+    var blockSize = BlockSizeArgument(argument: "64K")!
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size of a CBD output.")
-    var physicalSize: String?
+    var physicalSize: SizeArgument?
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
     @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.") var progress = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
@@ -27,7 +28,6 @@ struct Convert: ParsableCommand {
 
     func validate() throws {
         if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
-        if let s = physicalSize { _ = try Options.size(s, "--physical-size") }
     }
 
     func run() throws {
@@ -61,8 +61,8 @@ struct Convert: ParsableCommand {
                 }
             } else {
                 var c = RawToCBD()
-                c.lblkShift = try Options.lblkShift(blockSize: blockSize)
-                c.physicalBytes = try physicalSize.map { try Options.size($0, "--physical-size") }
+                c.lblkShift = blockSize.lblkShift
+                c.physicalBytes = physicalSize?.bytes
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: output)

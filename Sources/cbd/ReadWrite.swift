@@ -7,15 +7,16 @@ import Glibc
 
 /// Options naming a range of the logical device.
 struct RangeOptions: ParsableArguments {
-    @Option(name: [.customShort("o"), .long], help: "Byte offset in the logical device (K/M/G suffixes).")
-    var offset: String = "0"
-    @Option(name: [.customShort("l"), .long], help: "Number of bytes (default: to the end).")
-    var length: String?
+    @Option(name: [.customShort("o"), .long], parsing: .unconditional,
+        help: "Byte offset in the logical device (default 0; K, M, G... suffixes).")
+    var offset = SizeArgument(bytes: 0)
+    @Option(name: [.customShort("l"), .long], parsing: .unconditional, help: "Number of bytes (default: to the end).")
+    var length: SizeArgument?
 
     func resolve(logicalSize: Int) throws -> (Int, Int) {
-        let off = try Options.size(offset, "--offset")
+        let off = offset.bytes
         guard off <= logicalSize else { throw CBDError("offset \(off) is past the logical size \(logicalSize)") }
-        let len = try length.map { try Options.size($0, "--length") } ?? (logicalSize - off)
+        let len = length?.bytes ?? (logicalSize - off)
         guard len <= logicalSize - off else {
             throw CBDError("range \(off)+\(len) is past the logical size \(logicalSize)")
         }
@@ -48,14 +49,16 @@ struct Write: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write standard input into the logical device at an offset.")
     @Argument(help: "CBD device or image.") var device: String
-    @Option(name: [.customShort("o"), .long], help: "Byte offset in the logical device.") var offset: String
+    @Option(name: [.customShort("o"), .long], parsing: .unconditional,
+        help: "Byte offset in the logical device (default 0).")
+    var offset = SizeArgument(bytes: 0)
     @Flag(name: .shortAndLong, help: "Write even a device not cleanly closed (DIRTY).") var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
-            let off = try Options.size(offset, "--offset")
+            let off = offset.bytes
             guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size "
                 + "\(vol.logicalSize)") }
             // The whole input is measured before the first byte is written.
@@ -146,7 +149,7 @@ struct Discard: ParsableCommand {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
-            guard force || range.length != nil || off != 0 else {
+            guard force || range.length != nil || range.offset.bytes != 0 else {
                 throw CBDError("\(device): no range given: this discards the whole device", hint: .force)
             }
             try vol.discard(offset: off, length: len)

@@ -14,9 +14,16 @@ struct Resize: ParsableCommand {
             """)
 
     @Argument(help: "CBD device or image.") var device: String
-    @Argument(help: "New physical size: N, +N or -N (K/M/G/T suffixes; put -- before a negative size).")
-    var size: String?
-    @Option(name: .customLong("logical"), help: "New logical size: N, +N or -N.") var logical: String?
+    @Argument(help: "New physical size: N, +N or -N (put -- before a negative size; also -s).")
+    var size: RelativeSize?
+    @Option(name: [.customShort("s"), .customLong("physical-size")], parsing: .unconditional,
+        help: "New physical size: N, +N or -N.")
+    var physicalSize: RelativeSize?
+    @Option(name: [.customShort("L"), .customLong("logical-size")], parsing: .unconditional,
+        help: "New logical size: N, +N or -N.")
+    var logicalSize: RelativeSize?
+    /// The old spelling of -L.
+    @Option(name: .customLong("logical"), parsing: .unconditional, help: .hidden) var logicalOld: RelativeSize?
     @Flag(name: .customShort("M"), help: "Shrink to the minimum size that holds the data.") var minimum = false
     @Flag(name: .customShort("P"), help: "Print the minimum size and change nothing.") var printMinimum = false
     @Flag(name: .customShort("p"), help: "Print each step.") var progress = false
@@ -24,19 +31,14 @@ struct Resize: ParsableCommand {
     @Option(name: .customShort("z"),
         help: "Undo file: save every block before a re-layout overwrites it.") var undoFile: String?
 
-    func validate() throws {
-        if minimum && size != nil { throw ValidationError("-M and SIZE exclude each other") }
-        if printMinimum && (minimum || size != nil) { throw ValidationError("-P changes nothing: give it alone") }
-    }
+    var newSize: RelativeSize? { size ?? physicalSize }
+    var logical: RelativeSize? { logicalSize ?? logicalOld }
 
-    /// `N`, `+N` or `-N` against `current`.
-    func resolve(_ text: String, current: Int, name: String) throws -> Int {
-        let sign = text.first == "+" ? 1 : text.first == "-" ? -1 : 0
-        let body = sign == 0 ? text : String(text.dropFirst())
-        guard let v = ByteSize.parse(body) else { throw CBDError("\(name) '\(text)' is not a size") }
-        let r = sign == 0 ? v : current + sign * v
-        guard r > 0 else { throw CBDError("\(name) '\(text)' leaves nothing") }
-        return r
+    func validate() throws {
+        if size != nil && physicalSize != nil { throw ValidationError("give the physical size once: SIZE or -s") }
+        if logicalSize != nil && logicalOld != nil { throw ValidationError("give the logical size once") }
+        if minimum && newSize != nil { throw ValidationError("-M and SIZE exclude each other") }
+        if printMinimum && (minimum || newSize != nil) { throw ValidationError("-P changes nothing: give it alone") }
     }
 
     func run() throws {
@@ -44,8 +46,8 @@ struct Resize: ParsableCommand {
             let dev = try FileDevice(path: device, mode: printMinimum ? .readOnly : .readWrite)
             let resizer = try Resizer(device: dev, force: force || printMinimum)
             let g = resizer.geometry
-            let newLogical = try logical.map { try resolve($0, current: g.logicalBytes,
-                name: "logical size") } ?? g.logicalBytes
+            let newLogical = try logical.map { try $0.resolve(current: g.logicalBytes, name: "logical size") }
+                ?? g.logicalBytes
             if printMinimum {
                 let m = try resizer.minimum(logicalBytes: newLogical)
                 print("Estimated minimum size of the device: \(m.new.physicalBytes) bytes "
@@ -57,7 +59,7 @@ struct Resize: ParsableCommand {
             if minimum {
                 plan = try resizer.minimum(logicalBytes: newLogical)
             } else {
-                let physical = try size.map { try resolve($0, current: g.physicalBytes, name: "size") } ?? dev.size
+                let physical = try newSize.map { try $0.resolve(current: g.physicalBytes, name: "size") } ?? dev.size
                 plan = try resizer.plan(physicalBytes: physical, logicalBytes: newLogical)
             }
             if plan.new == plan.old {
@@ -95,5 +97,26 @@ struct UndoCommand: ParsableCommand {
             let n = try Undo.apply(undoPath: undoFile, to: dev, force: force)
             print("\(device): restored \(n) pblks from \(undoFile)")
         }
+    }
+}
+
+/// A size that may be relative: `N`, `+N` or `-N`.
+struct RelativeSize: ExpressibleByArgument {
+    let sign: Int
+    let bytes: Int
+    let text: String
+
+    init?(argument: String) {
+        sign = argument.first == "+" ? 1 : argument.first == "-" ? -1 : 0
+        guard let v = ByteSize.parse(sign == 0 ? argument : String(argument.dropFirst())) else { return nil }
+        bytes = v
+        text = argument
+    }
+
+    /// The size against `current`.
+    func resolve(current: Int, name: String) throws -> Int {
+        let r = sign == 0 ? bytes : current + sign * bytes
+        guard r > 0 else { throw CBDError("\(name) '\(text)' leaves nothing") }
+        return r
     }
 }

@@ -9,19 +9,25 @@ struct Mkfs: ParsableCommand {
         abstract: "Create a compressed block device (CBD) on a block device or an image file.",
         discussion: """
             SIZE is the physical size to use (default: the whole device or file). Sizes take \
-            binary suffixes K, M, G, T. An image file that does not exist is created (sparse) \
+            the suffixes of util-linux: K M G T P E (or KiB...) for powers of 1024, kB MB GB TB \
+            for powers of 1000. An image file that does not exist is created (sparse) \
             when SIZE is given. Exit status: 0 on success, 1 on failure, 64 on a usage error.
             """)
 
     @Argument(help: "Block device or image file.") var device: String
-    @Argument(help: "Physical size to use, e.g. 1G.") var size: String?
-    @Option(name: [.short, .customLong("logical-size")],
+    @Argument(help: "Physical size to use, e.g. 1G (also -s).") var size: SizeArgument?
+    @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size to use.")
+    var physicalSize: SizeArgument?
+    @Option(name: [.customShort("L"), .customLong("logical-size")],
         help: "Logical size of the device (default: ratio x physical).")
-    var logicalSize: String?
+    var logicalSize: SizeArgument?
+    /// The old spelling of -L (before -l meant a length elsewhere).
+    @Option(name: .customShort("l"), help: .hidden) var logicalSizeOld: SizeArgument?
     @Option(name: .shortAndLong, help: "Logical size as a multiple of the physical size.")
     var ratio: Double?
-    @Option(name: [.short, .customLong("block-size")], help: "Logical block size, a power of two from 4K to 1G.")
-    var blockSize: String = "64K"
+    @Option(name: [.short, .customLong("block-size")],
+        help: "Logical block size, a power of two from 4K to 1G (4K never compresses).")
+    var blockSize = BlockSizeArgument(argument: "64K")!
     @Flag(name: .shortAndLong, help: "Overwrite existing filesystem or partition signatures.") var force = false
     @Flag(name: [.customShort("n"), .customLong("dry-run")],
         help: "Print the geometry; write nothing.") var dryRun = false
@@ -29,7 +35,9 @@ struct Mkfs: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
 
     func validate() throws {
-        if logicalSize != nil && ratio != nil { throw ValidationError("--logical-size and --ratio exclude each other") }
+        if size != nil && physicalSize != nil { throw ValidationError("give the physical size once: SIZE or -s") }
+        if logicalSize != nil && logicalSizeOld != nil { throw ValidationError("give the logical size once") }
+        if (logicalSize ?? logicalSizeOld) != nil && ratio != nil { throw ValidationError("--logical-size and --ratio exclude each other") }
         if let r = ratio, !(r > 0 && r.isFinite) { throw ValidationError("--ratio must be a positive number") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
     }
@@ -39,11 +47,8 @@ struct Mkfs: ParsableCommand {
     }
 
     func make() throws {
-        let lblkShift = try Options.lblkShift(blockSize: blockSize)
-        let requested = try size.map { s -> Int in
-            guard let v = ByteSize.parse(s) else { throw CBDError("invalid size '\(s)'") }
-            return v
-        }
+        let lblkShift = blockSize.lblkShift
+        let requested = (size ?? physicalSize)?.bytes
         let exists = FileProbe.exists(device)
         if !exists && requested == nil {
             throw CBDError("\(device): does not exist (give a SIZE to create an image file)")
@@ -74,9 +79,8 @@ struct Mkfs: ParsableCommand {
         let lblkSize = Units.pblkSize << lblkShift
         let usable = min(physical / Units.pblkSize, Int(Units.maxPblks)) * Units.pblkSize
         let logical: Int
-        if let l = logicalSize {
-            guard let v = ByteSize.parse(l) else { throw CBDError("invalid logical size '\(l)'") }
-            logical = v
+        if let l = logicalSize ?? logicalSizeOld {
+            logical = l.bytes
         } else {
             let v = Double(usable) * (ratio ?? 3)
             guard v < 9e18 else { throw CBDError("ratio \(ratio ?? 3) gives a logical size too large") }

@@ -83,7 +83,7 @@ import Testing
         r.append(Row(tool: "cbd", args: ["write", "RO", "-o", "0"], status: 1, words: "read-only"))
         // Garbage and negative sizes, conflicting options.
         r += [
-            Row(tool: "mkfs.cbd", args: ["MISSING", "12Q"], status: 1, words: "invalid size"),
+            Row(tool: "mkfs.cbd", args: ["MISSING", "12Q"], status: 64, words: "'12Q' is invalid"),
             Row(tool: "mkfs.cbd", args: ["MISSING", "-5M"], status: 64, words: "Error"),
             Row(tool: "mkfs.cbd", args: ["-b", "-4K", "MISSING", "1M"], status: 64, words: "Error"),
             Row(tool: "mkfs.cbd", args: ["-l", "1G", "-r", "2", "MISSING", "1M"], status: 64, words: "exclude"),
@@ -96,18 +96,20 @@ import Testing
             Row(tool: "cbddump", args: ["--zone", "1", "--lblk", "2", "GOOD"], status: 64, words: "one of"),
             Row(tool: "cbddump", args: ["--zone", "x", "GOOD"], status: 64, words: "Error"),
             Row(tool: "cbddump", args: ["--zone", "99", "GOOD"], status: 1, words: "out of range"),
-            Row(tool: "cbd", args: ["read", "GOOD", "-o", "junk"], status: 64, words: "invalid size"),
+            Row(tool: "cbd", args: ["read", "GOOD", "-o", "junk"], status: 64, words: "'junk' is invalid"),
+            Row(tool: "cbd", args: ["read", "GOOD", "-o", "0x10"], status: 64, words: "'0x10' is invalid"),
+            Row(tool: "cbd", args: ["read", "GOOD", "-o", "-1"], status: 64, words: "'-1' is invalid"),
             Row(tool: "cbd", args: ["read", "GOOD", "-o", "1T"], status: 1, words: "past the logical size"),
             Row(tool: "cbd", args: ["read", "GOOD", "-o", "0", "-l", "1T"], status: 1, words: "past the logical size"),
-            Row(tool: "cbd", args: ["discard", "GOOD", "-o", "-1"], status: 64, words: "Error"),
+            Row(tool: "cbd", args: ["discard", "GOOD", "-o", "-1"], status: 64, words: "'-1' is invalid"),
             Row(tool: "cbd", args: ["write", "GOOD", "-o", "1T"], status: 1, words: "past the logical size"),
-            Row(tool: "cbd", args: ["resize", "GOOD", "abc"], status: 1, words: "not a size"),
+            Row(tool: "cbd", args: ["resize", "GOOD", "abc"], status: 64, words: "'abc' is invalid"),
             Row(tool: "cbd", args: ["resize", "GOOD", "1K"], status: 1, words: ""),
             Row(tool: "cbd", args: ["resize", "-M", "GOOD", "1G"], status: 64, words: "exclude"),
             Row(tool: "cbd", args: ["resize", "GOOD", "--logical", "1000"], status: 1, words: "multiple of the block size"),
             Row(tool: "cbd", args: ["convert", "-p", "-q", "GOOD", "OUT"], status: 64, words: "exclude"),
-            Row(tool: "cbd", args: ["convert", "-b", "5K", "EMPTY", "OUT"], status: 1, words: ""),
-            Row(tool: "cbd", args: ["convert", "GOOD", "GOOD"], status: 1, words: "already exists"),
+            Row(tool: "cbd", args: ["convert", "-b", "5K", "EMPTY", "OUT"], status: 64, words: "'5K' is invalid"),
+            Row(tool: "cbd", args: ["convert", "GOOD", "GOOD"], status: 1, words: "is the input itself"),
             Row(tool: "cbd", args: ["undo", "GOOD", "GOOD"], status: 1, words: "not a cbd undo file"),
         ]
         return r

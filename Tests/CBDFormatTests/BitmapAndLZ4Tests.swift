@@ -75,7 +75,14 @@ import CBDCLI
         #expect(ByteSize.parse("1GiB") == 1 << 30)
         #expect(ByteSize.parse("1.5M") == 3 << 19)
         #expect(ByteSize.parse("2T") == 2 << 40)
-        for bad in ["", "-1", "1X", "abc", "1..2K", "99999999999999999999", "16E", "K"] {
+        // util-linux's decimal units, and the byte unit alone.
+        #expect(ByteSize.parse("10MB") == 10_000_000)
+        #expect(ByteSize.parse("64kB") == 64_000)
+        #expect(ByteSize.parse("1GB") == 1_000_000_000)
+        #expect(ByteSize.parse("10gib") == 10 << 30)
+        #expect(ByteSize.parse("512B") == 512)
+        #expect(ByteSize.parse("1E") == 1 << 60 && ByteSize.parse("1P") == 1 << 50)
+        for bad in ["", "-1", "1X", "abc", "1..2K", "99999999999999999999", "16E", "K", "0x10", "1KK", "1 K B", "1iB", "."] {
             #expect(ByteSize.parse(bad) == nil, "\(bad)")
         }
         #expect(ByteSize.format(1 << 30) == "1.00 GiB")
