@@ -2,15 +2,13 @@ import CBDFormat
 
 /// Human-readable lines describing a geometry, shared by mkfs.cbd and fsck.cbd -v.
 extension Geometry {
-    public var ratio: Double { Double(logicalBytes) / Double(physicalBytes) }
-
     public func summaryLines() -> [(String, String)] {
         let lastData = dataPblkCount(nrZones - 1)
         return [
             ("physical size", "\(ByteSize.format(physicalBytes)) (\(nrPblk) pblks of 4096 bytes)"),
             ("logical size", "\(ByteSize.format(logicalBytes)) (\(nrLblk) blocks)"),
             ("logical block size", "\(lblkSize) (lblk_shift \(lblkShift))"),
-            ("ratio", String(format2: ratio)),
+            ("provisioning ratio", "\(String(format2: provisioningRatio)) (logical / physical)"),
             ("zones", "\(nrZones) (zone span \(zoneSpan) pblks"
                 + (lastData < Units.pblksPerBitmap ? ", last zone \(lastData) data pblks)" : ")")),
             ("blocks per zone", "\(lblkPerZone) (lblk_per_zone_shift \(lblkPerZoneShift))"),

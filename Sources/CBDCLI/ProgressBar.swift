@@ -3,10 +3,15 @@ import Glibc
 /// A one-line progress bar on standard error, redrawn at most ten times a second.
 public final class ProgressBar {
     let label: String
+    /// What is counted: nil for bytes (shown as a size), else a noun such as "zones".
+    let unit: String?
     private var last: Double = 0
     private var shown = false
 
-    public init(label: String) { self.label = label }
+    public init(label: String, unit: String? = nil) {
+        self.label = label
+        self.unit = unit
+    }
 
     /// Whether to show a bar: forced, silenced, or when stderr is a terminal.
     public static func enabled(force: Bool, quiet: Bool) -> Bool {
@@ -20,7 +25,8 @@ public final class ProgressBar {
         let frac = total > 0 ? min(1, Double(done) / Double(total)) : 1
         let width = 30, filled = Int(frac * Double(width))
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileHandleStderr.write("\r\(label) [\(bar)] \(Int(frac * 100))% \(ByteSize.format(done))")
+        let count = unit.map { "\(done)/\(total) \($0)" } ?? ByteSize.format(done)
+        FileHandleStderr.write("\r\(label) [\(bar)] \(Int(frac * 100))% \(count)")
         shown = true
     }
 

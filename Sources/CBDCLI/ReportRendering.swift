@@ -34,6 +34,9 @@ extension Report {
         case .list(let l): return l.map(plain).joined(separator: ",")
         case .object(let r): return "{" + r.inline() + "}"
         case .bytes(let b): return HexDump.lines(b).joined(separator: " / ")
+        case .unsigned(let u): return String(u)
+        case .size(let n): return n < 1024 ? "\(n) \(n == 1 ? "byte" : "bytes")" : "\(ByteSize.format(n)) (\(n) bytes)"
+        case .range(let a, let b): return a == b ? "\(a)" : "\(a)-\(b)"
         }
     }
 
@@ -52,6 +55,9 @@ extension Report {
         case .list(let l): return l.map(any)
         case .object(let r): return r.jsonObject()
         case .bytes(let b): return HexDump.lines(b)
+        case .unsigned(let u): return u
+        case .size(let n): return n
+        case .range(let a, let b): return ["first": a, "last": b]
         }
     }
 

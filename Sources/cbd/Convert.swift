@@ -96,15 +96,25 @@ struct Convert: ParsableCommand {
     }
 
     func printSummary(_ s: ConvertSummary, toRaw: Bool, seconds: Double) {
-        let out = FileProbe.allocatedBytes(output)
         print("\(input) -> \(output) (\(toRaw ? "CBD to raw" : "raw to CBD"))")
-        print("  logical size:   \(ByteSize.format(s.logicalBytes)) in \(s.blocks) blocks")
-        print("  physical size:  \(ByteSize.format(s.physicalBytes)), data "
+        print("  logical size:       \(ByteSize.format(s.logicalBytes)) in \(s.blocks) block\(s.blocks == 1 ? "" : "s")")
+        print("  physical size:      \(ByteSize.format(s.physicalBytes)), data "
             + "\(ByteSize.format(s.dataPblks * Units.pblkSize))")
-        print("  blocks:         \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) "
+        print("  blocks:             \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) "
             + "unallocated")
-        print("  ratio:          \(String(format2: s.ratio)) (logical / data)")
-        if out >= 0 { print("  output on disk: \(ByteSize.format(out))") }
-        print("  time:           \(String(format2: seconds)) s")
+        print("  compression ratio:  \(String(format2: s.compressionRatio)) (allocated blocks / their pblks)")
+        if s.physicalBytes > 0 {
+            let provisioning = Double(s.logicalBytes) / Double(s.physicalBytes)
+            print("  provisioning ratio: \(String(format2: provisioning)) (logical / physical)")
+        }
+        if FileProbe.isBlockDevice(OutputFile.target(of: output)) {
+            // A device has no holes: what the conversion used of it.
+            let used = toRaw ? s.logicalBytes : s.physicalBytes
+            print("  output on device:   \(ByteSize.format(used)) used")
+        } else {
+            let out = FileProbe.allocatedBytes(OutputFile.target(of: output))
+            if out >= 0 { print("  output on disk:     \(ByteSize.format(out))") }
+        }
+        print("  time:               \(String(format2: seconds)) s")
     }
 }

@@ -10,9 +10,16 @@ struct Info: ParsableCommand {
 
     func run() throws {
         try ToolRunner.run("cbd") {
-            let dev = try FileDevice(path: device, mode: .readOnly)
-            let report = try DeviceInfo.report(dev)
-            print(json ? report.json() : report.text(), terminator: json ? "\n" : "")
+            do {
+                let dev = try FileDevice(path: device, mode: .readOnly)
+                let report = try DeviceInfo.report(dev)
+                print(json ? report.json() : report.text(), terminator: json ? "\n" : "")
+            } catch where json {
+                // A script asked for JSON: it gets JSON, an error object, as from fsck.cbd --json.
+                let line = ToolRunner.message(for: error) ?? "\(error)"
+                print(JSON.line(["device": device, "error": line, "exit_code": 1]))
+                throw error
+            }
         }
     }
 }

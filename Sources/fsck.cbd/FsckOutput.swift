@@ -26,10 +26,13 @@ struct FsckOutput {
     }
 
     /// Prints the pass heading when a problem of a new pass comes up.
-    mutating func heading(for p: Problem) {
-        guard !json, p.kind.pass != lastPass else { return }
-        print(p.kind.pass.heading)
-        lastPass = p.kind.pass
+    mutating func heading(for p: Problem) { heading(for: p.kind.pass) }
+
+    /// Prints a pass heading once (with -v every pass is shown as it starts).
+    mutating func heading(for pass: CheckPass) {
+        guard !json, pass != lastPass else { return }
+        print(pass.heading)
+        lastPass = pass
     }
 
     func fatal(_ message: String) {
@@ -47,8 +50,7 @@ struct FsckOutput {
         let s = c.stats
         let unallocated = g.nrLblk - s.compressed - s.raw
         let found = c.problems.count, fixed = c.problems.filter(\.fixed).count
-        let allocatedBytes = Double(s.compressed + s.raw) * Double(g.lblkSize)
-        let ratio = s.usedPblks == 0 ? 0 : allocatedBytes / Double(s.usedPblks * Units.pblkSize)
+        let ratio = s.compressionRatio(lblkSize: g.lblkSize)
         if json {
             emit([
                 "device": device,
@@ -57,7 +59,7 @@ struct FsckOutput {
                 "summary": [
                     "data_pblks": g.totalDataPblks, "used_pblks": s.usedPblks,
                     "blocks": g.nrLblk, "compressed": s.compressed, "raw": s.raw, "unallocated": unallocated,
-                    "ratio": (ratio * 100).rounded() / 100,
+                    "compression_ratio": (ratio * 100).rounded() / 100,
                     "problems_found": found, "problems_fixed": fixed,
                 ] as [String: Any],
                 "modified": c.modified,
@@ -73,8 +75,8 @@ struct FsckOutput {
         guard !c.stoppedForPerson && !c.cancelled else { return }
         if c.modified { print("\n\(device): ***** DEVICE WAS MODIFIED *****") }
         print("\(device): \(s.usedPblks)/\(g.totalDataPblks) data pblks used, \(g.nrLblk) blocks "
-              + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), ratio "
-                  + "\(String(format2: ratio)) over allocated blocks")
+              + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), compression ratio "
+                  + "\(String(format2: ratio))")
         print("\(device): \(found) problem\(found == 1 ? "" : "s") found, \(fixed) fixed")
     }
 

@@ -62,7 +62,11 @@ struct Fsck: ParsableCommand {
                 output.asked = !json
                 return askPerson(p)
             }
-            options.progress = progressHandler()
+            let progress = progressHandler()
+            options.progress = { pass, done, total in
+                if verbose { output.heading(for: pass) }
+                progress?(pass, done, total)
+            }
             checker = try Checker(device: dev, options: options)
         } catch {
             output.fatal(ToolRunner.message(for: error) ?? "\(error)")
@@ -85,9 +89,14 @@ struct Fsck: ParsableCommand {
     func progressHandler() -> ((CheckPass, Int, Int) -> Void)? {
         guard let fd = progressFD else { return nil }
         if fd == 0 {
-            let bar = ProgressBar(label: "\(device)")
-            return { pass, done, total in bar.update(done,
-                total); if done == total && pass == .bitmaps { bar.finish() } }
+            // A bar only on a terminal: into a pipe or a file it would be a line of \r.
+            guard isatty(2) != 0 else { return nil }
+            let bar = ProgressBar(label: "\(device)", unit: "zones")
+            return { pass, done, total in
+                guard pass == .tables || pass == .bitmaps else { return }
+                bar.update(done, total)
+                if done == total && pass == .bitmaps { bar.finish() }
+            }
         }
         // e2fsck's -C format: "pass current max device" per line.
         return { pass, done, total in

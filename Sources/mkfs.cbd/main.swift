@@ -19,11 +19,11 @@ struct Mkfs: ParsableCommand {
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size to use.")
     var physicalSize: SizeArgument?
     @Option(name: [.customShort("L"), .customLong("logical-size")],
-        help: "Logical size of the device (default: ratio x physical).")
+        help: "Logical size of the device (default: provisioning ratio x physical).")
     var logicalSize: SizeArgument?
     /// The old spelling of -L (before -l meant a length elsewhere).
     @Option(name: .customShort("l"), help: .hidden) var logicalSizeOld: SizeArgument?
-    @Option(name: .shortAndLong, help: "Logical size as a multiple of the physical size.")
+    @Option(name: .shortAndLong, help: "Provisioning ratio: the logical size as a multiple of the physical size (default 3).")
     var ratio: Double?
     @Option(name: [.short, .customLong("block-size")],
         help: "Logical block size, a power of two from 4K to 1G (4K never compresses).")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+import CBDCLI
 
 /// What a new user tripped on in convert and discard: the input as output, a damaged CBD
 /// header taken for raw data, symbolic links, standard output, a whole-device discard.
@@ -81,5 +82,28 @@ import Testing
         #expect(try Tools.run("fsck.cbd", ["-fn", cbd]).status == 0)
         // The freed pblks are holes again.
         #expect(FileFacts.allocated(cbd) < used / 4, "\(FileFacts.allocated(cbd)) of \(used) bytes still allocated")
+    }
+}
+
+/// One vocabulary: the compression ratio of a device is the same number in convert's summary,
+/// fsck's summary line and JSON, and cbd info.
+@Suite struct RatioTests {
+    @Test func sameRatioEverywhere() throws {
+        let s = try Scratch()
+        let (raw, _) = try ConvertEdgeTests().sample(s)
+        let out = s.file("r.cbd")
+        let conv = try Tools.run("cbd", ["convert", raw, out])
+        let line = try #require(conv.stdout.split(separator: "\n").first { $0.contains("compression ratio:") })
+        let ratio = try #require(line.split(separator: " ").first { Double($0) != nil }).description
+        let fsck = try Tools.run("fsck.cbd", ["-fn", out])
+        #expect(fsck.stdout.contains("compression ratio \(ratio)"), "\(ratio) vs \(fsck.stdout)")
+        let js = try #require(JSONSerialization.jsonObject(with: try Tools.run("fsck.cbd", ["-fn", "--json", out]).out) as? [String: Any])
+        #expect(String(format2: (js["summary"] as? [String: Any])?["compression_ratio"] as? Double ?? -1) == ratio)
+        let info = try Tools.run("cbd", ["info", out])
+        #expect(info.stdout.contains("compression_ratio:  \(ratio)") || info.stdout.contains("compression_ratio: \(ratio)")
+                || info.stdout.split(separator: "\n").contains { $0.hasPrefix("compression_ratio:") && $0.hasSuffix(ratio) },
+                "\(info.stdout)")
+        // The provisioning ratio is another quantity, named as such.
+        #expect(conv.stdout.contains("provisioning ratio:"))
     }
 }

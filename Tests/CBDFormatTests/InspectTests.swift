@@ -27,6 +27,12 @@ import CBDCLI
             let shown = t[k] ?? ""
             switch v {
             case let n as NSNumber where shown == "yes" || shown == "no": want = n.boolValue ? "yes" : "no"
+            case let n as NSNumber where shown.hasSuffix("bytes)"):
+                want = "\(ByteSize.format(n.intValue)) (\(n.intValue) bytes)"   // a size: human, then exact
+            case let n as NSNumber where shown.hasSuffix("bytes") || shown.hasSuffix("byte"):
+                want = "\(n.intValue) \(n.intValue == 1 ? "byte" : "bytes")"
+            case let r as [String: Int] where r.keys.sorted() == ["first", "last"]:
+                want = r["first"] == r["last"] ? "\(r["first"]!)" : "\(r["first"]!)-\(r["last"]!)"
             case let n as NSNumber where shown.contains("."): want = String(format2: n.doubleValue)
             case let n as NSNumber: want = n.stringValue
             case let s as String: want = s
@@ -98,7 +104,7 @@ import CBDCLI
         #expect(g.nrZones > 4)
         let z3 = try json(try Tools.run("cbddump", ["--zone", "3", "--json", img]))
         #expect(z3["zone"] as? Int == 3 && z3["bitmap_pblk"] as? Int == g.bitmapPblk(3))
-        #expect(z3["data_pblks"] as? String == "\(g.dataStart(3))-\(g.dataEnd(3) - 1)")
+        #expect(z3["data_pblks"] as? [String: Int] == ["first": g.dataStart(3), "last": g.dataEnd(3) - 1])
         #expect((z3["entries_in_use"] as? [Any])?.isEmpty == false)
     }
 

@@ -77,9 +77,11 @@ public final class Checker {
 
     /// Runs every pass and, unless read-only, writes the accepted repairs.
     public func run() throws {
+        options.progress?(.header, 0, 1)
         try checkHeader()
         try readBitmaps()
         try pass1()
+        if !stop { options.progress?(.sharedPblks, 0, 1) }
         if !stop { try pass1B() }
         if !stop { pass2() }
         guard !stop else {

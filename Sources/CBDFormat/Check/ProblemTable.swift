@@ -77,14 +77,17 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
         case .leakedPblks: return "Zone \(f.zone): pblks marked in use but used by no entry: \(f.detail)"
         case .unmarkedPblks:
             return "Zone \(f.zone): pblks in use but not marked: \(f.detail) "
-                + "(logical block\(f.others.count == 1 ? "" : "s") \(f.others.map(String.init).joined(separator: ",")))"
+                + "(\(plural("logical block", f.others)))"
         case .bitmapPadding: return "Zone \(f.zone): padding bits past its \(f.detail) data pblks are not set"
         }
     }
 
     /// "pblk 5" or "pblks 5,6".
+    /// "pblk 5", "pblks 5,6", at most eight numbers then "and N more" (the JSON report has them all).
     private func plural(_ noun: String, _ numbers: [Int]) -> String {
-        "\(noun)\(numbers.count == 1 ? "" : "s") \(numbers.map(String.init).joined(separator: ","))"
+        let shown = numbers.prefix(8).map(String.init).joined(separator: ",")
+        let more = numbers.count > 8 ? " and \(numbers.count - 8) more" : ""
+        return "\(noun)\(numbers.count == 1 ? "" : "s") \(shown)\(more)"
     }
 }
 

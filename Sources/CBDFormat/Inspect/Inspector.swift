@@ -43,8 +43,8 @@ public struct Inspector {
         if let h = header {
             r.add("version_major", Int(h.versionMajor))
             r.add("version_minor", Int(h.versionMinor))
-            r.add("nr_physical_sectors", Int(truncatingIfNeeded: h.nrPhysicalSectors))
-            r.add("nr_logical_sectors", Int(truncatingIfNeeded: h.nrLogicalSectors))
+            r.add("nr_physical_sectors", unsigned: h.nrPhysicalSectors)
+            r.add("nr_logical_sectors", unsigned: h.nrLogicalSectors)
             r.add("lblk_shift", Int(h.lblkShift))
             r.add("lblk_per_zone_shift", Int(h.lblkPerZoneShift))
             r.add("flags", Int(h.flags))
@@ -89,22 +89,21 @@ public struct Inspector {
         r.add("zone", z)
         r.add("zone_start", g.zoneStart(z))
         r.add("bitmap_pblk", g.bitmapPblk(z))
-        r.add("table_pblks", "\(g.tablePblks(z).lowerBound)-\(g.tablePblks(z).upperBound - 1)")
-        r.add("data_pblks", "\(g.dataStart(z))-\(g.dataEnd(z) - 1)")
+        r.add("table_pblks", first: g.tablePblks(z).lowerBound, last: g.tablePblks(z).upperBound - 1)
+        r.add("data_pblks", first: g.dataStart(z), last: g.dataEnd(z) - 1)
         r.add("data_pblk_count", count)
         let used = bitmap.countSet(below: count)
         r.add("used_pblks", used)
         r.add("free_pblks", count - used)
         r.add("padding_bits_set", (count..<Units.pblksPerBitmap).allSatisfy { bitmap.isSet($0) })
         let extents = bitmap.freeExtents(below: count).map { e in
-            let first = g.dataStart(z) + e.lowerBound, last = g.dataStart(z) + e.upperBound - 1
-            return e.count == 1 ? "\(first)" : "\(first)-\(last)"
+            Report.Value.range(g.dataStart(z) + e.lowerBound, g.dataStart(z) + e.upperBound - 1)
         }
-        r.fields.append(("free_extents", .list(extents.map { .string($0) })))
+        r.fields.append(("free_extents", .list(extents)))
         let lblks = z << g.lblkPerZoneShift ..< (z << g.lblkPerZoneShift) + g.lblkPerZone
         var entries: [Report] = []
         try forEachEntry(zone: z) { n, bytes in entries.append(entryReport(n, bytes, g)) }
-        r.add("lblks", "\(lblks.lowerBound)-\(lblks.upperBound - 1)")
+        r.add("lblks", first: lblks.lowerBound, last: lblks.upperBound - 1)
         r.add("entries_in_use", entries)
         return r
     }
@@ -156,7 +155,7 @@ public struct Inspector {
         if let e = try? EntryCodec(g).decode(bytes), !e.pblks.isEmpty {
             let stored = e.pblks.count * Units.pblkSize
             r.add("stored_bytes", stored)
-            r.add("ratio", Double(g.lblkSize) / Double(stored))
+            r.add("compression_ratio", Ratios.compression(allocatedBlocks: 1, lblkSize: g.lblkSize, pblks: e.pblks.count))
         }
         return r
     }
@@ -181,9 +180,9 @@ public struct Inspector {
             let first = b * Units.pblkSize / g.entryLen
             let last = min(g.lblkPerZone, ((b + 1) * Units.pblkSize + g.entryLen - 1) / g.entryLen) - 1
             if first <= last {
-                r.add("entries", "lblks \((z << g.lblkPerZoneShift) + first)-\((z << g.lblkPerZoneShift) + last)")
+                r.add("entry_lblks", first: (z << g.lblkPerZoneShift) + first, last: (z << g.lblkPerZoneShift) + last)
             } else {
-                r.add("entries", "none (table padding)")
+                r.add("entry_lblks", "none (table padding)")
             }
         case .data(let z, let k):
             r.add("kind", "data")

@@ -10,6 +10,12 @@ public struct Report {
         case object(Report)
         /// Raw bytes (a pblk's contents), shown as a hex dump.
         case bytes([UInt8])
+        /// An unsigned field of the format, shown as it is stored.
+        case unsigned(UInt64)
+        /// A size in bytes: a number in JSON, with a human size in text.
+        case size(Int)
+        /// An inclusive range of numbers (pblks, lblks): `{"first", "last"}` in JSON.
+        case range(Int, Int)
     }
 
     public var fields: [(String, Value)] = []
@@ -22,4 +28,7 @@ public struct Report {
     public mutating func add(_ key: String, _ v: [Int]) { fields.append((key, .list(v.map { .int($0) }))) }
     public mutating func add(_ key: String, _ v: Report) { fields.append((key, .object(v))) }
     public mutating func add(_ key: String, _ v: [Report]) { fields.append((key, .list(v.map { .object($0) }))) }
+    public mutating func add(_ key: String, unsigned v: UInt64) { fields.append((key, .unsigned(v))) }
+    public mutating func add(_ key: String, size v: Int) { fields.append((key, .size(v))) }
+    public mutating func add(_ key: String, first: Int, last: Int) { fields.append((key, .range(first, last))) }
 }

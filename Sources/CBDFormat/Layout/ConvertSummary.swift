@@ -11,8 +11,12 @@ public struct ConvertSummary: Sendable {
 
     public init() {}
 
-    /// Logical bytes per byte of data pblks actually used.
-    public var ratio: Double { dataPblks == 0 ? 0 : Double(logicalBytes) / Double(dataPblks * Units.pblkSize) }
+    /// The compression ratio of the blocks stored (the same number fsck.cbd and cbd info print).
+    public var compressionRatio: Double {
+        guard blocks > 0 else { return 0 }
+        return Ratios.compression(allocatedBlocks: compressedBlocks + rawBlocks, lblkSize: logicalBytes / blocks,
+                                  pblks: dataPblks)
+    }
 }
 
 /// Progress reports: (bytes done, bytes total).
