@@ -5,8 +5,8 @@ extension Geometry {
     public func summaryLines() -> [(String, String)] {
         let lastData = dataPblkCount(nrZones - 1)
         return [
-            ("physical size", "\(ByteSize.format(physicalBytes)) (\(nrPblk) pblks of 4096 bytes)"),
-            ("logical size", "\(ByteSize.format(logicalBytes)) (\(nrLblk) blocks)"),
+            ("physical size", "\(ByteSize.format(physicalBytes)) (\(plural(nrPblk, "pblk")) of 4096 bytes)"),
+            ("logical size", "\(ByteSize.format(logicalBytes)) (\(plural(nrLblk, "block")))"),
             ("logical block size", "\(lblkSize) (lblk_shift \(lblkShift))"),
             ("provisioning ratio", "\(String(format2: provisioningRatio)) (logical / physical)"),
             ("zones", "\(nrZones) (zone span \(zoneSpan) pblks"

@@ -53,6 +53,9 @@ struct Convert: ParsableCommand {
                 var c = CBDToRaw()
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
+                if !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
+                    warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
+                }
                 if output == "-" {
                     let size = try inDev.readHeader().1.logicalBytes
                     summary = try c.convert(input: inDev, toStream: StreamOutput(size: size))
@@ -62,6 +65,7 @@ struct Convert: ParsableCommand {
             } else {
                 var c = RawToCBD()
                 c.lblkShift = blockSize.lblkShift
+                if !quiet, let note = Options.blockSizeNote(lblkShift: c.lblkShift) { warn(note) }
                 c.physicalBytes = physicalSize?.bytes
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
@@ -118,3 +122,6 @@ struct Convert: ParsableCommand {
         print("  time:               \(String(format2: seconds)) s")
     }
 }
+
+/// A line on standard error that does not stop the command.
+func warn(_ line: String) { FileHandleStderr.write("cbd: \(line)\n") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import CBDCLI
 import CBDFormat
 
@@ -11,4 +12,16 @@ struct Cbd: ParsableCommand {
         subcommands: [Convert.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self])
 }
 
+// No subcommand is a usage error, as is a word that names none (with the nearest one offered).
+let arguments = Array(CommandLine.arguments.dropFirst())
+let names = Cbd.configuration.subcommands.map { $0._commandName } + ["help"]
+if arguments.isEmpty {
+    FileHandleStderr.write("Usage: " + Cbd.usageString() + "\n  See 'cbd --help'.\n")
+    exit(64)
+}
+if let word = arguments.first, !word.hasPrefix("-"), !names.contains(word) {
+    let hint = Suggestion.nearest(word, among: names).map { "; did you mean '\($0)'?" } ?? ""
+    FileHandleStderr.write("cbd: unknown command '\(word)'\(hint)\n  See 'cbd --help'.\n")
+    exit(64)
+}
 Cbd.main()

@@ -90,26 +90,30 @@ struct Mkfs: ParsableCommand {
 
         if let d = dev {
             let found = Signatures.probe(fd: d.fd)
-            if !found.isEmpty && !force { throw Options.signatureRefusal(device, found) }
+            // A dry run shows what it would wipe (and that -f is needed) instead of refusing.
+            if !found.isEmpty && !force && !dryRun { throw Options.signatureRefusal(device, found) }
             if !found.isEmpty && !quiet {
-                print("\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))")
+                print("\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))"
+                    + (dryRun && !force ? " (needs -f)" : ""))
             }
             if !found.isEmpty && !dryRun { try Signatures.wipe(device: d) }
         }
         if !quiet { printSummary(g) }
+        if !quiet, let note = Options.blockSizeNote(lblkShift: lblkShift) { print(note) }
         guard !dryRun, let d = dev else {
             if !quiet { print("Dry run: nothing written.") }
             return
         }
         if physical > d.size { try d.setSize(physical) }
         try Formatter.format(d, geometry: g)
-        if !quiet { print("Wrote \(g.nrZones) zone\(g.nrZones == 1 ? "" : "s") and the header.") }
+        if !quiet { print("Wrote \(plural(g.nrZones, "zone")) and the header.") }
     }
 
     func printSummary(_ g: Geometry) {
         print("Creating a CBD device on \(device)")
-        for (k,
-            v) in g.summaryLines() { print("  \(k + ":")\(String(repeating: " ", count: max(1, 22 - k.count)))\(v)") }
+        for (k, v) in g.summaryLines() {
+            print("  \(k + ":")\(String(repeating: " ", count: max(1, 22 - k.count)))\(v)")
+        }
         if verbose {
             for z in 0..<g.nrZones {
                 print("  zone \(z): bitmap \(g.bitmapPblk(z)), table "
