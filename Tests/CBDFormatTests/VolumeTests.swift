@@ -48,6 +48,31 @@ func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryD
 
     /// The seed's failing sequence: object x flushes, is reused as y, x is read again.
     /// With a one-block cache each step forces the reuse; x must read its new data.
+    /// Commits come in batches of a cache's worth of blocks: the syncs grow with the data
+    /// written over the cache size, not with the number of blocks (once per block before).
+    @Test func syncsPerCacheNotPerBlock() throws {
+        let bs = 65536
+        let mem = try memoryDevice(physical: 64 << 20, logical: 64 << 20, lblkShift: 4)
+        let capacity = 16
+        let v = try Volume(device: mem, cacheBytes: capacity * bs)
+        var rng = SplitMix(seed: 4)
+        let blocks = 400
+        let start = mem.syncCount
+        for n in 0..<blocks {
+            let data = (0..<bs).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            try data.withUnsafeBytes { try v.write($0, at: n * bs) }
+        }
+        try v.close()
+        let syncs = mem.syncCount - start
+        // At most ~6 syncs per batch (data, journal, intent, entries, frees, header) and two
+        // more at the ends (DIRTY set and cleared).
+        #expect(syncs <= 6 * (blocks / capacity + 1) + 2, "\(syncs) syncs for \(blocks) blocks")
+        #expect(syncs < blocks, "\(syncs) syncs for \(blocks) blocks")
+        var back = [UInt8](repeating: 0, count: bs)
+        try back.withUnsafeMutableBytes { try Volume(device: mem).read(into: $0, at: (blocks - 1) * bs) }
+        #expect(back.contains { $0 != 0 })
+    }
+
     @Test func noStaleReadAfterFlushAndReuse() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let dev = TracingDevice(mem)

@@ -81,7 +81,11 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
 
     public func sync() throws {
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected sync failure") }
+        syncCount += 1
     }
+
+    /// Count of sync calls, for tests of how often a writer makes its data durable.
+    public private(set) var syncCount = 0
 
     /// An independent copy with the same contents (no failure injected).
     public func copy() -> MemoryDevice {

@@ -39,6 +39,11 @@ struct LRU<Key: Hashable, Value> {
 
     func oldestKey() -> Key? { values.min(by: { $0.value.stamp < $1.value.stamp })?.key }
 
+    /// The least recently used key whose value satisfies `condition`.
+    func oldestKey(where condition: (Value) -> Bool) -> Key? {
+        values.filter { condition($0.value.value) }.min(by: { $0.value.stamp < $1.value.stamp })?.key
+    }
+
     func peek(_ key: Key) -> Value? { values[key]?.value }
 
     mutating func remove(_ key: Key) { values[key] = nil }

@@ -139,9 +139,16 @@ public final class Volume {
     private func block(_ n: Int, load: Bool) throws -> CachedBlock {
         if let b = blocks[n] { return b }
         if blocks.count >= blocks.capacity {
-            // Commit before any slot is reused: no block is ever read while its write is pending.
-            try flush()
-            if let victim = blocks.oldestKey() { blocks.remove(victim) }
+            // A clean block leaves first: it is on disk as it is. Only when every slot holds a
+            // dirty block is the whole dirty set committed, as one batch (a few syncs for the
+            // lot, not per block), before a slot is reused: no block is ever read while its
+            // write is pending.
+            if let clean = blocks.oldestKey(where: { !$0.dirty }) {
+                blocks.remove(clean)
+            } else {
+                try flush()
+                if let victim = blocks.oldestKey() { blocks.remove(victim) }
+            }
         }
         let b = CachedBlock(load ? try loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
         _ = blocks.insert(n, b)
