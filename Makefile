@@ -2,7 +2,8 @@
 # with only the Swift toolchain: missing system packages are installed first (as root).
 
 SWIFT    ?= swift
-PACKAGES := python3 pkg-config liblz4-dev libblkid-dev zlib1g-dev e2fsprogs lz4 util-linux bsdutils mandoc qemu-utils fdisk time strace
+PACKAGES := python3 pkg-config liblz4-dev libblkid-dev zlib1g-dev e2fsprogs lz4 util-linux bsdutils mandoc qemu-utils fdisk time strace \
+            nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
 DEMO_DIR ?= demo-out
 
 .PHONY: all deps build release test demo lint-man bench fsck-expect fuzz hostile asan tsan clean

@@ -12,6 +12,8 @@ let package = Package(
         .executable(name: "fsck.cbd", targets: ["fsck.cbd"]),
         .executable(name: "cbddump", targets: ["cbddump"]),
         .executable(name: "cbd", targets: ["cbd"]),
+        // The nbdkit plugin: libnbdkit-cbd-plugin.so (installed as nbdkit-cbd-plugin.so).
+        .library(name: "nbdkit-cbd-plugin", type: .dynamic, targets: ["NBDKitCBD"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,6 +34,9 @@ let package = Package(
         .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
+        // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.
+        .target(name: "CNBDKitCBD"),
+        .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CNBDKitCBD"]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.
         .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat"], path: "Fuzz",

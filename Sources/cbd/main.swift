@@ -9,7 +9,8 @@ struct Cbd: ParsableCommand {
         commandName: "cbd",
         abstract: "Work with compressed block devices (CBD).",
         discussion: "Exit status: 0 on success, 1 on failure, 64 on a usage error.",
-        subcommands: [Convert.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self])
+        subcommands: [Convert.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self,
+                      Serve.self])
 }
 
 // No subcommand is a usage error, as is a word that names none (with the nearest one offered).

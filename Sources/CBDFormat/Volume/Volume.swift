@@ -88,6 +88,13 @@ public final class Volume {
         }
     }
 
+    /// Whether lblk `n` holds data: a block waiting in the cache, or an allocated entry (an
+    /// unallocated block reads as zeros and takes no space: a hole to NBD clients).
+    public func isAllocated(_ n: Int) throws -> Bool {
+        if let b = blocks.peek(n), b.dirty { return true }
+        return try entry(n) != .unallocated
+    }
+
     /// Commits every dirty block; the device stays marked DIRTY until `close()`.
     public func flush() throws {
         let dirty = blocks.keys.filter { blocks.peek($0)?.dirty == true }.sorted()

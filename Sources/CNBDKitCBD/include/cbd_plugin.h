@@ -1,0 +1,24 @@
+// The bridge between nbdkit's C plugin interface (plugin.c) and the Swift plugin
+// (Sources/NBDKitCBD), which implements these functions with @_cdecl.
+#pragma once
+#include <stdint.h>
+
+// Implemented in Swift. Each returns 0 (or a value) on success, -1 after cbd_plugin_error.
+int cbd_plugin_config(const char *key, const char *value);
+int cbd_plugin_config_complete(void);
+int cbd_plugin_get_ready(void);
+void cbd_plugin_cleanup(void);
+int cbd_plugin_readonly(void);
+int64_t cbd_plugin_get_size(void);
+int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
+int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua);
+int cbd_plugin_flush(void);
+int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
+int cbd_plugin_close(void);
+/// Calls `add(context, offset, length, hole)` for each run of allocated or unallocated blocks
+/// of the range, as far as `one` (only the first run) asks.
+int cbd_plugin_extents(uint32_t count, uint64_t offset, int one, void *context,
+                       int (*add)(void *context, uint64_t offset, uint64_t length, int hole));
+
+// Implemented in C, for Swift: report an error in nbdkit's log and set errno.
+void cbd_plugin_error(const char *message, int error);

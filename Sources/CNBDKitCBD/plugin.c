@@ -1,0 +1,114 @@
+// nbdkit plugin "cbd": serves the logical device of a CBD image or block device.
+// This file only adapts nbdkit's C interface; the work is done in Swift (NBDKitCBD).
+#define NBDKIT_API_VERSION 2
+#include <errno.h>
+#include <stdlib.h>
+#include <nbdkit-plugin.h>
+#include "cbd_plugin.h"
+
+// Every request is serialized: one shared Volume (one cache, one commit order) serves all
+// connections, so a flush on any connection commits every connection's writes.
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+
+void cbd_plugin_error(const char *message, int error) {
+  nbdkit_error("%s", message);
+  errno = error;
+}
+
+static int cbd_config(const char *key, const char *value) { return cbd_plugin_config(key, value); }
+static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
+static int cbd_get_ready(void) { return cbd_plugin_get_ready(); }
+static void cbd_cleanup(void) { cbd_plugin_cleanup(); }
+
+static void *cbd_open(int readonly) {
+  static int handle;   // one shared device: the handle only marks a connection
+  (void) readonly;
+  return &handle;
+}
+
+static void cbd_close(void *handle) { (void) handle; cbd_plugin_close(); }
+static int64_t cbd_get_size(void *handle) { (void) handle; return cbd_plugin_get_size(); }
+static int cbd_can_write(void *handle) { (void) handle; return !cbd_plugin_readonly(); }
+static int cbd_can_flush(void *handle) { (void) handle; return 1; }
+static int cbd_can_trim(void *handle) { (void) handle; return !cbd_plugin_readonly(); }
+static int cbd_can_zero(void *handle) { (void) handle; return !cbd_plugin_readonly(); }
+static int cbd_can_fast_zero(void *handle) { (void) handle; return !cbd_plugin_readonly(); }
+static int cbd_can_fua(void *handle) { (void) handle; return NBDKIT_FUA_NATIVE; }
+static int cbd_can_multi_conn(void *handle) { (void) handle; return 1; }
+static int cbd_can_extents(void *handle) { (void) handle; return 1; }
+
+static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  (void) handle; (void) flags;
+  return cbd_plugin_pread(buf, count, offset);
+}
+
+static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  (void) handle;
+  return cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+}
+
+static int cbd_flush(void *handle, uint32_t flags) { (void) handle; (void) flags; return cbd_plugin_flush(); }
+
+// Trim and zero are the same for this format: whole blocks become unallocated (they read as
+// zeros and take no space), partial blocks are written with zeros. That is as fast as
+// anything can zero, so a fast-zero request is honoured too.
+static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  (void) handle;
+  return cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+}
+
+static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  (void) handle;
+  return cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+}
+
+static int add_extent(void *context, uint64_t offset, uint64_t length, int hole) {
+  return nbdkit_add_extent(context, offset, length, hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0);
+}
+
+static int cbd_extents(void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+                       struct nbdkit_extents *extents) {
+  (void) handle;
+  return cbd_plugin_extents(count, offset, (flags & NBDKIT_FLAG_REQ_ONE) != 0, extents, add_extent);
+}
+
+static void cbd_dump_plugin(void) {
+  // `nbdkit cbd --dump-plugin`: what scripts (and cbd serve) can read.
+  nbdkit_debug("cbd plugin");
+}
+
+static struct nbdkit_plugin plugin = {
+  .name = "cbd",
+  .longname = "compressed block device (CBD) plugin",
+  .description = "Serves the logical device of a CBD image or block device (cbd-tools).",
+  .config = cbd_config,
+  .config_complete = cbd_config_complete,
+  .config_help =
+    "file=<DEVICE>     (required) The CBD image file or block device.\n"
+    "cache=<SIZE>      Logical block cache (default 32M).\n"
+    "readonly=<BOOL>   Serve read-only (with nbdkit -r); a DIRTY device is served only so.",
+  .magic_config_key = "file",
+  .get_ready = cbd_get_ready,
+  .cleanup = cbd_cleanup,
+  .open = cbd_open,
+  .close = cbd_close,
+  .get_size = cbd_get_size,
+  .can_write = cbd_can_write,
+  .can_flush = cbd_can_flush,
+  .can_trim = cbd_can_trim,
+  .can_zero = cbd_can_zero,
+  .can_fast_zero = cbd_can_fast_zero,
+  .can_fua = cbd_can_fua,
+  .can_multi_conn = cbd_can_multi_conn,
+  .can_extents = cbd_can_extents,
+  .pread = cbd_pread,
+  .pwrite = cbd_pwrite,
+  .flush = cbd_flush,
+  .trim = cbd_trim,
+  .zero = cbd_zero,
+  .extents = cbd_extents,
+  .dump_plugin = cbd_dump_plugin,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

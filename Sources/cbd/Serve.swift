@@ -1,0 +1,122 @@
+import ArgumentParser
+import CBDCLI
+import CBDFormat
+import Glibc
+
+/// cbd serve: the device over NBD, through nbdkit and the cbd plugin, so that any NBD client
+/// (nbdcopy, nbdfuse, qemu, qemu-img, nbd-client) uses it live.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the logical device over NBD (nbdkit with the cbd plugin).",
+        discussion: """
+            Prints the NBD URI to connect to, then runs nbdkit. With --run, nbdkit's captive \
+            mode: CMD runs with $uri set, the server stops when it ends, and the exit status \
+            is CMD's. Without --socket or --port, a Unix socket beside nothing is used for \
+            --run, and TCP port 10809 on 127.0.0.1 otherwise. SIGINT or SIGTERM stop the server \
+            cleanly: everything is committed and the device marked clean. A device not closed \
+            cleanly (DIRTY) is served read-only only.
+            """)
+
+    @Argument(help: "CBD device or image.") var device: String
+    @Flag(name: [.customShort("r"), .customLong("readonly")], help: "Serve read-only.") var readOnly = false
+    @Option(help: "Listen on this Unix socket.") var socket: String?
+    @Option(help: "Listen on this TCP port of 127.0.0.1.") var port: Int?
+    @Option(name: .customLong("run"), help: "Run CMD with $uri set; stop the server when it ends (its exit status is ours).")
+    var command: String?
+    @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
+    @Flag(help: "Stay in the foreground (with --run, always).") var foreground = false
+
+    func validate() throws {
+        if socket != nil && port != nil { throw ValidationError("--socket and --port exclude each other") }
+        if let p = port, !(1...65535).contains(p) { throw ValidationError("--port must be 1 to 65535") }
+    }
+
+    func run() throws {
+        try ToolRunner.run("cbd") {
+            guard let nbdkit = Executables.find("nbdkit") else {
+                throw CBDError("nbdkit is not installed: install the package nbdkit (apt-get install nbdkit)")
+            }
+            let plugin = try Serve.plugin()
+            // Refuse here what the plugin would refuse in nbdkit's log, with the tools' words.
+            _ = try FileDevice(path: device, mode: .readOnly).readHeader()
+            var args = [nbdkit]
+            if readOnly { args.append("-r") }
+            let uri: String?
+            if let s = socket {
+                args += ["-U", s]
+                uri = "nbd+unix:///?socket=\(s)"
+            } else if let p = port {
+                args += ["-i", "127.0.0.1", "-p", String(p)]
+                uri = "nbd://127.0.0.1:\(p)"
+            } else if command != nil {
+                args += ["-U", "-"]
+                uri = nil
+            } else {
+                args += ["-i", "127.0.0.1", "-p", "10809"]
+                uri = "nbd://127.0.0.1:10809"
+            }
+            if foreground || command != nil { args.append("-f") }
+            if let cmd = command { args += ["--run", cmd] }
+            args += [plugin, "file=\(device)"]
+            if let c = cache { args.append("cache=\(c.bytes)") }
+            if readOnly { args.append("readonly=true") }
+            if let u = uri { FileHandleStderr.write("cbd: serving \(device) at \(u)\n") }
+            try Executables.exec(args)
+        }
+    }
+
+    /// The plugin: beside this program in the build folder, or installed in nbdkit's plugin
+    /// folder, or in PREFIX/lib/nbdkit/plugins beside PREFIX/bin.
+    static func plugin() throws -> String {
+        let dir = Executables.ownDirectory()
+        let candidates = [
+            "\(dir)/libnbdkit-cbd-plugin.so",
+            "\(dir)/../lib/nbdkit/plugins/nbdkit-cbd-plugin.so",
+            "/usr/lib/x86_64-linux-gnu/nbdkit/plugins/nbdkit-cbd-plugin.so",
+            "/usr/lib/nbdkit/plugins/nbdkit-cbd-plugin.so",
+        ]
+        guard let found = candidates.first(where: { access($0, R_OK) == 0 }) else {
+            throw CBDError("the cbd nbdkit plugin is not installed (looked for \(candidates[0]) and in nbdkit's plugin folder)")
+        }
+        return found
+    }
+}
+
+/// Finding and running other programs.
+enum Executables {
+    /// The first `name` on $PATH that can be run.
+    static func find(_ name: String) -> String? {
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
+    }
+
+    /// The folder of this program (from /proc/self/exe).
+    static func ownDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return "." }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return OutputFile.directory(of: exe)
+    }
+
+    /// Replaces this process with `args[0]`: signals then reach it directly. A parent may
+    /// have started us with signals blocked (a test runner does); the server must see
+    /// SIGINT and SIGTERM to stop cleanly, so they are unblocked and left at their defaults.
+    static func exec(_ args: [String]) throws {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] {
+            signal(sig, SIG_DFL)
+            sigaddset(&set, sig)
+        }
+        sigprocmask(SIG_UNBLOCK, &set, nil)
+        var cargs = args.map { strdup($0) }
+        cargs.append(nil)
+        execv(args[0], cargs)
+        throw systemErrorLine("cannot run \(args[0])")
+    }
+
+    static func systemErrorLine(_ what: String) -> CBDError {
+        CBDError("\(what): \(String(cString: strerror(errno)))")
+    }
+}

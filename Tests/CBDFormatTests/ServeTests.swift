@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+@testable import CBDFormat
+
+/// cbd serve and the nbdkit plugin with real clients (Tests/serve/serve_test.py): nbdcopy,
+/// qemu-img, nbdinfo --map, libnbd's Python bindings on two connections against a model, a
+/// killed server, read-only serving, the lock refusals, nbdfuse.
+@Suite(.serialized) struct ServeTests {
+    static let script: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("serve/serve_test.py").path
+    }()
+
+    @Test func realClients() throws {
+        try Tools.require("nbdkit", "nbdcopy", "nbdinfo", "nbdfuse", "qemu-img", "mke2fs")
+        // libnbd's Python bindings are Debian's (python3-libnbd): the system's python3.
+        let python = "/usr/bin/python3"
+        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
+        let r = try Tools.run(python, [Self.script, Tools.binDir])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("8 passed, 0 failed"), "\(r.stdout)")
+    }
+
+    /// The plugin is where cbd serve looks for it, and nbdkit loads it.
+    @Test func pluginLoads() throws {
+        try Tools.require("nbdkit")
+        let plugin = Tools.binDir + "/libnbdkit-cbd-plugin.so"
+        #expect(FileManager.default.fileExists(atPath: plugin))
+        let r = try Tools.run("nbdkit", [plugin, "--dump-plugin"])
+        #expect(r.status == 0 && r.stdout.contains("name=cbd") && r.stdout.contains("thread_model="), "\(r.stdout)\(r.stderr)")
+    }
+
+    /// A DIRTY device is served read-only only; a missing file gives one clear line.
+    @Test func refusals() throws {
+        try Tools.require("nbdkit", "nbdinfo")
+        let s = try Scratch()
+        let dev = s.file("d.cbd")
+        try #require(try Tools.run("mkfs.cbd", ["-q", dev, "16M"]).status == 0)
+        try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", dev, "set-dirty", "1"])
+        let rw = try Tools.run("cbd", ["serve", dev, "--run", "nbdinfo \"$uri\""])
+        #expect(rw.status != 0 && rw.stderr.contains("DIRTY"), "\(rw.stderr)")
+        let ro = try Tools.run("cbd", ["serve", "-r", dev, "--run", "nbdinfo \"$uri\""])
+        #expect(ro.status == 0, "\(ro.stderr)")
+        let missing = try Tools.run("cbd", ["serve", s.file("nope.cbd")])
+        #expect(missing.status == 1 && missing.stderr.contains("no such file"), "\(missing.stderr)")
+    }
+}

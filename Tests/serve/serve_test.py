@@ -1,0 +1,306 @@
+#!/usr/bin/python3
+"""cbd serve and the nbdkit plugin with real NBD clients: nbdcopy, qemu-img, nbdinfo, libnbd
+(Python bindings, from Debian's python3-libnbd: run with /usr/bin/python3), nbdfuse.
+
+usage: serve_test.py BIN_DIR [CASE ...]
+Prints one line per case and 'N passed, N failed'; exit 1 on any failure.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'fsck'))
+import cbdimg  # noqa: E402  (the independent reader and checker)
+import nbd  # noqa: E402
+
+BIN = os.path.abspath(sys.argv[1])
+CASES = []
+
+
+def case(f):
+    CASES.append(f)
+    return f
+
+
+def sh(*args, check=True, **kw):
+    r = subprocess.run(list(args), capture_output=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError('%s: exit %d: %s' % (' '.join(args), r.returncode, (r.stdout + r.stderr).decode()[-500:]))
+    return r
+
+
+def tool(name):
+    return os.path.join(BIN, name)
+
+
+def ext4_image(d, size='48M'):
+    img = os.path.join(d, 'fs.img')
+    sh('mke2fs', '-q', '-F', '-t', 'ext4', '-d', '/usr/share/perl', img, size)
+    return img
+
+
+def fresh_device(d, name='dev.cbd', size='64M'):
+    dev = os.path.join(d, name)
+    sh(tool('mkfs.cbd'), '-q', dev, size)
+    return dev
+
+
+def logical(dev):
+    """The logical device, by the independent reader."""
+    out = dev + '.raw'
+    cbdimg.read_image(cbdimg.Image(dev), out)
+    with open(out, 'rb') as f:
+        data = f.read()
+    os.unlink(out)
+    return data
+
+
+def consistent(dev):
+    assert sh(tool('fsck.cbd'), '-fn', dev, check=False).returncode == 0, 'fsck.cbd -fn is not clean'
+    problems = cbdimg.check(cbdimg.Image(dev))
+    assert not problems, 'independent check: %s' % problems[:3]
+
+
+class Server:
+    """cbd serve in the background on a Unix socket, stopped with SIGTERM (or killed)."""
+
+    def __init__(self, d, dev, *extra):
+        self.sock = os.path.join(d, 'nbd.sock')
+        self.p = subprocess.Popen([tool('cbd'), 'serve', '--foreground', '--socket', self.sock, *extra, dev],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(500):
+            if os.path.exists(self.sock):
+                return
+            if self.p.poll() is not None:
+                raise AssertionError('server ended: %s' % self.p.stderr.read().decode())
+            time.sleep(0.01)
+        raise AssertionError('no socket after 5 s')
+
+    def connect(self):
+        h = nbd.NBD()
+        h.connect_unix(self.sock)
+        return h
+
+    def stop(self, sig=signal.SIGTERM):
+        self.p.send_signal(sig)
+        return self.p.wait(timeout=30)
+
+
+@case
+def nbdcopy_round_trip(d):
+    """An ext4 image copied in through the server reads back byte for byte; both fscks agree."""
+    img, dev = ext4_image(d), fresh_device(d)
+    sh(tool('cbd'), 'serve', dev, '--run', 'nbdcopy %s "$uri"' % img)
+    back = os.path.join(d, 'back.img')
+    sh(tool('cbd'), 'convert', '-q', dev, back)
+    with open(img, 'rb') as a, open(back, 'rb') as b:
+        want = a.read()
+        assert b.read(len(want)) == want, 'bytes differ'
+    consistent(dev)
+    sh('e2fsck', '-fn', back)
+
+
+@case
+def qemu_img_both_ways(d):
+    """qemu-img converts the served device to qcow2 and back into a fresh one: equal."""
+    img, dev = ext4_image(d), fresh_device(d)
+    sh(tool('cbd'), 'serve', dev, '--run', 'nbdcopy %s "$uri"' % img)
+    qcow = os.path.join(d, 'out.qcow2')
+    sh(tool('cbd'), 'serve', '-r', dev, '--run', 'qemu-img convert -f raw -O qcow2 "$uri" %s' % qcow)
+    dev2 = fresh_device(d, 'dev2.cbd')
+    sh(tool('cbd'), 'serve', dev2, '--run', 'qemu-img convert -n -f qcow2 -O raw %s "$uri"' % qcow)
+    sh(tool('cbd'), 'serve', '-r', dev2, '--run', 'qemu-img compare -f raw -F qcow2 "$uri" %s' % qcow)
+    assert logical(dev2) == logical(dev)
+    consistent(dev2)
+
+
+@case
+def map_is_the_allocation(d):
+    """nbdinfo --map: holes exactly where entries are unallocated."""
+    img, dev = ext4_image(d), fresh_device(d)
+    sh(tool('cbd'), 'serve', dev, '--run', 'nbdcopy %s "$uri"' % img)
+    out = sh(tool('cbd'), 'serve', '-r', dev, '--run', 'nbdinfo --map --json "$uri"').stdout
+    extents = json.loads(out)
+    im = cbdimg.Image(dev)
+    hole = [im.entry(n)[0] == 0 for n in range(im.nr_lblk)]
+    seen = [None] * im.nr_lblk
+    for e in extents:
+        assert e['offset'] % im.lblk_size == 0 and e['length'] % im.lblk_size == 0, e
+        for n in range(e['offset'] // im.lblk_size, (e['offset'] + e['length']) // im.lblk_size):
+            seen[n] = (e['type'] & 1) == 1
+    assert seen == hole, 'map and entries disagree'
+    assert any(hole) and not all(hole)
+
+
+@case
+def random_operations_on_two_connections(d):
+    """pread, pwrite, trim, zero and flush at random on two connections, against a model."""
+    dev = fresh_device(d, size='16M')
+    rng = random.Random(5)
+    srv = Server(d, dev, '--cache', '256K')
+    try:
+        conns = [srv.connect(), srv.connect()]
+        size = conns[0].get_size()
+        model = bytearray(size)
+        for i in range(300):
+            h = conns[rng.randrange(2)]
+            off = rng.randrange(size)
+            n = min(rng.choice([1, 100, 4096, 65536, 200000]), size - off)
+            op = rng.random()
+            if op < 0.35:
+                data = bytes(rng.randrange(256) for _ in range(n)) if rng.random() < 0.3 else bytes([i % 251]) * n
+                h.pwrite(data, off, nbd.CMD_FLAG_FUA if rng.random() < 0.1 else 0)
+                model[off:off + n] = data
+            elif op < 0.45:
+                h.trim(n, off)
+                model[off:off + n] = bytes(n)
+            elif op < 0.55:
+                h.zero(n, off)
+                model[off:off + n] = bytes(n)
+            elif op < 0.6:
+                h.flush()
+            else:
+                got = h.pread(n, off)
+                assert got == bytes(model[off:off + n]), 'read %d+%d differs from the model (op %d)' % (off, n, i)
+        for h in conns:
+            h.flush()
+            h.shutdown()
+    finally:
+        assert srv.stop() == 0
+    consistent(dev)
+    assert logical(dev) == bytes(model), 'device differs from the model'
+
+
+@case
+def killed_server_keeps_flushed_data(d):
+    """kill -9 during writes after a flush: fsck -fy makes it consistent, flushed bytes stay."""
+    dev = fresh_device(d, size='16M')
+    srv = Server(d, dev, '--cache', '128K')
+    h = srv.connect()
+    rng = random.Random(9)
+    flushed = bytes(rng.randrange(256) for _ in range(3 << 20))
+    h.pwrite(flushed, 0)
+    h.flush()
+    for i in range(40):
+        h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(os.urandom(65536))), (4 << 20) + i * 65536)
+    srv.stop(signal.SIGKILL)
+    r = sh(tool('fsck.cbd'), '-fy', dev, check=False)
+    assert r.returncode in (0, 1), r.stdout.decode()[-300:]
+    consistent(dev)
+    assert logical(dev)[:len(flushed)] == flushed, 'flushed data lost'
+
+
+@case
+def read_only_serve(d):
+    """-r refuses writes and leaves the image byte for byte; readers share it, writers not."""
+    img, dev = ext4_image(d), fresh_device(d)
+    sh(tool('cbd'), 'serve', dev, '--run', 'nbdcopy %s "$uri"' % img)
+    with open(dev, 'rb') as f:
+        before = f.read()
+    srv = Server(d, dev, '-r')
+    try:
+        h = srv.connect()
+        assert h.is_read_only()
+        try:
+            h.pwrite(b'x' * 512, 0)
+            raise AssertionError('a write went through a read-only server')
+        except nbd.Error:
+            pass
+        assert sh(tool('cbd'), 'info', dev, check=False).returncode == 0, 'a reader was refused'
+        w = sh(tool('cbd'), 'discard', '-o', '0', '-l', '64K', dev, check=False)
+        assert w.returncode == 1 and b'in use' in w.stderr, w.stderr
+        h.shutdown()
+    finally:
+        srv.stop()
+    with open(dev, 'rb') as f:
+        assert f.read() == before, 'the image changed'
+
+
+@case
+def writers_refuse_a_served_device(d):
+    """While served read-write, every writing tool (and every reader) is refused; nothing changes."""
+    dev = fresh_device(d)
+    raw = os.path.join(d, 'raw.img')
+    with open(raw, 'wb') as f:
+        f.write(os.urandom(1 << 20))
+    srv = Server(d, dev)
+    try:
+        with open(dev, 'rb') as f:
+            before = f.read()
+        undo = os.path.join(d, 'u')
+        with open(undo, 'wb') as f:
+            f.write(b'CBDUNDO2')
+        attempts = [
+            [tool('cbd'), 'write', '-o', '0', dev],
+            [tool('cbd'), 'discard', '-o', '0', '-l', '4K', dev],
+            [tool('fsck.cbd'), '-fy', dev],
+            [tool('cbd'), 'resize', dev, '+1M'],
+            [tool('cbd'), 'undo', undo, dev],
+            [tool('cbd'), 'convert', '-q', '-f', raw, dev],
+            [tool('mkfs.cbd'), '-f', dev],
+            [tool('cbd'), 'info', dev],
+        ]
+        for a in attempts:
+            r = subprocess.run(a, input=b'x' * 100, capture_output=True)
+            assert r.returncode != 0 and b'in use' in r.stderr, '%s: %d %s' % (a[1:], r.returncode, r.stderr)
+        with open(dev, 'rb') as f:
+            assert f.read() == before, 'a refused tool changed the device'
+    finally:
+        assert srv.stop() == 0
+
+
+@case
+def nbdfuse_file_with_ext4(d):
+    """nbdfuse exposes the device as a file: mkfs.ext4 on it, files copied in, e2fsck clean."""
+    dev = fresh_device(d, size='48M')
+    mnt = os.path.join(d, 'mnt')
+    os.mkdir(mnt)
+    srv = Server(d, dev)
+    fuse = subprocess.Popen(['nbdfuse', mnt, '--unix', srv.sock], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        disk = os.path.join(mnt, 'nbd')
+        for _ in range(500):
+            if os.path.exists(disk):
+                break
+            if fuse.poll() is not None:
+                raise AssertionError('nbdfuse ended: %s' % fuse.stderr.read().decode())
+            time.sleep(0.01)
+        sh('mke2fs', '-q', '-F', '-t', 'ext4', '-d', '/usr/share/perl', disk)
+        sh('e2fsck', '-fn', disk)
+    finally:
+        subprocess.run(['umount', mnt], capture_output=True)
+        fuse.wait(timeout=30)
+        srv.stop()
+    back = os.path.join(d, 'back.img')
+    sh(tool('cbd'), 'convert', '-q', dev, back)
+    sh('e2fsck', '-fn', back)
+    consistent(dev)
+
+
+def main():
+    wanted = sys.argv[2:]
+    passed = failed = 0
+    for c in CASES:
+        if wanted and c.__name__ not in wanted:
+            continue
+        with tempfile.TemporaryDirectory(prefix='cbd-serve-') as d:
+            t = time.time()
+            try:
+                c(d)
+                print('ok    %-40s %.1f s' % (c.__name__, time.time() - t))
+                passed += 1
+            except Exception as e:  # one line per failed case, then go on
+                print('FAIL  %-40s %s' % (c.__name__, str(e)[:400]))
+                failed += 1
+    print('%d passed, %d failed' % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == '__main__':
+    main()
