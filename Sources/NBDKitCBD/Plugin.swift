@@ -108,7 +108,8 @@ func pluginGetSize() -> Int64 {
 @_cdecl("cbd_plugin_pread")
 func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt64) -> Int32 {
     Server.call {
-        try Server.requireVolume().read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(count)), at: Int(offset))
+        try Server.requireVolume().read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(count)),
+            at: Int(offset))
         return 0
     }
 }

@@ -101,7 +101,8 @@ struct Convert: ParsableCommand {
 
     func printSummary(_ s: ConvertSummary, toRaw: Bool, seconds: Double) {
         print("\(input) -> \(output) (\(toRaw ? "CBD to raw" : "raw to CBD"))")
-        print("  logical size:       \(ByteSize.format(s.logicalBytes)) in \(s.blocks) block\(s.blocks == 1 ? "" : "s")")
+        print("  logical size:       \(ByteSize.format(s.logicalBytes)) in \(s.blocks) "
+            + "block\(s.blocks == 1 ? "" : "s")")
         print("  physical size:      \(ByteSize.format(s.physicalBytes)), data "
             + "\(ByteSize.format(s.dataPblks * Units.pblkSize))")
         print("  blocks:             \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) "

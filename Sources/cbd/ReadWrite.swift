@@ -57,7 +57,8 @@ struct Write: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
-            Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
+            Interrupts.install(tool: "cbd",
+                message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let off = offset.bytes
             guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size "
                 + "\(vol.logicalSize)") }
@@ -147,7 +148,8 @@ struct Discard: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
-            Interrupts.install(tool: "cbd", message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
+            Interrupts.install(tool: "cbd",
+                message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
             guard force || range.length != nil || range.offset.bytes != 0 else {
                 throw CBDError("\(device): no range given: this discards the whole device", hint: .force)

@@ -21,7 +21,8 @@ struct Serve: ParsableCommand {
     @Flag(name: [.customShort("r"), .customLong("readonly")], help: "Serve read-only.") var readOnly = false
     @Option(help: "Listen on this Unix socket.") var socket: String?
     @Option(help: "Listen on this TCP port of 127.0.0.1.") var port: Int?
-    @Option(name: .customLong("run"), help: "Run CMD with $uri set; stop the server when it ends (its exit status is ours).")
+    @Option(name: .customLong("run"),
+        help: "Run CMD with $uri set; stop the server when it ends (its exit status is ours).")
     var command: String?
     @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
     @Flag(help: "Stay in the foreground (with --run, always).") var foreground = false
@@ -76,7 +77,8 @@ struct Serve: ParsableCommand {
             "/usr/lib/nbdkit/plugins/nbdkit-cbd-plugin.so",
         ]
         guard let found = candidates.first(where: { access($0, R_OK) == 0 }) else {
-            throw CBDError("the cbd nbdkit plugin is not installed (looked for \(candidates[0]) and in nbdkit's plugin folder)")
+            throw CBDError("the cbd nbdkit plugin is not installed (looked for \(candidates[0]) and in nbdkit's "
+                + "plugin folder)")
         }
         return found
     }

@@ -23,7 +23,8 @@ struct Mkfs: ParsableCommand {
     var logicalSize: SizeArgument?
     /// The old spelling of -L (before -l meant a length elsewhere).
     @Option(name: .customShort("l"), help: .hidden) var logicalSizeOld: SizeArgument?
-    @Option(name: .shortAndLong, help: "Provisioning ratio: the logical size as a multiple of the physical size (default 3).")
+    @Option(name: .shortAndLong,
+        help: "Provisioning ratio: the logical size as a multiple of the physical size (default 3).")
     var ratio: Double?
     @Option(name: [.short, .customLong("block-size")],
         help: "Logical block size, a power of two from 4K to 1G (4K never compresses).")
@@ -37,7 +38,8 @@ struct Mkfs: ParsableCommand {
     func validate() throws {
         if size != nil && physicalSize != nil { throw ValidationError("give the physical size once: SIZE or -s") }
         if logicalSize != nil && logicalSizeOld != nil { throw ValidationError("give the logical size once") }
-        if (logicalSize ?? logicalSizeOld) != nil && ratio != nil { throw ValidationError("--logical-size and --ratio exclude each other") }
+        if (logicalSize ?? logicalSizeOld) != nil && ratio != nil { throw ValidationError("--logical-size and --ratio "
+            + "exclude each other") }
         if let r = ratio, !(r > 0 && r.isFinite) { throw ValidationError("--ratio must be a positive number") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
     }

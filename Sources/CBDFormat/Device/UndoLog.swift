@@ -223,14 +223,16 @@ public enum Undo {
             var t = [UInt8](repeating: 0, count: UndoFile.trailerBytes)
             try preadAll(fd, &t, t.count, fileSize - t.count, what: path)
             if Array(t[0..<8]) == UndoFile.trailerMagic && LE.get(t, 28, 4) == UInt64(UndoFile.crc(Array(t[0..<28]))) {
-                parsed.trailer = (Int(clamping: LE.get(t, 8, 8)), Int(clamping: LE.get(t, 16, 8)), UInt32(LE.get(t, 24, 4)))
+                parsed.trailer = (Int(clamping: LE.get(t, 8, 8)), Int(clamping: LE.get(t, 16, 8)), UInt32(LE.get(t,
+                    24, 4)))
                 body -= UndoFile.trailerBytes
             }
         }
         // Without a trailer the rewrite was interrupted: a torn last record was never used.
         parsed.records = body / UndoFile.recordBytes
         if let t = parsed.trailer, t.records != parsed.records {
-            throw CBDError("\(path): incomplete or damaged undo file (\(parsed.records) records, trailer says \(t.records))")
+            throw CBDError("\(path): incomplete or damaged undo file (\(parsed.records) records, trailer says "
+                + "\(t.records))")
         }
         guard parsed.records > 0 else { throw CBDError("\(path): the undo file saved nothing; nothing to undo") }
         var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)

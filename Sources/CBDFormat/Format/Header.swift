@@ -78,7 +78,9 @@ public struct Header: Equatable, Sendable {
         }
         try h.validate()
         let used = h.intent?.byteRange ?? fieldBytes ..< fieldBytes
-        for i in fieldBytes ..< Units.pblkSize where !used.contains(i) && b[i] != 0 { throw .reservedNotZero(offset: i) }
+        for i in fieldBytes ..< Units.pblkSize where !used.contains(i) && b[i] != 0 {
+            throw .reservedNotZero(offset: i)
+        }
         return h
     }
 

@@ -45,7 +45,8 @@ public struct Intent: Equatable, Sendable {
     /// Reads and checks an intent from a header pblk: counts in range, a payload that fills
     /// its journal pblks, no pblk 0. What the geometry decides is checked at replay.
     static func decode(_ b: [UInt8]) throws(HeaderError) -> Intent {
-        guard b.count >= Units.pblkSize, Array(b[offset ..< offset + 4]) == magic else { throw .badIntent("no intent magic") }
+        guard b.count >= Units.pblkSize, Array(b[offset ..< offset + 4]) == magic else { throw .badIntent("no intent "
+            + "magic") }
         let records = LE.get(b, offset + 4, 4), n = LE.get(b, offset + 8, 4)
         let zero = LE.get(b, offset + 12, 4), payload = LE.get(b, offset + 16, 8)
         guard zero == 0, records >= 1, n >= 1, n <= UInt64(maxJournalPblks) else {

@@ -155,7 +155,8 @@ public struct Inspector {
         if let e = try? EntryCodec(g).decode(bytes), !e.pblks.isEmpty {
             let stored = e.pblks.count * Units.pblkSize
             r.add("stored_bytes", stored)
-            r.add("compression_ratio", Ratios.compression(allocatedBlocks: 1, lblkSize: g.lblkSize, pblks: e.pblks.count))
+            r.add("compression_ratio", Ratios.compression(allocatedBlocks: 1, lblkSize: g.lblkSize,
+                pblks: e.pblks.count))
         }
         return r
     }
