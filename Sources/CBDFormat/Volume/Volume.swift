@@ -199,11 +199,19 @@ public final class Volume {
         var newEntries: [(Int, AllocationEntry, old: AllocationEntry)] = []
         // 1. New data in newly allocated pblks, and their bits.
         do {
-            for n in lblks {
-                guard let b = blocks.peek(n) else { continue }
-                let old = (try? entry(n)) ?? .unallocated
-                let e = try store(b.data, lblk: n)
-                newEntries.append((n, e, old))
+            // Compressed on all cores a chunk at a time; allocated and written in lblk order.
+            let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
+            var first = 0
+            while first < batch.count {
+                let chunk = Array(batch[first ..< min(first + packBlocks, batch.count)])
+                let lengths = pack(chunk)
+                for (j, (n, b)) in chunk.enumerated() {
+                    let old = (try? entry(n)) ?? .unallocated
+                    let e = try store(b.data, lblk: n, length: lengths[j],
+                                      packed: packBuffer.base + j * codec.maxCompressedLength)
+                    newEntries.append((n, e, old))
+                }
+                first += chunk.count
             }
         } catch {
             try abandon(lblks, allocated: newEntries.flatMap { $0.1.pblks })
@@ -239,26 +247,61 @@ public final class Volume {
         abandonedLblks = (abandonedLblks + lblks).sorted()
     }
 
-    /// Compresses (or not) and writes block data to fresh pblks; returns the entry to commit.
-    private func store(_ data: [UInt8], lblk n: Int) throws -> AllocationEntry {
-        if data.allSatisfy({ $0 == 0 }) { return .unallocated }
-        var len: Int? = nil
-        if codec.maxCompressedLength > 0 {
-            len = data.withUnsafeBytes { src in scratch.withUnsafeMutableBytes { dst in
-                LZ4Codec.compress(src.baseAddress!, count: src.count, into: dst.baseAddress!,
-                                  capacity: codec.maxCompressedLength) } }
+    /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
+    private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }
+    /// Where `pack` puts each block's compressed bytes (maxCompressedLength apart).
+    private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))
+
+    /// Compresses the blocks of `chunk` on all cores; for each, its length: 0 for an all-zero
+    /// block, -1 for one stored raw, else the compressed length (bytes in `packBuffer`).
+    private func pack(_ chunk: [(Int, CachedBlock)]) -> [Int] {
+        var lengths = [Int](repeating: -1, count: chunk.count)
+        let size = geometry.lblkSize, capacity = codec.maxCompressedLength, out = packBuffer
+        lengths.withUnsafeMutableBufferPointer { l in
+            let result = UncheckedBox(l)
+            try? Parallel.forEachSlice(count: chunk.count, parts: Parallel.workers) { _, slice in
+                for i in slice {
+                    chunk[i].1.data.withUnsafeBytes { src in
+                        guard let base = src.baseAddress else { return }
+                        if isAllZero(base, size) { result.value[i] = 0; return }
+                        if capacity > 0, let n = LZ4Codec.compress(base, count: size, into: out.base + i * capacity,
+                                                                    capacity: capacity) {
+                            result.value[i] = n
+                        }
+                    }
+                }
+            }
         }
-        let count = len.map { ($0 + Units.pblkSize - 1) / Units.pblkSize } ?? geometry.pblkPerLblk
+        return lengths
+    }
+
+    /// Writes a packed block to fresh pblks (contiguous ones in one write); returns its entry.
+    private func store(_ data: [UInt8], lblk n: Int, length: Int, packed: UnsafeRawPointer) throws -> AllocationEntry {
+        if length == 0 { return .unallocated }
+        let count = length > 0 ? (length + Units.pblkSize - 1) / Units.pblkSize : geometry.pblkPerLblk
         guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
             throw CBDError("\(device.path): no space left on the device")
         }
-        try (len == nil ? data : scratch).withUnsafeBytes { src in
-            for (i, p) in pblks.enumerated() {
-                let piece = UnsafeRawBufferPointer(rebasing: src[i * Units.pblkSize ..< (i + 1) * Units.pblkSize])
-                try device.write(piece, at: Int(p) * Units.pblkSize)
-            }
+        if length > 0 {
+            // The pblks' tail after the compressed bytes: zeros, not what the buffer held before.
+            (UnsafeMutableRawPointer(mutating: packed) + length)
+                .initializeMemory(as: UInt8.self, repeating: 0, count: count * Units.pblkSize - length)
+            try writeRuns(packed, pblks)
+        } else {
+            try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
         }
-        if let l = len { return .compressed(length: l, pblks: pblks) }
-        return .raw(pblks: pblks)
+        return length > 0 ? .compressed(length: length, pblks: pblks) : .raw(pblks: pblks)
+    }
+
+    /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.
+    private func writeRuns(_ src: UnsafeRawPointer, _ pblks: [Pblk]) throws {
+        var i = 0
+        while i < pblks.count {
+            var j = i + 1
+            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
+            try device.write(UnsafeRawBufferPointer(start: src + i * Units.pblkSize, count: (j - i) * Units.pblkSize),
+                             at: Int(pblks[i]) * Units.pblkSize)
+            i = j
+        }
     }
 }
