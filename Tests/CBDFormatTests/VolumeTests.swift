@@ -73,6 +73,33 @@ func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryD
         #expect(back.contains { $0 != 0 })
     }
 
+    /// A read of many blocks (decompressed together on all cores) gives what reads of one
+    /// block at a time give, and still names a block whose data is corrupt.
+    @Test func multiBlockReadsMatchSingleBlockReads() throws {
+        let bs = 65536
+        let mem = try memoryDevice(physical: 16 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        for n in 0..<48 where n % 5 != 0 {
+            try pattern(UInt8(n), bs, compressible: n % 3 != 0).withUnsafeBytes { try v.write($0, at: n * bs) }
+        }
+        try v.close()
+        var whole = [UInt8](repeating: 1, count: 48 * bs)
+        try whole.withUnsafeMutableBytes { try Volume(device: mem, cacheBytes: 64 * bs).read(into: $0, at: 0) }
+        let single = try Volume(device: mem, cacheBytes: bs)
+        for n in 0..<48 {
+            var one = [UInt8](repeating: 2, count: bs)
+            try one.withUnsafeMutableBytes { try single.read(into: $0, at: n * bs) }
+            #expect(one[...] == whole[n * bs ..< (n + 1) * bs], "block \(n)")
+        }
+        // Damage the compressed data of block 7: the many-block read names it.
+        let e = try Volume(device: mem).entry(7)
+        guard case .compressed(_, let pblks) = e else { Issue.record("block 7 should be compressed"); return }
+        try mem.writePblks([UInt8](repeating: 0xEE, count: 4096), at: Int(pblks[0]))
+        #expect(throws: CBDError("memory: logical block 7: compressed data is corrupt")) {
+            try whole.withUnsafeMutableBytes { try Volume(device: mem, cacheBytes: 64 * bs).read(into: $0, at: 0) }
+        }
+    }
+
     @Test func noStaleReadAfterFlushAndReuse() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let dev = TracingDevice(mem)
