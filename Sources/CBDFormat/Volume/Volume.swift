@@ -55,9 +55,6 @@ public final class Volume {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
         try checkRange(offset, buffer.count)
-        if buffer.count > 0 {
-            try preload(offset / geometry.lblkSize ..< (offset + buffer.count - 1) / geometry.lblkSize + 1)
-        }
         try forEachBlock(offset, buffer.count) { n, inner, done, len in
             let b = try block(n, load: true)
             b.data.withUnsafeBytes { src in
@@ -148,53 +145,6 @@ public final class Volume {
     /// The cached block `n`, loading it from disk when `load` (else zero-filled, for a full overwrite).
     private func block(_ n: Int, load: Bool) throws -> CachedBlock {
         if let b = blocks[n] { return b }
-        try makeRoom()
-        let b = CachedBlock(load ? try loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
-        _ = blocks.insert(n, b)
-        return b
-    }
-
-    /// Loads the blocks of `lblks` that are not cached in one go, reading their pblks in order
-    /// and decompressing them on all cores (a read of several blocks, as NBD clients make).
-    /// At most half the cache is filled this way, so that it cannot push out its own blocks.
-    private func preload(_ lblks: Range<Int>) throws {
-        let missing = Array(lblks.filter { blocks.peek($0) == nil }.prefix(max(1, blocks.capacity / 2)))
-        guard missing.count > 1, header.intent == nil else { return }
-        let size = geometry.lblkSize
-        let loaded = try missing.map { n in (n, try entry(n), CachedBlock([UInt8](repeating: 0, count: size))) }
-        // Compressed bytes are staged one block apart; raw blocks are read straight in.
-        let staging = ByteBuffer(count: loaded.count * size)
-        for (i, (_, e, block)) in loaded.enumerated() {
-            switch e {
-            case .unallocated: break
-            case .raw(let pblks): try block.data.withUnsafeMutableBytes { try device.readPblkRuns(pblks, into: $0.baseAddress!) }
-            case .compressed(_, let pblks): try device.readPblkRuns(pblks, into: staging.base + i * size)
-            }
-        }
-        var failed = [Bool](repeating: false, count: loaded.count)
-        try failed.withUnsafeMutableBufferPointer { f in
-            let bad = UncheckedBox(f)
-            try Parallel.forEachSlice(count: loaded.count, parts: Parallel.workers) { _, slice in
-                for i in slice {
-                    guard case .compressed(let len, _) = loaded[i].1 else { continue }
-                    loaded[i].2.data.withUnsafeMutableBytes { out in
-                        bad.value[i] = !LZ4Codec.decompress(staging.base + i * size, count: len,
-                                                            into: out.baseAddress!, expected: size)
-                    }
-                }
-            }
-        }
-        if let i = failed.firstIndex(of: true) {
-            throw CBDError("\(device.path): logical block \(loaded[i].0): compressed data is corrupt")
-        }
-        for (n, _, block) in loaded where blocks.peek(n) == nil {
-            try makeRoom()
-            _ = blocks.insert(n, block)
-        }
-    }
-
-    /// Frees one cache slot if the cache is full.
-    private func makeRoom() throws {
         if blocks.count >= blocks.capacity {
             // A clean block leaves first: it is on disk as it is. Only when every slot holds a
             // dirty block is the whole dirty set committed, as one batch (a few syncs for the
@@ -207,6 +157,9 @@ public final class Volume {
                 if let victim = blocks.oldestKey() { blocks.remove(victim) }
             }
         }
+        let b = CachedBlock(load ? try loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
+        _ = blocks.insert(n, b)
+        return b
     }
 
     /// The entry of lblk `n`, validated: well formed, slots naming data pblks.
