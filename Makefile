@@ -75,7 +75,8 @@ HOSTILE_SEEDS ?= 100
 hostile: build
 	./scripts/hostile.py $$($(SWIFT) build --show-bin-path) $(HOSTILE_FIRST) $(HOSTILE_SEEDS)
 
-## asan / tsan: the test suite under AddressSanitizer / ThreadSanitizer
+## asan / tsan: the test suite under AddressSanitizer / ThreadSanitizer; tsan also runs the
+## serve tests against the plugin built with ThreadSanitizer inside nbdkit (scripts/tsan-serve.sh)
 asan: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan.supp \
@@ -84,6 +85,7 @@ asan: deps
 tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	CBD_BIN=$$($(SWIFT) build --scratch-path .build-tsan --show-bin-path) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	./scripts/tsan-serve.sh
 
 clean:
 	rm -rf .build .build-fuzz .build-asan .build-tsan .fuzz $(DEMO_DIR)

@@ -2,13 +2,27 @@
 // This file only adapts nbdkit's C interface; the work is done in Swift (NBDKitCBD).
 #define NBDKIT_API_VERSION 2
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <nbdkit-plugin.h>
 #include "cbd_plugin.h"
 
-// Every request is serialized: one shared Volume (one cache, one commit order) serves all
-// connections, so a flush on any connection commits every connection's writes.
-#define THREAD_MODEL NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+// Requests run in parallel, on every connection. One shared Volume (one cache, one commit
+// order) serves all connections, so a flush on any connection commits every connection's
+// writes. `volume_lock` makes that Volume safe: reads share it (Volume.readShared may run on
+// many threads at once, decompressing on all cores); everything that changes the cache or the
+// device (write, zero, trim, flush, close, and extents, which fills the metadata cache) holds
+// it alone.
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+static pthread_rwlock_t volume_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+// Evaluates `expr` holding the lock alone or shared; keeps the errno it set.
+#define WITH_LOCK(exclusive, expr) \
+  ({ (exclusive) ? pthread_rwlock_wrlock(&volume_lock) : pthread_rwlock_rdlock(&volume_lock); \
+     int r_ = (expr); int e_ = errno; pthread_rwlock_unlock(&volume_lock); errno = e_; r_; })
+#define EXCLUSIVE(expr) WITH_LOCK(1, expr)
+#define SHARED(expr) WITH_LOCK(0, expr)
 
 void cbd_plugin_error(const char *message, int error) {
   nbdkit_error("%s", message);
@@ -26,7 +40,7 @@ static void *cbd_open(int readonly) {
   return &handle;
 }
 
-static void cbd_close(void *handle) { (void) handle; cbd_plugin_close(); }
+static void cbd_close(void *handle) { (void) handle; (void) EXCLUSIVE(cbd_plugin_close()); }
 static int64_t cbd_get_size(void *handle) { (void) handle; return cbd_plugin_get_size(); }
 static int cbd_can_write(void *handle) { (void) handle; return !cbd_plugin_readonly(); }
 static int cbd_can_flush(void *handle) { (void) handle; return 1; }
@@ -39,27 +53,30 @@ static int cbd_can_extents(void *handle) { (void) handle; return 1; }
 
 static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle; (void) flags;
-  return cbd_plugin_pread(buf, count, offset);
+  return SHARED(cbd_plugin_pread(buf, count, offset));
 }
 
 static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  return cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
 }
 
-static int cbd_flush(void *handle, uint32_t flags) { (void) handle; (void) flags; return cbd_plugin_flush(); }
+static int cbd_flush(void *handle, uint32_t flags) {
+  (void) handle; (void) flags;
+  return EXCLUSIVE(cbd_plugin_flush());
+}
 
 // Trim and zero are the same for this format: whole blocks become unallocated (they read as
 // zeros and take no space), partial blocks are written with zeros. That is as fast as
 // anything can zero, so a fast-zero request is honoured too.
 static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  return cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+  return EXCLUSIVE(cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
 }
 
 static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  return cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+  return EXCLUSIVE(cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
 }
 
 static int add_extent(void *context, uint64_t offset, uint64_t length, int hole) {
@@ -69,7 +86,7 @@ static int add_extent(void *context, uint64_t offset, uint64_t length, int hole)
 static int cbd_extents(void *handle, uint32_t count, uint64_t offset, uint32_t flags,
                        struct nbdkit_extents *extents) {
   (void) handle;
-  return cbd_plugin_extents(count, offset, (flags & NBDKIT_FLAG_REQ_ONE) != 0, extents, add_extent);
+  return EXCLUSIVE(cbd_plugin_extents(count, offset, (flags & NBDKIT_FLAG_REQ_ONE) != 0, extents, add_extent));
 }
 
 static void cbd_dump_plugin(void) {

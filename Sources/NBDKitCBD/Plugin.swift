@@ -4,9 +4,10 @@ import Glibc
 
 /// The nbdkit plugin's state: one device and one `Volume` for the whole server.
 ///
-/// Thread model: nbdkit serializes every request (SERIALIZE_ALL_REQUESTS in plugin.c), so
-/// this state and the `Volume` are only ever used by one thread at a time. One shared Volume
-/// means a flush on any connection commits every connection's writes (multi-conn is safe).
+/// Thread model: PARALLEL (plugin.c). These statics are set before the first connection and
+/// only read afterwards. The `Volume` is guarded by plugin.c's reader-writer lock: reads run
+/// at once through `Volume.readShared`; every other callback holds the lock alone. One shared
+/// Volume means a flush on any connection commits every connection's writes (multi-conn is safe).
 enum Server {
     nonisolated(unsafe) static var path: String?
     nonisolated(unsafe) static var cacheBytes = 32 << 20
@@ -108,7 +109,7 @@ func pluginGetSize() -> Int64 {
 @_cdecl("cbd_plugin_pread")
 func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt64) -> Int32 {
     Server.call {
-        try Server.requireVolume().read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(count)),
+        try Server.requireVolume().readShared(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(count)),
             at: Int(offset))
         return 0
     }

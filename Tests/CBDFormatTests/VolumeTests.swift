@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 @testable import CBDFormat
 
@@ -98,6 +99,38 @@ func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryD
         #expect(throws: CBDError("memory: logical block 7: compressed data is corrupt")) {
             try whole.withUnsafeMutableBytes { try Volume(device: mem, cacheBytes: 64 * bs).read(into: $0, at: 0) }
         }
+    }
+
+    /// `readShared` on many threads at once (as the nbdkit plugin calls it) reads what `read`
+    /// reads: committed blocks of every storage class, holes, and blocks still dirty in the
+    /// cache, at unaligned offsets.
+    @Test func sharedReadsOnManyThreadsMatchRead() throws {
+        let bs = 65536, count = 48
+        let mem = try memoryDevice(physical: 16 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem, cacheBytes: 8 * bs)
+        for n in 0..<count where n % 5 != 0 {
+            try write(v, pattern(UInt8(n), bs, compressible: n % 3 != 0), at: n * bs)
+        }
+        try v.flush()
+        for n in [3, 10, 11] { try write(v, pattern(UInt8(100 + n), bs), at: n * bs) }   // dirty, cached
+        let expected = try readAll(v, 0, count * bs)
+        var rng = SplitMix(seed: 9)
+        let ranges: [(Int, Int)] = (0..<400).map { _ in
+            let offset = Int(rng.next() % UInt64(count * bs - 1))
+            return (offset, 1 + Int(rng.next() % UInt64(min(3 * bs, count * bs - offset))))
+        }
+        let mismatches = Lock(), box = UncheckedBox(v)
+        nonisolated(unsafe) var bad: [Int] = []
+        DispatchQueue.concurrentPerform(iterations: 8) { w in
+            for i in stride(from: w, to: ranges.count, by: 8) {
+                let (offset, length) = ranges[i]
+                var out = [UInt8](repeating: 0xEE, count: length)
+                let ok = (try? out.withUnsafeMutableBytes { try box.value.readShared(into: $0, at: offset) }) != nil
+                if !ok || out[...] != expected[offset ..< offset + length] { mismatches.withLock { bad.append(i) } }
+            }
+        }
+        #expect(bad.isEmpty, "ranges read wrong: \(bad.sorted())")
+        try v.close()
     }
 
     @Test func noStaleReadAfterFlushAndReuse() throws {
@@ -204,7 +237,8 @@ func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryD
             case 0...3:
                 let kind = rng.next() % 3
                 let data: [UInt8] = (0..<len).map { j in
-                    kind == 0 ? UInt8(truncatingIfNeeded: rng.next()) : kind == 1 ? UInt8(truncatingIfNeeded: (off + j) / 37) : 0 }
+                    kind == 0 ? UInt8(truncatingIfNeeded: rng.next())
+                        : kind == 1 ? UInt8(truncatingIfNeeded: (off + j) / 37) : 0 }
                 try write(v, data, at: off)
                 model.replaceSubrange(off..<off + len, with: data)
             case 4:

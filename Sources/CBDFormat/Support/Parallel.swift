@@ -30,13 +30,8 @@ struct UncheckedBox<T>: @unchecked Sendable {
 
 /// The first error of several workers.
 final class ErrorBox: @unchecked Sendable {
-    private var lock = pthread_mutex_t()
-    private(set) var first: Error?
-    init() { pthread_mutex_init(&lock, nil) }
-    deinit { pthread_mutex_destroy(&lock) }
-    func set(_ e: Error) {
-        pthread_mutex_lock(&lock)
-        if first == nil { first = e }
-        pthread_mutex_unlock(&lock)
-    }
+    private let lock = Lock()
+    private var error: Error?
+    var first: Error? { lock.withLock { error } }
+    func set(_ e: Error) { lock.withLock { if error == nil { error = e } } }
 }

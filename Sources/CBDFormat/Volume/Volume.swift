@@ -27,6 +27,8 @@ public final class Volume {
     /// Write even though the device was found DIRTY.
     private let force: Bool
     private var scratch: [UInt8]
+    /// Guards the caches for `readShared` callers, who run at once.
+    private let sharedLock = Lock()
 
     final class CachedBlock {
         var data: [UInt8]
@@ -72,6 +74,38 @@ public final class Volume {
                 (dst.baseAddress! + inner).copyMemory(from: buffer.baseAddress! + done, byteCount: len)
             }
             b.dirty = true
+        }
+    }
+
+    /// Reads a byte range; many threads may call this at once, as long as nothing that changes
+    /// the volume (write, discard, flush, close, `isAllocated`) runs meanwhile: the nbdkit
+    /// plugin holds a reader-writer lock for that. A block waiting in the cache is copied under
+    /// `sharedLock`; any other is read and decompressed by the calling thread into buffers of
+    /// its own, without entering the cache, so readers share nothing else. A block that is not
+    /// in the cache is committed, so this reads what a `read` would.
+    public func readShared(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        try checkRange(offset, buffer.count)
+        try requireNoIntent()
+        let size = geometry.lblkSize
+        let scratch = ByteBuffer(count: size), partial = ByteBuffer(count: size)
+        try forEachBlock(offset, buffer.count) { n, inner, done, len in
+            let dst = buffer.baseAddress! + done
+            let e: AllocationEntry? = try sharedLock.withLock {
+                if let b = blocks.peek(n) {
+                    b.data.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + inner, byteCount: len) }
+                    return nil
+                }
+                return try entry(n)
+            }
+            guard let e else { return }
+            if e == .unallocated {
+                dst.initializeMemory(as: UInt8.self, repeating: 0, count: len)
+            } else if len == size {
+                try load(n, e, into: dst, scratch: scratch.base)
+            } else {
+                try load(n, e, into: partial.base, scratch: scratch.base)
+                dst.copyMemory(from: partial.base + inner, byteCount: len)
+            }
         }
     }
 
@@ -172,24 +206,36 @@ public final class Volume {
 
     /// Reads and decompresses lblk `n` from disk.
     func loadBlock(_ n: Int) throws -> [UInt8] {
-        guard header.intent == nil else {
-            throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
-        }
+        try requireNoIntent()
         var out = [UInt8](repeating: 0, count: geometry.lblkSize)
-        switch try entry(n) {
+        let e = try entry(n)
+        try out.withUnsafeMutableBytes { dst in
+            try scratch.withUnsafeMutableBytes { try load(n, e, into: dst.baseAddress!, scratch: $0.baseAddress!) }
+        }
+        return out
+    }
+
+    /// Reads the block that entry `e` of lblk `n` names into `out` (lblkSize bytes; left as it
+    /// is for an unallocated block), through `scratch` (lblkSize bytes) when compressed.
+    private func load(_ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
+                      scratch: UnsafeMutableRawPointer) throws {
+        switch e {
         case .unallocated:
             break
         case .raw(let pblks):
-            try out.withUnsafeMutableBytes { try device.readPblkRuns(pblks, into: $0.baseAddress!) }
+            try device.readPblkRuns(pblks, into: out)
         case .compressed(let len, let pblks):
-            try scratch.withUnsafeMutableBytes { try device.readPblkRuns(pblks, into: $0.baseAddress!) }
-            let ok = scratch.withUnsafeBytes { src in out.withUnsafeMutableBytes { dst in
-                LZ4Codec.decompress(src.baseAddress!, count: len, into: dst.baseAddress!, expected: dst.count) } }
-            guard ok else {
+            try device.readPblkRuns(pblks, into: scratch)
+            guard LZ4Codec.decompress(scratch, count: len, into: out, expected: geometry.lblkSize) else {
                 throw CBDError("\(device.path): logical block \(n): compressed data is corrupt")
             }
         }
-        return out
+    }
+
+    private func requireNoIntent() throws {
+        guard header.intent == nil else {
+            throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
+        }
     }
 
     // MARK: Commit (copy on write)

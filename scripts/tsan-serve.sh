@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The serve tests (Tests/serve/serve_test.py) against the nbdkit plugin built under
+# ThreadSanitizer. nbdkit itself is not instrumented, so the sanitizer's runtime (and
+# libdispatch, which that runtime needs) is preloaded into the server only; the tools are the
+# ordinary debug build. Any report fails the run. Usage: scripts/tsan-serve.sh [CASE...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
+runtime=$(ls "$toolchain"/lib/clang/*/lib/linux/libclang_rt.tsan-x86_64.so | head -1)
+dispatch=$toolchain/lib/swift/linux/libdispatch.so
+[ -f "$runtime" ] && [ -f "$dispatch" ] || { echo "tsan-serve: no TSan runtime in $toolchain"; exit 1; }
+swift build >/dev/null
+swift build --sanitize=thread --scratch-path .build-tsan --product nbdkit-cbd-plugin >/dev/null
+bin=$(mktemp -d /tmp/cbd-tsan-bin.XXXXXX)
+logs=$(mktemp -d /tmp/cbd-tsan-logs.XXXXXX)
+trap 'rm -rf "$bin"; [ -n "${KEEP_LOGS:-}" ] || rm -rf "$logs"' EXIT
+for t in cbd mkfs.cbd fsck.cbd cbddump; do cp "$(swift build --show-bin-path)/$t" "$bin/"; done
+cp .build-tsan/debug/libnbdkit-cbd-plugin.so "$bin/"
+CBD_SERVE_PRELOAD="$runtime $dispatch" TSAN_OPTIONS="log_path=$logs/report halt_on_error=1" \
+  /usr/bin/python3 Tests/serve/serve_test.py "$bin" "$@"
+if ls "$logs"/report* >/dev/null 2>&1; then
+  cat "$logs"/report*
+  echo "tsan-serve: ThreadSanitizer reported the above"
+  exit 1
+fi
+echo "tsan-serve: no ThreadSanitizer report"
