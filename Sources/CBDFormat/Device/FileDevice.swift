@@ -153,10 +153,17 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
 
     /// Whether `range` holds no data on disk (a hole in a sparse file), by SEEK_DATA.
     public func isHole(_ range: Range<Int>) -> Bool {
-        guard !isBlockDevice else { return false }
-        let next = cbd_seek_data(fd, Int64(range.lowerBound))
-        if next < 0 { return errno == ENXIO }
-        return Int(next) >= range.upperBound
+        guard let next = nextData(from: range.lowerBound) else { return true }
+        return next >= range.upperBound
+    }
+
+    /// The first byte at or after `offset` that is not in a hole (SEEK_DATA); nil when only
+    /// holes follow. A block device, or a filesystem that cannot tell, answers `offset`.
+    public func nextData(from offset: Int) -> Int? {
+        guard !isBlockDevice else { return offset < size ? offset : nil }
+        let next = cbd_seek_data(fd, Int64(offset))
+        if next < 0 { return errno == ENXIO ? nil : offset }
+        return Int(next)
     }
 }
 

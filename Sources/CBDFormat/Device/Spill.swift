@@ -1,3 +1,4 @@
+import CSysShim
 import Glibc
 
 /// An unlinked temporary file: scratch space that vanishes with the process, even on a crash.
@@ -31,6 +32,15 @@ public final class Spill {
         guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot extend", "temporary file",
             errno: errno) }
         size = bytes
+    }
+
+    /// The first byte at or after `offset` that is not in a hole (SEEK_DATA), nil when only
+    /// holes follow; `offset` itself where the filesystem cannot tell.
+    func nextData(from offset: Int) -> Int? {
+        guard offset < size else { return nil }
+        let d = cbd_seek_data(fd, Int64(offset))
+        if d < 0 { return errno == ENXIO ? nil : offset }
+        return Int(d)
     }
 
     public func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {

@@ -43,37 +43,38 @@ struct Assembler {
                 try out.writePblks(bm.bytes, at: g.bitmapPblk(z))
             }
         }
-        try writeTables(into: out, fresh: fresh)
+        try writeTables(into: out)
         try out.sync()
         try out.writeHeader(Formatter.header(for: g))
         try out.sync()
     }
 
-    /// Entries zone by zone, streaming the length log.
-    private func writeTables(into out: BlockDevice, fresh: Bool) throws {
+    /// Entries in lblk order, streaming the length log. The tables read as zeros already
+    /// (fresh, or zeroed above) and an unallocated block's entry is zero, so only allocated
+    /// blocks are written, and holes in the log (runs of unallocated blocks that a sparse
+    /// input left) are skipped with SEEK_DATA: the cost follows the data, not the logical size.
+    private func writeTables(into out: BlockDevice) throws {
         let g = geometry
         let codec = EntryCodec(g)
         let batch = 65536
         var lens = [UInt32](repeating: 0, count: batch)
         var stream = 0
-        let table = TableStream(device: out, entryLen: codec.entryLen, skipZeros: fresh)
+        let table = TableStream(device: out, entryLen: codec.entryLen)
         var n = 0
-        for z in 0..<g.nrZones {
-            table.start(at: g.entryOffset(zone: z, index: 0))
-            for _ in g.lblks(inZone: z) {
-                if n % batch == 0 {
-                    let c = min(batch, g.nrLblk - n)
-                    try lens.withUnsafeMutableBytes { try lengths.read(into: $0.baseAddress!, c * 4, at: n * 4) }
-                }
-                let len = lens[n % batch]
-                let length = len == Assembler.rawMarker ? codec.rawLength : Int(len)
-                try table.append { p in
+        while n < g.nrLblk, let next = lengths.nextData(from: n * 4) {
+            n = max(n, next / 4)
+            let c = min(batch, g.nrLblk - n)
+            guard c > 0 else { break }
+            try lens.withUnsafeMutableBytes { try lengths.read(into: $0.baseAddress!, c * 4, at: n * 4) }
+            for i in 0..<c where lens[i] != 0 {
+                let length = lens[i] == Assembler.rawMarker ? codec.rawLength : Int(lens[i])
+                try table.put(at: g.entryOffset(ofLblk: n + i)) { p in
                     codec.encode(length: length, to: p) { Pblk(g.dataPblk(streamIndex: stream + $0)) }
-                    stream += codec.usedSlots(length: length)
                 }
-                n += 1
+                stream += codec.usedSlots(length: length)
             }
-            try table.finish()
+            n += c
         }
+        try table.flush()
     }
 }

@@ -71,9 +71,29 @@ public struct CBDToRaw {
             }
         }
         var previous: Window?
-        for (k, (first, count)) in ranges.enumerated() {
+        var holes = HoleFinder(input)
+        var slot = 0, holeBlocks = 0
+        for (first, count) in ranges {
+            // A window whose table is a hole (a sparse image) holds only unallocated blocks:
+            // nothing to read or decode, and a hole in the output (zeros on a device or stream,
+            // written after the window before it).
+            let table = g.entryOffset(ofLblk: first) ..< g.entryOffset(ofLblk: first) + count * g.entryLen
+            if holes.isHole(table) {
+                holeBlocks += count
+                if zeroHoles {
+                    if let p = previous {
+                        p.done.wait()
+                        if let e = p.error.first { throw e }
+                        try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles)
+                        previous = nil
+                    }
+                    try out.zero(first * g.lblkSize ..< (first + count) * g.lblkSize)
+                }
+                continue
+            }
             if let p = previous { p.done.wait(); if let e = p.error.first { throw e } }
-            let w = windows[k % 2]
+            let w = windows[slot % 2]
+            slot += 1
             w.first = first
             w.count = count
             let job = UncheckedBox((input, g, codec, scratch, counts))
@@ -84,7 +104,7 @@ public struct CBDToRaw {
             }
             if let p = previous { try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles) }
             previous = w
-            if k > 0 { progress?(first * g.lblkSize, g.logicalBytes) }
+            progress?(first * g.lblkSize, g.logicalBytes)
         }
         if let p = previous {
             p.done.wait()
@@ -95,6 +115,7 @@ public struct CBDToRaw {
         var summary = ConvertSummary()
         summary.blocks = g.nrLblk
         (summary.compressedBlocks, summary.rawBlocks, summary.unallocatedBlocks, summary.dataPblks) = counts.totals()
+        summary.unallocatedBlocks += holeBlocks
         return summary
     }
 
@@ -160,6 +181,22 @@ public struct CBDToRaw {
             }
             j = k
         }
+    }
+}
+
+/// Answers "is this range a hole?" for ranges in increasing order with few SEEK_DATA calls:
+/// the last answer (no data before `dataAt`) serves every range below it.
+struct HoleFinder {
+    let device: FileDevice
+    private var asked = Int.max, dataAt = 0
+    init(_ device: FileDevice) { self.device = device }
+
+    mutating func isHole(_ range: Range<Int>) -> Bool {
+        if range.lowerBound < asked || range.lowerBound > dataAt {
+            asked = range.lowerBound
+            dataAt = device.nextData(from: range.lowerBound) ?? Int.max
+        }
+        return dataAt >= range.upperBound
     }
 }
 

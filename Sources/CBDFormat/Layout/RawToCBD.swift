@@ -56,6 +56,17 @@ public struct RawToCBD {
         summary.blocks = nrLblk
         var first = 0
         while first < nrLblk {
+            // Blocks in a hole of the input are unallocated: a hole in the length log too,
+            // and nothing read, cleared or compressed. The next window starts at the data.
+            let data0 = input.nextData(from: first * lblkSize).map { $0 / lblkSize } ?? nrLblk
+            if data0 > first {
+                let skipped = min(data0, nrLblk) - first
+                try lengths.extend(to: (first + skipped) * 4)
+                summary.unallocatedBlocks += skipped
+                first += skipped
+                progress?(min(first * lblkSize, input.size), input.size)
+                continue
+            }
             let count = min(perWorker * workers, nrLblk - first)
             let windowFirst = first
             try lens.withUnsafeMutableBufferPointer { lensPtr in

@@ -1,50 +1,33 @@
-/// Writes a zone's table as a stream of entries, in large writes.
+/// Writes allocation entries into tables that already read as zeros (a fresh sparse file,
+/// or tables zeroed first), gathering neighbouring entries into large writes. Only the
+/// entries put are written: the cost follows the allocated blocks, not the table size.
 final class TableStream {
     let device: BlockDevice
     let entryLen: Int
-    /// On a fresh (all-zero, sparse) output, all-zero chunks are left as holes.
-    let skipZeros: Bool
     private let buffer: ByteBuffer
     private var used = 0
+    /// Device byte offset of the buffer's first byte.
     private var offset = 0
 
-    init(device: BlockDevice, entryLen: Int, skipZeros: Bool) {
+    init(device: BlockDevice, entryLen: Int) {
         self.device = device
         self.entryLen = entryLen
-        self.skipZeros = skipZeros
         buffer = ByteBuffer(count: max(1 << 20, entryLen))
     }
 
-    /// Starts a table at byte `offset` of the device (a table's first pblk).
-    func start(at offset: Int) {
-        self.offset = offset
-        used = 0
-    }
-
-    /// Lets `fill` write one entry at the end of the stream.
-    func append(_ fill: (UnsafeMutableRawPointer) throws -> Void) throws {
-        if used + entryLen > buffer.count { try flush() }
+    /// Lets `fill` write the entry at device byte `at`; an entry that does not follow the
+    /// previous one starts a new write.
+    func put(at position: Int, _ fill: (UnsafeMutableRawPointer) throws -> Void) throws {
+        if used > 0 && (position != offset + used || used + entryLen > buffer.count) { try flush() }
+        if used == 0 { offset = position }
         try fill(buffer.base + used)
         used += entryLen
     }
 
-    func finish() throws {
-        // Pad to the end of the table's last pblk (the rest of it is zero). The stream's
-        // position is absolute: after a flush the buffer no longer starts on a pblk boundary.
-        let end = offset + used
-        let padding = (end + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize - end
-        if used + padding > buffer.count { try flush() }
-        (buffer.base + used).initializeMemory(as: UInt8.self, repeating: 0, count: padding)
-        used += padding
-        try flush()
-    }
-
-    private func flush() throws {
+    /// Writes what is gathered.
+    func flush() throws {
         guard used > 0 else { return }
-        if !(skipZeros && isAllZero(buffer.base, used)) {
-            try device.write(UnsafeRawBufferPointer(buffer[0..<used]), at: offset)
-        }
-        offset += used
+        try device.write(UnsafeRawBufferPointer(buffer[0..<used]), at: offset)
         used = 0
     }
 }
