@@ -3,10 +3,14 @@
 
 SWIFT    ?= swift
 PACKAGES := python3 pkg-config liblz4-dev libblkid-dev zlib1g-dev e2fsprogs lz4 util-linux bsdutils mandoc qemu-utils fdisk time strace \
-            nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
+            nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd dpkg-dev man-db xz-utils
 DEMO_DIR ?= demo-out
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+# Release builds link the Swift runtime statically: installed tools run without a toolchain.
+RELEASE  := $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: all deps build release test demo lint-man bench fsck-expect fuzz hostile asan tsan clean
+.PHONY: all deps build release test install-test install uninstall deb demo lint-man bench fsck-expect fuzz hostile asan tsan clean
 
 all: build
 
@@ -28,12 +32,24 @@ build: deps
 	$(SWIFT) build
 
 release: deps
-	$(SWIFT) build -c release
+	$(RELEASE)
 
-## test: every test (unit, end to end, man page lint)
+## test: every test (unit, end to end, man page lint, install and package)
 test: deps lint-man
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	./scripts/install-test.sh
+
+## install / uninstall: PREFIX (default /usr/local) and DESTDIR as usual; see scripts/install.sh
+install: release
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) ./scripts/install.sh install $$($(RELEASE) --show-bin-path)
+
+uninstall:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) ./scripts/install.sh uninstall
+
+## deb: the Debian package cbd-tools_VERSION_ARCH.deb in the current folder
+deb: release
+	./scripts/deb.sh $$($(RELEASE) --show-bin-path) .
 
 lint-man: deps
 	mandoc -T lint -W warning man/*.[0-9]

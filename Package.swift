@@ -1,5 +1,11 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+// The version lives in one place, the VERSION file; C targets get it as CBD_VERSION.
+let version = ((try? String(contentsOfFile: Context.packageDirectory + "/VERSION", encoding: .utf8)) ?? "unknown")
+    .trimmingCharacters(in: .whitespacesAndNewlines)
+let versionDefine = CSetting.define("CBD_VERSION", to: "\"\(version)\"")
 
 // Linux only: the device layer calls Glibc, libblkid and Linux ioctls directly.
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
@@ -24,8 +30,9 @@ let package = Package(
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
         // zlib's crc32, for the undo file's checksums.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // Our own wrappers for fallocate(2), lseek(2) and ioctl(2), which Swift cannot call directly.
-        .target(name: "CSysShim"),
+        // Our own wrappers for fallocate(2), lseek(2) and ioctl(2), which Swift cannot call directly
+        // (and the version, from VERSION).
+        .target(name: "CSysShim", cSettings: [versionDefine]),
         // The format, the device layer and the kernel-equivalent read/write path. Never prints.
         .target(name: "CBDFormat", dependencies: ["CLZ4", "CBlkid", "CZlib", "CSysShim"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.
@@ -35,7 +42,7 @@ let package = Package(
         .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
         // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.
-        .target(name: "CNBDKitCBD"),
+        .target(name: "CNBDKitCBD", cSettings: [versionDefine]),
         .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CNBDKitCBD"]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.

@@ -1,5 +1,4 @@
 import CBDFormat
-import Foundation
 
 /// The two views of a `Report`: aligned `key: value` text and JSON.
 extension Report {
@@ -64,11 +63,58 @@ extension Report {
     public func json() -> String { JSON.line(jsonObject()) }
 }
 
-/// One JSON object on one line, keys sorted (stable output for scripts and tests).
+/// One JSON object on one line, keys sorted (stable output for scripts and tests). Written
+/// here rather than with Foundation's JSONSerialization: Foundation would be most of each
+/// tool's size once the Swift runtime is linked statically, for a few lines of output.
 public enum JSON {
     public static func line(_ object: [String: Any]) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object,
-            options: [.sortedKeys]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+        var out = ""
+        write(object, to: &out)
+        return out
+    }
+
+    static func write(_ value: Any, to out: inout String) {
+        switch value {
+        case let s as String: quote(s, to: &out)
+        case let b as Bool: out += b ? "true" : "false"
+        case let n as any BinaryInteger: out += String(describing: n)
+        case let d as Double: out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : "\(d)") : "null"
+        case let list as [Any]:
+            out += "["
+            for (k, item) in list.enumerated() {
+                if k > 0 { out += "," }
+                write(item, to: &out)
+            }
+            out += "]"
+        case let object as [String: Any]:
+            out += "{"
+            for (k, key) in object.keys.sorted().enumerated() {
+                if k > 0 { out += "," }
+                quote(key, to: &out)
+                out += ":"
+                write(object[key] ?? "", to: &out)
+            }
+            out += "}"
+        default: quote("\(value)", to: &out)
+        }
+    }
+
+    /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259).
+    static func quote(_ s: String, to out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20:
+                let hex = String(c.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
     }
 }

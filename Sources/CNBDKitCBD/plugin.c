@@ -96,6 +96,7 @@ static void cbd_dump_plugin(void) {
 
 static struct nbdkit_plugin plugin = {
   .name = "cbd",
+  .version = CBD_VERSION,
   .longname = "compressed block device (CBD) plugin",
   .description = "Serves the logical device of a CBD image or block device (cbd-tools).",
   .config = cbd_config,

@@ -27,3 +27,12 @@ int cbd_blk_readonly(int fd) {
     if (ioctl(fd, BLKROGET, &ro) != 0) return -1;
     return ro ? 1 : 0;
 }
+
+const char *cbd_version(void) {
+    return CBD_VERSION;
+}
+
+int64_t cbd_copy_range(int fd_in, int64_t offset_in, int fd_out, int64_t offset_out, int64_t length) {
+    off64_t in = offset_in, out = offset_out;
+    return copy_file_range(fd_in, &in, fd_out, &out, (size_t) length, 0);
+}

@@ -12,7 +12,8 @@ struct Dump: ParsableCommand {
             is damaged still shows its fields and why they are wrong. \
             Exit status: 0 on success, 1 on an error (unreadable device, number out of range, \
             damaged header), 64 on a usage error.
-            """)
+            """,
+        version: ToolVersion.line("cbddump"))
 
     @Argument(help: "The device or image file.") var device: String
     @Option(help: "Show zone N: pblk ranges, bitmap usage, free extents, entries in use.") var zone: Int?

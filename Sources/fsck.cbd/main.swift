@@ -1,7 +1,7 @@
 import ArgumentParser
 import CBDCLI
 import CBDFormat
-import Foundation
+import Glibc
 
 /// fsck.cbd: check and repair a CBD device, with the conventions of fsck(8) and e2fsck.
 struct Fsck: ParsableCommand {
@@ -11,7 +11,8 @@ struct Fsck: ParsableCommand {
         discussion: """
             Exit status (combined by OR): 0 no errors, 1 errors corrected, 4 errors left \
             uncorrected, 8 operational error, 16 usage error, 32 cancelled by the user.
-            """)
+            """,
+        version: ToolVersion.line("fsck.cbd"))
 
     @Flag(name: .customShort("n"), help: "Open read-only, change nothing, answer no to every question.") var no = false
     @Flag(name: .customShort("y"), help: "Fix every problem without asking.") var yes = false
@@ -112,7 +113,7 @@ struct Fsck: ParsableCommand {
             let question = "\(p.message).  \(p.action)<y>? [y/n/a(ll)/q(uit)] "
             if json { FileHandleStderr.write(question) } else { print(question, terminator: ""); fflush(nil) }
             guard let line = readLine()?.lowercased() else { return .quit }
-            switch line.trimmingCharacters(in: .whitespaces) {
+            switch line.filter({ !$0.isWhitespace }) {
             case "", "y", "yes": return .yes
             case "n", "no": return .no
             case "a", "all": return .all

@@ -12,7 +12,8 @@ struct Mkfs: ParsableCommand {
             the suffixes of util-linux: K M G T P E (or KiB...) for powers of 1024, kB MB GB TB \
             for powers of 1000. An image file that does not exist is created (sparse) \
             when SIZE is given. Exit status: 0 on success, 1 on failure, 64 on a usage error.
-            """)
+            """,
+        version: ToolVersion.line("mkfs.cbd"))
 
     @Argument(help: "Block device or image file.") var device: String
     @Argument(help: "Physical size to use, e.g. 1G (also -s).") var size: SizeArgument?

@@ -157,6 +157,14 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         return next >= range.upperBound
     }
 
+    /// The first byte at or after `offset` (which holds data) that is in a hole or at the end
+    /// (SEEK_HOLE). A block device, or a filesystem that cannot tell, answers its size.
+    public func nextHole(from offset: Int) -> Int {
+        guard !isBlockDevice else { return size }
+        let next = cbd_seek_hole(fd, Int64(offset))
+        return next < 0 ? size : min(Int(next), size)
+    }
+
     /// The first byte at or after `offset` that is not in a hole (SEEK_DATA); nil when only
     /// holes follow. A block device, or a filesystem that cannot tell, answers `offset`.
     public func nextData(from offset: Int) -> Int? {

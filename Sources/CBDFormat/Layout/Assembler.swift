@@ -26,15 +26,20 @@ struct Assembler {
             try out.sync()
             for z in 0..<g.nrZones { try out.zero(g.metadataBytes(zone: z)) }
         }
-        // Data: the spill's stream fills zone after zone.
+        // Data: the spill's stream fills zone after zone; into a file, copied by the kernel.
         let chunk = ByteBuffer(count: 8 << 20)
+        var inKernel = (out as? FileDevice).map { !$0.isBlockDevice } ?? false
         for z in 0..<g.nrZones {
             let used = max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z)))
-            var done = 0
+            let from = z * Units.pblksPerBitmap * Units.pblkSize, to = g.dataStart(z) * Units.pblkSize
+            if inKernel, let file = out as? FileDevice {
+                inKernel = data.copy(used * Units.pblkSize, at: from, toFile: file.fd, at: to)
+            }
+            var done = inKernel ? used * Units.pblkSize : 0
             while done < used * Units.pblkSize {
                 let n = min(chunk.count, used * Units.pblkSize - done)
-                try data.read(into: chunk.base, n, at: z * Units.pblksPerBitmap * Units.pblkSize + done)
-                try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: g.dataStart(z) * Units.pblkSize + done)
+                try data.read(into: chunk.base, n, at: from + done)
+                try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: to + done)
                 done += n
             }
             var bm = Bitmap(dataPblks: g.dataPblkCount(z))

@@ -71,7 +71,7 @@ public struct CBDToRaw {
             }
         }
         var previous: Window?
-        var holes = HoleFinder(input)
+        var holes = HoleMap(input)
         var slot = 0, holeBlocks = 0
         for (first, count) in ranges {
             // A window whose table is a hole (a sparse image) holds only unallocated blocks:
@@ -181,22 +181,6 @@ public struct CBDToRaw {
             }
             j = k
         }
-    }
-}
-
-/// Answers "is this range a hole?" for ranges in increasing order with few SEEK_DATA calls:
-/// the last answer (no data before `dataAt`) serves every range below it.
-struct HoleFinder {
-    let device: FileDevice
-    private var asked = Int.max, dataAt = 0
-    init(_ device: FileDevice) { self.device = device }
-
-    mutating func isHole(_ range: Range<Int>) -> Bool {
-        if range.lowerBound < asked || range.lowerBound > dataAt {
-            asked = range.lowerBound
-            dataAt = device.nextData(from: range.lowerBound) ?? Int.max
-        }
-        return dataAt >= range.upperBound
     }
 }
 

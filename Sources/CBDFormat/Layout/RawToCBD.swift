@@ -55,10 +55,11 @@ public struct RawToCBD {
         var summary = ConvertSummary()
         summary.blocks = nrLblk
         var first = 0
+        var holes = HoleMap(input)
         while first < nrLblk {
             // Blocks in a hole of the input are unallocated: a hole in the length log too,
             // and nothing read, cleared or compressed. The next window starts at the data.
-            let data0 = input.nextData(from: first * lblkSize).map { $0 / lblkSize } ?? nrLblk
+            let data0 = holes.data(after: first * lblkSize).map { $0.lowerBound / lblkSize } ?? nrLblk
             if data0 > first {
                 let skipped = min(data0, nrLblk) - first
                 try lengths.extend(to: (first + skipped) * 4)
@@ -69,12 +70,13 @@ public struct RawToCBD {
             }
             let count = min(perWorker * workers, nrLblk - first)
             let windowFirst = first
+            let extents = holes.dataRanges(in: first * lblkSize ..< min((first + count) * lblkSize, input.size))
             try lens.withUnsafeMutableBufferPointer { lensPtr in
                 try outUsed.withUnsafeMutableBufferPointer { usedPtr in
                     let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
                     try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
                         let lo = windowFirst + slice.lowerBound
-                        try readSkippingHoles(input, lblks: lo..<lo + slice.count, into: inBufs[w])
+                        try read(input, lblks: lo..<lo + slice.count, extents: extents, into: inBufs[w])
                         var used = 0
                         for i in 0..<slice.count {
                             let src = inBufs[w].base + i * lblkSize
@@ -115,29 +117,20 @@ public struct RawToCBD {
         return summary
     }
 
-    /// Fills `buffer` with the blocks `lblks`, reading only the data extents of a sparse file.
-    private func readSkippingHoles(_ input: FileDevice, lblks: Range<Int>, into buffer: ByteBuffer) throws {
+    /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
+    /// (sorted); the rest reads as zeros.
+    private func read(_ input: FileDevice, lblks: Range<Int>, extents: [Range<Int>],
+                      into buffer: ByteBuffer) throws {
         let lblkSize = Units.pblkSize << lblkShift
-        let start = lblks.lowerBound * lblkSize
-        let end = min(lblks.upperBound * lblkSize, input.size)
-        let bufEnd = lblks.count * lblkSize
+        let start = lblks.lowerBound * lblkSize, end = lblks.upperBound * lblkSize
         var pos = start
-        while pos < end {
-            var dataStart = pos, dataEnd = end
-            if !input.isBlockDevice {
-                let d = Int(cbd_seek_data(input.fd, Int64(pos)))
-                if d < 0 || d >= end { break }
-                dataStart = d
-                let h = Int(cbd_seek_hole(input.fd, Int64(d)))
-                dataEnd = h < 0 ? end : min(h, end)
-            }
-            if dataStart > pos {
-                buffer[(pos - start)..<(dataStart - start)].initializeMemory(as: UInt8.self, repeating: 0)
-            }
-            try input.read(into: buffer[(dataStart - start)..<(dataEnd - start)], at: dataStart)
-            pos = dataEnd
+        for e in extents where e.upperBound > start && e.lowerBound < end {
+            let from = max(e.lowerBound, start), to = min(e.upperBound, end)
+            if from > pos { buffer[(pos - start)..<(from - start)].initializeMemory(as: UInt8.self, repeating: 0) }
+            try input.read(into: buffer[(from - start)..<(to - start)], at: from)
+            pos = to
         }
-        if pos - start < bufEnd { buffer[(pos - start)..<bufEnd].initializeMemory(as: UInt8.self, repeating: 0) }
+        if pos < end { buffer[(pos - start)..<(end - start)].initializeMemory(as: UInt8.self, repeating: 0) }
     }
 
     // MARK: Pass 2: lay out

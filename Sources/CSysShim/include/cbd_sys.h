@@ -15,3 +15,7 @@ int64_t cbd_seek_data(int fd, int64_t offset);
 int64_t cbd_seek_hole(int fd, int64_t offset);
 /// ioctl(BLKROGET): 1 when the block device is read-only, 0 when writable, -1 on error.
 int cbd_blk_readonly(int fd);
+/// The cbd-tools version (the VERSION file, passed in by Package.swift).
+const char *cbd_version(void);
+/// copy_file_range(2) between two offsets: bytes copied (possibly fewer), or -1 with errno.
+int64_t cbd_copy_range(int fd_in, int64_t offset_in, int fd_out, int64_t offset_out, int64_t length);

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The install and package checks of `make test` (issue 14), on the release build:
+#  1. make install DESTDIR=<tmp> PREFIX=/usr puts every file where it belongs;
+#  2. with the Swift toolchain's folder hidden (unshare -m, an empty tmpfs over it), every
+#     installed tool runs: --version, mkfs, fsck, convert both ways, cbd serve with the plugin;
+#  3. man -l renders every installed page; bash loads every completion;
+#  4. make uninstall leaves nothing behind;
+#  5. make deb builds a package with the same files, Depends naming liblz4 and libblkid;
+#     dpkg -i installs it, fsck -t cbd dispatches to fsck.cbd, dpkg -r removes it all.
+# Needs root (unshare, mount, dpkg -i). One line per check; exit 1 at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "install-test: needs root (unshare, mount, dpkg -i)"; exit 1; }
+release=(swift build -c release --static-swift-stdlib)
+"${release[@]}" >/dev/null
+bin=$("${release[@]}" --show-bin-path)
+work=$(mktemp -d /tmp/cbd-install-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+dest=$work/dest
+mkdir -p "$dest"
+fail() { echo "install-test: FAIL: $*"; exit 1; }
+ok() { echo "install-test: ok   $*"; }
+
+# 1. install
+make -s install PREFIX=/usr DESTDIR="$dest" >/dev/null
+plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
+for f in usr/sbin/mkfs.cbd usr/sbin/fsck.cbd usr/sbin/cbddump usr/bin/cbd "${plugindir#/}/nbdkit-cbd-plugin.so" \
+         usr/share/man/man5/cbd.5 usr/share/man/man8/fsck.cbd.8 usr/share/man/man1/nbdkit-cbd-plugin.1 \
+         usr/share/bash-completion/completions/cbd usr/share/zsh/site-functions/_fsck.cbd \
+         usr/share/fish/vendor_completions.d/mkfs.cbd.fish; do
+  [ -f "$dest/$f" ] || fail "make install did not put /$f"
+done
+ok "make install PREFIX=/usr DESTDIR=$dest: $(find "$dest" -type f | wc -l) files"
+
+# 2. without the toolchain
+toolchain=$(dirname "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")")
+for t in usr/sbin/mkfs.cbd usr/sbin/fsck.cbd usr/sbin/cbddump usr/bin/cbd "${plugindir#/}/nbdkit-cbd-plugin.so"; do
+  if ldd "$dest/$t" | grep -q "$toolchain"; then fail "/$t loads from $toolchain: $(ldd "$dest/$t" | grep "$toolchain")"; fi
+done
+unshare -m bash -euo pipefail -c '
+  dest=$1 toolchain=$2 plugin=$3 work=$4
+  mount -t tmpfs none "$toolchain"
+  [ -z "$(ls -A "$toolchain")" ] || { echo "toolchain still visible"; exit 1; }
+  for t in sbin/mkfs.cbd sbin/fsck.cbd sbin/cbddump bin/cbd; do
+    v=$("$dest/usr/$t" --version)
+    case "$v" in "$(basename "$t") "*"(liblz4 "*) ;; *) echo "$t --version: $v"; exit 1 ;; esac
+  done
+  "$dest/usr/sbin/mkfs.cbd" -q "$work/dev.cbd" 16M
+  "$dest/usr/sbin/fsck.cbd" -fn "$work/dev.cbd" >/dev/null
+  "$dest/usr/sbin/cbddump" "$work/dev.cbd" >/dev/null
+  head -c 3000000 /usr/bin/bash > "$work/raw.img"
+  "$dest/usr/bin/cbd" convert -q "$work/raw.img" "$work/raw.cbd"
+  "$dest/usr/bin/cbd" convert -q "$work/raw.cbd" "$work/back.img"
+  cmp <(head -c 3000000 "$work/back.img") "$work/raw.img"
+  nbdkit -U - "$plugin" file="$work/raw.cbd" --run "nbdcopy \"\$uri\" $work/served.img" 
+  cmp <(head -c 3000000 "$work/served.img") "$work/raw.img"
+' _ "$dest" "$toolchain" "$dest$plugindir/nbdkit-cbd-plugin.so" "$work" || fail "installed tools without $toolchain"
+ok "installed tools run with $toolchain hidden: --version, mkfs, fsck, cbddump, convert both ways, the plugin in nbdkit"
+
+# 3. man pages and completions
+for page in "$dest"/usr/share/man/man*/*; do
+  out=$(MANWIDTH=80 man -l "$page" 2>&1) || fail "man -l $page"
+  grep -q "NAME" <<< "$out" || fail "man -l $page printed no NAME section"
+done
+for t in cbd mkfs.cbd fsck.cbd cbddump; do
+  bash -c "source '$dest/usr/share/bash-completion/completions/$t' && complete -p '$t'" >/dev/null \
+    || fail "bash completion for $t does not load"
+done
+ok "man -l renders $(ls "$dest"/usr/share/man/man*/* | wc -l) pages; bash loads 4 completions"
+
+# 4. uninstall
+make -s uninstall PREFIX=/usr DESTDIR="$dest" >/dev/null
+left=$(find "$dest" -mindepth 1)
+[ -z "$left" ] || fail "make uninstall left: $left"
+ok "make uninstall leaves nothing"
+
+# 5. the package
+deb=$(./scripts/deb.sh "$bin" "$work")
+make -s install PREFIX=/usr DESTDIR="$dest" >/dev/null
+rm -r "$dest/usr/share/cbd-tools"
+diff <(cd "$dest" && find . -type f | sort) \
+     <(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}' | grep -v '^./usr/share/doc/cbd-tools/' | sort) \
+  || fail "the package's files differ from make install's"
+depends=$(dpkg-deb -f "$deb" Depends)
+case "$depends" in *liblz4*) ;; *) fail "Depends lacks liblz4: $depends" ;; esac
+case "$depends" in *libblkid*) ;; *) fail "Depends lacks libblkid: $depends" ;; esac
+dpkg -s cbd-tools >/dev/null 2>&1 && fail "cbd-tools is installed on this machine already: not touching it"
+dpkg -i "$deb" >/dev/null || fail "dpkg -i $deb"
+trap 'dpkg -r cbd-tools >/dev/null 2>&1; rm -rf "$work"' EXIT
+/usr/sbin/mkfs.cbd -q "$work/fsck-t.cbd" 16M
+out=$(fsck -t cbd -n "$work/fsck-t.cbd" 2>&1) || fail "fsck -t cbd -n: $out"
+grep -q "clean" <<< "$out" || fail "fsck -t cbd -n did not run fsck.cbd: $out"
+[ "$(cbd serve --help >/dev/null && command -v cbd)" = /usr/bin/cbd ] || fail "cbd is not /usr/bin/cbd"
+nbdkit cbd --version | grep -q "$(cat VERSION)" || fail "nbdkit cbd --version does not name $(cat VERSION)"
+files=$(dpkg -L cbd-tools | while read -r f; do [ -f "$f" ] && echo "$f"; done)
+dpkg -r cbd-tools >/dev/null || fail "dpkg -r cbd-tools"
+for f in $files; do [ ! -e "$f" ] || fail "dpkg -r left $f"; done
+ok "$(basename "$deb"): same files as make install, Depends: $depends; dpkg -i, fsck -t cbd, dpkg -r"
