@@ -43,7 +43,10 @@ let package = Package(
         .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
         // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.
         .target(name: "CNBDKitCBD", cSettings: [versionDefine]),
-        .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CNBDKitCBD"]),
+        // Release builds link the Swift runtime into the plugin, as `--static-swift-stdlib`
+        // does for the tools (SwiftPM applies it to executables only): nbdkit loads it anywhere.
+        .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CNBDKitCBD"],
+                linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.
         .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat"], path: "Fuzz",

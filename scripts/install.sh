@@ -38,10 +38,10 @@ dir() {
   for m in "${missing[@]}"; do mkdir "$m"; echo "dir $m" >> "$list"; done
 }
 
-# put MODE SOURCE TARGET: install one file and record it.
+# put MODE SOURCE TARGET: install one file and record it; programs are stripped.
 put() {
   dir "$(dirname "$3")"
-  install -m "$1" "$2" "$3"
+  if [ "$1" = 755 ]; then install -s -m 755 "$2" "$3"; else install -m "$1" "$2" "$3"; fi
   echo "file $3" >> "$list"
 }
 

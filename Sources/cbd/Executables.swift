@@ -19,6 +19,19 @@ enum Executables {
         return OutputFile.directory(of: exe)
     }
 
+    /// The standard output of a shell command, nil if it could not run.
+    static func output(of command: String) -> String? {
+        guard let pipe = popen(command, "r") else { return nil }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buf, 1, buf.count, pipe)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return pclose(pipe) == 0 ? String(decoding: out, as: UTF8.self) : nil
+    }
+
     /// Replaces this process with `args[0]`: signals then reach it directly. A parent may
     /// have started us with signals blocked (a test runner does); the server must see
     /// SIGINT and SIGTERM to stop cleanly, so they are unblocked and left at their defaults.

@@ -37,7 +37,7 @@ struct Serve: ParsableCommand {
             guard let nbdkit = Executables.find("nbdkit") else {
                 throw CBDError("nbdkit is not installed: install the package nbdkit (apt-get install nbdkit)")
             }
-            let plugin = try Serve.plugin()
+            let plugin = try Serve.plugin(nbdkit: nbdkit)
             // Refuse here what the plugin would refuse in nbdkit's log, with the tools' words.
             _ = try FileDevice(path: device, mode: .readOnly).readHeader()
             var args = [nbdkit]
@@ -66,15 +66,18 @@ struct Serve: ParsableCommand {
         }
     }
 
-    /// The plugin: beside this program in the build folder, or installed in nbdkit's plugin
-    /// folder, or in PREFIX/lib/nbdkit/plugins beside PREFIX/bin.
-    static func plugin() throws -> String {
+    /// The plugin: beside this program in the build folder, or in PREFIX/lib/nbdkit/plugins
+    /// beside PREFIX/bin (make install), or in nbdkit's own plugin folder (`nbdkit
+    /// --dump-config`: make install PREFIX=/usr, the .deb).
+    static func plugin(nbdkit: String) throws -> String {
         let dir = Executables.ownDirectory()
+        let config = Executables.output(of: "'\(nbdkit)' --dump-config 2>/dev/null") ?? ""
+        let pluginDir = config.split(separator: "\n").first { $0.hasPrefix("plugindir=") }
+            .map { String($0.dropFirst("plugindir=".count)) } ?? "/usr/lib/nbdkit/plugins"
         let candidates = [
             "\(dir)/libnbdkit-cbd-plugin.so",
             "\(dir)/../lib/nbdkit/plugins/nbdkit-cbd-plugin.so",
-            "/usr/lib/x86_64-linux-gnu/nbdkit/plugins/nbdkit-cbd-plugin.so",
-            "/usr/lib/nbdkit/plugins/nbdkit-cbd-plugin.so",
+            "\(pluginDir)/nbdkit-cbd-plugin.so",
         ]
         guard let found = candidates.first(where: { access($0, R_OK) == 0 }) else {
             throw CBDError("the cbd nbdkit plugin is not installed (looked for \(candidates[0]) and in nbdkit's "

@@ -1,4 +1,5 @@
 import CSysShim
+import Dispatch
 import Glibc
 
 /// Converts a raw image (or block device) into a CBD device.
@@ -43,24 +44,59 @@ public struct RawToCBD {
 
     // MARK: Pass 1: compress
 
+    /// A window of blocks: each worker's input and output buffers and the lengths found.
+    /// Two alternate, so that one is written to the spill while the next one compresses.
+    final class Batch: @unchecked Sendable {
+        let inBufs: [ByteBuffer], outBufs: [ByteBuffer]
+        var outUsed: [Int]
+        var lens: [UInt32]
+        var first = 0, count = 0
+        var extents: [Range<Int>] = []
+        let done = DispatchGroup()
+        let error = ErrorBox()
+        init(workers: Int, bytesPerWorker: Int, blocks: Int) {
+            inBufs = (0..<workers).map { _ in ByteBuffer(count: bytesPerWorker) }
+            outBufs = (0..<workers).map { _ in ByteBuffer(count: bytesPerWorker) }
+            outUsed = [Int](repeating: 0, count: workers)
+            lens = [UInt32](repeating: 0, count: blocks)
+        }
+    }
+
     func compress(_ input: FileDevice, nrLblk: Int, data: Spill, lengths: Spill) throws -> ConvertSummary {
         let lblkSize = Units.pblkSize << lblkShift
         let workers = Parallel.workers
         let perWorker = max(1, bytesPerWorker / lblkSize)
-        let inBufs = (0..<workers).map { _ in ByteBuffer(count: perWorker * lblkSize) }
-        let outBufs = (0..<workers).map { _ in ByteBuffer(count: perWorker * lblkSize) }
-        var outUsed = [Int](repeating: 0, count: workers)
-        var lens = [UInt32](repeating: 0, count: perWorker * workers)
-        let maxCompressed = lblkSize - Units.pblkSize
+        let batches = (0..<2).map { _ in
+            Batch(workers: workers, bytesPerWorker: perWorker * lblkSize, blocks: perWorker * workers)
+        }
         var summary = ConvertSummary()
         summary.blocks = nrLblk
-        var first = 0
+        var pending: Batch?
+        /// Waits for a batch and appends its data and lengths, in block order.
+        func finish(_ b: Batch) throws {
+            b.done.wait()
+            if let e = b.error.first { throw e }
+            for w in 0..<min(workers, b.count) where b.outUsed[w] > 0 {
+                try data.append(b.outBufs[w].base, b.outUsed[w])
+            }
+            try b.lens.withUnsafeBytes { try lengths.append($0.baseAddress!, b.count * 4) }
+            for len in b.lens[0..<b.count] {
+                switch len {
+                case 0: summary.unallocatedBlocks += 1
+                case Assembler.rawMarker: summary.rawBlocks += 1
+                default: summary.compressedBlocks += 1
+                }
+            }
+            progress?(min((b.first + b.count) * lblkSize, input.size), input.size)
+        }
+        var first = 0, slot = 0
         var holes = HoleMap(input)
         while first < nrLblk {
             // Blocks in a hole of the input are unallocated: a hole in the length log too,
             // and nothing read, cleared or compressed. The next window starts at the data.
             let data0 = holes.data(after: first * lblkSize).map { $0.lowerBound / lblkSize } ?? nrLblk
             if data0 > first {
+                if let p = pending { try finish(p); pending = nil }
                 let skipped = min(data0, nrLblk) - first
                 try lengths.extend(to: (first + skipped) * 4)
                 summary.unallocatedBlocks += skipped
@@ -68,53 +104,59 @@ public struct RawToCBD {
                 progress?(min(first * lblkSize, input.size), input.size)
                 continue
             }
-            let count = min(perWorker * workers, nrLblk - first)
-            let windowFirst = first
-            let extents = holes.dataRanges(in: first * lblkSize ..< min((first + count) * lblkSize, input.size))
-            try lens.withUnsafeMutableBufferPointer { lensPtr in
-                try outUsed.withUnsafeMutableBufferPointer { usedPtr in
-                    let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
-                    try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
-                        let lo = windowFirst + slice.lowerBound
-                        try read(input, lblks: lo..<lo + slice.count, extents: extents, into: inBufs[w])
-                        var used = 0
-                        for i in 0..<slice.count {
-                            let src = inBufs[w].base + i * lblkSize
-                            var len: UInt32 = 0
-                            if !isAllZero(src, lblkSize) {
-                                if maxCompressed > 0, let n = LZ4Codec.compress(src, count: lblkSize,
-                                        into: outBufs[w].base + used, capacity: maxCompressed) {
-                                    len = UInt32(n)
-                                    let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
-                                    (outBufs[w].base + used + n).initializeMemory(as: UInt8.self, repeating: 0,
-                                        count: padded - n)
-                                    used += padded
-                                } else {
-                                    (outBufs[w].base + used).copyMemory(from: src, byteCount: lblkSize)
-                                    used += lblkSize
-                                    len = Assembler.rawMarker
-                                }
-                            }
-                            l.value[slice.lowerBound + i] = len
-                        }
-                        u.value[w] = used
-                    }
-                }
+            let b = batches[slot % 2]
+            slot += 1
+            b.first = first
+            b.count = min(perWorker * workers, nrLblk - first)
+            b.extents = holes.dataRanges(in: first * lblkSize ..< min((first + b.count) * lblkSize, input.size))
+            let job = UncheckedBox((self, input))
+            DispatchQueue.global().async(group: b.done) {
+                do { try job.value.0.compressBatch(job.value.1, b) } catch { b.error.set(error) }
             }
-            for w in 0..<min(workers, count) where outUsed[w] > 0 { try data.append(outBufs[w].base, outUsed[w]) }
-            try lens.withUnsafeBytes { try lengths.append($0.baseAddress!, count * 4) }
-            for i in 0..<count {
-                switch lens[i] {
-                case 0: summary.unallocatedBlocks += 1
-                case Assembler.rawMarker: summary.rawBlocks += 1
-                default: summary.compressedBlocks += 1
-                }
-            }
-            first += count
-            progress?(min(first * lblkSize, input.size), input.size)
+            if let p = pending { try finish(p) }
+            pending = b
+            first += b.count
         }
+        if let p = pending { try finish(p) }
         summary.dataPblks = data.size / Units.pblkSize
         return summary
+    }
+
+    /// Reads and compresses a batch on all cores: each worker its own slice of blocks, its
+    /// compressed data packed (padded to whole pblks) in its own output buffer.
+    private func compressBatch(_ input: FileDevice, _ b: Batch) throws {
+        let lblkSize = Units.pblkSize << lblkShift
+        let maxCompressed = lblkSize - Units.pblkSize
+        try b.lens.withUnsafeMutableBufferPointer { lensPtr in
+            try b.outUsed.withUnsafeMutableBufferPointer { usedPtr in
+                let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
+                try Parallel.forEachSlice(count: b.count, parts: b.inBufs.count) { w, slice in
+                    let lo = b.first + slice.lowerBound
+                    let src0 = b.inBufs[w].base, out = b.outBufs[w].base
+                    try read(input, lblks: lo..<lo + slice.count, extents: b.extents, into: b.inBufs[w])
+                    var used = 0
+                    for i in 0..<slice.count {
+                        let src = src0 + i * lblkSize
+                        var len: UInt32 = 0
+                        if !isAllZero(src, lblkSize) {
+                            if maxCompressed > 0, let n = LZ4Codec.compress(src, count: lblkSize, into: out + used,
+                                                                            capacity: maxCompressed) {
+                                len = UInt32(n)
+                                let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
+                                (out + used + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
+                                used += padded
+                            } else {
+                                (out + used).copyMemory(from: src, byteCount: lblkSize)
+                                used += lblkSize
+                                len = Assembler.rawMarker
+                            }
+                        }
+                        l.value[slice.lowerBound + i] = len
+                    }
+                    u.value[w] = used
+                }
+            }
+        }
     }
 
     /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
