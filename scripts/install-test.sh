@@ -48,7 +48,7 @@ unshare -m bash -euo pipefail -c '
   "$dest/usr/sbin/mkfs.cbd" -q "$work/dev.cbd" 16M
   "$dest/usr/sbin/fsck.cbd" -fn "$work/dev.cbd" >/dev/null
   "$dest/usr/sbin/cbddump" "$work/dev.cbd" >/dev/null
-  head -c 3000000 /usr/bin/bash > "$work/raw.img"
+  cat /usr/bin/bash /usr/bin/bash /usr/bin/bash > "$work/raw.img"; truncate -s 3000000 "$work/raw.img"
   "$dest/usr/bin/cbd" convert -q "$work/raw.img" "$work/raw.cbd"
   "$dest/usr/bin/cbd" convert -q "$work/raw.cbd" "$work/back.img"
   cmp <(head -c 3000000 "$work/back.img") "$work/raw.img"
@@ -89,10 +89,12 @@ dpkg -i "$deb" >/dev/null || fail "dpkg -i $deb"
 trap 'dpkg -r cbd-tools >/dev/null 2>&1; rm -rf "$work"' EXIT
 /usr/sbin/mkfs.cbd -q "$work/fsck-t.cbd" 16M
 out=$(fsck -t cbd -n "$work/fsck-t.cbd" 2>&1) || fail "fsck -t cbd -n: $out"
-grep -q "clean" <<< "$out" || fail "fsck -t cbd -n did not run fsck.cbd: $out"
-[ "$(cbd serve --help >/dev/null && command -v cbd)" = /usr/bin/cbd ] || fail "cbd is not /usr/bin/cbd"
+grep -q "0 problems found" <<< "$out" || fail "fsck -t cbd -n did not run fsck.cbd: $out"
+[ "$(command -v cbd)" = /usr/bin/cbd ] || fail "cbd is not /usr/bin/cbd"
+/usr/bin/cbd serve -r "$work/fsck-t.cbd" --run 'nbdinfo --size "$uri"' >/dev/null \
+  || fail "cbd serve did not find the plugin in nbdkit's plugin folder"
 nbdkit cbd --version | grep -q "$(cat VERSION)" || fail "nbdkit cbd --version does not name $(cat VERSION)"
 files=$(dpkg -L cbd-tools | while read -r f; do [ -f "$f" ] && echo "$f"; done)
 dpkg -r cbd-tools >/dev/null || fail "dpkg -r cbd-tools"
 for f in $files; do [ ! -e "$f" ] || fail "dpkg -r left $f"; done
-ok "$(basename "$deb"): same files as make install, Depends: $depends; dpkg -i, fsck -t cbd, dpkg -r"
+ok "$(basename "$deb") ($(du -k "$deb" | cut -f1) KiB): same files as make install, Depends: $depends; dpkg -i, fsck -t cbd, cbd serve, dpkg -r"
