@@ -35,7 +35,9 @@ ok "make install PREFIX=/usr DESTDIR=$dest: $(find "$dest" -type f | wc -l) file
 # 2. without the toolchain
 toolchain=$(dirname "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")")
 for t in usr/sbin/mkfs.cbd usr/sbin/fsck.cbd usr/sbin/cbddump usr/bin/cbd "${plugindir#/}/nbdkit-cbd-plugin.so"; do
-  if ldd "$dest/$t" | grep -q "$toolchain"; then fail "/$t loads from $toolchain: $(ldd "$dest/$t" | grep "$toolchain")"; fi
+  if ldd "$dest/$t" | grep -q "$toolchain"; then
+    fail "/$t loads from $toolchain: $(ldd "$dest/$t" | grep "$toolchain")"
+  fi
 done
 unshare -m bash -euo pipefail -c '
   dest=$1 toolchain=$2 plugin=$3 work=$4
@@ -97,4 +99,5 @@ nbdkit cbd --version | grep -q "$(cat VERSION)" || fail "nbdkit cbd --version do
 files=$(dpkg -L cbd-tools | while read -r f; do [ -f "$f" ] && echo "$f"; done)
 dpkg -r cbd-tools >/dev/null || fail "dpkg -r cbd-tools"
 for f in $files; do [ ! -e "$f" ] || fail "dpkg -r left $f"; done
-ok "$(basename "$deb") ($(du -k "$deb" | cut -f1) KiB): same files as make install, Depends: $depends; dpkg -i, fsck -t cbd, cbd serve, dpkg -r"
+ok "$(basename "$deb") ($(du -k "$deb" | cut -f1) KiB): same files as make install, Depends: $depends;" \
+   "dpkg -i, fsck -t cbd, cbd serve, dpkg -r"
