@@ -26,22 +26,25 @@ struct Assembler {
             try out.sync()
             for z in 0..<g.nrZones { try out.zero(g.metadataBytes(zone: z)) }
         }
-        // Data: the spill's stream fills zone after zone; into a file, copied by the kernel.
-        let chunk = ByteBuffer(count: 8 << 20)
-        var inKernel = (out as? FileDevice).map { !$0.isBlockDevice } ?? false
+        // Data: the spill's stream fills zone after zone.
+        let runs = (0..<g.nrZones).map { z in
+            (from: z * Units.pblksPerBitmap * Units.pblkSize, to: g.dataStart(z) * Units.pblkSize,
+             count: max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z))) * Units.pblkSize)
+        }
+        if !copyInKernel(runs, to: out) {
+            let chunk = ByteBuffer(count: 8 << 20)
+            for run in runs {
+                var done = 0
+                while done < run.count {
+                    let n = min(chunk.count, run.count - done)
+                    try data.read(into: chunk.base, n, at: run.from + done)
+                    try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: run.to + done)
+                    done += n
+                }
+            }
+        }
         for z in 0..<g.nrZones {
-            let used = max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z)))
-            let from = z * Units.pblksPerBitmap * Units.pblkSize, to = g.dataStart(z) * Units.pblkSize
-            if inKernel, let file = out as? FileDevice {
-                inKernel = data.copy(used * Units.pblkSize, at: from, toFile: file.fd, at: to)
-            }
-            var done = inKernel ? used * Units.pblkSize : 0
-            while done < used * Units.pblkSize {
-                let n = min(chunk.count, used * Units.pblkSize - done)
-                try data.read(into: chunk.base, n, at: from + done)
-                try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: to + done)
-                done += n
-            }
+            let used = runs[z].count / Units.pblkSize
             var bm = Bitmap(dataPblks: g.dataPblkCount(z))
             for k in 0..<used { bm.set(k) }
             if used > 0 || g.dataPblkCount(z) < Units.pblksPerBitmap {
@@ -52,6 +55,26 @@ struct Assembler {
         try out.sync()
         try out.writeHeader(Formatter.header(for: g))
         try out.sync()
+    }
+
+    /// Copies the data runs into an image file inside the kernel (copy_file_range), in pieces
+    /// on all cores; false when the target is not a file or the kernel cannot copy here.
+    private func copyInKernel(_ runs: [(from: Int, to: Int, count: Int)], to out: BlockDevice) -> Bool {
+        guard let file = out as? FileDevice, !file.isBlockDevice else { return false }
+        let piece = 32 << 20
+        let pieces = runs.flatMap { run in
+            stride(from: 0, to: run.count, by: piece).map { (run.from + $0, run.to + $0, min(piece, run.count - $0)) }
+        }
+        let failed = ErrorBox(), job = UncheckedBox((data, file.fd))
+        try? Parallel.forEachSlice(count: pieces.count, parts: Parallel.workers) { _, slice in
+            for i in slice where failed.first == nil {
+                let (from, to, count) = pieces[i]
+                if !job.value.0.copy(count, at: from, toFile: job.value.1, at: to) {
+                    failed.set(CBDError("copy_file_range"))
+                }
+            }
+        }
+        return failed.first == nil
     }
 
     /// Entries in lblk order, streaming the length log. The tables read as zeros already
