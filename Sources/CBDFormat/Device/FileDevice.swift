@@ -169,9 +169,7 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
     /// holes follow. A block device, or a filesystem that cannot tell, answers `offset`.
     public func nextData(from offset: Int) -> Int? {
         guard !isBlockDevice else { return offset < size ? offset : nil }
-        let next = cbd_seek_data(fd, Int64(offset))
-        if next < 0 { return errno == ENXIO ? nil : offset }
-        return Int(next)
+        return seekData(fd, from: offset)
     }
 }
 

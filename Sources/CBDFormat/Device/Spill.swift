@@ -37,10 +37,7 @@ public final class Spill {
     /// The first byte at or after `offset` that is not in a hole (SEEK_DATA), nil when only
     /// holes follow; `offset` itself where the filesystem cannot tell.
     func nextData(from offset: Int) -> Int? {
-        guard offset < size else { return nil }
-        let d = cbd_seek_data(fd, Int64(offset))
-        if d < 0 { return errno == ENXIO ? nil : offset }
-        return Int(d)
+        offset < size ? seekData(fd, from: offset) : nil
     }
 
     /// Copies `count` bytes at `offset` into the file `fd` at `target` inside the kernel

@@ -1,3 +1,4 @@
+import CSysShim
 import Glibc
 
 /// pwrite(2) until every byte is written.
@@ -21,4 +22,12 @@ func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, _ offset:
         if n == 0 { throw CBDError("\(what): unexpected end of device at byte \(offset + done)") }
         done += n
     }
+}
+
+/// The first byte at or after `offset` of file `fd` that is not in a hole (SEEK_DATA); nil
+/// when only holes follow; `offset` itself where the filesystem cannot tell.
+func seekData(_ fd: Int32, from offset: Int) -> Int? {
+    let next = cbd_seek_data(fd, Int64(offset))
+    if next < 0 { return errno == ENXIO ? nil : offset }
+    return Int(next)
 }

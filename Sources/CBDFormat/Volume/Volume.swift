@@ -87,7 +87,9 @@ public final class Volume {
         try checkRange(offset, buffer.count)
         try requireNoIntent()
         let size = geometry.lblkSize
-        let scratch = ByteBuffer(count: size), partial = ByteBuffer(count: size)
+        // Two blocks of buffer (compressed input, a partly read block), made only when a
+        // block must come from disk: a read served from the cache allocates nothing.
+        var buffers: ByteBuffer?
         try forEachBlock(offset, buffer.count) { n, inner, done, len in
             let dst = buffer.baseAddress! + done
             let e: AllocationEntry? = try sharedLock.withLock {
@@ -100,11 +102,16 @@ public final class Volume {
             guard let e else { return }
             if e == .unallocated {
                 dst.initializeMemory(as: UInt8.self, repeating: 0, count: len)
-            } else if len == size {
-                try load(n, e, into: dst, scratch: scratch.base)
+                return
+            }
+            let b = buffers ?? ByteBuffer(count: 2 * size)
+            buffers = b
+            let scratch = b.base, partial = b.base + size
+            if len == size {
+                try load(n, e, into: dst, scratch: scratch)
             } else {
-                try load(n, e, into: partial.base, scratch: scratch.base)
-                dst.copyMemory(from: partial.base + inner, byteCount: len)
+                try load(n, e, into: partial, scratch: scratch)
+                dst.copyMemory(from: partial + inner, byteCount: len)
             }
         }
     }
