@@ -57,24 +57,13 @@ struct Assembler {
         try out.sync()
     }
 
-    /// Copies the data runs into an image file inside the kernel (copy_file_range), in pieces
-    /// on all cores; false when the target is not a file or the kernel cannot copy here.
+    /// Copies the data runs into an image file inside the kernel (copy_file_range), one
+    /// thread: writers into one file queue on its inode lock, so more threads only spin
+    /// (measured: same wall time, 0.1 s more system time per 330 MB on tmpfs). False when the
+    /// target is not a file or the kernel cannot copy here.
     private func copyInKernel(_ runs: [(from: Int, to: Int, count: Int)], to out: BlockDevice) -> Bool {
         guard let file = out as? FileDevice, !file.isBlockDevice else { return false }
-        let piece = 32 << 20
-        let pieces = runs.flatMap { run in
-            stride(from: 0, to: run.count, by: piece).map { (run.from + $0, run.to + $0, min(piece, run.count - $0)) }
-        }
-        let failed = ErrorBox(), job = UncheckedBox((data, file.fd))
-        try? Parallel.forEachSlice(count: pieces.count, parts: Parallel.workers) { _, slice in
-            for i in slice where failed.first == nil {
-                let (from, to, count) = pieces[i]
-                if !job.value.0.copy(count, at: from, toFile: job.value.1, at: to) {
-                    failed.set(CBDError("copy_file_range"))
-                }
-            }
-        }
-        return failed.first == nil
+        return runs.allSatisfy { data.copy($0.count, at: $0.from, toFile: file.fd, at: $0.to) }
     }
 
     /// Entries in lblk order, streaming the length log. The tables read as zeros already

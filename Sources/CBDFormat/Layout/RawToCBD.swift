@@ -44,31 +44,38 @@ public struct RawToCBD {
 
     // MARK: Pass 1: compress
 
-    /// A window of blocks: each worker's input and output buffers and the lengths found.
-    /// Two alternate, so that one is written to the spill while the next one compresses.
+    /// A window of blocks, cut into chunks that the cores take in turn (a chunk of zeros is
+    /// quick, one of text is not: equal halves per core left one idle). A chunk's compressed
+    /// data lands at the chunk's own offset in `output`, since it never outgrows its input.
+    /// Two windows alternate, so that one is written to the spill while the next compresses.
     final class Batch: @unchecked Sendable {
-        let inBufs: [ByteBuffer], outBufs: [ByteBuffer]
+        let input: ByteBuffer, output: ByteBuffer
+        let chunkBlocks: Int
         var outUsed: [Int]
         var lens: [UInt32]
         var first = 0, count = 0
         var extents: [Range<Int>] = []
         let done = DispatchGroup()
         let error = ErrorBox()
-        init(workers: Int, bytesPerWorker: Int, blocks: Int) {
-            inBufs = (0..<workers).map { _ in ByteBuffer(count: bytesPerWorker) }
-            outBufs = (0..<workers).map { _ in ByteBuffer(count: bytesPerWorker) }
-            outUsed = [Int](repeating: 0, count: workers)
+        var chunks: Int { (count + chunkBlocks - 1) / chunkBlocks }
+        init(blocks: Int, lblkSize: Int, chunkBlocks: Int) {
+            input = ByteBuffer(count: blocks * lblkSize)
+            output = ByteBuffer(count: blocks * lblkSize)
+            self.chunkBlocks = chunkBlocks
+            outUsed = [Int](repeating: 0, count: (blocks + chunkBlocks - 1) / chunkBlocks)
             lens = [UInt32](repeating: 0, count: blocks)
         }
     }
 
+    /// Bytes of input per chunk: small enough to balance the cores, large enough that the
+    /// spill sees few writes.
+    static let chunkBytes = 1 << 20
+
     func compress(_ input: FileDevice, nrLblk: Int, data: Spill, lengths: Spill) throws -> ConvertSummary {
         let lblkSize = Units.pblkSize << lblkShift
-        let workers = Parallel.workers
-        let perWorker = max(1, bytesPerWorker / lblkSize)
-        let batches = (0..<2).map { _ in
-            Batch(workers: workers, bytesPerWorker: perWorker * lblkSize, blocks: perWorker * workers)
-        }
+        let window = max(1, bytesPerWorker / lblkSize) * Parallel.workers
+        let chunkBlocks = max(1, RawToCBD.chunkBytes / lblkSize)
+        let batches = (0..<2).map { _ in Batch(blocks: window, lblkSize: lblkSize, chunkBlocks: chunkBlocks) }
         var summary = ConvertSummary()
         summary.blocks = nrLblk
         var pending: Batch?
@@ -76,8 +83,8 @@ public struct RawToCBD {
         func finish(_ b: Batch) throws {
             b.done.wait()
             if let e = b.error.first { throw e }
-            for w in 0..<min(workers, b.count) where b.outUsed[w] > 0 {
-                try data.append(b.outBufs[w].base, b.outUsed[w])
+            for c in 0..<b.chunks where b.outUsed[c] > 0 {
+                try data.append(b.output.base + c * chunkBlocks * lblkSize, b.outUsed[c])
             }
             try b.lens.withUnsafeBytes { try lengths.append($0.baseAddress!, b.count * 4) }
             for len in b.lens[0..<b.count] {
@@ -107,7 +114,7 @@ public struct RawToCBD {
             let b = batches[slot % 2]
             slot += 1
             b.first = first
-            b.count = min(perWorker * workers, nrLblk - first)
+            b.count = min(window, nrLblk - first)
             b.extents = holes.dataRanges(in: first * lblkSize ..< min((first + b.count) * lblkSize, input.size))
             let job = UncheckedBox((self, input))
             DispatchQueue.global().async(group: b.done) {
@@ -122,20 +129,21 @@ public struct RawToCBD {
         return summary
     }
 
-    /// Reads and compresses a batch on all cores: each worker its own slice of blocks, its
-    /// compressed data packed (padded to whole pblks) in its own output buffer.
+    /// Reads and compresses a batch on all cores, a chunk at a time; compressed data is
+    /// padded to whole pblks and packed at the start of the chunk's output.
     private func compressBatch(_ input: FileDevice, _ b: Batch) throws {
         let lblkSize = Units.pblkSize << lblkShift
         let maxCompressed = lblkSize - Units.pblkSize
         try b.lens.withUnsafeMutableBufferPointer { lensPtr in
             try b.outUsed.withUnsafeMutableBufferPointer { usedPtr in
                 let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
-                try Parallel.forEachSlice(count: b.count, parts: b.inBufs.count) { w, slice in
-                    let lo = b.first + slice.lowerBound
-                    let src0 = b.inBufs[w].base, out = b.outBufs[w].base
-                    try read(input, lblks: lo..<lo + slice.count, extents: b.extents, into: b.inBufs[w])
+                try Parallel.forEachSlice(count: b.chunks, parts: b.chunks) { c, _ in
+                    let lo = c * b.chunkBlocks, hi = min(lo + b.chunkBlocks, b.count)
+                    let src0 = b.input.base + lo * lblkSize, out = b.output.base + lo * lblkSize
+                    try read(input, lblks: b.first + lo..<b.first + hi, extents: b.extents,
+                             into: b.input[lo * lblkSize..<hi * lblkSize])
                     var used = 0
-                    for i in 0..<slice.count {
+                    for i in 0..<hi - lo {
                         let src = src0 + i * lblkSize
                         var len: UInt32 = 0
                         if !isAllZero(src, lblkSize) {
@@ -151,9 +159,9 @@ public struct RawToCBD {
                                 len = Assembler.rawMarker
                             }
                         }
-                        l.value[slice.lowerBound + i] = len
+                        l.value[lo + i] = len
                     }
-                    u.value[w] = used
+                    u.value[c] = used
                 }
             }
         }
@@ -162,17 +170,22 @@ public struct RawToCBD {
     /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
     /// (sorted); the rest reads as zeros.
     private func read(_ input: FileDevice, lblks: Range<Int>, extents: [Range<Int>],
-                      into buffer: ByteBuffer) throws {
+                      into buffer: UnsafeMutableRawBufferPointer) throws {
         let lblkSize = Units.pblkSize << lblkShift
         let start = lblks.lowerBound * lblkSize, end = lblks.upperBound * lblkSize
         var pos = start
         for e in extents where e.upperBound > start && e.lowerBound < end {
             let from = max(e.lowerBound, start), to = min(e.upperBound, end)
-            if from > pos { buffer[(pos - start)..<(from - start)].initializeMemory(as: UInt8.self, repeating: 0) }
-            try input.read(into: buffer[(from - start)..<(to - start)], at: from)
+            if from > pos { zero(buffer, pos - start..<from - start) }
+            try input.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(from - start)..<(to - start)]),
+                           at: from)
             pos = to
         }
-        if pos < end { buffer[(pos - start)..<(end - start)].initializeMemory(as: UInt8.self, repeating: 0) }
+        if pos < end { zero(buffer, pos - start..<end - start) }
+    }
+
+    private func zero(_ buffer: UnsafeMutableRawBufferPointer, _ range: Range<Int>) {
+        UnsafeMutableRawBufferPointer(rebasing: buffer[range]).initializeMemory(as: UInt8.self, repeating: 0)
     }
 
     // MARK: Pass 2: lay out
