@@ -44,13 +44,14 @@ struct Convert: ParsableCommand {
             guard output == "-" || !FileProbe.sameFile(input, output) else {
                 throw CBDError("\(output): is the input itself; convert to another file")
             }
-            try refuseSignatures()
+            let wipe = try signaturesToWipe()
             let bar = ProgressBar.enabled(force: progress, quiet: quiet)
                 ? ProgressBar(label: toRaw ? "cbd → raw" : "raw → cbd") : nil
             let summary: ConvertSummary
             if toRaw {
                 guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
                 var c = CBDToRaw()
+                if wipe { try Signatures.wipe(device: FileDevice(path: output, mode: .readWrite)) }
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 if !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
@@ -67,6 +68,8 @@ struct Convert: ParsableCommand {
                 c.lblkShift = blockSize.lblkShift
                 if !quiet, let note = Options.blockSizeNote(lblkShift: c.lblkShift) { warn(note) }
                 c.physicalBytes = physicalSize?.bytes
+                c.wipeSignatures = wipe
+                if FileProbe.isBlockDevice(OutputFile.target(of: output)) { c.spillDirectory = ScratchDirectory.path }
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: output)
@@ -89,14 +92,16 @@ struct Convert: ParsableCommand {
         }
     }
 
-    /// An existing block device as output: mkfs rules, refuse signatures without -f.
-    func refuseSignatures() throws {
-        guard FileProbe.isBlockDevice(output) else { return }
+    /// An existing block device as output: mkfs rules, refuse signatures without -f. True
+    /// when there are signatures to wipe (with -f): a CBD output wipes them only once its
+    /// data is compressed, so that a conversion failing before leaves the device as it was.
+    func signaturesToWipe() throws -> Bool {
+        guard FileProbe.isBlockDevice(output) else { return false }
         let dev = try FileDevice(path: output, mode: .readWrite)
         let found = Signatures.probe(fd: dev.fd)
-        guard !found.isEmpty else { return }
+        guard !found.isEmpty else { return false }
         guard force else { throw Options.signatureRefusal(output, found) }
-        try Signatures.wipe(device: dev)
+        return true
     }
 
     func printSummary(_ s: ConvertSummary, toRaw: Bool, seconds: Double) {

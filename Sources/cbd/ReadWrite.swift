@@ -106,7 +106,7 @@ struct StagedInput {
             spill = nil
             return
         }
-        let s = try Spill(directory: ProcessEnvironment.temporaryDirectory)
+        let s = try Spill(directory: ScratchDirectory.path)
         let buf = ByteBuffer(count: 1 << 20)
         while s.size <= room {
             let n = try readSome(0, buf.base, buf.count)
@@ -126,14 +126,6 @@ struct StagedInput {
         let n = try readSome(0, p, count)
         guard n == count else { throw CBDError("standard input: ended early at byte \(offset + n)") }
         return n
-    }
-}
-
-enum ProcessEnvironment {
-    /// $TMPDIR, else /tmp.
-    static var temporaryDirectory: String {
-        guard let t = getenv("TMPDIR"), t.pointee != 0 else { return "/tmp" }
-        return String(cString: t)
     }
 }
 

@@ -71,5 +71,22 @@ final class LoopDevice {
         // A device holding a CBD is refused as output without -f.
         let refused = try Tools.run("cbd", ["convert", "-q", raw, cbdDev.path])
         #expect(refused.status == 1 && refused.stderr.contains("CBD"), "\(refused.stderr)")
+        // The packed data of a conversion onto a device goes to $TMPDIR, not beside the
+        // device (/dev, a small tmpfs): a missing folder is named, and the device is untouched.
+        let missing = s.file("no-such-folder")
+        let spill = try Tools.run("env", ["TMPDIR=\(missing)", "\(Tools.binDir)/cbd", "convert", "-q", "-f", raw,
+                                          cbdDev.path])
+        #expect(spill.status == 1 && spill.stderr.contains(missing) && spill.stderr.contains("temporary file"),
+                "\(spill.stderr)")
+        #expect(try FileDevice(path: cbdDev.path, mode: .readOnly).readHeader().1 == g)
+        // With -f, a successful conversion wipes what the device held, even past the CBD
+        // (a GPT keeps a backup header in the device's last sector).
+        let gpt = try Tools.run("sfdisk", ["-q", "-X", "gpt", cbdDev.path], stdin: Data(",\n".utf8))
+        #expect(gpt.status == 0, "\(gpt.stderr)")
+        #expect(try Tools.run("blkid", ["-p", cbdDev.path]).stdout.contains("gpt"))
+        let over = try Tools.run("cbd", ["convert", "-q", "-f", raw, cbdDev.path])
+        #expect(over.status == 0, "\(over.stderr)")
+        #expect(try Tools.run("wipefs", ["-n", cbdDev.path]).stdout.isEmpty)
+        #expect(try FileDevice(path: cbdDev.path, mode: .readOnly).readHeader().1.logicalBytes == 6 << 20)
     }
 }

@@ -5,6 +5,8 @@ import Glibc
 public final class Spill {
     let fd: Int32
     public private(set) var size = 0
+    /// How errors name it: a full disk is the folder's problem, so the folder is named.
+    let name: String
 
     /// Creates it in `directory` (beside the output, so the same filesystem holds it).
     public init(directory: String) throws {
@@ -13,6 +15,7 @@ public final class Spill {
         guard fd >= 0 else { throw systemError("cannot create a temporary file", directory, errno: errno) }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         self.fd = fd
+        name = "temporary file in \(directory)"
     }
     deinit { close(fd) }
 
@@ -22,15 +25,14 @@ public final class Spill {
 
     /// Writes at `offset`; what lies between the old end and `offset` reads as zeros (a hole).
     func write(_ p: UnsafeRawPointer, _ count: Int, at offset: Int) throws {
-        try pwriteAll(fd, p, count, offset, what: "temporary file")
+        try pwriteAll(fd, p, count, offset, what: name)
         size = max(size, offset + count)
     }
 
     /// Grows the file to `bytes` with a hole (zeros).
     func extend(to bytes: Int) throws {
         guard bytes > size else { return }
-        guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot extend", "temporary file",
-            errno: errno) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else { throw systemError("cannot extend", name, errno: errno) }
         size = bytes
     }
 
@@ -55,6 +57,6 @@ public final class Spill {
     }
 
     public func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
-        try preadAll(fd, p, count, offset, what: "temporary file")
+        try preadAll(fd, p, count, offset, what: name)
     }
 }

@@ -14,7 +14,15 @@ public struct RawToCBD {
     /// Physical size of the output; nil for a compact device (data plus headroom).
     public var physicalBytes: Int?
     public var overwrite = false
+    /// Erase the signatures (filesystems, partition tables, a CBD) an output block device
+    /// holds, after pass 1 and just before writing: a conversion that fails before (input
+    /// unreadable, no room for the spill, too large for the device) leaves it as it was.
+    public var wipeSignatures = false
     public var progress: ProgressHandler?
+    /// Where pass 1 keeps its packed data (about the size of the output); nil: beside the
+    /// output file (the same filesystem, where the final copy may be a reflink). A block
+    /// device's folder is /dev, a small tmpfs: its caller names a folder on a disk.
+    public var spillDirectory: String?
     /// Input bytes each worker handles per window.
     public var bytesPerWorker = 8 << 20
 
@@ -29,12 +37,13 @@ public struct RawToCBD {
         guard input.size > 0 else { throw CBDError("\(input.path): input is empty") }
         let nrLblk = (input.size + lblkSize - 1) / lblkSize
         guard nrLblk <= Int.max / lblkSize else { throw CBDError("\(input.path): input is too large") }
-        let spillDir = OutputFile.directory(of: outputPath)
+        let spillDir = spillDirectory ?? OutputFile.directory(of: outputPath)
         let data = try Spill(directory: spillDir), lengths = try Spill(directory: spillDir)
         var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
         summary.inputBytes = input.size
         let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk)
         let out = try OutputFile(path: outputPath, size: g.physicalBytes, overwrite: overwrite)
+        if wipeSignatures && out.isBlockDevice { try Signatures.wipe(device: out.device) }
         try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
         try out.commit()
         summary.logicalBytes = g.logicalBytes
