@@ -89,9 +89,7 @@ extension Signatures {
     public static func content(of volume: Volume, scratchDirectory: String = "/tmp") throws -> [(String, String)]? {
         let spill = try Spill(directory: scratchDirectory)
         let size = volume.logicalSize
-        guard ftruncate(spill.fd, off_t(size)) == 0 else {
-            throw systemError("cannot size a temporary file", scratchDirectory, errno: errno)
-        }
+        try spill.extend(to: size)
         let head = min(size, 8 << 20), tailStart = max(head, size - (1 << 20))
         let buf = ByteBuffer(count: 1 << 20)
         for range in [0..<head, tailStart..<size] {
@@ -99,7 +97,7 @@ extension Signatures {
             while off < range.upperBound {
                 let n = min(buf.count, range.upperBound - off)
                 try volume.read(into: buf[0..<n], at: off)
-                try pwriteAll(spill.fd, buf.base, n, off, what: "temporary file")
+                try spill.write(buf.base, n, at: off)
                 off += n
             }
         }
