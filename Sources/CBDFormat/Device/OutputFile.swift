@@ -8,8 +8,9 @@ public final class OutputFile {
     private let tempPath: String?
     /// The file being replaced, held open and locked until the rename: no other program
     /// can be writing it (its data would go to a file that no longer has a name).
-    private let replaced: FileDevice?
-    private var committed = false
+    private var replaced: FileDevice?
+    /// Committed or abandoned: the temporary name is no longer this object's to remove.
+    private var finished = false
 
     /// Opens `path` for a conversion of `size` bytes. An existing regular file is replaced
     /// only with `overwrite`; a block device must be large enough.
@@ -42,7 +43,16 @@ public final class OutputFile {
         if replaced != nil { fchmod(device.fd, st.st_mode & 0o7777) }   // the new file keeps the old one's mode
     }
 
-    deinit { if !committed, let t = tempPath { unlink(t) } }
+    deinit { if !finished, let t = tempPath { unlink(t) } }
+
+    /// Gives the output up before it is complete, so that a new `OutputFile` can take the
+    /// same path: the temporary file loses its name at once (what was written stays readable
+    /// through `device` while it is open), and the file being replaced is released.
+    public func abandon() {
+        if !finished, let t = tempPath { unlink(t) }
+        finished = true
+        replaced = nil
+    }
 
     public var isBlockDevice: Bool { tempPath == nil }
 
@@ -54,7 +64,7 @@ public final class OutputFile {
             let dfd = open(OutputFile.directory(of: path), O_RDONLY | O_DIRECTORY)
             if dfd >= 0 { fsync(dfd); close(dfd) }
         }
-        committed = true
+        finished = true
     }
 
     /// Where the output is written until it is complete: beside it, hidden, named for this process.

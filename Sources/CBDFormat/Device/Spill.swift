@@ -42,20 +42,6 @@ public final class Spill {
         offset < size ? seekData(fd, from: offset) : nil
     }
 
-    /// Copies `count` bytes at `offset` into the file `fd` at `target` inside the kernel
-    /// (copy_file_range: no round trip through a buffer, a reflink where the filesystem can).
-    /// False, with nothing promised about the target, when the kernel cannot do it here.
-    func copy(_ count: Int, at offset: Int, toFile fd: Int32, at target: Int) -> Bool {
-        var done = 0
-        while done < count {
-            let n = cbd_copy_range(self.fd, Int64(offset + done), fd, Int64(target + done), Int64(count - done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            done += Int(n)
-        }
-        return true
-    }
-
     public func read(into p: UnsafeMutableRawPointer, _ count: Int, at offset: Int) throws {
         try preadAll(fd, p, count, offset, what: name)
     }

@@ -31,3 +31,17 @@ func seekData(_ fd: Int32, from offset: Int) -> Int? {
     if next < 0 { return errno == ENXIO ? nil : offset }
     return Int(next)
 }
+
+/// Copies `count` bytes at `offset` of file `from` to `target` of file `to` inside the kernel
+/// (copy_file_range: no round trip through a buffer, a reflink where the filesystem can).
+/// False, with nothing promised about the target, when the kernel cannot do it here.
+func copyFileRange(_ count: Int, from: Int32, at offset: Int, to: Int32, at target: Int) -> Bool {
+    var done = 0
+    while done < count {
+        let n = cbd_copy_range(from, Int64(offset + done), to, Int64(target + done), Int64(count - done))
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return false }
+        done += Int(n)
+    }
+    return true
+}

@@ -5,7 +5,9 @@ public enum LayoutPlanner {
     /// - Parameters:
     ///   - physicalBytes: space to use; rounded down to whole pblks and capped at 2^48 pblks.
     ///   - logicalBytes: the logical device size; must be a positive multiple of the block size.
-    public static func plan(physicalBytes: Int, logicalBytes: Int, lblkShift: Int) throws -> Geometry {
+    ///   - zoneShifts: the lblk_per_zone_shift values to try (a caller may need one).
+    public static func plan(physicalBytes: Int, logicalBytes: Int, lblkShift: Int,
+                            zoneShifts: ClosedRange<Int> = 0...Units.maxLblkPerZoneShift) throws -> Geometry {
         guard (0...Units.maxLblkShift).contains(lblkShift) else {
             throw CBDError("block size must be a power of two from 4 KiB to 1 GiB")
         }
@@ -23,7 +25,7 @@ public enum LayoutPlanner {
         }
         let nrLblk = logicalBytes / lblkSize
         var best: Geometry?
-        for zoneShift in 0...Units.maxLblkPerZoneShift {
+        for zoneShift in zoneShifts.clamped(to: 0...Units.maxLblkPerZoneShift) {
             guard let g = trimmed(maxPblk: maxPblk, lblkShift: lblkShift, zoneShift: zoneShift, nrLblk: nrLblk)
             else { continue }
             if nrLblk <= g.nrZones << zoneShift { return try validated(g) }
@@ -60,11 +62,12 @@ public enum LayoutPlanner {
 
     /// The smallest geometry (found by growing from the data size) with at least `need`
     /// data pblks for `logicalBytes` of blocks of `4096 << lblkShift`.
-    public static func compact(dataPblks need: Int, logicalBytes: Int, lblkShift: Int) throws -> Geometry {
+    public static func compact(dataPblks need: Int, logicalBytes: Int, lblkShift: Int,
+                               zoneShifts: ClosedRange<Int> = 0...Units.maxLblkPerZoneShift) throws -> Geometry {
         var pblks = need + 3
         for _ in 0..<400 {
             if let g = try? plan(physicalBytes: pblks * Units.pblkSize, logicalBytes: logicalBytes,
-                lblkShift: lblkShift) {
+                lblkShift: lblkShift, zoneShifts: zoneShifts) {
                 if g.totalDataPblks >= need { return g }
                 pblks += need - g.totalDataPblks + g.tableBlocks + 2
             } else {

@@ -1,14 +1,15 @@
 /// Lays out a whole CBD device from a stream of packed block data and a log of lengths:
 /// the second pass of `cbd convert`, and the re-layout of `cbd resize`.
 ///
-/// The data spill holds each allocated block's pblks back to back (compressed data padded
+/// The packed stream holds each allocated block's pblks back to back (compressed data padded
 /// to whole pblks, or the raw block); the length log holds one UInt32 per lblk (0 for
 /// unallocated, `rawMarker` for raw). Stream pblk t goes to `Geometry.dataPblk(streamIndex:)`,
-/// so zones fill in order. The header is zeroed first and written last.
+/// so zones fill in order; a stream already placed there in the output is not moved. The
+/// header is zeroed first and written last.
 struct Assembler {
     static let rawMarker = UInt32.max
     let geometry: Geometry
-    let data: Spill
+    let data: any PackedStream
     let lengths: Spill
 
     /// Writes every pblk the layout needs. `fresh`: the target reads as zeros already
@@ -26,18 +27,22 @@ struct Assembler {
             try out.sync()
             for z in 0..<g.nrZones { try out.zero(g.metadataBytes(zone: z)) }
         }
-        // Data: the spill's stream fills zone after zone.
+        // Data: the stream fills zone after zone.
         let runs = (0..<g.nrZones).map { z in
-            (from: z * Units.pblksPerBitmap * Units.pblkSize, to: g.dataStart(z) * Units.pblkSize,
+            (from: data.offset(ofStreamPblk: z * Units.pblksPerBitmap), to: g.dataStart(z) * Units.pblkSize,
              count: max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z))) * Units.pblkSize)
         }
-        if !copyInKernel(runs, to: out) {
+        let inPlace = (out as? FileDevice)?.fd == data.fd
+        if inPlace, runs.contains(where: { $0.count > 0 && $0.from != $0.to }) {
+            throw CBDError("\(out.path): packed data lies where this layout does not expect it")
+        }
+        if !inPlace && !copyInKernel(runs, to: out) {
             let chunk = ByteBuffer(count: 8 << 20)
             for run in runs {
                 var done = 0
                 while done < run.count {
                     let n = min(chunk.count, run.count - done)
-                    try data.read(into: chunk.base, n, at: run.from + done)
+                    try preadAll(data.fd, chunk.base, n, run.from + done, what: "packed data")
                     try out.write(UnsafeRawBufferPointer(chunk[0..<n]), at: run.to + done)
                     done += n
                 }
@@ -63,7 +68,7 @@ struct Assembler {
     /// target is not a file or the kernel cannot copy here.
     private func copyInKernel(_ runs: [(from: Int, to: Int, count: Int)], to out: BlockDevice) -> Bool {
         guard let file = out as? FileDevice, !file.isBlockDevice else { return false }
-        return runs.allSatisfy { data.copy($0.count, at: $0.from, toFile: file.fd, at: $0.to) }
+        return runs.allSatisfy { copyFileRange($0.count, from: data.fd, at: $0.from, to: file.fd, at: $0.to) }
     }
 
     /// Entries in lblk order, streaming the length log. The tables read as zeros already

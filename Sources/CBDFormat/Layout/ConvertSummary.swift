@@ -8,6 +8,9 @@ public struct ConvertSummary: Sendable {
     public var rawBlocks = 0
     public var unallocatedBlocks = 0
     public var dataPblks = 0
+    /// To CBD: the packed data was written twice (through a spill, or to a guessed layout
+    /// that the data's real size did not keep) rather than straight to its place.
+    public var dataCopied = false
 
     public init() {}
 

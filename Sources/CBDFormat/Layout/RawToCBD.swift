@@ -5,9 +5,13 @@ import Glibc
 /// Converts a raw image (or block device) into a CBD device.
 ///
 /// Pass 1 reads the input in large windows, skips holes (SEEK_DATA/SEEK_HOLE), and
-/// compresses on all cores; the packed data goes to an unlinked spill file, one length per
-/// block to another. Knowing the exact data size, pass 2 chooses the geometry (compact by
-/// default), copies the data zone by zone, writes bitmaps and tables, and the header last.
+/// compresses on all cores; one length per block goes to an unlinked spill file. Knowing the
+/// exact data size, pass 2 chooses the geometry (compact by default), writes bitmaps and
+/// tables, and the header last. The packed data goes, in an image file, straight to its place
+/// in a layout guessed before pass 1, since where data lies depends only on the size of the
+/// tables (the requested size, or an estimate of the data: `estimatePackedPblks`); a wrong
+/// guess costs one copy into a file of the right layout. On a block device, whose old content
+/// must stay until pass 1 has succeeded, it goes to a spill and is copied in pass 2.
 /// Memory is bounded by the window size, whatever the image size.
 public struct RawToCBD {
     public var lblkShift = 4
@@ -23,6 +27,8 @@ public struct RawToCBD {
     /// output file (the same filesystem, where the final copy may be a reflink). A block
     /// device's folder is /dev, a small tmpfs: its caller names a folder on a disk.
     public var spillDirectory: String?
+    /// Tests: the data size (pblks) to guess the layout from, instead of the estimate.
+    var packedPblksGuess: Int?
     /// Input bytes each worker handles per window.
     public var bytesPerWorker = 8 << 20
 
@@ -38,17 +44,56 @@ public struct RawToCBD {
         let nrLblk = (input.size + lblkSize - 1) / lblkSize
         guard nrLblk <= Int.max / lblkSize else { throw CBDError("\(input.path): input is too large") }
         let spillDir = spillDirectory ?? OutputFile.directory(of: outputPath)
-        let data = try Spill(directory: spillDir), lengths = try Spill(directory: spillDir)
-        var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
+        let lengths = try Spill(directory: spillDir)
+        var summary: ConvertSummary
+        let g: Geometry
+        if FileProbe.isBlockDevice(OutputFile.target(of: outputPath)) {
+            (summary, g) = try convertThroughSpill(input, nrLblk: nrLblk, to: outputPath, lengths: lengths,
+                                                   spill: Spill(directory: spillDir))
+        } else {
+            (summary, g) = try convertInPlace(input, nrLblk: nrLblk, to: outputPath, lengths: lengths)
+        }
         summary.inputBytes = input.size
-        let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk)
-        let out = try OutputFile(path: outputPath, size: g.physicalBytes, overwrite: overwrite)
-        if wipeSignatures && out.isBlockDevice { try Signatures.wipe(device: out.device) }
-        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
-        try out.commit()
         summary.logicalBytes = g.logicalBytes
         summary.physicalBytes = g.physicalBytes
         return summary
+    }
+
+    /// An image file: the data is written where a guessed layout puts it; when the real data
+    /// size calls for tables of another size, that file gives up its name and its data is
+    /// copied into a new one.
+    private func convertInPlace(_ input: FileDevice, nrLblk: Int, to path: String,
+                                lengths: Spill) throws -> (ConvertSummary, Geometry) {
+        let expected = physicalBytes == nil ? try packedPblksGuess ?? estimatePackedPblks(input) : 0
+        let guess = try chooseGeometry(dataPblks: expected, nrLblk: nrLblk)
+        let first = try OutputFile(path: path, size: guess.physicalBytes, overwrite: overwrite)
+        let data = PlacedStream(device: first.device, layout: guess)
+        var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
+        let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk, near: guess)
+        var out = first
+        if g.tableBlocks == guess.tableBlocks {
+            try first.device.setSize(g.physicalBytes)
+        } else {
+            first.abandon()
+            out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
+            summary.dataCopied = true
+        }
+        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: true)
+        try out.commit()
+        return (summary, g)
+    }
+
+    /// A block device: nothing is written to it until pass 1 has succeeded.
+    private func convertThroughSpill(_ input: FileDevice, nrLblk: Int, to path: String, lengths: Spill,
+                                     spill: Spill) throws -> (ConvertSummary, Geometry) {
+        var summary = try compress(input, nrLblk: nrLblk, data: spill, lengths: lengths)
+        summary.dataCopied = true
+        let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk)
+        let out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
+        if wipeSignatures && out.isBlockDevice { try Signatures.wipe(device: out.device) }
+        try Assembler(geometry: g, data: spill, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
+        try out.commit()
+        return (summary, g)
     }
 
     // MARK: Pass 1: compress
@@ -80,7 +125,7 @@ public struct RawToCBD {
     /// spill sees few writes.
     static let chunkBytes = 1 << 20
 
-    func compress(_ input: FileDevice, nrLblk: Int, data: Spill, lengths: Spill) throws -> ConvertSummary {
+    func compress(_ input: FileDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
         let lblkSize = Units.pblkSize << lblkShift
         let window = max(1, bytesPerWorker / lblkSize) * Parallel.workers
         let chunkBlocks = max(1, RawToCBD.chunkBytes / lblkSize)
@@ -138,11 +183,24 @@ public struct RawToCBD {
         return summary
     }
 
+    /// Packs one block at `out`: its length entry (0 for zeros, `rawMarker` for raw) and the
+    /// bytes it takes there, compressed data padded to whole pblks, or the raw block.
+    func pack(_ src: UnsafeRawPointer, into out: UnsafeMutableRawPointer) -> (len: UInt32, bytes: Int) {
+        let lblkSize = Units.pblkSize << lblkShift
+        guard !isAllZero(src, lblkSize) else { return (0, 0) }
+        if let n = LZ4Codec.compress(src, count: lblkSize, into: out, capacity: lblkSize - Units.pblkSize) {
+            let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
+            (out + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
+            return (UInt32(n), padded)
+        }
+        out.copyMemory(from: src, byteCount: lblkSize)
+        return (Assembler.rawMarker, lblkSize)
+    }
+
     /// Reads and compresses a batch on all cores, a chunk at a time; compressed data is
     /// padded to whole pblks and packed at the start of the chunk's output.
     private func compressBatch(_ input: FileDevice, _ b: Batch) throws {
         let lblkSize = Units.pblkSize << lblkShift
-        let maxCompressed = lblkSize - Units.pblkSize
         try b.lens.withUnsafeMutableBufferPointer { lensPtr in
             try b.outUsed.withUnsafeMutableBufferPointer { usedPtr in
                 let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
@@ -153,22 +211,9 @@ public struct RawToCBD {
                              into: b.input[lo * lblkSize..<hi * lblkSize])
                     var used = 0
                     for i in 0..<hi - lo {
-                        let src = src0 + i * lblkSize
-                        var len: UInt32 = 0
-                        if !isAllZero(src, lblkSize) {
-                            if maxCompressed > 0, let n = LZ4Codec.compress(src, count: lblkSize, into: out + used,
-                                                                            capacity: maxCompressed) {
-                                len = UInt32(n)
-                                let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
-                                (out + used + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
-                                used += padded
-                            } else {
-                                (out + used).copyMemory(from: src, byteCount: lblkSize)
-                                used += lblkSize
-                                len = Assembler.rawMarker
-                            }
-                        }
+                        let (len, bytes) = pack(src0 + i * lblkSize, into: out + used)
                         l.value[lo + i] = len
+                        used += bytes
                     }
                     u.value[c] = used
                 }
@@ -178,7 +223,7 @@ public struct RawToCBD {
 
     /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
     /// (sorted); the rest reads as zeros.
-    private func read(_ input: FileDevice, lblks: Range<Int>, extents: [Range<Int>],
+    func read(_ input: FileDevice, lblks: Range<Int>, extents: [Range<Int>],
                       into buffer: UnsafeMutableRawBufferPointer) throws {
         let lblkSize = Units.pblkSize << lblkShift
         let start = lblks.lowerBound * lblkSize, end = lblks.upperBound * lblkSize
@@ -199,8 +244,10 @@ public struct RawToCBD {
 
     // MARK: Pass 2: lay out
 
-    /// The geometry: the requested physical size, or the smallest that holds the data plus headroom.
-    func chooseGeometry(dataPblks d: Int, nrLblk: Int) throws -> Geometry {
+    /// The geometry: the requested physical size, or the smallest that holds the data plus
+    /// headroom. `near`: a layout the data already lies in; its table size is kept when that
+    /// costs at most 1/64 more space than the smallest (a copy of all the data saved).
+    func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil) throws -> Geometry {
         let logical = nrLblk * (Units.pblkSize << lblkShift)
         if let p = physicalBytes {
             let g = try LayoutPlanner.plan(physicalBytes: p, logicalBytes: logical, lblkShift: lblkShift)
@@ -209,7 +256,13 @@ public struct RawToCBD {
             }
             return g
         }
-        return try LayoutPlanner.compact(dataPblks: d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks),
-                                         logicalBytes: logical, lblkShift: lblkShift)
+        let need = d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks)
+        let best = try LayoutPlanner.compact(dataPblks: need, logicalBytes: logical, lblkShift: lblkShift)
+        guard let guess, best.tableBlocks != guess.tableBlocks,
+              let kept = try? LayoutPlanner.compact(dataPblks: need, logicalBytes: logical, lblkShift: lblkShift,
+                                                    zoneShifts: guess.lblkPerZoneShift...guess.lblkPerZoneShift),
+              kept.tableBlocks == guess.tableBlocks,
+              kept.nrPblk <= best.nrPblk + best.nrPblk / RawToCBD.headroomDivisor else { return best }
+        return kept
     }
 }
