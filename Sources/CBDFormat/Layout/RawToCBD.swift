@@ -23,9 +23,10 @@ public struct RawToCBD {
     /// unreadable, no room for the spill, too large for the device) leaves it as it was.
     public var wipeSignatures = false
     public var progress: ProgressHandler?
-    /// Where pass 1 keeps its packed data (about the size of the output); nil: beside the
-    /// output file (the same filesystem, where the final copy may be a reflink). A block
-    /// device's folder is /dev, a small tmpfs: its caller names a folder on a disk.
+    /// Where pass 1 keeps its scratch files: the length log (4 bytes a block, sparse) and, for
+    /// a block device, the packed data (about the size of the output); nil: beside the output
+    /// (for a file, the same filesystem). A block device's folder is /dev, a small tmpfs: its
+    /// caller names a folder on a disk.
     public var spillDirectory: String?
     /// Tests: the data size (pblks) to guess the layout from, instead of the estimate.
     var packedPblksGuess: Int?
@@ -101,7 +102,7 @@ public struct RawToCBD {
     /// A window of blocks, cut into chunks that the cores take in turn (a chunk of zeros is
     /// quick, one of text is not: equal halves per core left one idle). A chunk's compressed
     /// data lands at the chunk's own offset in `output`, since it never outgrows its input.
-    /// Two windows alternate, so that one is written to the spill while the next compresses.
+    /// Two windows alternate, so that one is written out while the next compresses.
     final class Batch: @unchecked Sendable {
         let input: ByteBuffer, output: ByteBuffer
         let chunkBlocks: Int
@@ -122,7 +123,7 @@ public struct RawToCBD {
     }
 
     /// Bytes of input per chunk: small enough to balance the cores, large enough that the
-    /// spill sees few writes.
+    /// output sees few writes.
     static let chunkBytes = 1 << 20
 
     func compress(_ input: FileDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
