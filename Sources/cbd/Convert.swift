@@ -69,7 +69,7 @@ struct Convert: ParsableCommand {
                 if !quiet, let note = Options.blockSizeNote(lblkShift: c.lblkShift) { warn(note) }
                 c.physicalBytes = physicalSize?.bytes
                 c.wipeSignatures = wipe
-                if FileProbe.isBlockDevice(OutputFile.target(of: output)) { c.spillDirectory = ScratchDirectory.path }
+                c.deviceSpillDirectory = ScratchDirectory.path
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: output)

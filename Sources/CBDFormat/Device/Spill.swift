@@ -8,7 +8,7 @@ public final class Spill {
     /// How errors name it: a full disk is the folder's problem, so the folder is named.
     let name: String
 
-    /// Creates it in `directory` (beside the output, so the same filesystem holds it).
+    /// Creates it in `directory` (its size counts against that filesystem).
     public init(directory: String) throws {
         var template = Array("\(directory)/.cbd-spill-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }

@@ -71,6 +71,12 @@ public struct CBDToRaw {
             }
         }
         var previous: Window?
+        /// Waits for a window's decoding and writes it.
+        func finish(_ w: Window) throws {
+            w.done.wait()
+            if let e = w.error.first { throw e }
+            try CBDToRaw.writeWindow(w, g, to: out, zeroHoles: zeroHoles)
+        }
         var holes = HoleMap(input)
         var slot = 0, holeBlocks = 0
         for (first, count) in ranges {
@@ -81,12 +87,8 @@ public struct CBDToRaw {
             if holes.isHole(table) {
                 holeBlocks += count
                 if zeroHoles {
-                    if let p = previous {
-                        p.done.wait()
-                        if let e = p.error.first { throw e }
-                        try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles)
-                        previous = nil
-                    }
+                    if let p = previous { try finish(p) }
+                    previous = nil
                     try out.zero(first * g.lblkSize ..< (first + count) * g.lblkSize)
                 }
                 continue
@@ -106,11 +108,7 @@ public struct CBDToRaw {
             previous = w
             progress?(first * g.lblkSize, g.logicalBytes)
         }
-        if let p = previous {
-            p.done.wait()
-            if let e = p.error.first { throw e }
-            try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles)
-        }
+        if let p = previous { try finish(p) }
         progress?(g.logicalBytes, g.logicalBytes)
         var summary = ConvertSummary()
         summary.blocks = g.nrLblk

@@ -23,11 +23,10 @@ public struct RawToCBD {
     /// unreadable, no room for the spill, too large for the device) leaves it as it was.
     public var wipeSignatures = false
     public var progress: ProgressHandler?
-    /// Where pass 1 keeps its scratch files: the length log (4 bytes a block, sparse) and, for
-    /// a block device, the packed data (about the size of the output); nil: beside the output
-    /// (for a file, the same filesystem). A block device's folder is /dev, a small tmpfs: its
-    /// caller names a folder on a disk.
-    public var spillDirectory: String?
+    /// Where pass 1 keeps its spill files (the length log, and the packed data, about the size
+    /// of the output) when the output is a block device, whose own folder is /dev, a small
+    /// tmpfs. For an image file they stay beside it, on the same filesystem.
+    public var deviceSpillDirectory = "/var/tmp"
     /// Tests: the data size (pblks) to guess the layout from, instead of the estimate.
     var packedPblksGuess: Int?
     /// Input bytes each worker handles per window.
@@ -44,11 +43,12 @@ public struct RawToCBD {
         guard input.size > 0 else { throw CBDError("\(input.path): input is empty") }
         let nrLblk = (input.size + lblkSize - 1) / lblkSize
         guard nrLblk <= Int.max / lblkSize else { throw CBDError("\(input.path): input is too large") }
-        let spillDir = spillDirectory ?? OutputFile.directory(of: outputPath)
+        let toDevice = FileProbe.isBlockDevice(outputPath)
+        let spillDir = toDevice ? deviceSpillDirectory : OutputFile.directory(of: OutputFile.target(of: outputPath))
         let lengths = try Spill(directory: spillDir)
         var summary: ConvertSummary
         let g: Geometry
-        if FileProbe.isBlockDevice(OutputFile.target(of: outputPath)) {
+        if toDevice {
             (summary, g) = try convertThroughSpill(input, nrLblk: nrLblk, to: outputPath, lengths: lengths,
                                                    spill: Spill(directory: spillDir))
         } else {
@@ -91,7 +91,7 @@ public struct RawToCBD {
         summary.dataCopied = true
         let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk)
         let out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
-        if wipeSignatures && out.isBlockDevice { try Signatures.wipe(device: out.device) }
+        if wipeSignatures { try Signatures.wipe(device: out.device) }
         try Assembler(geometry: g, data: spill, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
         try out.commit()
         return (summary, g)
