@@ -29,6 +29,12 @@ void cbd_plugin_error(const char *message, int error) {
   errno = error;
 }
 
+void cbd_plugin_log(const char *message) { nbdkit_error("%s", message); }
+int64_t cbd_plugin_parse_size(const char *value) { return nbdkit_parse_size(value); }
+int cbd_plugin_parse_unsigned(const char *what, const char *value, unsigned *out) {
+  return nbdkit_parse_unsigned(what, value, out);
+}
+
 static int cbd_config(const char *key, const char *value) { return cbd_plugin_config(key, value); }
 static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
 static int cbd_get_ready(void) { return cbd_plugin_get_ready(); }
@@ -66,12 +72,13 @@ static int cbd_flush(void *handle, uint32_t flags) {
   return EXCLUSIVE(cbd_plugin_flush());
 }
 
-// Trim and zero are the same for this format: whole blocks become unallocated (they read as
-// zeros and take no space), partial blocks are written with zeros. That is as fast as
-// anything can zero, so a fast-zero request is honoured too.
+// Trim makes the whole blocks of the range unallocated and leaves the parts of blocks at its
+// ends alone (a trim is advisory): it never needs space, even on a full device. Zero makes
+// whole blocks unallocated too (they read as zeros and take no space) and writes zeros into
+// partial blocks. That is as fast as anything can zero, so a fast-zero request is honoured.
 static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  return EXCLUSIVE(cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
+  return EXCLUSIVE(cbd_plugin_trim(count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
 }
 
 static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
@@ -104,6 +111,7 @@ static struct nbdkit_plugin plugin = {
   .config_help =
     "file=<DEVICE>     (required) The CBD image file or block device.\n"
     "cache=<SIZE>      Logical block cache (default 32M).\n"
+    "lowwater=<PERCENT> Log a warning when free space falls below it (default 10).\n"
     "readonly=<BOOL>   Serve read-only (with nbdkit -r); a DIRTY device is served only so.",
   .magic_config_key = "file",
   .get_ready = cbd_get_ready,

@@ -13,18 +13,37 @@ enum Server {
     nonisolated(unsafe) static var cacheBytes = 32 << 20
     nonisolated(unsafe) static var readOnly = false
     nonisolated(unsafe) static var volume: Volume?
+    /// Free space, in percent of the data pblks, under which the log warns (once per fall).
+    nonisolated(unsafe) static var lowWater = 10
+    nonisolated(unsafe) static var space = SpaceWatch()
 
-    /// Runs a callback body: an error goes to nbdkit's log (one line) with an errno.
+    /// Runs a callback body: an error goes to nbdkit's log (one line) with the errno its kind
+    /// maps to (ENOSPC for a write that does not fit, EROFS, ...; EIO for anything else).
     static func call(_ body: () throws -> Int32) -> Int32 {
         do { return try body() } catch {
-            let message: String
+            let (message, code): (String, Int32)
             switch error {
-            case let e as CBDError: message = e.message
-            default: message = "\(error)"
+            case let e as CBDError: (message, code) = (e.message, e.errno)
+            default: (message, code) = ("\(error)", EIO)
             }
-            let code = message.contains("no space left") ? ENOSPC : message.contains("read-only") ? EROFS : EIO
             cbd_plugin_error("cbd: " + message, code)
             return -1
+        }
+    }
+
+    /// Runs a callback that changes the volume (holding the lock alone), then publishes its use
+    /// and warns below the low-water mark; a refusal for want of space is counted and published
+    /// at once before it reaches the log.
+    static func changing(_ body: (Volume) throws -> Void) -> Int32 {
+        call {
+            let v = try requireVolume()
+            do { try body(v) } catch let e as CBDError where e.kind == .noSpace {
+                space.refusals += 1
+                try? space.update(v, now: true)
+                throw e
+            }
+            try space.update(v, now: false)
+            return 0
         }
     }
 
@@ -41,26 +60,25 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
         switch k {
         case "file": Server.path = v
         case "cache":
-            guard let n = parseSize(v), n > 0 else { throw CBDError("cache=\(v): not a size") }
-            Server.cacheBytes = n
+            let n = cbd_plugin_parse_size(value)
+            guard n >= 0 else { return -1 }   // nbdkit said why
+            guard n > 0, let bytes = Int(exactly: n) else { throw CBDError("cache=\(v): must be more than 0") }
+            Server.cacheBytes = bytes
+        case "lowwater":
+            var n: UInt32 = 0
+            guard cbd_plugin_parse_unsigned("lowwater", value, &n) == 0 else { return -1 }
+            guard n <= 100 else { throw CBDError("lowwater=\(v): a percentage, 0 to 100") }
+            Server.lowWater = Int(n)
         case "readonly":
             switch v.lowercased() {
             case "1", "true", "yes", "on": Server.readOnly = true
             case "0", "false", "no", "off": Server.readOnly = false
             default: throw CBDError("readonly=\(v): expected true or false")
             }
-        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, readonly=)")
+        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=)")
         }
         return 0
     }
-}
-
-/// nbdkit's own size syntax is not at hand in Swift: bytes with an optional K/M/G suffix.
-func parseSize(_ text: String) -> Int? {
-    let units: [Character: Int] = ["K": 10, "M": 20, "G": 30, "T": 40]
-    guard let last = text.last?.uppercased().first else { return nil }
-    if let shift = units[last], let n = Int(text.dropLast()) { return n << shift }
-    return Int(text)
 }
 
 @_cdecl("cbd_plugin_config_complete")
@@ -82,7 +100,10 @@ func pluginGetReady() -> Int32 {
         if header.isDirty && !Server.readOnly {
             throw CBDError("\(path): not cleanly closed (DIRTY); check it with fsck.cbd first, or serve it read-only")
         }
-        Server.volume = try Volume(device: dev, cacheBytes: Server.cacheBytes)
+        let v = try Volume(device: dev, cacheBytes: Server.cacheBytes)
+        Server.volume = v
+        Server.space.start(path: path, readOnly: Server.readOnly)
+        try Server.space.update(v, now: true)
         return 0
     }
 }
@@ -91,6 +112,7 @@ func pluginGetReady() -> Int32 {
 @_cdecl("cbd_plugin_cleanup")
 func pluginCleanup() {
     _ = Server.call {
+        defer { Server.space.stop() }
         try Server.volume?.close()
         Server.volume = nil
         return 0
@@ -117,29 +139,30 @@ func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt
 
 @_cdecl("cbd_plugin_pwrite")
 func pluginPwrite(_ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
-    Server.call {
-        let v = try Server.requireVolume()
+    Server.changing { v in
         try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset))
         if fua != 0 { try v.flush() }   // committed (and synced) before the reply
-        return 0
     }
 }
 
 @_cdecl("cbd_plugin_flush")
 func pluginFlush() -> Int32 {
-    Server.call {
-        try Server.requireVolume().flush()
-        return 0
-    }
+    Server.changing { try $0.flush() }
 }
 
 @_cdecl("cbd_plugin_zero")
 func pluginZero(_ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
-    Server.call {
-        let v = try Server.requireVolume()
+    Server.changing { v in
         try v.discard(offset: Int(offset), length: Int(count))
         if fua != 0 { try v.flush() }
-        return 0
+    }
+}
+
+@_cdecl("cbd_plugin_trim")
+func pluginTrim(_ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
+    Server.changing { v in
+        try v.trim(offset: Int(offset), length: Int(count))
+        if fua != 0 { try v.flush() }
     }
 }
 

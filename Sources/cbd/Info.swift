@@ -11,8 +11,14 @@ struct Info: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             do {
-                let dev = try FileDevice(path: device, mode: .readOnly)
-                let report = try DeviceInfo.report(dev)
+                let report: Report
+                do {
+                    report = try DeviceInfo.report(try FileDevice(path: device, mode: .readOnly))
+                } catch let e as CBDError where e.kind == .busy {
+                    // Held by cbd serve: what the server publishes, live.
+                    guard let live = ServeStatus.read(for: device) else { throw e }
+                    report = DeviceInfo.liveReport(device, live)
+                }
                 print(json ? report.json() : report.text(), terminator: json ? "\n" : "")
             } catch where json {
                 // A script asked for JSON: it gets JSON, an error object, as from fsck.cbd --json.

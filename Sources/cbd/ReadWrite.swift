@@ -78,15 +78,15 @@ struct Write: ParsableCommand {
                     done += n
                 }
                 try vol.close()
-            } catch let e as CBDError {
-                // Blocks that could not be stored keep their old contents; those before them
-                // were committed. The device is closed clean either way.
-                guard let first = vol.abandonedLblks.first else { throw e }
-                let written = max(0, min(done, first * vol.geometry.lblkSize - off))
+            } catch let e as CBDError where e.kind == .noSpace {
+                // The piece that did not fit was refused whole; the pieces before it were
+                // accepted and are stored by the close. The device is closed clean either way.
                 try vol.close()
-                guard written > 0 else { throw CBDError("\(e.message): nothing written; the device is unchanged") }
-                throw CBDError("\(e.message): wrote \(written) of \(input.length) bytes (offsets \(off) to "
-                    + "\(off + written - 1)); the rest was not written and the device is consistent")
+                guard done > 0 else {
+                    throw CBDError("\(e.message): nothing written; the device is unchanged", kind: .noSpace)
+                }
+                throw CBDError("\(e.message): wrote \(done) of \(input.length) bytes (offsets \(off) to "
+                    + "\(off + done - 1)); the rest was not written and the device is consistent", kind: .noSpace)
             }
         }
     }
@@ -146,6 +146,7 @@ struct Discard: ParsableCommand {
             guard force || range.length != nil || range.offset.bytes != 0 else {
                 throw CBDError("\(device): no range given: this discards the whole device", hint: .force)
             }
+            defer { try? vol.close() }   // a refused discard leaves the device clean, too
             try vol.discard(offset: off, length: len)
             try vol.close()
         }

@@ -14,7 +14,9 @@ struct Serve: ParsableCommand {
             is CMD's. Without --socket or --port, a Unix socket beside nothing is used for \
             --run, and TCP port 10809 on 127.0.0.1 otherwise. SIGINT or SIGTERM stop the server \
             cleanly: everything is committed and the device marked clean. A device not closed \
-            cleanly (DIRTY) is served read-only only.
+            cleanly (DIRTY) is served read-only only. A write that does not fit fails with \
+            ENOSPC and changes nothing; every write that succeeded is kept. cbd info shows the \
+            live use of a served device.
             """)
 
     @Argument(help: "CBD device or image.") var device: String
@@ -26,10 +28,14 @@ struct Serve: ParsableCommand {
     var command: String?
     @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
     @Flag(help: "Stay in the foreground (with --run, always).") var foreground = false
+    @Option(name: .customLong("low-water"),
+        help: "Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.")
+    var lowWater = 10
 
     func validate() throws {
         if socket != nil && port != nil { throw ValidationError("--socket and --port exclude each other") }
         if let p = port, !(1...65535).contains(p) { throw ValidationError("--port must be 1 to 65535") }
+        if !(0...100).contains(lowWater) { throw ValidationError("--low-water must be 0 to 100 (percent)") }
     }
 
     func run() throws {
@@ -60,6 +66,7 @@ struct Serve: ParsableCommand {
             if let cmd = command { args += ["--run", cmd] }
             args += [plugin, "file=\(device)"]
             if let c = cache { args.append("cache=\(c.bytes)") }
+            args.append("lowwater=\(lowWater)")
             if readOnly { args.append("readonly=true") }
             if let u = uri { FileHandleStderr.write("cbd: serving \(device) at \(u)\n") }
             try Executables.exec(args)

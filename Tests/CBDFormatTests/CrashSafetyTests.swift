@@ -84,19 +84,31 @@ import Testing
         #expect(fits.status == 0, "\(fits.stderr)")
     }
 
-    /// A write that runs out of space: the blocks that could not be stored keep their old
-    /// contents, those before them are written, the message says how many bytes, and the
-    /// device is left clean (not DIRTY) and consistent.
+    /// A write that runs out of space: the one request that does not fit is refused whole with
+    /// `.noSpace` and changes nothing; every request accepted before it is stored (though a
+    /// one-block cache commits them one by one), and the device is left clean and consistent.
     @Test func noSpaceLeavesTheDeviceCleanAndSaysHowMuch() throws {
-        // Through the library, one block cached: blocks are committed one by one until full.
         let bs = 65536
         let mem = try memoryDevice(physical: 1 << 20, logical: 4 << 20, lblkShift: 4)
         let v = try Volume(device: mem, cacheBytes: bs)
         var rng = SplitMix(seed: 11)
         let data = (0..<(4 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        // One request for everything: refused, nothing changes, the device is not even DIRTY.
         #expect(throws: CBDError.self) { try data.withUnsafeBytes { try v.write($0, at: 0) } }
-        let first = try #require(v.abandonedLblks.first)
-        #expect(first > 0 && v.abandonedLblks.allSatisfy { $0 >= first })
+        #expect(try mem.readHeader().0.isDirty == false)
+        // Block by block: accepted until the first that does not fit, then refused.
+        var accepted = 0
+        do {
+            for n in 0..<(data.count / bs) {
+                try data.withUnsafeBytes { try v.write(UnsafeRawBufferPointer(rebasing: $0[n * bs ..< (n + 1) * bs]),
+                                                       at: n * bs) }
+                accepted += 1
+            }
+            Issue.record("a 1 MiB device took 4 MiB of random data")
+        } catch let e as CBDError {
+            #expect(e.kind == .noSpace && e.errno == ENOSPC, "\(e)")
+        }
+        #expect(accepted > 0)
         try v.close()
         #expect(try mem.readHeader().0.isDirty == false)
         var options = Checker.Options()
@@ -107,18 +119,25 @@ import Testing
         let back = try Volume(device: mem)
         var got = [UInt8](repeating: 0, count: 4 << 20)
         try got.withUnsafeMutableBytes { try back.read(into: $0, at: 0) }
-        #expect(got.prefix(first * bs).elementsEqual(data.prefix(first * bs)))
-        #expect(got.dropFirst(first * bs).allSatisfy { $0 == 0 })
-        // Through the tool: nothing fits, nothing changes, and it says so.
+        #expect(got.prefix(accepted * bs).elementsEqual(data.prefix(accepted * bs)))
+        #expect(got.dropFirst(accepted * bs).allSatisfy { $0 == 0 })
+        // Through the tool, which writes 1 MiB at a time: on a 2 MiB device the first MiB fits,
+        // the second is refused; the tool says how much it wrote, and that much is there.
         let s = try Scratch()
         let img = s.file("small.cbd"), input = s.file("in.bin")
         try #require(try Tools.run("mkfs.cbd", ["-q", img, "2M"]).status == 0)
         try #require(FileManager.default.createFile(atPath: input, contents: Data(data)))
         let r = try Tools.run("sh", ["-c", "\"$0\" write -o 0 \"$1\" < \(input)", Tools.binDir + "/cbd", img])
-        #expect(r.status == 1 && r.stderr.contains("no space left") && r.stderr.contains("nothing written"), "\(r.stderr)")
+        #expect(r.status == 1 && r.stderr.contains("no space left") && r.stderr.contains("wrote 1048576 of 4194304 bytes"),
+                "\(r.stderr)")
         #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0, "left DIRTY or inconsistent")
         let read = try Tools.run("cbd", ["read", img])
-        #expect(read.status == 0 && read.out.allSatisfy { $0 == 0 }, "the logical device changed")
+        #expect(read.status == 0 && read.out.prefix(1 << 20).elementsEqual(data.prefix(1 << 20))
+                && read.out.dropFirst(1 << 20).allSatisfy { $0 == 0 }, "not what the tool said it wrote")
+        // Nothing fits at all: nothing written, the device unchanged, and it says so.
+        let full = try Tools.run("sh", ["-c", "\"$0\" write -o 1M \"$1\" < \(input)", Tools.binDir + "/cbd", img])
+        #expect(full.status == 1 && full.stderr.contains("nothing written"), "\(full.stderr)")
+        #expect(try Tools.run("cbd", ["read", img]).out == read.out, "a refused write changed the device")
     }
 
     /// convert -f does not replace an image another program is writing (its data would go to a

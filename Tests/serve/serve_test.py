@@ -5,6 +5,7 @@
 usage: serve_test.py BIN_DIR [CASE ...]
 Prints one line per case and 'N passed, N failed'; exit 1 on any failure.
 """
+import errno
 import json
 import os
 import random
@@ -247,6 +248,75 @@ def killed_server_keeps_flushed_data(d):
     assert r.returncode in (0, 1), r.stdout.decode()[-300:]
     consistent(dev)
     assert logical(dev)[:len(flushed)] == flushed, 'flushed data lost'
+
+
+def piece_data(rng, i, size):
+    """Piece i of a fill: two of three incompressible, the third compressible (text-like)."""
+    if i % 3:
+        return rng.randbytes(size)
+    words = [b'block', b'zone', b'entry', b'pblk', b'lblk', b'%d' % i]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b' '
+    return bytes(out[:size])
+
+
+@case
+def full_device_keeps_acknowledged_writes(d):
+    """Fill a small device on two connections until ENOSPC: every acknowledged write reads back
+    before and after a flush and after kill -9 and fsck; a refused write changes nothing; trims
+    free space and writes succeed again; cbd info shows live use; the log warns at low water."""
+    dev = fresh_device(d, size='8M')
+    srv = Server(d, dev, '--cache', '1M', '--low-water', '30')
+    conns = [srv.connect(), srv.connect()]
+    size = conns[0].get_size()
+    piece = 256 << 10
+    rng = random.Random(20)
+    model = bytearray(size)
+    accepted, refused = [], []
+    for i in range(size // piece):
+        data = piece_data(rng, i, piece)
+        h = conns[i % 2]
+        try:
+            h.pwrite(data, i * piece)
+            model[i * piece:(i + 1) * piece] = data
+            accepted.append(i)
+        except nbd.Error as e:
+            assert e.errnum == errno.ENOSPC, 'refused with %s, not ENOSPC: %s' % (e.errnum, e)
+            refused.append(i)
+            assert h.pread(piece, i * piece) == bytes(model[i * piece:(i + 1) * piece]), 'a refused write changed data'
+    assert refused and accepted, 'accepted %d, refused %d' % (len(accepted), len(refused))
+    assert any(i % 3 == 0 for i in accepted[len(accepted) // 2:]), 'no compressible piece fitted late'
+
+    def all_read_back(why):
+        for h in conns:
+            for i in accepted:
+                assert h.pread(piece, i * piece) == bytes(model[i * piece:(i + 1) * piece]), \
+                    'piece %d lost %s' % (i, why)
+
+    all_read_back('before the flush')
+    info = json.loads(sh(tool('cbd'), 'info', '--json', dev).stdout)
+    assert info['state'].startswith('served') and info['use_percent'] > 90, info
+    conns[0].flush()
+    all_read_back('after the flush')
+    # Freeing needs no space: trim every second accepted piece, then write new data there.
+    freed = accepted[::2]
+    for i in freed:
+        conns[1].trim(piece, i * piece)
+        model[i * piece:(i + 1) * piece] = bytes(piece)
+    for i in freed[:3]:
+        data = piece_data(rng, 1, piece)
+        conns[0].pwrite(data, i * piece)
+        model[i * piece:(i + 1) * piece] = data
+    conns[1].flush()
+    all_read_back('after trims and new writes')
+    srv.stop(signal.SIGKILL)
+    r = sh(tool('fsck.cbd'), '-fy', dev, check=False)
+    assert r.returncode in (0, 1), r.stdout.decode()[-300:]
+    consistent(dev)
+    assert logical(dev) == bytes(model), 'the device differs from what was acknowledged'
+    log = srv.p.stderr.read().decode()
+    assert 'free space is below 30%' in log and log.count('no space left') == len(refused), log[-600:]
 
 
 @case

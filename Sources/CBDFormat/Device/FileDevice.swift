@@ -46,13 +46,13 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         isBlockDevice = kind == S_IFBLK
         // Root may open a mode-0444 file for writing; a tool that changes data should not.
         if mode == .readWrite && !isBlockDevice && st.st_mode & 0o222 == 0 {
-            throw CBDError("\(path): file is read-only")
+            throw CBDError("\(path): file is read-only", kind: .readOnly)
         }
         var flags = (mode == .readWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC
         if isBlockDevice && mode == .readWrite { flags |= O_EXCL }
         let fd = open(path, flags)
         guard fd >= 0 else {
-            if errno == EBUSY { throw CBDError("\(path): device is mounted or busy") }
+            if errno == EBUSY { throw CBDError("\(path): device is mounted or busy", kind: .busy) }
             if errno == EROFS || errno == EACCES || errno == EPERM {
                 throw systemError(mode == .readWrite ? "cannot open for writing" : "cannot open", path, errno: errno)
             }
@@ -63,7 +63,7 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         do {
             size = try FileDevice.measure(fd: fd, isBlockDevice: isBlockDevice, path: path)
             if mode == .readWrite && isBlockDevice && cbd_blk_readonly(fd) == 1 {
-                throw CBDError("\(path): block device is read-only")
+                throw CBDError("\(path): block device is read-only", kind: .readOnly)
             }
             if !isBlockDevice { try lockImage(exclusive: mode == .readWrite) }
         } catch {
@@ -90,10 +90,10 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
     /// for a writer, a loop device maps.
     private func lockImage(exclusive: Bool) throws {
         guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
-            throw CBDError("\(path): image is in use by another program")
+            throw CBDError("\(path): image is in use by another program", kind: .busy)
         }
         if exclusive, let loop = LoopDevices.backing(path) {
-            throw CBDError("\(path): image is in use by \(loop)")
+            throw CBDError("\(path): image is in use by \(loop)", kind: .busy)
         }
     }
 

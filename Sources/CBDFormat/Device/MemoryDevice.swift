@@ -42,7 +42,7 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
-        guard isWritable else { throw CBDError("\(path): read-only") }
+        guard isWritable else { throw CBDError("\(path): read-only", kind: .readOnly) }
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected write failure") }
         writeCount += 1
         guard offset >= 0, offset + buffer.count <= size else {

@@ -25,13 +25,8 @@ enum UndoFile {
     static let recordBytes = 16 + Units.pblkSize
     static let trailerBytes = 32
 
-    static func crc(_ p: UnsafeRawPointer, _ count: Int, _ seed: UInt32 = 0) -> UInt32 {
-        UInt32(truncatingIfNeeded: crc32(UInt(seed), p.assumingMemoryBound(to: UInt8.self), UInt32(count)))
-    }
-
-    static func crc(_ bytes: [UInt8], _ seed: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBytes { crc($0.baseAddress!, $0.count, seed) }
-    }
+    static func crc(_ p: UnsafeRawPointer, _ count: Int, _ seed: UInt32 = 0) -> UInt32 { CRC32.of(p, count, seed) }
+    static func crc(_ bytes: [UInt8], _ seed: UInt32 = 0) -> UInt32 { CRC32.of(bytes, seed) }
 }
 
 /// A device wrapper that saves every pblk before it is first overwritten (see `UndoFile`).

@@ -23,6 +23,8 @@ public enum DeviceInfo {
         r.add("data_size", size: g.totalDataPblks * Units.pblkSize)
         r.add("used", size: markedPblks * Units.pblkSize)
         r.add("free", size: (g.totalDataPblks - markedPblks) * Units.pblkSize)
+        let kept = EntryJournal(device: dev, geometry: g).pblksPerRecord
+        addUse(&r, dataPblks: g.totalDataPblks, available: max(0, g.totalDataPblks - markedPblks - kept))
         r.add("blocks", g.nrLblk)
         r.add("compressed_blocks", s.compressed)
         r.add("raw_blocks", s.raw)
@@ -41,6 +43,31 @@ public enum DeviceInfo {
         } else {
             r.add("contents", "unknown")
         }
+        return r
+    }
+
+    /// `use` (percent of the data pblks not available to a write) and `full` (no block can
+    /// be written: not one pblk is available).
+    static func addUse(_ r: inout Report, dataPblks: Int, available: Int) {
+        r.add("use_percent", dataPblks > 0 ? Double(dataPblks - available) * 100 / Double(dataPblks) : 100)
+        r.add("full", available == 0)
+    }
+
+    /// What a running server publishes about the device it holds (`ServeStatus`): live use,
+    /// including the writes waiting in its cache. The device itself is not opened.
+    public static func liveReport(_ path: String, _ s: ServeStatus) -> Report {
+        var r = Report()
+        r.add("device", path)
+        r.add("physical_size", size: s.physicalBytes)
+        r.add("logical_size", size: s.logicalBytes)
+        r.add("block_size", size: s.lblkSize)
+        r.add("data_size", size: s.dataPblks * Units.pblkSize)
+        r.add("used", size: (s.dataPblks - s.freePblks) * Units.pblkSize)
+        r.add("pending", size: s.promisedPblks * Units.pblkSize)
+        r.add("free", size: s.availablePblks * Units.pblkSize)
+        addUse(&r, dataPblks: s.dataPblks, available: s.availablePblks)
+        r.add("refused_writes", s.refusals)
+        r.add("state", "served\(s.readOnly ? " read-only" : "") by process \(s.pid) (live)")
         return r
     }
 }

@@ -21,18 +21,47 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
         case undo(file: String, device: String)
     }
 
+    /// What kind of failure this is, for a caller that maps errors to codes (the nbdkit
+    /// plugin's errno): never read the message for that.
+    public enum Kind: Sendable, Equatable {
+        /// Anything not listed below: an I/O error, damage, a refusal.
+        case other
+        /// The device has no room for the request (nothing of it was done).
+        case noSpace
+        /// The device or file was opened, or is, read-only.
+        case readOnly
+        /// The range lies outside the logical device.
+        case outOfRange
+        /// Another program holds the device (its lock, or the kernel's exclusive open).
+        case busy
+    }
+
     public var message: String
     public var hint: Hint?
-    public init(_ message: String, hint: Hint? = nil) {
+    public var kind: Kind
+    public init(_ message: String, hint: Hint? = nil, kind: Kind = .other) {
         self.message = message
         self.hint = hint
+        self.kind = kind
+    }
+
+    /// The errno an NBD server answers with for this error.
+    public var errno: Int32 {
+        switch kind {
+        case .other: return EIO
+        case .noSpace: return ENOSPC
+        case .readOnly: return EROFS
+        case .outOfRange: return EINVAL
+        case .busy: return EBUSY
+        }
     }
     public var description: String { message }
 }
 
 /// Errors from the system, with the path and the operation that failed.
 func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
-    CBDError("\(path): \(what): \(String(cString: strerror(code)))")
+    let kind: CBDError.Kind = code == ENOSPC || code == EDQUOT ? .noSpace : code == EROFS ? .readOnly : .other
+    return CBDError("\(path): \(what): \(String(cString: strerror(code)))", kind: kind)
 }
 
 /// An error whose message has sizes in it: the numbers are kept, and each tool renders

@@ -3,9 +3,11 @@
 /// An entry inside one table pblk is written with that pblk, in one write. An entry that
 /// straddles two table pblks would be written by two, and a crash between them would leave a
 /// well-formed mix of old and new slots. Such entries are saved first (format 1.1's intent
-/// record, `Intent`): their new bytes go to free data pblks (the journal) and are synced, the
-/// header then names the journal (synced), the tables are written (synced), and the intent is
-/// cleared. A crash in between is repaired by `replay`, which writes the saved entries again.
+/// record, `Intent`): in the header itself when they fit (every block size below 4 MiB: no
+/// free pblk is needed, so this works on a full device), else in free data pblks (the
+/// journal, synced) that the header then names. The header is synced, the tables are written
+/// (synced), and the intent is cleared. A crash in between is repaired by `replay`, which
+/// writes the saved entries again.
 struct EntryJournal {
     let device: BlockDevice
     let geometry: Geometry
@@ -16,28 +18,43 @@ struct EntryJournal {
         return first / Units.pblkSize != (first + geometry.entryLen - 1) / Units.pblkSize
     }
 
+    /// Whether entries of this geometry are too large for the header and need journal pblks.
+    var needsJournalPblks: Bool { Intent.inlineRecords(entryLen: geometry.entryLen) == 0 }
+
+    /// Journal pblks one record needs when it cannot go inline (0 when it can).
+    var pblksPerRecord: Int {
+        needsJournalPblks ? (Intent.recordBytes(entryLen: geometry.entryLen) + Units.pblkSize - 1) / Units.pblkSize : 0
+    }
+
     /// Writes `entries` (lblk, encoded entry) through `meta` and syncs, journaling the ones
-    /// that straddle. `reserve(k)` gives k data pblks no entry names (nil: none left);
-    /// `release` gives them back once the intent is cleared. On return the header no longer
-    /// holds an intent, but that last header write is not synced: the caller's next sync
-    /// makes it durable, and no journal pblk is written again before that sync.
+    /// that straddle. When they do not fit inline, `reserve(k)` gives k data pblks no entry
+    /// names (nil: none left), at most `roundPblks` at a time, and `release` gives them back
+    /// once the intent is cleared. On return the header no longer holds an intent, but that last
+    /// header write is not synced: the caller's next sync makes it durable, and no journal pblk
+    /// is written again before that sync.
     func write(_ entries: [(lblk: Int, bytes: [UInt8])], meta: MetadataCache, header: inout Header,
+               roundPblks: Int = Intent.maxJournalPblks,
                reserve: (Int) throws -> [Pblk]?, release: ([Pblk]) throws -> Void) throws {
         let straddling = entries.filter { straddles($0.lblk) }
-        var rounds = chunks(straddling)
+        var rounds = chunks(straddling, roundPblks: roundPblks)
         if rounds.isEmpty { rounds = [[]] }
         for (r, round) in rounds.enumerated() {
             var journal: [Pblk] = []
             if !round.isEmpty {
                 let payload = Intent.payload(round)
-                let count = (payload.count + Units.pblkSize - 1) / Units.pblkSize
-                guard let pblks = try reserve(count) else {
-                    throw CBDError("\(device.path): no space left on the device for the entry journal")
+                if needsJournalPblks {
+                    let count = (payload.count + Units.pblkSize - 1) / Units.pblkSize
+                    guard let pblks = try reserve(count) else {
+                        throw CBDError("\(device.path): no space left on the device for the entry journal",
+                                       kind: .noSpace)
+                    }
+                    journal = pblks
+                    try writePayload(payload, to: journal)
+                    try device.sync()
+                    header.intent = Intent(records: round.count, payloadBytes: payload.count, journal: journal)
+                } else {
+                    header.intent = Intent(records: round.count, inline: payload)
                 }
-                journal = pblks
-                try writePayload(payload, to: journal)
-                try device.sync()
-                header.intent = Intent(records: round.count, payloadBytes: payload.count, journal: journal)
                 try device.writeHeader(header)
                 try device.sync()
             }
@@ -46,18 +63,20 @@ struct EntryJournal {
             for (n, bytes) in now { try meta.setEntryBytes(n, bytes) }
             try meta.writeDirtyTables()
             try device.sync()
-            if !journal.isEmpty {
+            if !round.isEmpty {
                 header.intent = nil
                 try device.writeHeader(header)
                 if r < rounds.count - 1 { try device.sync() }
-                try release(journal)
+                if !journal.isEmpty { try release(journal) }
             }
         }
     }
 
     /// Straddling entries in groups whose payload fits one intent's journal.
-    private func chunks(_ entries: [(lblk: Int, bytes: [UInt8])]) -> [[(lblk: Int, bytes: [UInt8])]] {
-        let perRound = max(1, Intent.maxJournalPblks * Units.pblkSize / Intent.recordBytes(entryLen: geometry.entryLen))
+    private func chunks(_ entries: [(lblk: Int, bytes: [UInt8])], roundPblks: Int) -> [[(lblk: Int, bytes: [UInt8])]] {
+        let record = Intent.recordBytes(entryLen: geometry.entryLen)
+        let perRound = needsJournalPblks ? max(1, min(roundPblks, Intent.maxJournalPblks) * Units.pblkSize / record)
+                                         : Intent.inlineRecords(entryLen: geometry.entryLen)
         return stride(from: 0, to: entries.count, by: perRound).map {
             Array(entries[$0 ..< min($0 + perRound, entries.count)])
         }
@@ -97,7 +116,7 @@ struct EntryJournal {
         if let p = intent.journal.first(where: { $0 > UInt64(Int.max) || g.dataZone(ofPblk: Int($0)) == nil }) {
             throw corrupt("journal names pblk \(p), not a data pblk")
         }
-        var payload: [UInt8] = []
+        var payload = intent.inlinePayload
         for p in intent.journal { payload += try device.readPblks(Int(p)) }
         payload.removeLast(payload.count - intent.payloadBytes)
         guard let records = Intent.records(payload, count: intent.records, entryLen: g.entryLen) else {

@@ -2,6 +2,10 @@
 /// zone by zone from the block's own zone (`Geometry.zones(from:)`), remembering where each
 /// zone's last search ended so that allocation does not rescan from the start.
 ///
+/// It also counts free pblks, lazily: zones are counted in order from zone 0 only as far as a
+/// caller needs (`countFree(atLeast:)`), and the count follows every allocation and free in
+/// the counted zones. A writer of a large, mostly empty device reads one bitmap, not all.
+///
 /// `layout` bounds the search: the device's own geometry for a `Volume`, the smaller new one
 /// while a shrink moves blocks below the cut.
 final class PblkAllocator {
@@ -9,10 +13,29 @@ final class PblkAllocator {
     let layout: Geometry
     /// Next data index to try in each zone.
     private var hint: [Int: Int] = [:]
+    /// Zones `0 ..< countedZones` are counted in `countedFree`.
+    private(set) var countedZones = 0
+    /// Free data pblks in the counted zones, as the cached bitmaps say now.
+    private(set) var countedFree = 0
 
     init(meta: MetadataCache, layout: Geometry) {
         self.meta = meta
         self.layout = layout
+    }
+
+    /// Whether every zone is counted: `countedFree` is then the device's free pblks.
+    var countedAll: Bool { countedZones >= layout.nrZones }
+
+    /// Counts further zones until at least `k` free pblks are counted or every zone is;
+    /// returns whether `k` are.
+    func countFree(atLeast k: Int) throws -> Bool {
+        while countedFree < k && !countedAll {
+            let z = countedZones
+            let limit = layout.dataPblkCount(z)
+            countedFree += limit - (try meta.bitmap(z)).countSet(below: limit)
+            countedZones += 1
+        }
+        return countedFree >= k
     }
 
     /// Takes `count` free data pblks, marking them in the (cached) bitmaps; nil, with nothing
@@ -35,6 +58,7 @@ final class PblkAllocator {
             hint[z] = k
             if !taken.isEmpty {
                 try meta.updateBitmap(z) { b in for f in taken { b.set(f) } }
+                if z < countedZones { countedFree -= taken.count }
                 out += taken.map { Pblk(layout.dataStart(z) + $0) }
             }
         }
@@ -45,11 +69,13 @@ final class PblkAllocator {
         return out
     }
 
-    /// Clears the bits of `pblks` (data pblks; anything else is ignored).
+    /// Clears the bits of `pblks` (data pblks; anything else, or a bit already clear, is ignored).
     func free(_ pblks: [Pblk]) throws {
         for p in pblks {
             guard case .data(let z, let k) = layout.place(ofPblk: Int(p)) else { continue }
+            guard (try meta.bitmap(z)).isSet(k) else { continue }
             try meta.updateBitmap(z) { $0.clear(k) }
+            if z < countedZones { countedFree += 1 }
             hint[z] = min(hint[z] ?? k, k)
         }
     }

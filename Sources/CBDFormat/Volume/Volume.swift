@@ -13,6 +13,11 @@
 /// `EntryJournal`), then the old pblks' bits are cleared (sync). The header's DIRTY flag is
 /// set and synced before the first change and cleared by `close()`.
 ///
+/// A write is accepted only when the space to store it is certain (`SpaceLedger`): every
+/// dirty block holds a reservation of pblks, so a commit never runs out of room and no
+/// acknowledged write is dropped. A request that does not fit is refused whole, changing
+/// nothing (`CBDError.Kind.noSpace`); one that makes whole blocks zero needs no space.
+///
 /// A device that was not closed cleanly (DIRTY) is not written unless `force` is given:
 /// its bitmaps may be wrong, and a write could reuse a pblk that a block still needs.
 public final class Volume {
@@ -22,6 +27,7 @@ public final class Volume {
     let codec: EntryCodec
     let meta: MetadataCache
     private let allocator: PblkAllocator
+    private let ledger: SpaceLedger
     private var blocks: LRU<Int, CachedBlock>
     private var markedDirty = false
     /// Write even though the device was found DIRTY.
@@ -33,6 +39,8 @@ public final class Volume {
     final class CachedBlock {
         var data: [UInt8]
         var dirty = false
+        /// Pblks promised to this block's next commit (`SpaceLedger`).
+        var reserved = 0
         init(_ data: [UInt8]) { self.data = data }
     }
 
@@ -46,6 +54,7 @@ public final class Volume {
         codec = EntryCodec(geometry)
         meta = MetadataCache(device: device, geometry: geometry)
         allocator = PblkAllocator(meta: meta, layout: geometry)
+        ledger = SpaceLedger(allocator: allocator, keep: EntryJournal(device: device, geometry: geometry).pblksPerRecord)
         blocks = LRU(capacity: max(1, cacheBytes / geometry.lblkSize))
         scratch = [UInt8](repeating: 0, count: geometry.lblkSize)
     }
@@ -65,16 +74,11 @@ public final class Volume {
         }
     }
 
+    /// Writes a byte range. Refused whole, with nothing changed, when the device has no room
+    /// for it (`.noSpace`); once it returns, the bytes are stored at the next commit for certain.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
         try checkRange(offset, buffer.count)
-        try beginChanges()
-        try forEachBlock(offset, buffer.count) { n, inner, done, len in
-            let b = try block(n, load: len < geometry.lblkSize)
-            b.data.withUnsafeMutableBytes { dst in
-                (dst.baseAddress! + inner).copyMemory(from: buffer.baseAddress! + done, byteCount: len)
-            }
-            b.dirty = true
-        }
+        try change(offset, buffer.count, from: buffer.baseAddress)
     }
 
     /// Reads a byte range; many threads may call this at once, as long as nothing that changes
@@ -116,17 +120,30 @@ public final class Volume {
         }
     }
 
-    /// Makes the range read as zeros; whole blocks become unallocated at the next commit.
+    /// Makes the range read as zeros; whole blocks become unallocated at the next commit and
+    /// need no space, so this works on a full device. Zeroing part of a block that keeps data
+    /// rewrites it, and needs room as a write does.
     public func discard(offset: Int, length: Int) throws {
         try checkRange(offset, length)
-        try beginChanges()
-        try forEachBlock(offset, length) { n, inner, _, len in
-            let b = try block(n, load: len < geometry.lblkSize)
-            b.data.withUnsafeMutableBytes { dst in
-                _ = (dst.baseAddress! + inner).initializeMemory(as: UInt8.self, repeating: 0, count: len)
-            }
-            b.dirty = true
-        }
+        try change(offset, length, from: nil)
+    }
+
+    /// Makes the whole blocks inside the range unallocated; the parts of blocks at its ends are
+    /// left as they are (an NBD trim is advisory). Never needs space.
+    public func trim(offset: Int, length: Int) throws {
+        try checkRange(offset, length)
+        let size = geometry.lblkSize
+        let first = (offset + size - 1) / size * size, end = (offset + length) / size * size
+        guard end > first else { return }
+        try change(first, end - first, from: nil)
+    }
+
+    /// Data pblks of the device, how many are free (the cache's blocks not yet counted), and how
+    /// many of those are promised to the cache's dirty blocks or kept for the entry journal.
+    /// The first call reads every zone's bitmap once; later ones cost nothing.
+    public func usage() throws -> (dataPblks: Int, free: Int, promised: Int) {
+        let (free, promised) = try ledger.usage()
+        return (geometry.totalDataPblks, free, promised)
     }
 
     /// Whether lblk `n` holds data: a block waiting in the cache, or an allocated entry (an
@@ -153,13 +170,14 @@ public final class Volume {
 
     private func checkRange(_ offset: Int, _ length: Int) throws {
         guard offset >= 0, length >= 0, offset <= logicalSize, length <= logicalSize - offset else {
-            throw CBDError("\(device.path): range \(offset)+\(length) is outside the logical size \(logicalSize)")
+            throw CBDError("\(device.path): range \(offset)+\(length) is outside the logical size \(logicalSize)",
+                           kind: .outOfRange)
         }
     }
 
     /// Calls `body(lblk, offset in block, offset in buffer, length)` for each block of a range.
     private func forEachBlock(_ offset: Int, _ length: Int,
-                              _ body: (Int, Int, Int, Int) throws -> Void) throws {
+                              _ body: (Int, Int, Int, Int) throws -> Void) rethrows {
         var done = 0
         while done < length {
             let pos = offset + done
@@ -172,13 +190,94 @@ public final class Volume {
 
     private func beginChanges() throws {
         guard !markedDirty else { return }
-        guard device.isWritable else { throw CBDError("\(device.path): opened read-only") }
+        try requireWritable()
         if header.isDirty {
             guard force else { throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce) }
             _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
         }
         try device.setDirty(true, in: &header)
         markedDirty = true
+    }
+
+    private func requireWritable() throws {
+        guard device.isWritable else { throw CBDError("\(device.path): opened read-only", kind: .readOnly) }
+    }
+
+    // MARK: Changes
+
+    /// Writes `length` bytes from `source` at `offset`, or zeros when `source` is nil: the
+    /// room the new contents need is reserved first (`reserveRoom`), then the blocks change in
+    /// the cache, each holding its share of the reservation.
+    private func change(_ offset: Int, _ length: Int, from source: UnsafeRawPointer?) throws {
+        try requireWritable()
+        var pending = try reserveRoom(offset, length, source)
+        defer { ledger.release(pending.reduce(0, +)) }
+        try beginChanges()
+        var i = 0
+        try forEachBlock(offset, length) { n, inner, done, len in
+            let b = try block(n, load: len < geometry.lblkSize)
+            b.data.withUnsafeMutableBytes { dst in
+                let to = dst.baseAddress! + inner
+                if let source { to.copyMemory(from: source + done, byteCount: len) } else {
+                    to.initializeMemory(as: UInt8.self, repeating: 0, count: len)
+                }
+            }
+            b.dirty = true
+            // The block's earlier promise is replaced by the one made for this request.
+            ledger.release(b.reserved)
+            b.reserved = pending[i]
+            pending[i] = 0
+            if b.reserved > 0 && b.data.withUnsafeBytes({ isAllZero($0.baseAddress!, $0.count) }) {
+                ledger.release(b.reserved)
+                b.reserved = 0
+            }
+            i += 1
+        }
+    }
+
+    /// Reserves the room the range's new contents need; returns each block's share. First the
+    /// worst case (a whole block raw, none for a block made all zeros); when that is short, the
+    /// cache is committed (its promises become real, smaller sizes) and the worst case tried
+    /// again; then the exact packed size of each new block. Throws `.noSpace`, having
+    /// reserved nothing and changed no block, when even that does not fit.
+    private func reserveRoom(_ offset: Int, _ length: Int, _ source: UnsafeRawPointer?) throws -> [Int] {
+        var worst: [Int] = []
+        forEachBlock(offset, length) { _, _, done, len in
+            let zeros = len == geometry.lblkSize && (source.map { isAllZero($0 + done, len) } ?? true)
+            worst.append(zeros ? 0 : geometry.pblkPerLblk)
+        }
+        if try ledger.reserve(worst.reduce(0, +)) { return worst }
+        try flush()
+        if try ledger.reserve(worst.reduce(0, +)) { return worst }
+        let exact = try exactNeeds(offset, length, source)
+        if try ledger.reserve(exact.reduce(0, +)) { return exact }
+        throw CBDError("\(device.path): no space left on the device for \(length) bytes at offset \(offset)",
+                       kind: .noSpace)
+    }
+
+    /// The pblks each block of the range would take with its new contents, packed by the rule
+    /// commits use (`pack`), a chunk of blocks at a time.
+    private func exactNeeds(_ offset: Int, _ length: Int, _ source: UnsafeRawPointer?) throws -> [Int] {
+        var pieces: [(n: Int, inner: Int, done: Int, len: Int)] = []
+        forEachBlock(offset, length) { pieces.append(($0, $1, $2, $3)) }
+        var needs: [Int] = []
+        var first = 0
+        while first < pieces.count {
+            let chunk = try pieces[first ..< min(first + packBlocks, pieces.count)].map { p in
+                var data = p.len == geometry.lblkSize ? [UInt8](repeating: 0, count: p.len)
+                                                       : try blocks.peek(p.n)?.data ?? loadBlock(p.n)
+                data.withUnsafeMutableBytes { dst in
+                    let to = dst.baseAddress! + p.inner
+                    if let source { to.copyMemory(from: source + p.done, byteCount: p.len) } else {
+                        to.initializeMemory(as: UInt8.self, repeating: 0, count: p.len)
+                    }
+                }
+                return (p.n, CachedBlock(data))
+            }
+            needs += pack(chunk).map(pblks(forPackedLength:))
+            first += chunk.count
+        }
+        return needs
     }
 
     // MARK: Block cache
@@ -267,7 +366,9 @@ public final class Volume {
                 first += chunk.count
             }
         } catch {
-            try abandon(lblks, allocated: newEntries.flatMap { $0.1.pblks })
+            // Nothing names the new pblks yet: they are free again, and the blocks stay dirty
+            // in the cache, with their reservations, for a later commit.
+            try? allocator.free(newEntries.flatMap { $0.1.pblks })
             throw error
         }
         try meta.writeDirtyBitmaps()
@@ -275,6 +376,7 @@ public final class Volume {
         // 2. The entries now point to the new data (synced).
         try EntryJournal(device: device, geometry: geometry).write(
             newEntries.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
+            roundPblks: max(1, ledger.keep),
             reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
         // 3. Only then are the old pblks free.
         for (_, _, old) in newEntries { try allocator.free(old.pblks) }
@@ -282,22 +384,12 @@ public final class Volume {
         try device.sync()
         // Their bytes no longer matter: an image file gets its space back.
         device.release(pblks: newEntries.flatMap { $0.old.pblks })
-        for n in lblks { blocks.peek(n)?.dirty = false }
-    }
-
-    /// Blocks whose new contents were dropped because they could not be stored (no space):
-    /// they keep their old contents. Sorted.
-    public private(set) var abandonedLblks: [Int] = []
-
-    /// Gives up a commit that failed before any entry changed: its pblks are free again and
-    /// its blocks leave the cache with their old contents on disk, so that the device can
-    /// still be closed clean and consistent.
-    private func abandon(_ lblks: [Int], allocated: [Pblk]) throws {
-        try allocator.free(allocated)
-        try meta.writeDirtyBitmaps()
-        try device.sync()
-        for n in lblks { blocks.remove(n) }
-        abandonedLblks = (abandonedLblks + lblks).sorted()
+        for n in lblks {
+            guard let b = blocks.peek(n) else { continue }
+            b.dirty = false
+            ledger.release(b.reserved)
+            b.reserved = 0
+        }
     }
 
     /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
@@ -328,12 +420,18 @@ public final class Volume {
         return lengths
     }
 
+    /// The pblks a block takes, by `pack`'s length (0 zeros, -1 raw, else compressed bytes).
+    private func pblks(forPackedLength length: Int) -> Int {
+        length == 0 ? 0 : length > 0 ? (length + Units.pblkSize - 1) / Units.pblkSize : geometry.pblkPerLblk
+    }
+
     /// Writes a packed block to fresh pblks (contiguous ones in one write); returns its entry.
+    /// Its reservation guarantees the pblks: running out here is a bug in the accounting.
     private func store(_ data: [UInt8], lblk n: Int, length: Int, packed: UnsafeRawPointer) throws -> AllocationEntry {
         if length == 0 { return .unallocated }
-        let count = length > 0 ? (length + Units.pblkSize - 1) / Units.pblkSize : geometry.pblkPerLblk
+        let count = pblks(forPackedLength: length)
         guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
-            throw CBDError("\(device.path): no space left on the device")
+            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
         }
         if length > 0 {
             // The pblks' tail after the compressed bytes: zeros, not what the buffer held before.

@@ -14,6 +14,7 @@ int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
 int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_flush(void);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
+int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_close(void);
 /// Calls `add(context, offset, length, hole)` for each run of allocated or unallocated blocks
 /// of the range, as far as `one` (only the first run) asks.
@@ -22,3 +23,9 @@ int cbd_plugin_extents(uint32_t count, uint64_t offset, int one, void *context,
 
 // Implemented in C, for Swift: report an error in nbdkit's log and set errno.
 void cbd_plugin_error(const char *message, int error);
+// A line in nbdkit's log that is not an error of the request at hand (a warning).
+void cbd_plugin_log(const char *message);
+// nbdkit's own parsers: nbdkit_parse_size and nbdkit_parse_unsigned (-1 on a bad value,
+// after logging it).
+int64_t cbd_plugin_parse_size(const char *value);
+int cbd_plugin_parse_unsigned(const char *what, const char *value, unsigned *out);
