@@ -347,7 +347,8 @@ def read_only_serve(d):
 
 @case
 def writers_refuse_a_served_device(d):
-    """While served read-write, every writing tool (and every reader) is refused; nothing changes."""
+    """While served read-write, every writing tool (and every reader but cbd info, which shows
+    the server's live figures) is refused; nothing changes."""
     dev = fresh_device(d)
     raw = os.path.join(d, 'raw.img')
     with open(raw, 'wb') as f:
@@ -367,11 +368,14 @@ def writers_refuse_a_served_device(d):
             [tool('cbd'), 'undo', undo, dev],
             [tool('cbd'), 'convert', '-q', '-f', raw, dev],
             [tool('mkfs.cbd'), '-f', dev],
-            [tool('cbd'), 'info', dev],
+            [tool('cbddump'), dev],
         ]
         for a in attempts:
             r = subprocess.run(a, input=b'x' * 100, capture_output=True)
             assert r.returncode != 0 and b'in use' in r.stderr, '%s: %d %s' % (a[1:], r.returncode, r.stderr)
+        # cbd info reports what the server publishes, without opening the device.
+        live = sh(tool('cbd'), 'info', dev).stdout.decode()
+        assert 'served by process %d (live)' % srv.p.pid in live and 'use_percent:' in live, live
         with open(dev, 'rb') as f:
             assert f.read() == before, 'a refused tool changed the device'
     finally:
