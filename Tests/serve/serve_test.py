@@ -410,6 +410,84 @@ def nbdfuse_file_with_ext4(d):
     consistent(dev)
 
 
+def nbdfuse_mount(srv, mnt):
+    """nbdfuse on the server's socket: the device as the file mnt/nbd."""
+    fuse = subprocess.Popen(['nbdfuse', mnt, '--unix', srv.sock], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    disk = os.path.join(mnt, 'nbd')
+    for _ in range(500):
+        if os.path.exists(disk):
+            return fuse, disk
+        if fuse.poll() is not None:
+            raise AssertionError('nbdfuse ended: %s' % fuse.stderr.read().decode())
+        time.sleep(0.01)
+    raise AssertionError('nbdfuse gave no file after 5 s')
+
+
+def sha(path):
+    import hashlib
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@case
+def ext4_on_a_device_that_fills(d):
+    """ext4 (loop-mounted through nbdfuse) on a 32 MiB device: 10 MiB files of random data until
+    a write or fsync fails. The failure reaches the writer; every file whose write and fsync
+    succeeded reads back whole afterwards (the filesystem's journal recovered on a copy)."""
+    if os.geteuid() != 0:
+        print('skip: needs root (loop mount)')
+        return
+    dev = fresh_device(d, size='32M')
+    mnt, fs = os.path.join(d, 'mnt'), os.path.join(d, 'fs')
+    os.mkdir(mnt)
+    os.mkdir(fs)
+    srv = Server(d, dev)
+    fuse, disk = nbdfuse_mount(srv, mnt)
+    good, failed = {}, None
+    try:
+        sh('mke2fs', '-q', '-F', '-t', 'ext4', disk)
+        # Direct I/O from the loop device to the FUSE file: each write reaches the server, and
+        # its answer (ENOSPC) the filesystem. Buffered, the page cache of the FUSE file takes
+        # the write, and its writeback error is reported to at most one later fsync.
+        loop = sh('losetup', '-f', '--show', '--direct-io=on', disk).stdout.decode().strip()
+        sh('mount', loop, fs)
+        try:
+            for i in range(12):
+                path, data = os.path.join(fs, 'f%d' % i), os.urandom(10 << 20)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+                    try:
+                        os.write(fd, data)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    good['f%d' % i] = sha(path)
+                except OSError as e:
+                    failed = e
+                    break
+        finally:
+            subprocess.run(['umount', fs], capture_output=True)
+            subprocess.run(['losetup', '-d', loop], capture_output=True)
+    finally:
+        subprocess.run(['umount', mnt], capture_output=True)
+        fuse.wait(timeout=60)
+        srv.stop()
+    assert failed is not None, 'twelve 10 MiB random files fitted a 32 MiB device'
+    assert good, 'not even the first file fitted'
+    print('   %d files fsynced, then: %s' % (len(good), failed))
+    raw = os.path.join(d, 'back.img')
+    sh(tool('cbd'), 'convert', '-q', dev, raw)
+    consistent(dev)
+    r = sh('e2fsck', '-fn', raw, check=False)
+    assert r.returncode in (0, 4), 'e2fsck -fn: exit %d' % r.returncode
+    sh('mount', '-o', 'loop', raw, fs)   # replays the journal, as a reboot would
+    try:
+        for name, digest in good.items():
+            assert sha(os.path.join(fs, name)) == digest, '%s, written and fsynced, reads back different' % name
+    finally:
+        subprocess.run(['umount', fs], capture_output=True)
+
+
 def main():
     wanted = sys.argv[2:]
     passed = failed = 0
