@@ -13,6 +13,9 @@ final class PblkAllocator {
     let layout: Geometry
     /// Next data index to try in each zone.
     private var hint: [Int: Int] = [:]
+    /// Zones searched whole without a free bit since their last free: skipped, so that
+    /// allocating on a nearly full device does not rescan every full bitmap for every block.
+    private var exhausted: Set<Int> = []
     /// Zones `0 ..< countedZones` are counted in `countedFree`.
     private(set) var countedZones = 0
     /// Free data pblks in the counted zones, as the cached bitmaps say now.
@@ -42,7 +45,7 @@ final class PblkAllocator {
     /// taken, when the device has fewer free.
     func allocate(_ count: Int, near home: Int) throws -> [Pblk]? {
         var out: [Pblk] = []
-        for z in layout.zones(from: home) where out.count < count {
+        for z in layout.zones(from: home) where out.count < count && !exhausted.contains(z) {
             let limit = layout.dataPblkCount(z)
             var bm = try meta.bitmap(z)
             var k = hint[z] ?? 0
@@ -55,6 +58,7 @@ final class PblkAllocator {
                 taken.append(f)
                 k = f + 1
             }
+            if out.count + taken.count < count { exhausted.insert(z) }
             hint[z] = k
             if !taken.isEmpty {
                 try meta.updateBitmap(z) { b in for f in taken { b.set(f) } }
@@ -76,6 +80,7 @@ final class PblkAllocator {
             guard (try meta.bitmap(z)).isSet(k) else { continue }
             try meta.updateBitmap(z) { $0.clear(k) }
             if z < countedZones { countedFree += 1 }
+            exhausted.remove(z)
             hint[z] = min(hint[z] ?? k, k)
         }
     }

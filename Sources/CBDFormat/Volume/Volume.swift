@@ -216,12 +216,7 @@ public final class Volume {
         var i = 0
         try forEachBlock(offset, length) { n, inner, done, len in
             let b = try block(n, load: len < geometry.lblkSize)
-            b.data.withUnsafeMutableBytes { dst in
-                let to = dst.baseAddress! + inner
-                if let source { to.copyMemory(from: source + done, byteCount: len) } else {
-                    to.initializeMemory(as: UInt8.self, repeating: 0, count: len)
-                }
-            }
+            b.data.withUnsafeMutableBytes { put(source.map { $0 + done }, into: $0.baseAddress! + inner, len) }
             b.dirty = true
             // The block's earlier promise is replaced by the one made for this request.
             ledger.release(b.reserved)
@@ -232,6 +227,13 @@ public final class Volume {
                 b.reserved = 0
             }
             i += 1
+        }
+    }
+
+    /// The one change a block's bytes undergo: `len` bytes from `source`, or zeros when nil.
+    private func put(_ source: UnsafeRawPointer?, into to: UnsafeMutableRawPointer, _ len: Int) {
+        if let source { to.copyMemory(from: source, byteCount: len) } else {
+            to.initializeMemory(as: UInt8.self, repeating: 0, count: len)
         }
     }
 
@@ -266,12 +268,7 @@ public final class Volume {
             let chunk = try pieces[first ..< min(first + packBlocks, pieces.count)].map { p in
                 var data = p.len == geometry.lblkSize ? [UInt8](repeating: 0, count: p.len)
                                                        : try blocks.peek(p.n)?.data ?? loadBlock(p.n)
-                data.withUnsafeMutableBytes { dst in
-                    let to = dst.baseAddress! + p.inner
-                    if let source { to.copyMemory(from: source + p.done, byteCount: p.len) } else {
-                        to.initializeMemory(as: UInt8.self, repeating: 0, count: p.len)
-                    }
-                }
+                data.withUnsafeMutableBytes { put(source.map { $0 + p.done }, into: $0.baseAddress! + p.inner, p.len) }
                 return (p.n, CachedBlock(data))
             }
             needs += pack(chunk).map(pblks(forPackedLength:))
