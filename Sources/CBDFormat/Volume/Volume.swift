@@ -345,6 +345,7 @@ public final class Volume {
 
     private func commit(_ lblks: [Int]) throws {
         guard !lblks.isEmpty else { return }
+        if let failed { throw failed }
         var newEntries: [(Int, AllocationEntry, old: AllocationEntry)] = []
         // 1. New data in newly allocated pblks, and their bits.
         do {
@@ -368,17 +369,25 @@ public final class Volume {
             try? allocator.free(newEntries.flatMap { $0.1.pblks })
             throw error
         }
-        try meta.writeDirtyBitmaps()
-        try device.sync()
-        // 2. The entries now point to the new data (synced).
-        try EntryJournal(device: device, geometry: geometry).write(
-            newEntries.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
-            roundPblks: max(1, ledger.keep),
-            reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
-        // 3. Only then are the old pblks free.
-        for (_, _, old) in newEntries { try allocator.free(old.pblks) }
-        try meta.writeDirtyBitmaps()
-        try device.sync()
+        do {
+            try meta.writeDirtyBitmaps()
+            try device.sync()
+            // 2. The entries now point to the new data (synced).
+            try EntryJournal(device: device, geometry: geometry).write(
+                newEntries.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
+                roundPblks: max(1, ledger.keep),
+                reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
+            // 3. Only then are the old pblks free.
+            for (_, _, old) in newEntries { try allocator.free(old.pblks) }
+            try meta.writeDirtyBitmaps()
+            try device.sync()
+        } catch {
+            // Some entries may name the new data and some not: what is on disk is no longer
+            // known here. Nothing more is committed (a retry would allocate the blocks again);
+            // the device stays DIRTY for fsck.cbd.
+            failed = CBDError("\(device.path): a commit failed (\(error)); the device needs a check", hint: .check)
+            throw error
+        }
         // Their bytes no longer matter: an image file gets its space back.
         device.release(pblks: newEntries.flatMap { $0.old.pblks })
         for n in lblks {
@@ -388,6 +397,9 @@ public final class Volume {
             b.reserved = 0
         }
     }
+
+    /// Set when a commit failed after its data was written: every later commit is refused.
+    private var failed: CBDError?
 
     /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
     private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }
