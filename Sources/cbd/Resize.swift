@@ -94,8 +94,10 @@ struct UndoCommand: ParsableCommand {
         try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: .readWrite)
             Interrupts.install(tool: "cbd", message: "interrupted; run the same cbd undo again to finish")
-            let n = try Undo.apply(undoPath: undoFile, to: dev, force: force)
-            print("\(device): restored \(n) pblks from \(undoFile)")
+            let r = try Undo.apply(undoPath: undoFile, to: dev, force: force)
+            print("\(device): restored \(r.restored) pblks from \(undoFile)"
+                + (r.skipped > 0 ? " (\(r.skipped) records never synced were skipped: their pblks were never "
+                    + "overwritten)" : ""))
         }
     }
 }

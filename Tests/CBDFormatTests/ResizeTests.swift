@@ -196,6 +196,72 @@ import CBDCLI
         }
     }
 
+    /// An interrupted re-layout whose last record was never synced (here: damaged, as a power
+    /// cut leaves it) while its pblk was never overwritten: the record is skipped, said so, and
+    /// the device comes back byte for byte (before: "damaged undo file", nothing restored).
+    @Test func undoSkipsARecordNeverSynced() throws {
+        let s = try Scratch()
+        let (base, _) = try populated(physical: 100 << 20, logical: 64 << 20, blocks: 40, every: 3)
+        let plan = try Resizer(device: base.copy(), force: false).plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20)
+        let probe = base.copy()
+        let start = probe.writeCount
+        try Resizer(device: probe, force: false).resize(plan, undoPath: s.file("probe-undo"), scratch: s.path)
+        let total = probe.writeCount - start
+        var tried = 0
+        for k in stride(from: total / 2, to: total, by: max(1, total / 16)) {
+            let dev = base.copy()
+            dev.failAtWrite = dev.writeCount + k
+            let undo = s.file("undo-\(k)")
+            #expect(throws: CBDError.self) { try Resizer(device: dev, force: false).resize(plan, undoPath: undo, scratch: s.path) }
+            dev.failAtWrite = nil
+            var bytes = try FileFacts.bytes(undo)
+            let records = (bytes.count - UndoFile.headBytes) / UndoFile.recordBytes
+            guard records > 1 else { continue }
+            let last = UndoFile.headBytes + (records - 1) * UndoFile.recordBytes
+            let pblk = Int(LE.get(Array(bytes[last ..< last + 8]), 0, 8))
+            // Only a record whose pblk the failed write left alone can be the unsynced one.
+            guard try dev.readPblks(pblk) == Array(bytes[last + 16 ..< last + UndoFile.recordBytes]) else { continue }
+            bytes[last + 100] ^= 0x40
+            try #require(FileManager.default.createFile(atPath: undo, contents: bytes))
+            let r = try Undo.apply(undoPath: undo, to: dev)
+            #expect(r.skipped == 1 && r.restored == records - 1, "\(r)")
+            #expect(dev.size == base.size && dev.snapshot() == base.snapshot(), "not restored (k = \(k))")
+            tried += 1
+        }
+        #expect(tried > 0, "no interruption left an unsynced last record")
+    }
+
+    /// cbd undo interrupted at its j-th write: pblk 0 names the undo file meanwhile (fsck.cbd
+    /// sends the user back), the same command then finishes it, and a third run is refused as
+    /// applied (before: the original header came first, and a rerun was refused as "not as the
+    /// resize left it" over a half-restored device).
+    @Test func interruptedUndoIsFinishedByTheSameCommand() throws {
+        let s = try Scratch()
+        let (base, _) = try populated(physical: 100 << 20, logical: 64 << 20, blocks: 40, every: 3)
+        let plan = try Resizer(device: base.copy(), force: false).plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20)
+        let resized = base.copy()
+        try Resizer(device: resized, force: false).resize(plan, undoPath: s.file("undo"), scratch: s.path)
+        let pristine = try FileFacts.bytes(s.file("undo"))
+        let probe = resized.copy()
+        let start = probe.writeCount
+        try Undo.apply(undoPath: s.file("undo"), to: probe)
+        let total = probe.writeCount - start
+        for j in Set([1, 2, total / 3, total / 2, total - 2, total - 1]) where j >= 1 && j < total {
+            try #require(FileManager.default.createFile(atPath: s.file("undo"), contents: pristine))
+            let dev = resized.copy()
+            dev.failAtWrite = dev.writeCount + j
+            #expect(throws: CBDError.self) { try Undo.apply(undoPath: s.file("undo"), to: dev) }
+            dev.failAtWrite = nil
+            // The marker, or (stopped at the final cut of the size) the original header already.
+            let head = try dev.readPblks(0), original = try base.readPblks(0)
+            #expect(ResizeMarker.undoPath(in: head) != nil || head == original,
+                    "pblk 0 is neither the marker nor the original (j = \(j))")
+            try Undo.apply(undoPath: s.file("undo"), to: dev)
+            #expect(dev.size == base.size && dev.snapshot() == base.snapshot(), "not restored (j = \(j))")
+            #expect(throws: CBDError.self) { try Undo.apply(undoPath: s.file("undo"), to: dev) }
+        }
+    }
+
     /// A resize that fails at its k-th write, for every k: fsck -y then gives a consistent device
     /// with every logical block intact.
     @Test(arguments: [(ResizeTests.cut, 8 << 20), (1300 << 20, 9 << 20)])

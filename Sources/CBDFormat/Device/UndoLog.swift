@@ -16,9 +16,16 @@ import Glibc
 ///   of the saved pblks as the rewrite left them (those inside the final size, in record
 ///   order), u32 crc32 of the trailer's first 28 bytes.
 ///
-/// Applying it turns the magic into "CBDUNDOA": applied once.
+/// Applying it turns the magic into "CBDUNDOP" first (an undo under way: the same command
+/// finishes it), then "CBDUNDOA": applied once.
+///
+/// Which records count: the recorder syncs a batch of records before it overwrites any of
+/// their pblks. In a file without a trailer (the rewrite was interrupted) a record whose
+/// checksum fails was therefore never synced, and its pblk never overwritten: it is skipped.
+/// In a completed file every record was synced, and a damaged one is refused.
 enum UndoFile {
     static let magic = Array("CBDUNDO2".utf8)
+    static let applyingMagic = Array("CBDUNDOP".utf8)
     static let appliedMagic = Array("CBDUNDOA".utf8)
     static let trailerMagic = Array("CBDUNDOE".utf8)
     static let headBytes = 32 + Units.pblkSize
@@ -58,6 +65,7 @@ final class UndoRecorder: BlockDevice {
             head += try inner.readPblks(0)
             try pwriteAll(fd, head, head.count, 0, what: undoPath)
             guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
+            try UndoRecorder.syncDirectory(of: undoPath)
         } catch {
             close(fd)
             unlink(undoPath)   // nothing was changed yet: an empty undo file would only mislead
@@ -66,6 +74,17 @@ final class UndoRecorder: BlockDevice {
     }
 
     deinit { close(fd) }
+
+    /// The new file's name must survive a power cut as long as pblk 0 asks for it: its folder
+    /// is synced too (POSIX makes a file's name durable only so).
+    static func syncDirectory(of path: String) throws {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw systemError("cannot open the undo file's folder", dir, errno: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw systemError("cannot sync the undo file's folder", dir, errno: errno) }
+    }
 
     public var path: String { inner.path }
     public var size: Int { inner.size }
@@ -151,14 +170,27 @@ final class UndoRecorder: BlockDevice {
 
 /// Puts a device back as an undo file recorded it.
 public enum Undo {
-    /// Restores every saved pblk and the original size; returns the number of pblks restored.
+    /// What an undo did: pblks restored, and records skipped because they were never synced
+    /// (their pblks were never overwritten: see `UndoFile`).
+    public struct Result: Equatable, Sendable {
+        public var restored: Int
+        public var skipped: Int
+    }
+
+    /// Restores every saved pblk and the original size.
     ///
-    /// Refused, changing nothing: a file that is not an undo file, is damaged (a record whose
-    /// checksum fails) or saved nothing; and, unless `force`, a device that is not the one the
-    /// file was written for in the state the rewrite left it (size, checksum of the saved pblks;
-    /// for an interrupted rewrite, the size and pblk 0), or a file already applied.
+    /// Refused, changing nothing: a file that is not an undo file, is damaged (a completed
+    /// file with a record whose checksum fails) or saved nothing; and, unless `force`, a device
+    /// that is not the one the file was written for in the state the rewrite left it (size,
+    /// checksum of the saved pblks; for an interrupted rewrite, the size and pblk 0), or a file
+    /// already applied.
+    ///
+    /// Crash-safe: the file is marked "under way" first; pblk 0 then holds the resize marker
+    /// (so that fsck.cbd sends the user back here), every other pblk is restored and synced,
+    /// and only then is the original pblk 0 written. An interrupted undo is finished by the same
+    /// call (which, under way, does not ask the device to be as the rewrite left it).
     @discardableResult
-    public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false) throws -> Int {
+    public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false) throws -> Result {
         let fd = open(undoPath, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("cannot open undo file", undoPath, errno: errno) }
         defer { close(fd) }
@@ -166,30 +198,49 @@ public enum Undo {
         if let mismatch = try identityMismatch(file, device), !force {
             throw CBDError("\(undoPath): \(mismatch); nothing restored", hint: .force)
         }
+        if !file.underWay {
+            try pwriteAll(fd, UndoFile.applyingMagic, 8, 0, what: undoPath)
+            guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
+        }
         if file.original > device.size { try device.setSize(file.original) }
+        try device.writePblks(ResizeMarker.encode(undoPath: absolutePath(undoPath)), at: 0)
+        try device.sync()
         var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
-        for i in 0..<file.records {
+        for (i, p) in zip(file.recordIndices, file.pblks) where p != 0 {
             try preadAll(fd, &record, record.count, UndoFile.headBytes + i * UndoFile.recordBytes, what: undoPath)
-            let p = Int(LE.get(record, 0, 8))
             try record.withUnsafeBytes {
                 try device.write(UnsafeRawBufferPointer(rebasing: $0[16...]), at: p * Units.pblkSize)
             }
         }
         try device.sync()
+        // Last, the original pblk 0 (the head keeps it): the device is itself again.
+        try device.writePblks(file.header, at: 0)
+        try device.sync()
         if file.original < device.size { try device.setSize(file.original) }
         try device.sync()
         try pwriteAll(fd, UndoFile.appliedMagic, 8, 0, what: undoPath)
         guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
-        return file.records
+        return Result(restored: file.pblks.count, skipped: file.records - file.pblks.count)
+    }
+
+    /// The undo file's full path, for the marker.
+    static func absolutePath(_ path: String) -> String {
+        guard let r = realpath(path, nil) else { return path }
+        defer { free(r) }
+        return String(cString: r)
     }
 
     /// What the file says, checked: every record whole and intact.
     struct Parsed {
         var applied: Bool
+        /// An undo was started and not finished.
+        var underWay: Bool
         var original: Int
         var target: Int
         var header: [UInt8]
         var records: Int
+        /// The records that count (index in the file, and its pblk).
+        var recordIndices: [Int]
         var pblks: [Int]
         /// (records, final size, checksum) when the rewrite completed.
         var trailer: (records: Int, size: Int, sum: UInt32)?
@@ -203,16 +254,16 @@ public enum Undo {
         var head = [UInt8](repeating: 0, count: min(fileSize, UndoFile.headBytes))
         try preadAll(fd, &head, head.count, 0, what: path)
         let magic = Array(head[0..<8])
-        guard magic == UndoFile.magic || magic == UndoFile.appliedMagic else {
+        guard magic == UndoFile.magic || magic == UndoFile.appliedMagic || magic == UndoFile.applyingMagic else {
             throw CBDError("\(path): not a cbd undo file")
         }
         guard head.count == UndoFile.headBytes, LE.get(head, 16, 8) == UInt64(Units.pblkSize),
               LE.get(head, 8, 8) <= UInt64(Int.max / 2), LE.get(head, 24, 8) <= UInt64(Int.max / 2) else {
             throw CBDError("\(path): incomplete or damaged undo file (its head)")
         }
-        var parsed = Parsed(applied: magic == UndoFile.appliedMagic, original: Int(LE.get(head, 8, 8)),
-                            target: Int(LE.get(head, 24, 8)), header: Array(head[32...]), records: 0,
-                            pblks: [], trailer: nil)
+        var parsed = Parsed(applied: magic == UndoFile.appliedMagic, underWay: magic == UndoFile.applyingMagic,
+                            original: Int(LE.get(head, 8, 8)), target: Int(LE.get(head, 24, 8)),
+                            header: Array(head[32...]), records: 0, recordIndices: [], pblks: [], trailer: nil)
         var body = fileSize - UndoFile.headBytes
         if body >= UndoFile.trailerBytes && (body - UndoFile.trailerBytes) % UndoFile.recordBytes == 0 {
             var t = [UInt8](repeating: 0, count: UndoFile.trailerBytes)
@@ -237,8 +288,11 @@ public enum Undo {
             let p = LE.get(record, 0, 8)
             let sum = UndoFile.crc(Array(record[16...]), UndoFile.crc(Array(record[0..<8])))
             guard LE.get(record, 8, 4) == UInt64(sum), p < UInt64(limit) else {
+                // Interrupted: never synced, so its pblk was never overwritten.
+                if parsed.trailer == nil { continue }
                 throw CBDError("\(path): damaged undo file (record \(i))")
             }
+            parsed.recordIndices.append(i)
             parsed.pblks.append(Int(p))
         }
         return parsed
@@ -247,6 +301,13 @@ public enum Undo {
     /// Why `device` is not the one, in the state, the undo file was written for; nil when it is.
     static func identityMismatch(_ file: Parsed, _ device: BlockDevice) throws -> String? {
         if file.applied { return "already applied" }
+        if file.underWay {
+            // Checked when it started; the device is half restored now. Its size is one of the
+            // three it has had.
+            let sizes = [file.original, file.target] + (file.trailer.map { [$0.size] } ?? [])
+            return sizes.contains(device.size) ? nil : "written for a device of \(file.original) bytes, this one has "
+                + "\(device.size)"
+        }
         if let t = file.trailer {
             guard device.size == t.size else {
                 return "written for a device of \(t.size) bytes, this one has \(device.size)"

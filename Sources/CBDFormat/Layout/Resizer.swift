@@ -220,7 +220,7 @@ public final class Resizer {
         do {
             if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
             try Assembler(geometry: new, data: data, lengths: lengths)
-                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: absolute(undoPath)))
+                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: Undo.absolutePath(undoPath)))
             header = Formatter.header(for: new)
             if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
             try recorder.finish()
@@ -228,12 +228,5 @@ public final class Resizer {
             recorder.discardIfEmpty()
             throw error
         }
-    }
-
-    /// The undo file's full path, for the marker (cbd undo may be run from another folder).
-    private func absolute(_ path: String) -> String {
-        guard let r = realpath(path, nil) else { return path }
-        defer { free(r) }
-        return String(cString: r)
     }
 }
