@@ -106,7 +106,7 @@ final class PowerLossDevice: BlockDevice {
     }
 
     /// Runs `op` on a recording copy of `base`; returns the crash states that break the rules.
-    func badStates(_ base: MemoryDevice, samples: Int = 60, dropSync: @escaping (Int) -> Bool = { _ in false },
+    func badStates(_ base: MemoryDevice, samples: Int = 32, dropSync: @escaping (Int) -> Bool = { _ in false },
                    _ op: (BlockDevice) throws -> Void) throws -> [String] {
         let old = try contents(base)
         let rec = PowerLossDevice(base.copy())
@@ -214,7 +214,7 @@ final class PowerLossDevice: BlockDevice {
         try Undo.apply(undoPath: s.file("undo"), to: rec)
         #expect(rec.inner.snapshot() == original.snapshot())
         var failures: [Int] = []
-        for (i, state) in try rec.crashStates(base: resized, samples: 40, seed: 8).enumerated() {
+        for (i, state) in try rec.crashStates(base: resized, samples: 32, seed: 8).enumerated() {
             try #require(FileManager.default.createFile(atPath: s.file("again"), contents: underWay))
             try Undo.apply(undoPath: s.file("again"), to: state)
             if state.size != original.size || state.snapshot() != original.snapshot() { failures.append(i) }
@@ -234,7 +234,7 @@ final class PowerLossDevice: BlockDevice {
         #expect(syncs >= 4)
         var caught: Int?
         for k in 1...syncs {
-            let bad = try badStates(mem, samples: 40, dropSync: { $0 == k }) { try write($0, random(99, 3 * bs), at: 119 * bs) }
+            let bad = try badStates(mem, samples: 32, dropSync: { $0 == k }) { try write($0, random(99, 3 * bs), at: 119 * bs) }
             if !bad.isEmpty { caught = k; break }
         }
         #expect(caught != nil, "no dropped sync of \(syncs) was caught")
