@@ -27,25 +27,24 @@ struct SpaceWatch {
         publisher = nil
     }
 
-    /// After a change: warns when below the mark, and publishes (always when `now`, else at
-    /// most every `interval`).
+    /// After a change: warns when below the mark (once per fall), and publishes (always when
+    /// `now`, else at most every `interval`). The figures cost nothing once counted.
     mutating func update(_ v: Volume, now: Bool) throws {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        let seconds = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-        guard now || seconds - lastPublished >= SpaceWatch.interval || !warned else { return }
         let usage = try v.usage()
         let status = ServeStatus(pid: getpid(), readOnly: readOnly, geometry: v.geometry, usage: usage,
                                  refusals: refusals)
         let percent = usage.dataPblks > 0 ? 100 * status.availablePblks / usage.dataPblks : 0
-        if !readOnly && percent < Server.lowWater && !warned {
+        if percent >= Server.lowWater {
+            warned = false
+        } else if !readOnly && !warned {
             warned = true
             cbd_plugin_log("cbd: warning: \(v.device.path): free space is below \(Server.lowWater)% ("
                 + "\(status.availablePblks) of \(usage.dataPblks) data pblks free); writes fail with ENOSPC when "
                 + "it runs out: discard (trim) unused blocks or grow the device")
-        } else if percent >= Server.lowWater {
-            warned = false
         }
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        let seconds = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
         guard now || seconds - lastPublished >= SpaceWatch.interval else { return }
         lastPublished = seconds
         publisher?.publish(status)

@@ -160,6 +160,30 @@ import Testing
         #expect(try Volume(device: mem).usage().free == u.free + v.geometry.pblkPerLblk)
     }
 
+    /// A server's status file is trusted only whole and in range: it round-trips, and a torn,
+    /// garbled or out-of-range one reads as no status (cbd info does arithmetic on it).
+    @Test func serveStatusIsCheckedBeforeUse() throws {
+        let g = try memoryDevice(physical: 1 << 20, logical: 8 << 20, lblkShift: 4).readHeader().1
+        let s = ServeStatus(pid: 42, readOnly: false, geometry: g, usage: (g.totalDataPblks, 100, 16), refusals: 3)
+        let bytes = s.encoded()
+        #expect(ServeStatus.decode(bytes) == s)
+        #expect(ServeStatus.decode(Array(bytes.prefix(40))) == nil)
+        var flipped = bytes
+        flipped[5] ^= 1
+        #expect(ServeStatus.decode(flipped) == nil)
+        for (key, value) in [("refusals", "3"), ("free_pblks", "-1"), ("free_pblks", "\(g.totalDataPblks + 1)"), ("pid", "0"),
+                             ("data_pblks", "\(1 << 60)")] {
+            // The same record with one figure changed, and a crc that matches it.
+            let text = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+                .filter { !$0.hasPrefix("crc=") }
+                .map { $0.hasPrefix(key + "=") ? "\(key)=\(value)" : String($0) }.joined(separator: "\n") + "\n"
+            let body = Array(text.utf8)
+            let decoded = ServeStatus.decode(body + Array("crc=\(CRC32.of(body))\n".utf8))
+            // The first is the control: the unchanged figure, re-encoded this way, reads back.
+            #expect(key == "refusals" ? decoded == s : decoded == nil, "\(key)=\(value)")
+        }
+    }
+
     /// cbd info says how full a device is (offline), and that it is full.
     @Test func infoShowsUseAndFull() throws {
         let s = try Scratch()

@@ -26,14 +26,21 @@ public struct ServeStatus: Equatable, Sendable {
 
     public init(pid: Int32, readOnly: Bool, geometry: Geometry, usage: (dataPblks: Int, free: Int, promised: Int),
                 refusals: Int) {
+        self.init(pid: pid, readOnly: readOnly, physicalBytes: geometry.physicalBytes,
+                  logicalBytes: geometry.logicalBytes, lblkSize: geometry.lblkSize, dataPblks: usage.dataPblks,
+                  freePblks: usage.free, promisedPblks: usage.promised, refusals: refusals)
+    }
+
+    private init(pid: Int32, readOnly: Bool, physicalBytes: Int, logicalBytes: Int, lblkSize: Int, dataPblks: Int,
+                 freePblks: Int, promisedPblks: Int, refusals: Int) {
         self.pid = pid
         self.readOnly = readOnly
-        physicalBytes = geometry.physicalBytes
-        logicalBytes = geometry.logicalBytes
-        lblkSize = geometry.lblkSize
-        dataPblks = usage.dataPblks
-        freePblks = usage.free
-        promisedPblks = usage.promised
+        self.physicalBytes = physicalBytes
+        self.logicalBytes = logicalBytes
+        self.lblkSize = lblkSize
+        self.dataPblks = dataPblks
+        self.freePblks = freePblks
+        self.promisedPblks = promisedPblks
         self.refusals = refusals
     }
 
@@ -57,10 +64,11 @@ public struct ServeStatus: Equatable, Sendable {
 
     static let fileBytes = 512
 
-    /// The status in `bytes`, or nil when they are not a whole, checked record.
+    /// The status in `bytes`, or nil when they are not a whole, checked record whose figures
+    /// are in range (a reader does arithmetic on them: nothing negative, nothing past the
+    /// format's 2^48 pblks, no more free pblks than data pblks).
     static func decode(_ bytes: [UInt8]) -> ServeStatus? {
-        guard let end = bytes.firstIndex(of: 0).map({ $0 }) ?? Optional(bytes.count),
-              let text = String(validating: bytes[..<end], as: UTF8.self) else { return nil }
+        guard let text = String(validating: bytes.prefix { $0 != 0 }, as: UTF8.self) else { return nil }
         var values: [String: Int] = [:]
         var bodyBytes = 0
         var crc: UInt32?
@@ -73,29 +81,16 @@ public struct ServeStatus: Equatable, Sendable {
             bodyBytes += line.utf8.count + 1
         }
         guard let crc, crc == CRC32.of(Array(bytes[..<bodyBytes])) else { return nil }
-        func get(_ k: String) -> Int? { values[k] }
-        guard let pid = get("pid"), let ro = get("readonly"), let phys = get("physical_bytes"),
-              let logi = get("logical_bytes"), let lblk = get("lblk_size"), let data = get("data_pblks"),
-              let free = get("free_pblks"), let promised = get("promised_pblks"), let refusals = get("refusals"),
-              let pid32 = Int32(exactly: pid) else { return nil }
-        var s = ServeStatus(pid: pid32, readOnly: ro != 0, physicalBytes: phys, logicalBytes: logi, lblkSize: lblk)
-        s.dataPblks = data
-        s.freePblks = free
-        s.promisedPblks = promised
-        s.refusals = refusals
-        return s
-    }
-
-    private init(pid: Int32, readOnly: Bool, physicalBytes: Int, logicalBytes: Int, lblkSize: Int) {
-        self.pid = pid
-        self.readOnly = readOnly
-        self.physicalBytes = physicalBytes
-        self.logicalBytes = logicalBytes
-        self.lblkSize = lblkSize
-        dataPblks = 0
-        freePblks = 0
-        promisedPblks = 0
-        refusals = 0
+        let maxPblks = 1 << 48, maxBytes = maxPblks * Units.pblkSize
+        func get(_ k: String, below limit: Int) -> Int? { values[k].flatMap { (0..<limit).contains($0) ? $0 : nil } }
+        guard let pid = get("pid", below: Int(Int32.max)), let ro = get("readonly", below: 2),
+              let phys = get("physical_bytes", below: maxBytes), let logi = get("logical_bytes", below: maxBytes),
+              let lblk = get("lblk_size", below: 1 << 31), let data = get("data_pblks", below: maxPblks),
+              let free = get("free_pblks", below: data + 1), let promised = get("promised_pblks", below: maxPblks),
+              let refusals = get("refusals", below: Int.max), pid > 0 else { return nil }
+        return ServeStatus(pid: Int32(pid), readOnly: ro != 0, physicalBytes: phys, logicalBytes: logi,
+                           lblkSize: lblk, dataPblks: data, freePblks: free, promisedPblks: promised,
+                           refusals: refusals)
     }
 
     // MARK: Where
