@@ -95,6 +95,10 @@ struct UndoCommand: ParsableCommand {
             let dev = try FileDevice(path: device, mode: .readWrite)
             Interrupts.install(tool: "cbd", message: "interrupted; run the same cbd undo again to finish")
             let r = try Undo.apply(undoPath: undoFile, to: dev, force: force)
+            if r.alreadyApplied {
+                print("\(device): \(undoFile) was already applied; the device is as it restored it")
+                return
+            }
             print("\(device): restored \(r.restored) pblks from \(undoFile)"
                 + (r.skipped > 0 ? " (\(r.skipped) records never synced were skipped: their pblks were never "
                     + "overwritten)" : ""))

@@ -175,6 +175,9 @@ public enum Undo {
     public struct Result: Equatable, Sendable {
         public var restored: Int
         public var skipped: Int
+        /// The file was applied before and the device is as it left it: nothing was done (a
+        /// second run, after a crash between the last restore and the command's reply).
+        public var alreadyApplied = false
     }
 
     /// Restores every saved pblk and the original size.
@@ -188,13 +191,17 @@ public enum Undo {
     /// Crash-safe: the file is marked "under way" first; pblk 0 then holds the resize marker
     /// (so that fsck.cbd sends the user back here), every other pblk is restored and synced,
     /// and only then is the original pblk 0 written. An interrupted undo is finished by the same
-    /// call (which, under way, does not ask the device to be as the rewrite left it).
+    /// call (which, under way, does not ask the device to be as the rewrite left it), and a
+    /// finished one run again does nothing and succeeds.
     @discardableResult
     public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false) throws -> Result {
         let fd = open(undoPath, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("cannot open undo file", undoPath, errno: errno) }
         defer { close(fd) }
         let file = try read(fd, undoPath)
+        if file.applied, try holdsRestored(file, fd, undoPath, device) {
+            return Result(restored: 0, skipped: 0, alreadyApplied: true)
+        }
         if let mismatch = try identityMismatch(file, device), !force {
             throw CBDError("\(undoPath): \(mismatch); nothing restored", hint: .force)
         }
@@ -221,6 +228,18 @@ public enum Undo {
         try pwriteAll(fd, UndoFile.appliedMagic, 8, 0, what: undoPath)
         guard fsync(fd) == 0 else { throw systemError("cannot sync", undoPath, errno: errno) }
         return Result(restored: file.pblks.count, skipped: file.records - file.pblks.count)
+    }
+
+    /// Whether `device` is what applying `file` left: its original size, its original pblk 0
+    /// and every saved pblk's old contents ("applied" is written only once all were synced).
+    static func holdsRestored(_ file: Parsed, _ fd: Int32, _ undoPath: String, _ device: BlockDevice) throws -> Bool {
+        guard device.size == file.original, try device.readPblks(0) == file.header else { return false }
+        var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
+        for (i, p) in zip(file.recordIndices, file.pblks) where p != 0 {
+            try preadAll(fd, &record, record.count, UndoFile.headBytes + i * UndoFile.recordBytes, what: undoPath)
+            guard try device.readPblks(p) == Array(record[16...]) else { return false }
+        }
+        return true
     }
 
     /// The undo file's full path, for the marker.
