@@ -33,25 +33,42 @@ let package = Package(
         // Our own wrappers for fallocate(2), lseek(2) and ioctl(2), which Swift cannot call directly
         // (and the version, from VERSION).
         .target(name: "CSysShim", cSettings: [versionDefine]),
-        // The format, the device layer and the kernel-equivalent read/write path. Never prints.
-        .target(name: "CBDFormat", dependencies: ["CLZ4", "CBlkid", "CZlib", "CSysShim"]),
+        // The layers, bottom up; each imports only those below it (ARCHITECTURE.md is checked
+        // against this list by ArchitectureTests).
+        // The format as values: bytes only, no I/O (and the errors, buffers and threads all share).
+        .target(name: "CBDFormat", dependencies: ["CLZ4"]),
+        // Where bytes live: BlockDevice, image files and block devices, the undo file, signatures.
+        .target(name: "CBDDevice", dependencies: ["CBDFormat", "CBlkid", "CZlib", "CSysShim", "CLZ4"]),
+        // The kernel-equivalent read/write path and the metadata under it.
+        .target(name: "CBDVolume", dependencies: ["CBDFormat", "CBDDevice"]),
+        // Whole-device writers: mkfs, convert, resize.
+        .target(name: "CBDLayout", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume"]),
+        // fsck: passes, problems, repairs.
+        .target(name: "CBDCheck", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume"]),
+        // What cbddump and cbd info show.
+        .target(name: "CBDInspect", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBlkid"]),
+        // Devices for tests and fuzzing: memory, with fault injection (as NIOEmbedded).
+        .target(name: "CBDTestSupport", dependencies: ["CBDFormat", "CBDDevice"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.
-        .target(name: "CBDCLI", dependencies: ["CBDFormat", argumentParser]),
-        .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
-        .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
-        .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
-        .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDCLI", argumentParser]),
+        .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", argumentParser]),
+        .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
+        .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDCheck", "CBDCLI", argumentParser]),
+        .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
+        .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
+                                                      "CBDInspect", "CBDCLI", argumentParser]),
         // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.
         .target(name: "CNBDKitCBD", cSettings: [versionDefine]),
         // Release builds link the Swift runtime into the plugin, as `--static-swift-stdlib`
         // does for the tools (SwiftPM applies it to executables only): nbdkit loads it anywhere.
-        .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CNBDKitCBD"],
+        .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CNBDKitCBD"],
                 linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.
-        .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat"], path: "Fuzz",
+        .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck",
+                                                           "CBDTestSupport"], path: "Fuzz",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
-        .testTarget(name: "CBDFormatTests", dependencies: ["CBDFormat", "CBDCLI"]),
+        .testTarget(name: "CBDFormatTests", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
+                                                           "CBDInspect", "CBDTestSupport", "CBDCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )

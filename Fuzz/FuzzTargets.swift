@@ -1,4 +1,7 @@
 import CBDFormat
+import CBDVolume
+import CBDCheck
+import CBDTestSupport
 
 /// libFuzzer targets over the format code, chosen by CBD_FUZZ_TARGET:
 ///   header  — Header.decode and Geometry of arbitrary 4 KiB

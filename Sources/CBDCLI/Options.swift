@@ -1,4 +1,5 @@
 import CBDFormat
+import CBDDevice
 
 /// The options the tools share, parsed one way everywhere.
 public enum Options {

@@ -1,4 +1,5 @@
 import Glibc
+import CBDFormat
 
 /// A one-line progress bar on standard error, redrawn at most ten times a second.
 public final class ProgressBar {

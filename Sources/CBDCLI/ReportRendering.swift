@@ -1,4 +1,6 @@
 import CBDFormat
+import CBDDevice
+import CBDInspect
 
 /// The two views of a `Report`: aligned `key: value` text and JSON.
 extension Report {

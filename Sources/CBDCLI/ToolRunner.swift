@@ -1,5 +1,6 @@
 import ArgumentParser
 import CBDFormat
+import CBDDevice
 
 /// How every tool turns a library error into one line on standard error and an exit status.
 public enum ToolRunner {

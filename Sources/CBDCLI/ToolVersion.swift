@@ -1,4 +1,5 @@
 import CBDFormat
+import CBDDevice
 
 /// The `--version` line of every tool, e.g. `fsck.cbd 0.2.0 (liblz4 1.9.4, libblkid 2.38.1)`.
 public enum ToolVersion {

@@ -1,6 +1,8 @@
 import CBDFormat
 import CNBDKitCBD
 import Glibc
+import CBDDevice
+import CBDVolume
 
 /// The nbdkit plugin's state: one device and one `Volume` for the whole server.
 ///

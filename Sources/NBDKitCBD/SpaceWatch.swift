@@ -1,6 +1,8 @@
 import CBDFormat
 import CNBDKitCBD
 import Glibc
+import CBDDevice
+import CBDVolume
 
 /// The server's eye on free space: it publishes the device's live use (`ServeStatus`, read
 /// by `cbd info`) and writes one warning to nbdkit's log each time free space falls below the

@@ -1,6 +1,10 @@
 import ArgumentParser
 import CBDCLI
 import CBDFormat
+import CBDDevice
+import CBDVolume
+import CBDLayout
+import CBDCheck
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import CBDCLI
 import CBDFormat
 import Glibc
+import CBDDevice
 
 /// Finding and running other programs.
 enum Executables {

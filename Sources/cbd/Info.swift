@@ -1,6 +1,10 @@
 import ArgumentParser
 import CBDCLI
 import CBDFormat
+import CBDDevice
+import CBDLayout
+import CBDCheck
+import CBDInspect
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,11 @@ import CBDCLI
 import CBDFormat
 #if canImport(Glibc)
 import Glibc
+import CBDDevice
+import CBDVolume
+import CBDLayout
+import CBDCheck
+import CBDInspect
 #endif
 
 /// Options naming a range of the logical device.

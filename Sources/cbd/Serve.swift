@@ -2,6 +2,9 @@ import ArgumentParser
 import CBDCLI
 import CBDFormat
 import Glibc
+import CBDDevice
+import CBDLayout
+import CBDCheck
 
 /// cbd serve: the device over NBD, through nbdkit and the cbd plugin, so that any NBD client
 /// (nbdcopy, nbdfuse, qemu, qemu-img, nbd-client) uses it live.

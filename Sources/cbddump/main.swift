@@ -1,6 +1,8 @@
 import ArgumentParser
 import CBDCLI
 import CBDFormat
+import CBDDevice
+import CBDInspect
 
 /// cbddump: show what is inside a CBD device, in the manner of dumpe2fs and xfs_db.
 struct Dump: ParsableCommand {

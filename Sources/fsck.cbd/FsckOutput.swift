@@ -1,5 +1,7 @@
 import CBDCLI
 import CBDFormat
+import CBDDevice
+import CBDCheck
 
 /// What fsck.cbd prints: e2fsck-style lines as it goes, or one JSON object at the end.
 struct FsckOutput {

@@ -2,6 +2,8 @@ import ArgumentParser
 import CBDCLI
 import CBDFormat
 import Glibc
+import CBDDevice
+import CBDCheck
 
 /// fsck.cbd: check and repair a CBD device, with the conventions of fsck(8) and e2fsck.
 struct Fsck: ParsableCommand {

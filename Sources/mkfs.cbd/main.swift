@@ -1,6 +1,8 @@
 import ArgumentParser
 import CBDCLI
 import CBDFormat
+import CBDDevice
+import CBDLayout
 
 /// mkfs.cbd DEVICE [SIZE]: create an empty compressed block device.
 struct Mkfs: ParsableCommand {

@@ -1,5 +1,6 @@
 import Testing
 @testable import CBDFormat
+@testable import CBDLayout
 
 @Suite struct AllocationEntryTests {
     /// One geometry per variant: (lblk_shift, nr_pblk).

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// The bad-input matrix: every tool against missing, wrong, damaged and hostile targets.
 /// Each row: the documented exit code, one clear line naming the thing, no change to the target.

@@ -1,6 +1,10 @@
 import Testing
 @testable import CBDFormat
 import CBDCLI
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 @Suite struct BitmapTests {
     @Test func paddingOfAShortZone() {

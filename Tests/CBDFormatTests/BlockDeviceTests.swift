@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDLayout
+@testable import CBDCheck
+@testable import CBDInspect
 
 /// A loop device over an image file, detached at the end (skipped where losetup cannot run).
 final class LoopDevice {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
 
 /// The small things a new user meets on the command line.
 @Suite struct CommandLineTests {

@@ -2,6 +2,10 @@ import Foundation
 import Testing
 @testable import CBDFormat
 import CBDCLI
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// What a new user tripped on in convert and discard: the input as output, a damaged CBD
 /// header taken for raw data, symbolic links, standard output, a whole-device discard.

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// cbd convert, read, write and discard end to end, on real filesystem images.
 @Suite(.serialized) struct ConvertTests {

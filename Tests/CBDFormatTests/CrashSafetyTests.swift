@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// What a crash, a concurrent program or a too-long input must not do to a device: the
 /// syscall-level crash test (Tests/crash/crashpoints.py, strace fault injection) and one test

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
+@testable import CBDTestSupport
 
 /// Writers interrupted at every write (the device stops accepting writes at the k-th):
 /// afterwards fsck -y gives a consistent device on which every logical block holds its

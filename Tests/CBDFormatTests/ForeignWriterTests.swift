@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// Devices written by another writer: `cbdimg.py write-image` follows format-v1 with its own
 /// choices (blocks in random pblks of any zone, compressed or raw at random, some zero

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// The tests/f_* corpus of Tests/fsck, and randomized damage.
 @Suite struct FsckTests {

@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// A device that fills up, as a thin-provisioned device will: no write that was accepted is
 /// lost, the one that does not fit is refused with `.noSpace` and changes nothing, freeing

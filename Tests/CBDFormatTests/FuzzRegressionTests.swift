@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDInspect
 
 /// Inputs that once crashed a fuzz target (Tests/fuzz-regressions/TARGET/*), replayed through
 /// the same target by the plain build of cbd-fuzz: they must now run clean.

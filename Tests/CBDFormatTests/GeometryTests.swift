@@ -1,5 +1,9 @@
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 @Suite struct GeometryTests {
     @Test func seedExample64KBlocks() throws {

@@ -1,5 +1,7 @@
 import Testing
 @testable import CBDFormat
+@testable import CBDLayout
+@testable import CBDCheck
 
 @Suite struct HeaderTests {
     let sample = Header(nrPhysicalSectors: 8 * 262144, nrLogicalSectors: 3 * 8 * 262144,

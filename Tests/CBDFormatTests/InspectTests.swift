@@ -2,6 +2,10 @@ import Foundation
 import Testing
 @testable import CBDFormat
 import CBDCLI
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// cbddump and cbd info: every view in text and JSON, on several geometries.
 @Suite struct InspectTests {

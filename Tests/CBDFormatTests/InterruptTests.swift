@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDLayout
+@testable import CBDCheck
+@testable import CBDInspect
 
 /// SIGINT, SIGTERM and SIGHUP during a writing tool: what it created is removed, one line says
 /// what was left, and the exit status is 128 + the signal.

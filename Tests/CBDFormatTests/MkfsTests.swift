@@ -2,6 +2,9 @@ import Foundation
 import Testing
 @testable import CBDFormat
 import CBDCLI
+@testable import CBDDevice
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// mkfs.cbd end to end on image files.
 @Suite struct MkfsTests {

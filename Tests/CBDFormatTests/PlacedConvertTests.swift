@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// raw->cbd into an image file writes the packed data straight where a layout guessed before
 /// pass 1 puts it. Whatever the guess, the image is one the data's size calls for: a right

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
+@testable import CBDTestSupport
 
 /// A device that records every write and sync, so that a power cut can be played back: a
 /// crash state is what the device held at its last sync before the cut, plus any subset of the

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 @testable import CBDFormat
 import CBDCLI
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
+@testable import CBDTestSupport
 
 /// cbd resize: both kinds of resize, refusals, undo, and interruption at every write.
 @Suite struct ResizeTests {

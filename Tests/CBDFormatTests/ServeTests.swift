@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
 
 /// cbd serve and the nbdkit plugin with real clients (Tests/serve/serve_test.py): nbdcopy,
 /// qemu-img, nbdinfo --map, libnbd's Python bindings on two connections against a model, a

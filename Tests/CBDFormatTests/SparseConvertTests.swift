@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDCheck
 
 /// A sparse disk image converts in the time its data takes, not its logical size: a 1 TiB
 /// file with a few MiB at scattered offsets (the very last block among them) goes to a CBD

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
 
 /// Runs the built tools and system commands from tests.
 enum Tools {

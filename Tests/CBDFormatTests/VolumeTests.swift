@@ -1,6 +1,10 @@
 import Dispatch
 import Testing
 @testable import CBDFormat
+@testable import CBDDevice
+@testable import CBDVolume
+@testable import CBDLayout
+@testable import CBDTestSupport
 
 /// A device that logs reads and writes, to check the order of I/O.
 final class TracingDevice: BlockDevice {

@@ -16,7 +16,7 @@ public enum AllocationEntry: Equatable, Sendable {
     }
 
     /// The same entry on other pblks (a clone, a moved block): `fresh` replaces the slots in order.
-    func withPblks(_ fresh: [Pblk]) -> AllocationEntry {
+    package func withPblks(_ fresh: [Pblk]) -> AllocationEntry {
         switch self {
         case .unallocated: return .unallocated
         case .compressed(let len, _): return .compressed(length: len, pblks: fresh)
@@ -53,7 +53,7 @@ public enum EntryError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 
     /// The error a reader of lblk `n` on `path` reports.
-    func readError(path: String, lblk n: Int) -> CBDError {
+    package func readError(path: String, lblk n: Int) -> CBDError {
         if case .outsideData(let p) = self {
             return CBDError("\(path): logical block \(n): entry names pblk \(p) outside the data area")
         }

@@ -49,14 +49,14 @@ public struct EntryCodec: Sendable {
 
     /// Decodes the entry at `p` and checks that every pblk it names is a data pblk: what a
     /// reader needs before it follows the entry.
-    func decodeChecked(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
+    package func decodeChecked(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
         let e = try decode(p)
         try checkPlacement(e)
         return e
     }
 
     /// Throws when `e` names a pblk outside every zone's data area.
-    func checkPlacement(_ e: AllocationEntry) throws(EntryError) {
+    package func checkPlacement(_ e: AllocationEntry) throws(EntryError) {
         for p in e.pblks where p > UInt64(Int.max) || geometry.dataZone(ofPblk: Int(p)) == nil {
             throw .outsideData(p)
         }
@@ -70,7 +70,7 @@ public struct EntryCodec: Sendable {
         return try r.get()
     }
 
-    func decodeChecked(_ bytes: [UInt8]) throws(EntryError) -> AllocationEntry {
+    package func decodeChecked(_ bytes: [UInt8]) throws(EntryError) -> AllocationEntry {
         let e = try decode(bytes)
         try checkPlacement(e)
         return e

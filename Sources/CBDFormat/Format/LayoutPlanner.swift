@@ -40,7 +40,7 @@ public enum LayoutPlanner {
     }
 
     /// The geometry for `maxPblk` with whole last zones only, or nil if not even one fits.
-    static func trimmed(maxPblk: Int, lblkShift: Int, zoneShift: Int, nrLblk: Int) -> Geometry? {
+    package static func trimmed(maxPblk: Int, lblkShift: Int, zoneShift: Int, nrLblk: Int) -> Geometry? {
         var n = maxPblk
         while n > 1 {
             guard let g = try? Geometry(unchecked: n, lblkShift: lblkShift, lblkPerZoneShift: zoneShift,

@@ -11,10 +11,3 @@ extension Geometry {
     /// Provisioning ratio: the logical size over the physical size (what mkfs.cbd -r sets).
     public var provisioningRatio: Double { Double(logicalBytes) / Double(physicalBytes) }
 }
-
-extension CheckStats {
-    /// The compression ratio of the blocks counted.
-    public func compressionRatio(lblkSize: Int) -> Double {
-        Ratios.compression(allocatedBlocks: compressed + raw, lblkSize: lblkSize, pblks: usedPblks)
-    }
-}

@@ -1,6 +1,6 @@
 /// Whether `count` bytes at `p` are all zero, a word at a time.
 @inline(__always)
-func isAllZero(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
+package func isAllZero(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
     var i = 0
     while i + 8 <= count {
         if p.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }

@@ -59,7 +59,7 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// Errors from the system, with the path and the operation that failed.
-func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
+package func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
     let kind: CBDError.Kind = code == ENOSPC || code == EDQUOT ? .noSpace : code == EROFS ? .readOnly : .other
     return CBDError("\(path): \(what): \(String(cString: strerror(code)))", kind: kind)
 }

@@ -3,12 +3,12 @@ import Glibc
 
 /// Runs work on all cores. The hot paths split a window of blocks into one contiguous
 /// slice per worker; each worker owns its buffers, so nothing is shared but read-only input.
-enum Parallel {
-    static var workers: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+package enum Parallel {
+    package static var workers: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Calls `body(worker, range)` for `count` items split into `parts` contiguous ranges,
     /// concurrently, and rethrows the first error.
-    static func forEachSlice(count: Int, parts: Int, _ body: (Int, Range<Int>) throws -> Void) throws {
+    package static func forEachSlice(count: Int, parts: Int, _ body: (Int, Range<Int>) throws -> Void) throws {
         let parts = max(1, min(parts, count))
         let errors = ErrorBox()
         withoutActuallyEscaping(body) { body in
@@ -23,15 +23,16 @@ enum Parallel {
 }
 
 /// Holds a value that is safe to share because each worker touches a disjoint part of it.
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
+package struct UncheckedBox<T>: @unchecked Sendable {
+    package let value: T
+    package init(_ value: T) { self.value = value }
 }
 
 /// The first error of several workers.
-final class ErrorBox: @unchecked Sendable {
+package final class ErrorBox: @unchecked Sendable {
     private let lock = Lock()
     private var error: Error?
-    var first: Error? { lock.withLock { error } }
-    func set(_ e: Error) { lock.withLock { if error == nil { error = e } } }
+    package init() {}
+    package var first: Error? { lock.withLock { error } }
+    package func set(_ e: Error) { lock.withLock { if error == nil { error = e } } }
 }

@@ -1,0 +1,207 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+/// fsck for CBD devices: verifies every consistency rule of format-v1 and repairs what it
+/// finds, keeping every byte that can be kept.
+///
+/// Pass 1 (`Pass1.swift`) reads each zone's table on all cores, checks every entry and
+/// records which data pblks are claimed; pass 1B (`Pass1B.swift`) finds the owners of pblks
+/// claimed twice and clones or clears them; pass 2 (`Pass2.swift`) compares each zone's
+/// bitmap with the claims. Repairs are decided as problems are found and written at the end
+/// in copy-on-write order (`Repairs.swift`). Each problem is described in `ProblemTable.swift`.
+public final class Checker {
+    public enum Mode: Sendable { case readOnly, fixAll, preen, interactive }
+    public enum Answer: Sendable { case yes, no, all, quit }
+
+    public struct Options {
+        public var mode: Mode = .readOnly
+        /// Decompress every compressed block (rule 5), not only the shared ones.
+        public var verifyData = false
+        /// Asked per problem in interactive mode.
+        public var ask: ((Problem) -> Answer)?
+        /// Called with each problem as it is decided (for printing as it goes).
+        public var report: ((Problem) -> Void)?
+        /// (pass, done, total)
+        public var progress: ((CheckPass, Int, Int) -> Void)?
+        public init() {}
+    }
+
+    public let device: BlockDevice
+    public internal(set) var header: Header
+    public let geometry: Geometry
+    let codec: EntryCodec
+    let options: Options
+
+    // MARK: What the run found
+
+    public internal(set) var problems: [Problem] = []
+    public internal(set) var stats = CheckStats()
+    public internal(set) var cancelled = false
+    /// Preen met a problem it may not fix: a person must run the check.
+    public internal(set) var stoppedForPerson = false
+    public internal(set) var modified = false
+    /// Interactive mode: the person answered "all".
+    var fixEverything = false
+
+    // MARK: What the passes share
+
+    /// Every zone's bitmap (4 KiB a zone), as read and then as repaired.
+    var bitmaps: [Bitmap] = []
+    /// Zones whose bitmap the repairs rewrite.
+    var changedBitmaps: Set<Int> = []
+    /// Which data pblks some entry uses.
+    var claims: ClaimMap
+    /// Data pblks claimed more than once (pass 1B's work).
+    var duplicates: Set<Int> = []
+    /// Owners of claimed pblks whose bit is clear, for pass 2's message.
+    var unmarkedOwners: [Int: [Int]] = [:]
+
+    // MARK: Repairs decided
+
+    /// Entries to rewrite, by lblk: nil clears the entry.
+    var newEntries: [Int: AllocationEntry?] = [:]
+    /// Pblk copies for clones, written before the entries that name them.
+    var clonedData: [(from: Int, to: Int)] = []
+    /// Zones whose table padding is cleared.
+    var clearPadding: Set<Int> = []
+    /// Lblks whose bad entry was reported but kept (answered no): never read or cloned.
+    var keptBad: Set<Int> = []
+
+    /// Reads and validates the header; a device whose header cannot be trusted throws.
+    public init(device: BlockDevice, options: Options) throws {
+        self.device = device
+        (header, geometry) = try device.readHeader()
+        codec = EntryCodec(geometry)
+        claims = ClaimMap(geometry)
+        self.options = options
+    }
+
+    public var isDirty: Bool { header.isDirty }
+
+    /// Runs every pass and, unless read-only, writes the accepted repairs.
+    public func run() throws {
+        options.progress?(.header, 0, 1)
+        try checkHeader()
+        try readBitmaps()
+        try pass1()
+        if !stop { options.progress?(.sharedPblks, 0, 1) }
+        if !stop { try pass1B() }
+        if !stop { pass2() }
+        guard !stop else {
+            // Stopped for a person or cancelled: no repair is written, so none was made (a
+            // replay of interrupted entries is written at once, before the passes).
+            for i in problems.indices where problems[i].kind != .interruptedUpdate { problems[i].fixed = false }
+            return
+        }
+        if options.mode != .readOnly { try writeRepairs() }
+    }
+
+    var stop: Bool { cancelled || stoppedForPerson }
+
+    /// Pass 0: an interrupted entry write is completed first (the passes then see every entry
+    /// whole); a read-only check reports a DIRTY device, which it cannot call clean.
+    private func checkHeader() throws {
+        if let intent = header.intent {
+            let journal = EntryJournal(device: device, geometry: geometry)
+            var f = facts()
+            f.others = try journal.saved(intent).map(\.lblk)
+            f.detail = "\(f.others.count)"
+            if decide(Problem(.interruptedUpdate, f, suspectLblks: f.others)) {
+                _ = try journal.replay(header: &header)
+                modified = true
+            }
+        }
+        if header.isDirty && options.mode == .readOnly { decide(Problem(.notClosedCleanly, facts())) }
+    }
+
+    /// fsck(8) exit status for this run: 0 clean, 1 corrected, 4 left uncorrected, 32 cancelled.
+    public var exitCode: Int32 {
+        var code: Int32 = 0
+        if problems.contains(where: { $0.fixed }) && options.mode != .readOnly { code |= 1 }
+        if problems.contains(where: { !$0.fixed }) || stoppedForPerson { code |= 4 }
+        if cancelled { code |= 32 }
+        return code
+    }
+
+    // MARK: Decisions
+
+    /// Records a problem and decides whether to fix it, by mode; returns true to fix.
+    @discardableResult
+    func decide(_ p: Problem) -> Bool {
+        var p = p
+        switch options.mode {
+        case .readOnly: p.fixed = false
+        case .fixAll: p.fixed = true
+        case .preen:
+            p.fixed = p.preenSafe
+            if !p.preenSafe { stoppedForPerson = true }
+        case .interactive:
+            if fixEverything { p.fixed = true } else {
+                switch options.ask?(p) ?? .no {
+                case .yes: p.fixed = true
+                case .all: p.fixed = true; fixEverything = true
+                case .no: p.fixed = false
+                case .quit: p.fixed = false; cancelled = true
+                }
+            }
+        }
+        problems.append(p)
+        options.report?(p)
+        return p.fixed
+    }
+
+    /// The facts every message of lblk `n` (or zone `z`) starts from.
+    func facts(lblk n: Int = 0, zone z: Int = 0) -> Problem.Facts {
+        var f = Problem.Facts()
+        f.lblk = n
+        f.zone = z
+        f.lblkSize = geometry.lblkSize
+        f.nrLblk = geometry.nrLblk
+        return f
+    }
+
+    // MARK: Claims and counts
+
+    /// Adds an entry to the statistics (`by: -1` takes back one counted before it was cleared).
+    func count(_ e: AllocationEntry, by k: Int = 1) {
+        switch e {
+        case .unallocated: break
+        case .compressed(_, let p): stats.compressed += k; stats.usedPblks += k * p.count
+        case .raw(let p): stats.raw += k; stats.usedPblks += k * p.count
+        }
+    }
+
+    /// Records that lblk `n` uses `pblks`: a second claim makes a duplicate for pass 1B.
+    func claim(_ pblks: [Int], lblk: Int) {
+        for p in pblks {
+            guard let i = claims.index(p) else { continue }
+            if claims.isClaimed(i) { duplicates.insert(p) } else { claims.claim(i) }
+            if case .data(let z, let k) = geometry.place(ofPblk: p), !bitmaps[z].isSet(k) {
+                unmarkedOwners[p, default: []].append(lblk)
+            }
+        }
+    }
+
+    /// Frees a data pblk in the claims and in its bitmap. An entry on disk still names it until
+    /// the repairs are written, so it is reserved: no clone or journal may take it before.
+    func release(_ p: Int) {
+        guard let i = claims.index(p), case .data(let z, let k) = geometry.place(ofPblk: p) else { return }
+        claims.release(i)
+        claims.reserve(i)
+        if bitmaps[z].isSet(k) { bitmaps[z].clear(k); changedBitmaps.insert(z) }
+    }
+}
+
+/// Totals for the summary line.
+public struct CheckStats: Sendable, Codable {
+    public var compressed = 0
+    public var raw = 0
+    public var usedPblks = 0
+}
+
+extension CheckStats {
+    /// The compression ratio of the blocks counted.
+    public func compressionRatio(lblkSize: Int) -> Double {
+        Ratios.compression(allocatedBlocks: compressed + raw, lblkSize: lblkSize, pblks: usedPblks)
+    }
+}

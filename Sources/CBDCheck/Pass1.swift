@@ -1,0 +1,116 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+/// Pass 1: every zone's table, on all cores, in large sequential reads.
+extension Checker {
+    /// Reads every zone's bitmap into memory (4 KiB a zone).
+    func readBitmaps() throws {
+        bitmaps.reserveCapacity(geometry.nrZones)
+        for z in 0..<geometry.nrZones {
+            bitmaps.append(Bitmap(bytes: try device.readPblks(geometry.bitmapPblk(z))))
+        }
+    }
+
+    /// What a worker found in one zone's table.
+    struct ZoneScan {
+        var ok: [(lblk: Int, entry: AllocationEntry)] = []
+        var bad: [(problem: Problem, keptPblks: [Int])] = []
+        var paddingDirty = false
+    }
+
+    func pass1() throws {
+        let workers = Parallel.workers
+        let window = workers * 2
+        // Per-worker buffers, allocated once: compressed input and output for -c, a table chunk.
+        let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
+        let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
+        var z0 = 0
+        while z0 < geometry.nrZones && !stop {
+            let count = min(window, geometry.nrZones - z0)
+            var scans = [ZoneScan](repeating: ZoneScan(), count: count)
+            let first = z0
+            try scans.withUnsafeMutableBufferPointer { buf in
+                let out = UncheckedBox(buf)
+                try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
+                    for i in slice { out.value[i] = try scanZone(first + i, scratch: scratch[w], table: tables[w]) }
+                }
+            }
+            for (i, scan) in scans.enumerated() where !stop { merge(zone: first + i, scan) }
+            z0 += count
+            options.progress?(.tables, z0, geometry.nrZones)
+        }
+    }
+
+    /// Checks every entry of zone `z`, and its table padding.
+    private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer) throws -> ZoneScan {
+        var scan = ZoneScan()
+        try TableScanner(device: device, geometry: geometry).forEachEntry(zone: z, buffer: table) { n, p in
+            try checkEntry(lblk: n, at: p, zone: z, into: &scan, scratch: scratch)
+        }
+        let padding = geometry.tablePadding(zone: z)
+        if !padding.isEmpty {
+            try device.read(into: table[0..<padding.count], at: padding.lowerBound)
+            scan.paddingDirty = !isAllZero(table.base, padding.count)
+        }
+        return scan
+    }
+
+    private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
+                            scratch: ByteBuffer) throws {
+        let g = geometry
+        func bad(_ kind: ProblemKind, _ detail: String = "") {
+            // Slots that name data pblks: what a kept (not cleared) bad entry still holds.
+            let named = (0..<codec.slots).map { Int(codec.slot($0, at: p)) }
+                .filter { $0 != 0 && g.dataZone(ofPblk: $0) != nil }
+            var f = facts(lblk: n, zone: z)
+            f.detail = detail
+            let problem = Problem(kind, f, zone: z, lblk: n, pblks: named, suspectLblks: n < g.nrLblk ? [n] : [])
+            scan.bad.append((problem, named))
+        }
+        guard n < g.nrLblk else { return bad(.entryBeyondSize) }
+        let entry: AllocationEntry
+        do { entry = try codec.decodeChecked(p) } catch {
+            if case .outsideData(let pblk) = error { return bad(.slotOutsideData, "\(pblk)") }
+            return bad(.malformedEntry, "\(error)")
+        }
+        if options.verifyData, case .compressed(let len, let pblks) = entry,
+           try !decompresses(length: len, pblks: pblks, scratch: scratch) {
+            return bad(.corruptData)
+        }
+        scan.ok.append((n, entry))
+    }
+
+    /// Folds a zone's scan into the claims, in lblk order, deciding each problem.
+    private func merge(zone z: Int, _ scan: ZoneScan) {
+        var bad = scan.bad[...]
+        var ok = scan.ok[...]
+        while !stop, let next = [bad.first?.problem.lblk, ok.first?.lblk].compactMap({ $0 }).min() {
+            if let b = bad.first, b.problem.lblk == next {
+                bad.removeFirst()
+                if decide(b.problem) {
+                    newEntries[next] = .some(nil)
+                    // Named on disk until the entry is cleared: not to be reused before.
+                    for p in b.keptPblks { if let i = claims.index(p) { claims.reserve(i) } }
+                } else {
+                    claim(b.keptPblks, lblk: next)
+                    keptBad.insert(next)
+                }
+            } else if let o = ok.first {
+                ok.removeFirst()
+                count(o.entry)
+                claim(o.entry.pblks.map { Int($0) }, lblk: o.lblk)
+            }
+        }
+        if scan.paddingDirty && !stop {
+            if decide(Problem(.tablePadding, facts(zone: z), zone: z)) { clearPadding.insert(z) }
+        }
+    }
+
+    /// Whether a compressed block's bytes decompress to exactly one logical block.
+    /// `scratch` holds two logical blocks: the stored bytes, then the output.
+    func decompresses(length: Int, pblks: [Pblk], scratch: ByteBuffer) throws -> Bool {
+        try device.readPblkRuns(pblks, into: scratch.base)
+        return LZ4Codec.decompress(scratch.base, count: length, into: scratch.base + geometry.lblkSize,
+                                   expected: geometry.lblkSize)
+    }
+}

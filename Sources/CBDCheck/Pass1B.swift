@@ -1,0 +1,102 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+/// Pass 1B: data pblks claimed by more than one entry (e2fsck's pass 1B-1D). The first owner,
+/// in lblk order, keeps the pblk; every later owner gets a copy of its own, or is cleared
+/// when its bytes cannot be its own (a compressed block that no longer decompresses) or when
+/// no free pblk is left for a copy.
+extension Checker {
+    func pass1B() throws {
+        guard !duplicates.isEmpty else { return }
+        // Owners of each duplicated pblk, in lblk order (entries being cleared excluded).
+        var owners: [Int: [Int]] = [:]
+        var entries: [Int: AllocationEntry] = [:]
+        let meta = MetadataCache(device: device, geometry: geometry)
+        // A bad entry the person chose to keep is neither read nor cloned: its slots may
+        // name pblks outside the data areas, even past the end of the device.
+        for n in 0..<geometry.nrLblk where newEntries[n] == nil && !keptBad.contains(n) {
+            guard let e = try? codec.decode(try meta.entryBytes(n)) else { continue }
+            for p in e.pblks where duplicates.contains(Int(p)) {
+                owners[Int(p), default: []].append(n)
+                entries[n] = e
+            }
+        }
+        try clearUndecodableClaimants(owners: &owners, entries: &entries)
+        // Every owner after the first gets a copy of its own.
+        var toClone: [Int: Set<Int>] = [:]   // lblk -> lblks it shares with
+        for list in owners.values {
+            for n in list.dropFirst() { toClone[n, default: []].formUnion(list.filter { $0 != n }) }
+        }
+        for n in toClone.keys.sorted() where !stop {
+            guard let e = entries[n] else { continue }
+            var f = facts(lblk: n, zone: geometry.zone(ofLblk: n))
+            f.pblks = e.pblks.map { Int($0) }.filter { duplicates.contains($0) }
+            f.others = toClone[n, default: []].sorted()
+            let suspects = ([n] + f.others).sorted()
+            // Decided before asking: the question asked is the fix made.
+            if claims.freeCount >= e.pblks.count {
+                guard decide(Problem(.crossLinked, f, zone: f.zone, lblk: n, suspectLblks: suspects)) else { continue }
+                newEntries[n] = .some(cloneEntry(e, lblk: n))
+            } else {
+                guard decide(Problem(.crossLinkedNoRoom, f, zone: f.zone, lblk: n, suspectLblks: suspects))
+                else { continue }
+                newEntries[n] = .some(nil)
+                count(e, by: -1)
+            }
+            // The old pblks lose this owner; a pblk left with none is free again. The bitmap
+            // follows silently: it is part of this fix, not a problem of its own.
+            disown(e.pblks, by: n, owners: &owners)
+        }
+    }
+
+    /// A compressed claimant of a shared pblk whose bytes do not decompress has lost its data
+    /// to the other claimant: it is cleared rather than given a copy of someone else's bytes.
+    /// (With -c, pass 1 already cleared every such block.)
+    private func clearUndecodableClaimants(owners: inout [Int: [Int]],
+                                           entries: inout [Int: AllocationEntry]) throws {
+        guard !options.verifyData else { return }
+        let scratch = ByteBuffer(count: 2 * geometry.lblkSize)
+        for n in entries.keys.sorted() where !stop {
+            guard let e = entries[n], case .compressed(let len, let pblks) = e,
+                  try !decompresses(length: len, pblks: pblks, scratch: scratch) else { continue }
+            var f = facts(lblk: n, zone: geometry.zone(ofLblk: n))
+            f.pblks = pblks.map { Int($0) }.filter { duplicates.contains($0) }
+            f.others = Set(f.pblks.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
+            let problem = Problem(.crossLinkedCorrupt, f, zone: f.zone, lblk: n,
+                suspectLblks: ([n] + f.others).sorted())
+            // Declined: it keeps its entry, and is not offered a clone of bytes it cannot use.
+            entries[n] = nil
+            guard decide(problem) else { continue }
+            newEntries[n] = .some(nil)
+            count(e, by: -1)
+            disown(pblks, by: n, owners: &owners)
+        }
+    }
+
+    /// Takes lblk `n` off the owners of `pblks`; a pblk left with no owner is free again.
+    private func disown(_ pblks: [Pblk], by n: Int, owners: inout [Int: [Int]]) {
+        for p in pblks.map({ Int($0) }) {
+            if var list = owners[p] {
+                list.removeAll { $0 == n }
+                owners[p] = list
+                if list.isEmpty { release(p) }
+            } else {
+                release(p)
+            }
+        }
+    }
+
+    /// The same entry on newly claimed pblks (the caller made sure there are enough); the
+    /// data copies are written with the repairs.
+    private func cloneEntry(_ e: AllocationEntry, lblk n: Int) -> AllocationEntry {
+        let fresh = e.pblks.compactMap { old -> Pblk? in
+            guard let p = claims.allocate(near: geometry.zone(ofLblk: n)),
+                  case .data(let z, let k) = geometry.place(ofPblk: p) else { return nil }
+            bitmaps[z].set(k)
+            changedBitmaps.insert(z)
+            clonedData.append((Int(old), p))
+            return Pblk(p)
+        }
+        return e.withPblks(fresh)
+    }
+}

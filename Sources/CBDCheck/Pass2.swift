@@ -1,0 +1,56 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+/// Pass 2: each zone's bitmap against the claims of pass 1 and 1B.
+extension Checker {
+    func pass2() {
+        for z in 0..<geometry.nrZones where !stop {
+            options.progress?(.bitmaps, z + 1, geometry.nrZones)
+            let want = claims.expectedBitmap(z)
+            let have = bitmaps[z]
+            guard want != have else { continue }
+            let limit = geometry.dataPblkCount(z)
+            var leaks: [Range<Int>] = [], unmarked: [Range<Int>] = []
+            var k = 0
+            while k < limit {
+                guard want.isSet(k) != have.isSet(k) else { k += 1; continue }
+                var e = k + 1
+                while e < limit && want.isSet(e) != have.isSet(e) && want.isSet(e) == want.isSet(k) { e += 1 }
+                if want.isSet(k) { unmarked.append(k..<e) } else { leaks.append(k..<e) }
+                k = e
+            }
+            var fixed = have
+            let start = geometry.dataStart(z)
+            if !leaks.isEmpty {
+                var f = facts(zone: z)
+                f.detail = ranges(leaks, start)
+                f.pblks = leaks.flatMap { $0 }.map { $0 + start }
+                if decide(Problem(.leakedPblks, f, zone: z)) { for r in leaks { for k in r { fixed.clear(k) } } }
+            }
+            if !unmarked.isEmpty && !stop {
+                var f = facts(zone: z)
+                f.detail = ranges(unmarked, start)
+                f.pblks = unmarked.flatMap { $0 }.map { $0 + start }
+                f.others = Set(f.pblks.flatMap { unmarkedOwners[$0] ?? [] }).sorted()
+                if decide(Problem(.unmarkedPblks, f, zone: z, suspectLblks: f.others)) {
+                    for r in unmarked { for k in r { fixed.set(k) } }
+                }
+            }
+            if !stop, (limit..<Units.pblksPerBitmap).contains(where: { !have.isSet($0) }) {
+                var f = facts(zone: z)
+                f.detail = "\(limit)"
+                if decide(Problem(.bitmapPadding, f,
+                    zone: z)) { for k in limit..<Units.pblksPerBitmap { fixed.set(k) } }
+            }
+            if fixed != have { bitmaps[z] = fixed; changedBitmaps.insert(z) }
+        }
+    }
+
+    /// "43-44,50" and "and N more ranges" past eight.
+    private func ranges(_ rs: [Range<Int>], _ base: Int) -> String {
+        let shown = rs.prefix(8).map {
+            $0.count == 1 ? "\($0.lowerBound + base)" : "\($0.lowerBound + base)-\($0.upperBound - 1 + base)"
+        }
+        return shown.joined(separator: ",") + (rs.count > 8 ? " and \(rs.count - 8) more ranges" : "")
+    }
+}

@@ -1,0 +1,161 @@
+import CBDFormat
+import CBDVolume
+/// Every problem fsck.cbd can find, described once, as e2fsck's problem.c: the pass that
+/// finds it, the question asked before fixing it, whether preening (-p) may fix it without
+/// asking (only fixes that lose no data), and its message.
+public enum ProblemKind: String, CaseIterable, Sendable, Codable {
+    /// The header holds an intent record: a write of table entries was interrupted.
+    case interruptedUpdate = "interrupted_update"
+    /// DIRTY is set. Raised only by a read-only check: in the other modes, clearing the flag
+    /// after a check that leaves the device consistent is part of the check (as e2fsck does
+    /// with the valid flag), not a repair.
+    case notClosedCleanly = "not_closed_cleanly"
+    case malformedEntry = "malformed_entry"
+    case slotOutsideData = "slot_outside_data"
+    case entryBeyondSize = "entry_beyond_size"
+    case tablePadding = "table_padding"
+    case corruptData = "corrupt_data"
+    /// A pblk named by two entries; the later owner gets a copy of its own.
+    case crossLinked = "cross_linked"
+    /// A compressed owner of a shared pblk that no longer decompresses: its bytes belong to
+    /// the other owner, so it is cleared rather than given a copy of them.
+    case crossLinkedCorrupt = "cross_linked_corrupt"
+    /// A later owner of a shared pblk for which no free pblk is left to copy into: cleared.
+    case crossLinkedNoRoom = "cross_linked_no_room"
+    case leakedPblks = "leaked_pblks"
+    case unmarkedPblks = "unmarked_pblks"
+    case bitmapPadding = "bitmap_padding"
+
+    /// The pass that finds it.
+    public var pass: CheckPass {
+        switch self {
+        case .interruptedUpdate, .notClosedCleanly: return .header
+        case .malformedEntry, .slotOutsideData, .entryBeyondSize, .tablePadding, .corruptData: return .tables
+        case .crossLinked, .crossLinkedCorrupt, .crossLinkedNoRoom: return .sharedPblks
+        case .leakedPblks, .unmarkedPblks, .bitmapPadding: return .bitmaps
+        }
+    }
+
+    /// The question asked before fixing it.
+    public var prompt: Prompt {
+        switch self {
+        case .interruptedUpdate: return .replay
+        case .malformedEntry, .slotOutsideData, .entryBeyondSize, .tablePadding, .corruptData,
+             .crossLinkedCorrupt, .crossLinkedNoRoom, .notClosedCleanly: return .clear
+        case .crossLinked: return .clone
+        case .leakedPblks: return .free
+        case .unmarkedPblks: return .mark
+        case .bitmapPadding: return .set
+        }
+    }
+
+    /// Whether -p fixes it without asking: true only where the fix loses no data.
+    public var preenSafe: Bool {
+        switch self {
+        case .interruptedUpdate, .notClosedCleanly, .entryBeyondSize, .tablePadding, .leakedPblks,
+             .unmarkedPblks, .bitmapPadding: return true
+        default: return false
+        }
+    }
+
+    /// The message, from the facts of one occurrence.
+    func message(_ f: Problem.Facts) -> String {
+        let block = "Logical block \(f.lblk) (bytes \(f.lblk * f.lblkSize)-\((f.lblk + 1) * f.lblkSize - 1))"
+        let shares = "\(block) shares \(plural("pblk", f.pblks)) with \(plural("logical block", f.others))"
+        switch self {
+        case .interruptedUpdate:
+            return "Header: a write of \(f.detail) table entr\(f.detail == "1" ? "y" : "ies") was interrupted "
+                + "(\(plural("logical block", f.others)))"
+        case .notClosedCleanly: return "Header: the device was not closed cleanly (DIRTY)"
+        case .malformedEntry: return "\(block) has a malformed entry: \(f.detail)"
+        case .slotOutsideData: return "\(block) names pblk \(f.detail), which is not a data pblk"
+        case .entryBeyondSize:
+            return "Logical block \(f.lblk), beyond the logical size (\(f.nrLblk) blocks), has a non-zero entry"
+        case .tablePadding: return "Zone \(f.zone): table padding after the last entry is not zero"
+        case .corruptData: return "\(block) does not decompress to \(f.lblkSize) bytes"
+        case .crossLinked: return shares
+        case .crossLinkedCorrupt: return "\(shares) and does not decompress to \(f.lblkSize) bytes"
+        case .crossLinkedNoRoom: return "\(shares) and no free pblk is left for a copy"
+        case .leakedPblks: return "Zone \(f.zone): pblks marked in use but used by no entry: \(f.detail)"
+        case .unmarkedPblks:
+            return "Zone \(f.zone): pblks in use but not marked: \(f.detail) "
+                + "(\(plural("logical block", f.others)))"
+        case .bitmapPadding: return "Zone \(f.zone): padding bits past its \(f.detail) data pblks are not set"
+        }
+    }
+
+    /// "pblk 5" or "pblks 5,6".
+    /// "pblk 5", "pblks 5,6", at most eight numbers then "and N more" (the JSON report has them all).
+    private func plural(_ noun: String, _ numbers: [Int]) -> String {
+        let shown = numbers.prefix(8).map(String.init).joined(separator: ",")
+        let more = numbers.count > 8 ? " and \(numbers.count - 8) more" : ""
+        return "\(noun)\(numbers.count == 1 ? "" : "s") \(shown)\(more)"
+    }
+}
+
+/// The passes of a check, in the order they run.
+public enum CheckPass: Int, Sendable, Comparable {
+    case header = 0, tables, sharedPblks, bitmaps
+
+    public var heading: String {
+        switch self {
+        case .header: return "Pass 0: checking the header"
+        case .tables: return "Pass 1: checking allocation tables"
+        case .sharedPblks: return "Pass 1B: pblks claimed by more than one logical block"
+        case .bitmaps: return "Pass 2: checking allocation bitmaps"
+        }
+    }
+
+    /// The number fsck's -C progress lines give this pass (e2fsck's convention).
+    public var progressNumber: Int { self == .bitmaps ? 2 : 1 }
+
+    public static func < (a: CheckPass, b: CheckPass) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The questions of fsck, e2fsck style.
+public enum Prompt: String, Sendable {
+    case clear = "Clear", clone = "Clone", free = "Free", mark = "Mark", set = "Set", replay = "Replay"
+}
+
+/// One inconsistency found by the checker: its kind (the table above says the rest) and
+/// the facts of this occurrence.
+public struct Problem: Sendable {
+    /// What a message needs: numbers of this occurrence and the geometry's sizes.
+    public struct Facts: Sendable {
+        public var zone = 0
+        public var lblk = 0
+        public var lblkSize = 0
+        public var nrLblk = 0
+        /// Shared, leaked or unmarked pblks (also in JSON).
+        public var pblks: [Int] = []
+        /// Other logical blocks involved (the other owners of a shared pblk, the owners of unmarked ones).
+        public var others: [Int] = []
+        /// The variable part of a message: an entry error, a pblk, a list of ranges, a count.
+        public var detail = ""
+    }
+
+    public let kind: ProblemKind
+    public let facts: Facts
+    public var zone: Int?
+    public var lblk: Int?
+    /// Data pblks the problem names.
+    public var pblks: [Int]
+    /// Logical blocks whose contents the problem puts in doubt.
+    public var suspectLblks: [Int]
+    public var fixed = false
+
+    init(_ kind: ProblemKind, _ facts: Facts, zone: Int? = nil, lblk: Int? = nil, pblks: [Int]? = nil,
+         suspectLblks: [Int] = []) {
+        self.kind = kind
+        self.facts = facts
+        self.zone = zone
+        self.lblk = lblk
+        self.pblks = pblks ?? facts.pblks
+        self.suspectLblks = suspectLblks
+    }
+
+    public var message: String { kind.message(facts) }
+    /// The question asked before fixing it ("Clear", "Clone", "Free"...).
+    public var action: String { kind.prompt.rawValue }
+    public var preenSafe: Bool { kind.preenSafe }
+}

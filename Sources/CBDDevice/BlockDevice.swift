@@ -1,0 +1,107 @@
+import CBDFormat
+/// Where a CBD device's bytes live: an image file, a block device, or memory in tests.
+///
+/// Offsets and lengths are in bytes. Implementations report failures as `CBDError`
+/// naming the path, so tools can print them as they are.
+public protocol BlockDevice: AnyObject {
+    /// The path (or a name) used in messages.
+    var path: String { get }
+    /// Usable size in bytes.
+    var size: Int { get }
+    var isWritable: Bool { get }
+    /// Fills `buffer` from `offset`; throws on a short read.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws
+    /// Makes `range` read as zeros, releasing space where the medium allows.
+    func zero(_ range: Range<Int>) throws
+    /// Makes every write so far durable.
+    func sync() throws
+    /// Gives back the space of `range`, whose contents no longer matter (freed pblks), where
+    /// that is cheap: a hole in an image file. Does nothing where it is not.
+    func release(_ range: Range<Int>)
+    /// Whether `range` is known to read as zeros without reading it (a hole in a sparse file).
+    func isHole(_ range: Range<Int>) -> Bool
+    /// Grows or shrinks the storage (an image file); a block device cannot.
+    func setSize(_ bytes: Int) throws
+}
+
+extension BlockDevice {
+    public func isHole(_ range: Range<Int>) -> Bool { false }
+
+    public func release(_ range: Range<Int>) {}
+
+    /// Releases the space of `pblks`, a run of neighbours at a time.
+    public func release(pblks: [Pblk]) {
+        let sorted = pblks.map { Int($0) }.sorted()
+        var i = 0
+        while i < sorted.count {
+            var j = i + 1
+            while j < sorted.count && sorted[j] == sorted[j - 1] + 1 { j += 1 }
+            release(sorted[i] * Units.pblkSize ..< (sorted[j - 1] + 1) * Units.pblkSize)
+            i = j
+        }
+    }
+
+    public func setSize(_ bytes: Int) throws {
+        guard bytes <= size else {
+            throw CBDError("\(path): cannot grow past its size of \(size) bytes")
+        }
+    }
+
+    /// Reads `count` pblks from pblk `p` into a new array.
+    public func readPblks(_ p: Int, count: Int = 1) throws -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: count * Units.pblkSize)
+        try b.withUnsafeMutableBytes { try read(into: $0, at: p * Units.pblkSize) }
+        return b
+    }
+
+    /// Reads the pblks of an entry, in slot order, into `dst`: one read per contiguous run.
+    public func readPblkRuns(_ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
+        var i = 0
+        while i < pblks.count {
+            var j = i + 1
+            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
+            try read(into: UnsafeMutableRawBufferPointer(start: dst + i * Units.pblkSize,
+                count: (j - i) * Units.pblkSize),
+                     at: Int(pblks[i]) * Units.pblkSize)
+            i = j
+        }
+    }
+
+    public func writePblks(_ bytes: [UInt8], at p: Int) throws {
+        try bytes.withUnsafeBytes { try write($0, at: p * Units.pblkSize) }
+    }
+
+    /// Reads and validates the header, and checks the device is as large as it claims.
+    public func readHeader() throws -> (Header, Geometry) {
+        guard size >= Units.pblkSize else {
+            throw CBDError("\(path): too small to hold a CBD header (\(size) bytes)")
+        }
+        let b = try readPblks(0)
+        let h: Header
+        let g: Geometry
+        if let undo = ResizeMarker.undoPath(in: b) {
+            throw CBDError("\(path): a resize was interrupted while it rewrote this device",
+                           hint: .undo(file: undo, device: path))
+        }
+        do { h = try Header.decode(b) } catch { throw CBDError("\(path): \(error)") }
+        do { g = try Geometry(header: h) } catch { throw CBDError("\(path): \(error)") }
+        guard g.physicalBytes <= size else {
+            throw CBDError("\(path): header claims \(g.physicalBytes) bytes but the device has only \(size)")
+        }
+        return (h, g)
+    }
+
+    public func writeHeader(_ h: Header) throws {
+        try writePblks(h.encoded(), at: 0)
+    }
+
+    /// Sets or clears DIRTY in `header` and makes the header durable. Format-v1: a writer
+    /// sets it before its first change to any other block, and clears it only after all its
+    /// data, bitmaps and tables are synced.
+    package func setDirty(_ dirty: Bool, in header: inout Header) throws {
+        header.isDirty = dirty
+        try writeHeader(header)
+        try sync()
+    }
+}

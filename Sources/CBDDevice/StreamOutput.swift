@@ -1,0 +1,51 @@
+import Glibc
+import CBDFormat
+
+/// A device that can only be written in order, from the start: standard output (a pipe or a
+/// terminal). Holes are written as zeros; a write anywhere but at the current end is refused.
+/// What `cbd convert DEVICE -` writes to.
+public final class StreamOutput: BlockDevice {
+    public let path = "standard output"
+    public let size: Int
+    public let isWritable = true
+    let fd: Int32
+    private var position = 0
+
+    /// Streams `size` bytes to `fd`.
+    public init(fd: Int32 = 1, size: Int) {
+        self.fd = fd
+        self.size = size
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        throw CBDError("\(path): cannot be read back")
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
+        guard offset == position else { throw CBDError("\(path): written out of order at byte \(offset)") }
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(fd, base + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw systemError("write error at byte \(offset + done)", path, errno: errno)
+            }
+            done += n
+        }
+        position += buffer.count
+    }
+
+    public func zero(_ range: Range<Int>) throws {
+        let zeros = ByteBuffer(count: min(1 << 20, max(range.count, 1)))
+        var off = range.lowerBound
+        while off < range.upperBound {
+            let n = min(zeros.count, range.upperBound - off)
+            try write(UnsafeRawBufferPointer(zeros[0..<n]), at: off)
+            off += n
+        }
+    }
+
+    /// Nothing to make durable: a pipe has no storage.
+    public func sync() throws {}
+}

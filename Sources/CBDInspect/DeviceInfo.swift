@@ -1,0 +1,77 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+import CBDCheck
+/// The facts `cbd info` shows: sizes, space, compression, state and contents.
+public enum DeviceInfo {
+    public static func report(_ dev: BlockDevice) throws -> Report {
+        let (h, g) = try dev.readHeader()
+        var options = Checker.Options()
+        options.mode = .readOnly
+        let check = try Checker(device: dev, options: options)
+        try check.run()
+        var markedPblks = 0
+        for z in 0..<g.nrZones {
+            markedPblks += Bitmap(bytes: try dev.readPblks(g.bitmapPblk(z))).countSet(below: g.dataPblkCount(z))
+        }
+        let s = check.stats
+        var r = Report()
+        r.add("device", dev.path)
+        r.add("format", "cbd \(h.versionMajor).\(h.versionMinor)")
+        r.add("physical_size", size: g.physicalBytes)
+        r.add("logical_size", size: g.logicalBytes)
+        r.add("device_size", size: dev.size)
+        r.add("block_size", size: g.lblkSize)
+        r.add("entry_variant", g.variantName)
+        r.add("zones", g.nrZones)
+        r.add("data_size", size: g.totalDataPblks * Units.pblkSize)
+        r.add("used", size: markedPblks * Units.pblkSize)
+        r.add("free", size: (g.totalDataPblks - markedPblks) * Units.pblkSize)
+        let kept = EntryJournal(device: dev, geometry: g).pblksPerRecord
+        addUse(&r, dataPblks: g.totalDataPblks, available: max(0, g.totalDataPblks - markedPblks - kept))
+        r.add("blocks", g.nrLblk)
+        r.add("compressed_blocks", s.compressed)
+        r.add("raw_blocks", s.raw)
+        r.add("unallocated_blocks", g.nrLblk - s.compressed - s.raw)
+        r.add("compression_ratio", s.compressionRatio(lblkSize: g.lblkSize))
+        r.add("provisioning_ratio", g.provisioningRatio)
+        r.add("state", h.isDirty ? "DIRTY" : "clean")
+        r.add("consistent", check.problems.isEmpty)
+        let volume = try Volume(device: dev)
+        if let found = try Signatures.content(of: volume) {
+            r.add("contents",
+                found.map { $0.0 == "TYPE" || $0.0 == "PTTYPE" ? $0.1 : "\($0.0)=\($0.1)" }.joined(separator: ", "))
+            var c = Report()
+            for (k, v) in found { c.add(k.lowercased(), v) }
+            r.add("contents_fields", c)
+        } else {
+            r.add("contents", "unknown")
+        }
+        return r
+    }
+
+    /// `use` (percent of the data pblks not available to a write) and `full` (no block can
+    /// be written: not one pblk is available).
+    static func addUse(_ r: inout Report, dataPblks: Int, available: Int) {
+        r.add("use_percent", dataPblks > 0 ? Double(dataPblks - available) * 100 / Double(dataPblks) : 100)
+        r.add("full", available == 0)
+    }
+
+    /// What a running server publishes about the device it holds (`ServeStatus`): live use,
+    /// including the writes waiting in its cache. The device itself is not opened.
+    public static func liveReport(_ path: String, _ s: ServeStatus) -> Report {
+        var r = Report()
+        r.add("device", path)
+        r.add("physical_size", size: s.physicalBytes)
+        r.add("logical_size", size: s.logicalBytes)
+        r.add("block_size", size: s.lblkSize)
+        r.add("data_size", size: s.dataPblks * Units.pblkSize)
+        r.add("used", size: (s.dataPblks - s.freePblks) * Units.pblkSize)
+        r.add("pending", size: s.promisedPblks * Units.pblkSize)
+        r.add("free", size: s.availablePblks * Units.pblkSize)
+        addUse(&r, dataPblks: s.dataPblks, available: s.availablePblks)
+        r.add("refused_writes", s.refusals)
+        r.add("state", "served\(s.readOnly ? " read-only" : "") by process \(s.pid) (live)")
+        return r
+    }
+}

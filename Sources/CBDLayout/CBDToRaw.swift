@@ -1,0 +1,202 @@
+import Dispatch
+import CBDFormat
+import CBDDevice
+import CBDVolume
+
+/// Converts a CBD device back into a raw image: unallocated blocks become holes in a file
+/// (zeros on a block device). Windows of blocks are decoded on all cores; each worker reads
+/// its blocks' pblks in contiguous runs, decompresses, and writes its own output range.
+public struct CBDToRaw {
+    public var overwrite = false
+    public var progress: ProgressHandler?
+    public var bytesPerWorker = 8 << 20
+
+    public init() {}
+
+    public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
+        let g = try geometry(of: input)
+        let out = try OutputFile(path: outputPath, size: g.logicalBytes, overwrite: overwrite)
+        var summary = try decode(input, g, into: out.device, zeroHoles: out.isBlockDevice)
+        try out.commit()
+        summary.inputBytes = input.size
+        summary.logicalBytes = g.logicalBytes
+        summary.physicalBytes = g.physicalBytes
+        return summary
+    }
+
+    /// Streams the raw image to standard output (`cbd convert DEVICE -`): in order, holes as zeros.
+    public func convert(input: FileDevice, toStream out: StreamOutput) throws -> ConvertSummary {
+        let g = try geometry(of: input)
+        var summary = try decode(input, g, into: out, zeroHoles: true)
+        summary.inputBytes = input.size
+        summary.logicalBytes = g.logicalBytes
+        summary.physicalBytes = g.physicalBytes
+        return summary
+    }
+
+    /// The input's geometry; a device with an interrupted table update is refused.
+    private func geometry(of input: FileDevice) throws -> Geometry {
+        let (h, g) = try input.readHeader()
+        guard h.intent == nil else {
+            throw CBDError("\(input.path): an update of the allocation tables was interrupted", hint: .check)
+        }
+        return g
+    }
+
+    /// A window of blocks inside one zone, and the buffers it is decoded into.
+    final class Window: @unchecked Sendable {
+        let out: ByteBuffer
+        var present: [Bool]
+        var first = 0, count = 0
+        let done = DispatchGroup()
+        let error = ErrorBox()
+        init(blocks: Int, lblkSize: Int) {
+            out = ByteBuffer(count: blocks * lblkSize)
+            present = [Bool](repeating: false, count: blocks)
+        }
+    }
+
+    /// Decodes window k+1 on all cores while this thread writes window k: one writer keeps
+    /// the output file's lock uncontended, and decompression overlaps the copy into the page cache.
+    private func decode(_ input: FileDevice, _ g: Geometry, into out: BlockDevice,
+        zeroHoles: Bool) throws -> ConvertSummary {
+        let codec = EntryCodec(g)
+        let workers = Parallel.workers
+        let perWindow = max(1, bytesPerWorker / g.lblkSize) * workers
+        let windows = [Window(blocks: perWindow, lblkSize: g.lblkSize), Window(blocks: perWindow, lblkSize: g.lblkSize)]
+        let scratch = (0..<workers).map { _ in ByteBuffer(count: g.lblkSize) }
+        let counts = Counters(workers)
+        var ranges: [(Int, Int)] = []   // (first, count) of every window, zone by zone
+        for z in 0..<g.nrZones {
+            let lblks = g.lblks(inZone: z)
+            for f in stride(from: lblks.lowerBound, to: lblks.upperBound, by: perWindow) {
+                ranges.append((f, min(perWindow, lblks.upperBound - f)))
+            }
+        }
+        var previous: Window?
+        /// Waits for a window's decoding and writes it.
+        func finish(_ w: Window) throws {
+            w.done.wait()
+            if let e = w.error.first { throw e }
+            try CBDToRaw.writeWindow(w, g, to: out, zeroHoles: zeroHoles)
+        }
+        var holes = HoleMap(input)
+        var slot = 0, holeBlocks = 0
+        for (first, count) in ranges {
+            // A window whose table is a hole (a sparse image) holds only unallocated blocks:
+            // nothing to read or decode, and a hole in the output (zeros on a device or stream,
+            // written after the window before it).
+            let table = g.entryOffset(ofLblk: first) ..< g.entryOffset(ofLblk: first) + count * g.entryLen
+            if holes.isHole(table) {
+                holeBlocks += count
+                if zeroHoles {
+                    if let p = previous { try finish(p) }
+                    previous = nil
+                    try out.zero(first * g.lblkSize ..< (first + count) * g.lblkSize)
+                }
+                continue
+            }
+            if let p = previous { p.done.wait(); if let e = p.error.first { throw e } }
+            let w = windows[slot % 2]
+            slot += 1
+            w.first = first
+            w.count = count
+            let job = UncheckedBox((input, g, codec, scratch, counts))
+            DispatchQueue.global().async(group: w.done) {
+                let (input, g, codec, scratch, counts) = job.value
+                do { try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts) }
+                catch { w.error.set(error) }
+            }
+            if let p = previous { try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles) }
+            previous = w
+            progress?(first * g.lblkSize, g.logicalBytes)
+        }
+        if let p = previous { try finish(p) }
+        progress?(g.logicalBytes, g.logicalBytes)
+        var summary = ConvertSummary()
+        summary.blocks = g.nrLblk
+        (summary.compressedBlocks, summary.rawBlocks, summary.unallocatedBlocks, summary.dataPblks) = counts.totals()
+        summary.unallocatedBlocks += holeBlocks
+        return summary
+    }
+
+    /// Reads the window's entries in one read and decodes its blocks on all cores.
+    static func decodeWindow(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
+                             scratch: [ByteBuffer], counts: Counters) throws {
+        let startByte = g.entryOffset(ofLblk: w.first)
+        let endByte = startByte + w.count * g.entryLen
+        let pblks = (endByte + Units.pblkSize - 1) / Units.pblkSize - startByte / Units.pblkSize
+        let table = try input.readPblks(startByte / Units.pblkSize, count: pblks)
+        let skew = startByte % Units.pblkSize
+        try table.withUnsafeBytes { t in
+            let tb = UncheckedBox(t.baseAddress! + skew)
+            try w.present.withUnsafeMutableBufferPointer { pr in
+                let present = UncheckedBox(pr)
+                try Parallel.forEachSlice(count: w.count, parts: scratch.count) { worker, slice in
+                    for i in slice {
+                        present.value[i] = try decodeBlock(input, g, codec, lblk: w.first + i,
+                                                           entry: tb.value + i * g.entryLen,
+                                                           into: w.out.base + i * g.lblkSize,
+                                                           scratch: scratch[worker], counts: counts, worker: worker)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes one block into `dst`; returns false when it is all zeros (nothing to write).
+    static func decodeBlock(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
+                            entry: UnsafeRawPointer, into dst: UnsafeMutableRawPointer,
+                            scratch: ByteBuffer, counts: Counters, worker w: Int) throws -> Bool {
+        let e: AllocationEntry
+        do { e = try codec.decodeChecked(entry) } catch { throw error.readError(path: input.path, lblk: n) }
+        switch e {
+        case .unallocated:
+            counts.add(w, unallocated: 1)
+            return false
+        case .raw(let pblks):
+            try input.readPblkRuns(pblks, into: dst)
+            counts.add(w, raw: 1, pblks: pblks.count)
+        case .compressed(let len, let pblks):
+            try input.readPblkRuns(pblks, into: scratch.base)
+            guard LZ4Codec.decompress(scratch.base, count: len, into: dst, expected: g.lblkSize) else {
+                throw CBDError("\(input.path): logical block \(n) (bytes "
+                    + "\(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
+            }
+            counts.add(w, compressed: 1, pblks: pblks.count)
+        }
+        return !isAllZero(dst, g.lblkSize)
+    }
+
+    /// Writes runs of present blocks; holes stay holes (zeros on a block device).
+    static func writeWindow(_ w: Window, _ g: Geometry, to out: BlockDevice, zeroHoles: Bool) throws {
+        var j = 0
+        while j < w.count {
+            var k = j + 1
+            while k < w.count && w.present[k] == w.present[j] { k += 1 }
+            let offset = (w.first + j) * g.lblkSize
+            if w.present[j] {
+                try out.write(UnsafeRawBufferPointer(w.out[j * g.lblkSize ..< k * g.lblkSize]), at: offset)
+            } else if zeroHoles {
+                try out.zero(offset ..< offset + (k - j) * g.lblkSize)
+            }
+            j = k
+        }
+    }
+}
+
+/// Per-worker tallies, summed at the end; each worker writes only its own slot.
+final class Counters: @unchecked Sendable {
+    private let c: UnsafeMutableBufferPointer<(compressed: Int, raw: Int, unallocated: Int, pblks: Int)>
+    init(_ workers: Int) {
+        c = .allocate(capacity: workers)
+        c.initialize(repeating: (0, 0, 0, 0))
+    }
+    deinit { c.deallocate() }
+    func add(_ w: Int, compressed: Int = 0, raw: Int = 0, unallocated: Int = 0, pblks: Int = 0) {
+        c[w].compressed += compressed; c[w].raw += raw; c[w].unallocated += unallocated; c[w].pblks += pblks
+    }
+    func totals() -> (Int, Int, Int, Int) {
+        c.reduce((0, 0, 0, 0)) { ($0.0 + $1.compressed, $0.1 + $1.raw, $0.2 + $1.unallocated, $0.3 + $1.pblks) }
+    }
+}

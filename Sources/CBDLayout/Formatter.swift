@@ -1,0 +1,40 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+/// Writes an empty CBD device: zeroed tables, fresh bitmaps, and the header last, so an
+/// interrupted format never leaves something that looks like a valid device.
+public enum Formatter {
+    /// The header a freshly formatted device with geometry `g` carries.
+    public static func header(for g: Geometry) -> Header {
+        Header(nrPhysicalSectors: UInt64(g.nrPblk * Units.sectorsPerPblk),
+               nrLogicalSectors: UInt64(g.nrLblk * (Units.sectorsPerPblk << g.lblkShift)),
+               lblkShift: UInt16(g.lblkShift), lblkPerZoneShift: UInt16(g.lblkPerZoneShift))
+    }
+
+    /// Formats `device` with `g`. Data pblks are left as they are: a clear bitmap makes them free.
+    /// `progress` is called with (zones done, zones) now and then.
+    public static func format(_ device: BlockDevice, geometry g: Geometry,
+                              progress: ((Int, Int) -> Void)? = nil) throws {
+        guard g.physicalBytes <= device.size else {
+            throw CBDError("\(device.path): device has \(device.size) bytes, geometry needs \(g.physicalBytes)")
+        }
+        // 1. Invalidate any old header first.
+        try device.zero(0..<Units.pblkSize)
+        try device.sync()
+        // 2. Bitmap and table of every zone read as zeros (holes in a file, discards on a disk).
+        for z in 0..<g.nrZones {
+            try device.zero(g.metadataBytes(zone: z))
+            if z & 1023 == 0 { progress?(z, g.nrZones) }
+        }
+        // 3. A short last zone marks the pblks it does not have as used.
+        let last = g.nrZones - 1
+        if g.dataPblkCount(last) < Units.pblksPerBitmap {
+            try device.writePblks(Bitmap(dataPblks: g.dataPblkCount(last)).bytes, at: g.bitmapPblk(last))
+        }
+        try device.sync()
+        // 4. The header, last.
+        try device.writeHeader(header(for: g))
+        try device.sync()
+        progress?(g.nrZones, g.nrZones)
+    }
+}

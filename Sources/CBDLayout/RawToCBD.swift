@@ -1,0 +1,272 @@
+import CSysShim
+import Dispatch
+import Glibc
+import CBDFormat
+import CBDDevice
+import CBDVolume
+
+/// Converts a raw image (or block device) into a CBD device.
+///
+/// Pass 1 reads the input in large windows, skips holes (SEEK_DATA/SEEK_HOLE), and
+/// compresses on all cores; one length per block goes to an unlinked spill file. Knowing the
+/// exact data size, pass 2 chooses the geometry (compact by default), writes bitmaps and
+/// tables, and the header last. The packed data goes, in an image file, straight to its place
+/// in a layout guessed before pass 1, since where data lies depends only on the size of the
+/// tables (the requested size, or an estimate of the data: `estimatePackedPblks`); a wrong
+/// guess costs one copy into a file of the right layout. On a block device, whose old content
+/// must stay until pass 1 has succeeded, it goes to a spill and is copied in pass 2.
+/// Memory is bounded by the window size, whatever the image size.
+public struct RawToCBD {
+    public var lblkShift = 4
+    /// Physical size of the output; nil for a compact device (data plus headroom).
+    public var physicalBytes: Int?
+    public var overwrite = false
+    /// Erase the signatures (filesystems, partition tables, a CBD) an output block device
+    /// holds, after pass 1 and just before writing: a conversion that fails before (input
+    /// unreadable, no room for the spill, too large for the device) leaves it as it was.
+    public var wipeSignatures = false
+    public var progress: ProgressHandler?
+    /// Where pass 1 keeps its spill files (the length log, and the packed data, about the size
+    /// of the output) when the output is a block device, whose own folder is /dev, a small
+    /// tmpfs. For an image file they stay beside it, on the same filesystem.
+    public var deviceSpillDirectory = "/var/tmp"
+    /// Tests: the data size (pblks) to guess the layout from, instead of the estimate.
+    var packedPblksGuess: Int?
+    /// Input bytes each worker handles per window.
+    public var bytesPerWorker = 8 << 20
+
+    /// Compact devices keep 1/64 of their data size free, and at least this many pblks.
+    public static let headroomDivisor = 64
+    public static let minHeadroomPblks = 256
+
+    public init() {}
+
+    public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
+        let lblkSize = Units.pblkSize << lblkShift
+        guard input.size > 0 else { throw CBDError("\(input.path): input is empty") }
+        let nrLblk = (input.size + lblkSize - 1) / lblkSize
+        guard nrLblk <= Int.max / lblkSize else { throw CBDError("\(input.path): input is too large") }
+        let toDevice = FileProbe.isBlockDevice(outputPath)
+        let spillDir = toDevice ? deviceSpillDirectory : OutputFile.directory(of: OutputFile.target(of: outputPath))
+        let lengths = try Spill(directory: spillDir)
+        var summary: ConvertSummary
+        let g: Geometry
+        if toDevice {
+            (summary, g) = try convertThroughSpill(input, nrLblk: nrLblk, to: outputPath, lengths: lengths,
+                                                   spill: Spill(directory: spillDir))
+        } else {
+            (summary, g) = try convertInPlace(input, nrLblk: nrLblk, to: outputPath, lengths: lengths)
+        }
+        summary.inputBytes = input.size
+        summary.logicalBytes = g.logicalBytes
+        summary.physicalBytes = g.physicalBytes
+        return summary
+    }
+
+    /// An image file: the data is written where a guessed layout puts it; when the real data
+    /// size calls for tables of another size, that file gives up its name and its data is
+    /// copied into a new one.
+    private func convertInPlace(_ input: FileDevice, nrLblk: Int, to path: String,
+                                lengths: Spill) throws -> (ConvertSummary, Geometry) {
+        let expected = physicalBytes == nil ? try packedPblksGuess ?? estimatePackedPblks(input) : 0
+        let guess = try chooseGeometry(dataPblks: expected, nrLblk: nrLblk)
+        let first = try OutputFile(path: path, size: guess.physicalBytes, overwrite: overwrite)
+        let data = PlacedStream(device: first.device, layout: guess)
+        var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
+        let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk, near: guess)
+        var out = first
+        if g.tableBlocks == guess.tableBlocks {
+            try first.device.setSize(g.physicalBytes)
+        } else {
+            first.abandon()
+            out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
+            summary.dataCopied = true
+        }
+        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: true)
+        try out.commit()
+        return (summary, g)
+    }
+
+    /// A block device: nothing is written to it until pass 1 has succeeded.
+    private func convertThroughSpill(_ input: FileDevice, nrLblk: Int, to path: String, lengths: Spill,
+                                     spill: Spill) throws -> (ConvertSummary, Geometry) {
+        var summary = try compress(input, nrLblk: nrLblk, data: spill, lengths: lengths)
+        summary.dataCopied = true
+        let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk)
+        let out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
+        if wipeSignatures { try Signatures.wipe(device: out.device) }
+        try Assembler(geometry: g, data: spill, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
+        try out.commit()
+        return (summary, g)
+    }
+
+    // MARK: Pass 1: compress
+
+    /// A window of blocks, cut into chunks that the cores take in turn (a chunk of zeros is
+    /// quick, one of text is not: equal halves per core left one idle). A chunk's compressed
+    /// data lands at the chunk's own offset in `output`, since it never outgrows its input.
+    /// Two windows alternate, so that one is written out while the next compresses.
+    final class Batch: @unchecked Sendable {
+        let input: ByteBuffer, output: ByteBuffer
+        let chunkBlocks: Int
+        var outUsed: [Int]
+        var lens: [UInt32]
+        var first = 0, count = 0
+        var extents: [Range<Int>] = []
+        let done = DispatchGroup()
+        let error = ErrorBox()
+        var chunks: Int { (count + chunkBlocks - 1) / chunkBlocks }
+        init(blocks: Int, lblkSize: Int, chunkBlocks: Int) {
+            input = ByteBuffer(count: blocks * lblkSize)
+            output = ByteBuffer(count: blocks * lblkSize)
+            self.chunkBlocks = chunkBlocks
+            outUsed = [Int](repeating: 0, count: (blocks + chunkBlocks - 1) / chunkBlocks)
+            lens = [UInt32](repeating: 0, count: blocks)
+        }
+    }
+
+    /// Bytes of input per chunk: small enough to balance the cores, large enough that the
+    /// output sees few writes.
+    static let chunkBytes = 1 << 20
+
+    package func compress(_ input: FileDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
+        let lblkSize = Units.pblkSize << lblkShift
+        let window = max(1, bytesPerWorker / lblkSize) * Parallel.workers
+        let chunkBlocks = max(1, RawToCBD.chunkBytes / lblkSize)
+        let batches = (0..<2).map { _ in Batch(blocks: window, lblkSize: lblkSize, chunkBlocks: chunkBlocks) }
+        var summary = ConvertSummary()
+        summary.blocks = nrLblk
+        var pending: Batch?
+        /// Waits for a batch and appends its data and lengths, in block order.
+        func finish(_ b: Batch) throws {
+            b.done.wait()
+            if let e = b.error.first { throw e }
+            for c in 0..<b.chunks where b.outUsed[c] > 0 {
+                try data.append(b.output.base + c * chunkBlocks * lblkSize, b.outUsed[c])
+            }
+            try b.lens.withUnsafeBytes { try lengths.append($0.baseAddress!, b.count * 4) }
+            for len in b.lens[0..<b.count] {
+                switch len {
+                case 0: summary.unallocatedBlocks += 1
+                case Assembler.rawMarker: summary.rawBlocks += 1
+                default: summary.compressedBlocks += 1
+                }
+            }
+            progress?(min((b.first + b.count) * lblkSize, input.size), input.size)
+        }
+        var first = 0, slot = 0
+        var holes = HoleMap(input)
+        while first < nrLblk {
+            // Blocks in a hole of the input are unallocated: a hole in the length log too,
+            // and nothing read, cleared or compressed. The next window starts at the data.
+            let data0 = holes.data(after: first * lblkSize).map { $0.lowerBound / lblkSize } ?? nrLblk
+            if data0 > first {
+                if let p = pending { try finish(p); pending = nil }
+                let skipped = min(data0, nrLblk) - first
+                try lengths.extend(to: (first + skipped) * 4)
+                summary.unallocatedBlocks += skipped
+                first += skipped
+                progress?(min(first * lblkSize, input.size), input.size)
+                continue
+            }
+            let b = batches[slot % 2]
+            slot += 1
+            b.first = first
+            b.count = min(window, nrLblk - first)
+            b.extents = holes.dataRanges(in: first * lblkSize ..< min((first + b.count) * lblkSize, input.size))
+            let job = UncheckedBox((self, input))
+            DispatchQueue.global().async(group: b.done) {
+                do { try job.value.0.compressBatch(job.value.1, b) } catch { b.error.set(error) }
+            }
+            if let p = pending { try finish(p) }
+            pending = b
+            first += b.count
+        }
+        if let p = pending { try finish(p) }
+        summary.dataPblks = data.size / Units.pblkSize
+        return summary
+    }
+
+    /// Packs one block at `out`: its length entry (0 for zeros, `rawMarker` for raw) and the
+    /// bytes it takes there, compressed data padded to whole pblks, or the raw block.
+    func pack(_ src: UnsafeRawPointer, into out: UnsafeMutableRawPointer) -> (len: UInt32, bytes: Int) {
+        let lblkSize = Units.pblkSize << lblkShift
+        guard !isAllZero(src, lblkSize) else { return (0, 0) }
+        if let n = LZ4Codec.compress(src, count: lblkSize, into: out, capacity: lblkSize - Units.pblkSize) {
+            let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
+            (out + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
+            return (UInt32(n), padded)
+        }
+        out.copyMemory(from: src, byteCount: lblkSize)
+        return (Assembler.rawMarker, lblkSize)
+    }
+
+    /// Reads and compresses a batch on all cores, a chunk at a time; compressed data is
+    /// padded to whole pblks and packed at the start of the chunk's output.
+    private func compressBatch(_ input: FileDevice, _ b: Batch) throws {
+        let lblkSize = Units.pblkSize << lblkShift
+        try b.lens.withUnsafeMutableBufferPointer { lensPtr in
+            try b.outUsed.withUnsafeMutableBufferPointer { usedPtr in
+                let l = UncheckedBox(lensPtr), u = UncheckedBox(usedPtr)
+                try Parallel.forEachSlice(count: b.chunks, parts: b.chunks) { c, _ in
+                    let lo = c * b.chunkBlocks, hi = min(lo + b.chunkBlocks, b.count)
+                    let src0 = b.input.base + lo * lblkSize, out = b.output.base + lo * lblkSize
+                    try read(input, lblks: b.first + lo..<b.first + hi, extents: b.extents,
+                             into: b.input[lo * lblkSize..<hi * lblkSize])
+                    var used = 0
+                    for i in 0..<hi - lo {
+                        let (len, bytes) = pack(src0 + i * lblkSize, into: out + used)
+                        l.value[lo + i] = len
+                        used += bytes
+                    }
+                    u.value[c] = used
+                }
+            }
+        }
+    }
+
+    /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
+    /// (sorted); the rest reads as zeros.
+    func read(_ input: FileDevice, lblks: Range<Int>, extents: [Range<Int>],
+                      into buffer: UnsafeMutableRawBufferPointer) throws {
+        let lblkSize = Units.pblkSize << lblkShift
+        let start = lblks.lowerBound * lblkSize, end = lblks.upperBound * lblkSize
+        var pos = start
+        for e in extents where e.upperBound > start && e.lowerBound < end {
+            let from = max(e.lowerBound, start), to = min(e.upperBound, end)
+            if from > pos { zero(buffer, pos - start..<from - start) }
+            try input.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(from - start)..<(to - start)]),
+                           at: from)
+            pos = to
+        }
+        if pos < end { zero(buffer, pos - start..<end - start) }
+    }
+
+    private func zero(_ buffer: UnsafeMutableRawBufferPointer, _ range: Range<Int>) {
+        UnsafeMutableRawBufferPointer(rebasing: buffer[range]).initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    // MARK: Pass 2: lay out
+
+    /// The geometry: the requested physical size, or the smallest that holds the data plus
+    /// headroom. `near`: a layout the data already lies in; its table size is kept when that
+    /// costs at most 1/64 more space than the smallest (a copy of all the data saved).
+    func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil) throws -> Geometry {
+        let logical = nrLblk * (Units.pblkSize << lblkShift)
+        if let p = physicalBytes {
+            let g = try LayoutPlanner.plan(physicalBytes: p, logicalBytes: logical, lblkShift: lblkShift)
+            guard g.totalDataPblks >= d else {
+                throw SizeError.physicalTooSmall(physicalBytes: p, holds: g.totalDataPblks, needs: d)
+            }
+            return g
+        }
+        let need = d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks)
+        let best = try LayoutPlanner.compact(dataPblks: need, logicalBytes: logical, lblkShift: lblkShift)
+        guard let guess, best.tableBlocks != guess.tableBlocks,
+              let kept = try? LayoutPlanner.compact(dataPblks: need, logicalBytes: logical, lblkShift: lblkShift,
+                                                    zoneShifts: guess.lblkPerZoneShift...guess.lblkPerZoneShift),
+              kept.tableBlocks == guess.tableBlocks,
+              kept.nrPblk <= best.nrPblk + best.nrPblk / RawToCBD.headroomDivisor else { return best }
+        return kept
+    }
+}

@@ -1,0 +1,235 @@
+import Glibc
+import CBDFormat
+import CBDDevice
+import CBDVolume
+
+/// Grows and shrinks a CBD device, physical and logical, without losing a byte.
+///
+/// A resize that keeps the geometry (same entry width, same lblk_per_zone_shift) touches only
+/// the end of the device: growing adds zones and extends the last one; shrinking first moves
+/// every block out of the region being cut, copy-on-write (copy, mark, repoint, then the cut).
+/// Any other resize changes the layout of every zone: it is a full in-place re-layout from a
+/// packed copy of the data, allowed only with an undo file that saves every pblk first.
+public final class Resizer {
+    public let device: BlockDevice
+    public private(set) var header: Header
+    public let geometry: Geometry
+    let codec: EntryCodec
+
+    public struct Plan: Sendable {
+        public let old: Geometry
+        public let new: Geometry
+        /// False when every zone's layout changes (needs an undo file).
+        public let keepsGeometry: Bool
+        public let usedPblks: Int
+    }
+
+    /// Opens a device for resizing; a DIRTY device is refused unless `force`.
+    public init(device: BlockDevice, force: Bool) throws {
+        self.device = device
+        (header, geometry) = try device.readHeader()
+        codec = EntryCodec(geometry)
+        if header.isDirty && !force {
+            throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce)
+        }
+    }
+
+    // MARK: Planning
+
+    /// Data pblks in use and the first allocated lblk at or past `limit`, from the entries.
+    func usage(firstAllocatedFrom limit: Int) throws -> (used: Int, firstBeyond: Int?) {
+        var used = 0
+        var first: Int?
+        try forEachEntry { n, e in
+            used += e.pblks.count
+            if n >= limit && e != .unallocated && first == nil { first = n }
+        }
+        return (used, first)
+    }
+
+    /// Calls `body` for every allocated entry, zone by zone; a malformed entry is an error.
+    package func forEachEntry(_ body: (Int, AllocationEntry) throws -> Void) throws {
+        let scanner = TableScanner(device: device, geometry: geometry)
+        let buffer = scanner.makeBuffer()
+        for z in 0..<geometry.nrZones {
+            try scanner.forEachEntry(zone: z, buffer: buffer) { n, p in
+                do { try body(n, try codec.decode(p)) } catch let e as EntryError {
+                    throw CBDError("\(device.path): logical block \(n): \(e)", hint: .check)
+                }
+            }
+        }
+    }
+
+    /// The smallest geometry that holds the data (for -P and -M).
+    public func minimum(logicalBytes: Int? = nil) throws -> Plan {
+        let logical = logicalBytes ?? geometry.logicalBytes
+        let (used, _) = try usage(firstAllocatedFrom: geometry.nrLblk)
+        let g = try LayoutPlanner.compact(dataPblks: max(used, 1), logicalBytes: logical, lblkShift: geometry.lblkShift)
+        return try plan(physicalBytes: g.physicalBytes, logicalBytes: logical)
+    }
+
+    /// The geometry for the new sizes: the current one kept when possible.
+    public func plan(physicalBytes: Int, logicalBytes: Int) throws -> Plan {
+        let g = geometry
+        guard logicalBytes > 0, logicalBytes % g.lblkSize == 0 else {
+            throw CBDError("logical size \(logicalBytes) must be a positive multiple of the block size \(g.lblkSize)")
+        }
+        let nrLblk = logicalBytes / g.lblkSize
+        let (used, firstBeyond) = try usage(firstAllocatedFrom: nrLblk)
+        if let n = firstBeyond {
+            throw CBDError("\(device.path): logical offset \(n * g.lblkSize) is still in use; shrink what is inside "
+                + "first")
+        }
+        let maxPblk = min(physicalBytes / Units.pblkSize, Int(Units.maxPblks))
+        var new: Geometry
+        var keeps = false
+        if let t = LayoutPlanner.trimmed(maxPblk: maxPblk, lblkShift: g.lblkShift, zoneShift: g.lblkPerZoneShift,
+            nrLblk: nrLblk),
+           t.pblkBytes == g.pblkBytes,
+           let valid = try? Geometry(nrPblk: t.nrPblk, lblkShift: g.lblkShift, lblkPerZoneShift: g.lblkPerZoneShift,
+               nrLblk: nrLblk) {
+            new = valid
+            keeps = true
+        } else {
+            new = try LayoutPlanner.plan(physicalBytes: physicalBytes, logicalBytes: logicalBytes,
+                lblkShift: g.lblkShift)
+        }
+        guard new.totalDataPblks >= used else {
+            let min = try LayoutPlanner.compact(dataPblks: used, logicalBytes: logicalBytes, lblkShift: g.lblkShift)
+            throw SizeError.dataDoesNotFit(path: device.path, usedPblks: used, physicalBytes: physicalBytes,
+                                           minimum: min.physicalBytes)
+        }
+        return Plan(old: g, new: new, keepsGeometry: keeps, usedPblks: used)
+    }
+
+    // MARK: Resizing
+
+    /// Carries out `plan`. A re-layout needs `undoPath`; `scratch` holds its temporary copy of the data.
+    public func resize(_ plan: Plan, undoPath: String?, scratch: String) throws {
+        // A forced resize of a device left DIRTY completes an interrupted entry write first.
+        _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
+        if plan.keepsGeometry {
+            try resizeKeepingGeometry(plan.new)
+        } else {
+            guard let undo = undoPath else {
+                throw CBDError("\(device.path): this resize changes the layout of every zone "
+                               + "(\(plan.old.variantName), lblk_per_zone_shift \(plan.old.lblkPerZoneShift) -> "
+                               + "\(plan.new.variantName), \(plan.new.lblkPerZoneShift)); "
+                               + "it rewrites the whole device in place", hint: .undoFile)
+            }
+            try relayout(plan.new, undoPath: undo, scratch: scratch)
+        }
+    }
+
+    private func resizeKeepingGeometry(_ new: Geometry) throws {
+        let old = geometry
+        // Grow the storage first: a block device that cannot grow fails here, before any change.
+        if new.physicalBytes > device.size { try device.setSize(new.physicalBytes) }
+        try device.setDirty(true, in: &header)
+        if new.nrPblk > old.nrPblk {
+            // New zones: empty bitmap (padding set) and zero table.
+            for z in old.nrZones..<new.nrZones {
+                try device.zero(new.metadataBytes(zone: z))
+                if new.dataPblkCount(z) < Units.pblksPerBitmap {
+                    try device.writePblks(Bitmap(dataPblks: new.dataPblkCount(z)).bytes, at: new.bitmapPblk(z))
+                }
+            }
+            // The old last zone grows: its former padding bits become free data pblks.
+            try setPadding(zone: old.nrZones - 1, old: old, new: new)
+        } else if new.nrPblk < old.nrPblk {
+            try moveBlocks(below: new.nrPblk, old: old, new: new)
+            try setPadding(zone: new.nrZones - 1, old: old, new: new)
+        }
+        try device.sync()
+        header = Formatter.header(for: new)
+        try device.setDirty(false, in: &header)
+        if new.physicalBytes < device.size { try device.setSize(new.physicalBytes) }
+    }
+
+    /// Rewrites zone `z`'s bitmap for its size under `new`: bits past its data pblks set, below clear
+    /// where they were padding before.
+    private func setPadding(zone z: Int, old: Geometry, new: Geometry) throws {
+        var b = Bitmap(bytes: try device.readPblks(old.bitmapPblk(z)))
+        let before = z < old.nrZones ? old.dataPblkCount(z) : 0
+        let after = new.dataPblkCount(z)
+        for k in before..<max(before, after) { b.clear(k) }
+        for k in after..<Units.pblksPerBitmap { b.set(k) }
+        try device.writePblks(b.bytes, at: new.bitmapPblk(z))
+    }
+
+    /// Moves every pblk at or past `limit` to a free pblk below it, copy-on-write: copies and
+    /// new bits (sync), then entries (sync). A block's pblks below the limit stay where they
+    /// are (they are not overwritten), so the move needs no more room than the data itself;
+    /// the old bits vanish with the cut.
+    private func moveBlocks(below limit: Int, old: Geometry, new: Geometry) throws {
+        var moving: [(Int, AllocationEntry)] = []
+        try forEachEntry { n, e in if e.pblks.contains(where: { Int($0) >= limit }) { moving.append((n, e)) } }
+        guard !moving.isEmpty else { return }
+        let meta = MetadataCache(device: device, geometry: old)
+        let allocator = PblkAllocator(meta: meta, layout: new)
+        let buffer = ByteBuffer(count: Units.pblkSize)
+        var moved: [(Int, AllocationEntry)] = []
+        for (n, e) in moving {
+            var fresh: [Pblk] = []
+            for p in e.pblks {
+                guard Int(p) >= limit else { fresh.append(p); continue }
+                guard let q = try allocator.allocate(1, near: old.zone(ofLblk: n))?.first else {
+                    throw CBDError("\(device.path): no free pblk left below the new end")
+                }
+                try device.read(into: buffer.raw, at: Int(p) * Units.pblkSize)
+                try device.write(UnsafeRawBufferPointer(buffer.raw), at: Int(q) * Units.pblkSize)
+                fresh.append(q)
+            }
+            moved.append((n, e.withPblks(fresh)))
+        }
+        try meta.writeDirtyBitmaps()
+        try device.sync()
+        try EntryJournal(device: device, geometry: old).write(
+            moved.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
+            reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
+        try meta.writeDirtyBitmaps()   // the journal's pblks are free again
+        try device.sync()
+    }
+
+    /// Packs every block's stored bytes into a spill, then lays the device out anew through an
+    /// undo recorder.
+    private func relayout(_ new: Geometry, undoPath: String, scratch: String) throws {
+        let data = try Spill(directory: scratch), lengths = try Spill(directory: scratch)
+        // The lengths log is written a chunk of lblks at a time (allocated entries come in lblk
+        // order), so memory does not grow with the logical size; chunks without one stay holes.
+        let chunk = 1 << 16
+        var lens = [UInt32](repeating: 0, count: chunk)
+        var current = -1   // the chunk `lens` holds; -1 before the first entry
+        func flush() throws {
+            guard current >= 0 else { return }
+            try lens.withUnsafeBytes { try lengths.write($0.baseAddress!, $0.count, at: current * chunk * 4) }
+            for i in lens.indices { lens[i] = 0 }
+        }
+        let buffer = ByteBuffer(count: geometry.lblkSize)
+        try forEachEntry { n, e in
+            guard n < new.nrLblk else { return }
+            try device.readPblkRuns(e.pblks, into: buffer.base)
+            try data.append(buffer.base, e.pblks.count * Units.pblkSize)
+            if n / chunk != current { try flush(); current = n / chunk }
+            switch e {
+            case .compressed(let len, _): lens[n % chunk] = UInt32(len)
+            case .raw: lens[n % chunk] = Assembler.rawMarker
+            case .unallocated: break
+            }
+        }
+        try flush()
+        try lengths.extend(to: new.nrLblk * 4)
+        let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath, targetSize: new.physicalBytes)
+        do {
+            if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
+            try Assembler(geometry: new, data: data, lengths: lengths)
+                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: Undo.absolutePath(undoPath)))
+            header = Formatter.header(for: new)
+            if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
+            try recorder.finish()
+        } catch {
+            recorder.discardIfEmpty()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import CBDFormat
+import CBDDevice
+/// Walks a zone's allocation table in reads of about 1 MiB, so that memory stays bounded
+/// whatever the table size (up to 2^24 entries of up to 1.5 MiB each). Chunks that are holes
+/// in a sparse image, or all zero, hold only unallocated entries and are skipped.
+package struct TableScanner {
+    static let chunkBytes = 1 << 20
+    let device: BlockDevice
+    let geometry: Geometry
+
+    package init(device: BlockDevice, geometry: Geometry) {
+        self.device = device
+        self.geometry = geometry
+    }
+
+    /// A buffer large enough for one chunk (give one per thread).
+    package func makeBuffer() -> ByteBuffer {
+        ByteBuffer(count: TableScanner.chunkBytes + 2 * Units.pblkSize + geometry.entryLen)
+    }
+
+    /// Calls `body(lblk, entry)` for every entry of zone `z` that is not all zero, in order.
+    package func forEachEntry(zone z: Int, buffer: ByteBuffer, _ body: (Int, UnsafeRawPointer) throws -> Void) throws {
+        let g = geometry
+        let perChunk = max(1, TableScanner.chunkBytes / g.entryLen)
+        var i0 = 0
+        while i0 < g.lblkPerZone {
+            let i1 = min(g.lblkPerZone, i0 + perChunk)
+            // Whole pblks around the chunk's entries (the first and last may straddle).
+            let startByte = g.entryOffset(zone: z, index: i0), endByte = g.entryOffset(zone: z, index: i1)
+            let bytes = startByte / Units.pblkSize * Units.pblkSize
+                ..< (endByte + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
+            defer { i0 = i1 }
+            if device.isHole(bytes) { continue }
+            try device.read(into: buffer[0..<bytes.count], at: bytes.lowerBound)
+            let base = UnsafeRawPointer(buffer.base) + (startByte - bytes.lowerBound)
+            if isAllZero(base, endByte - startByte) { continue }
+            for i in i0..<i1 {
+                let p = base + (i - i0) * g.entryLen
+                if isAllZero(p, g.entryLen) { continue }
+                try body((z << g.lblkPerZoneShift) + i, p)
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+import CBDFormat
+import CBDDevice
+/// The logical device of a CBD: read, write and discard any byte range, as the kernel target
+/// does (look up the entry, read and decompress the block, modify it, compress it, allocate,
+/// write), in user space.
+///
+/// Logical blocks are cached (write-back) in a bounded cache. When a dirty block must leave
+/// the cache, every dirty block is committed *synchronously* before its cache slot is reused,
+/// so a block read again always comes from a committed entry: the stale read of the seed's
+/// kernel target (object flushed, reused, the old block read while its write is in flight)
+/// cannot happen.
+///
+/// Commits follow format-v1's copy-on-write order: new data and new bitmap bits (sync),
+/// then new entries (sync; entries that straddle two table pblks go through the
+/// `EntryJournal`), then the old pblks' bits are cleared (sync). The header's DIRTY flag is
+/// set and synced before the first change and cleared by `close()`.
+///
+/// A write is accepted only when the space to store it is certain (`SpaceLedger`): every
+/// dirty block holds a reservation of pblks, so a commit never runs out of room and no
+/// acknowledged write is dropped. A request that does not fit is refused whole, changing
+/// nothing (`CBDError.Kind.noSpace`); one that makes whole blocks zero needs no space.
+///
+/// A device that was not closed cleanly (DIRTY) is not written unless `force` is given:
+/// its bitmaps may be wrong, and a write could reuse a pblk that a block still needs.
+public final class Volume {
+    public let device: BlockDevice
+    public private(set) var header: Header
+    public let geometry: Geometry
+    let codec: EntryCodec
+    let meta: MetadataCache
+    private let allocator: PblkAllocator
+    private let ledger: SpaceLedger
+    private var blocks: LRU<Int, CachedBlock>
+    private var markedDirty = false
+    /// Write even though the device was found DIRTY.
+    private let force: Bool
+    private var scratch: [UInt8]
+    /// Guards the caches for `readShared` callers, who run at once.
+    private let sharedLock = Lock()
+
+    final class CachedBlock {
+        package var data: [UInt8]
+        var dirty = false
+        /// Pblks promised to this block's next commit (`SpaceLedger`).
+        var reserved = 0
+        init(_ data: [UInt8]) { self.data = data }
+    }
+
+    /// Opens the CBD on `device`. `cacheBytes` bounds the logical block cache (at least one
+    /// block); `force` allows writing a device found DIRTY (after completing an interrupted
+    /// entry write, if the header holds one).
+    public init(device: BlockDevice, cacheBytes: Int = 32 << 20, force: Bool = false) throws {
+        self.device = device
+        self.force = force
+        (header, geometry) = try device.readHeader()
+        codec = EntryCodec(geometry)
+        meta = MetadataCache(device: device, geometry: geometry)
+        allocator = PblkAllocator(meta: meta, layout: geometry)
+        ledger = SpaceLedger(allocator: allocator, keep: EntryJournal(device: device, geometry: geometry).pblksPerRecord)
+        blocks = LRU(capacity: max(1, cacheBytes / geometry.lblkSize))
+        scratch = [UInt8](repeating: 0, count: geometry.lblkSize)
+    }
+
+    public var logicalSize: Int { geometry.logicalBytes }
+    var cacheCapacity: Int { blocks.capacity }
+
+    // MARK: Byte ranges
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        try checkRange(offset, buffer.count)
+        try forEachBlock(offset, buffer.count) { n, inner, done, len in
+            let b = try block(n, load: true)
+            b.data.withUnsafeBytes { src in
+                (buffer.baseAddress! + done).copyMemory(from: src.baseAddress! + inner, byteCount: len)
+            }
+        }
+    }
+
+    /// Writes a byte range. Refused whole, with nothing changed, when the device has no room
+    /// for it (`.noSpace`); once it returns, the bytes are stored at the next commit for certain.
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
+        try checkRange(offset, buffer.count)
+        try change(offset, buffer.count, from: buffer.baseAddress)
+    }
+
+    /// Reads a byte range; many threads may call this at once, as long as nothing that changes
+    /// the volume (write, discard, flush, close, `isAllocated`) runs meanwhile: the nbdkit
+    /// plugin holds a reader-writer lock for that. A block waiting in the cache is copied under
+    /// `sharedLock`; any other is read and decompressed by the calling thread into buffers of
+    /// its own, without entering the cache, so readers share nothing else. A block that is not
+    /// in the cache is committed, so this reads what a `read` would.
+    public func readShared(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        try checkRange(offset, buffer.count)
+        try requireNoIntent()
+        let size = geometry.lblkSize
+        // Two blocks of buffer (compressed input, a partly read block), made only when a
+        // block must come from disk: a read served from the cache allocates nothing.
+        var buffers: ByteBuffer?
+        try forEachBlock(offset, buffer.count) { n, inner, done, len in
+            let dst = buffer.baseAddress! + done
+            let e: AllocationEntry? = try sharedLock.withLock {
+                if let b = blocks.peek(n) {
+                    b.data.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + inner, byteCount: len) }
+                    return nil
+                }
+                return try entry(n)
+            }
+            guard let e else { return }
+            if e == .unallocated {
+                dst.initializeMemory(as: UInt8.self, repeating: 0, count: len)
+                return
+            }
+            let b = buffers ?? ByteBuffer(count: 2 * size)
+            buffers = b
+            let scratch = b.base, partial = b.base + size
+            if len == size {
+                try load(n, e, into: dst, scratch: scratch)
+            } else {
+                try load(n, e, into: partial, scratch: scratch)
+                dst.copyMemory(from: partial + inner, byteCount: len)
+            }
+        }
+    }
+
+    /// Makes the range read as zeros; whole blocks become unallocated at the next commit and
+    /// need no space, so this works on a full device. Zeroing part of a block that keeps data
+    /// rewrites it, and needs room as a write does.
+    public func discard(offset: Int, length: Int) throws {
+        try checkRange(offset, length)
+        try change(offset, length, from: nil)
+    }
+
+    /// Makes the whole blocks inside the range unallocated; the parts of blocks at its ends are
+    /// left as they are (an NBD trim is advisory). Never needs space.
+    public func trim(offset: Int, length: Int) throws {
+        try checkRange(offset, length)
+        let size = geometry.lblkSize
+        let first = (offset + size - 1) / size * size, end = (offset + length) / size * size
+        guard end > first else { return }
+        try change(first, end - first, from: nil)
+    }
+
+    /// Data pblks of the device, how many are free (the cache's blocks not yet counted), and how
+    /// many of those are promised to the cache's dirty blocks or kept for the entry journal.
+    /// The first call reads every zone's bitmap once; later ones cost nothing.
+    public func usage() throws -> (dataPblks: Int, free: Int, promised: Int) {
+        let (free, promised) = try ledger.usage()
+        return (geometry.totalDataPblks, free, promised)
+    }
+
+    /// Whether lblk `n` holds data: a block waiting in the cache, or an allocated entry (an
+    /// unallocated block reads as zeros and takes no space: a hole to NBD clients).
+    public func isAllocated(_ n: Int) throws -> Bool {
+        if let b = blocks.peek(n), b.dirty { return true }
+        return try entry(n) != .unallocated
+    }
+
+    /// Commits every dirty block; the device stays marked DIRTY until `close()`.
+    public func flush() throws {
+        let dirty = blocks.keys.filter { blocks.peek($0)?.dirty == true }.sorted()
+        try commit(dirty)
+    }
+
+    /// Commits everything and clears DIRTY: the device is clean again.
+    public func close() throws {
+        try flush()
+        if markedDirty {
+            try device.setDirty(false, in: &header)
+            markedDirty = false
+        }
+    }
+
+    private func checkRange(_ offset: Int, _ length: Int) throws {
+        guard offset >= 0, length >= 0, offset <= logicalSize, length <= logicalSize - offset else {
+            throw CBDError("\(device.path): range \(offset)+\(length) is outside the logical size \(logicalSize)",
+                           kind: .outOfRange)
+        }
+    }
+
+    /// Calls `body(lblk, offset in block, offset in buffer, length)` for each block of a range.
+    private func forEachBlock(_ offset: Int, _ length: Int,
+                              _ body: (Int, Int, Int, Int) throws -> Void) rethrows {
+        var done = 0
+        while done < length {
+            let pos = offset + done
+            let n = pos / geometry.lblkSize, inner = pos % geometry.lblkSize
+            let len = min(geometry.lblkSize - inner, length - done)
+            try body(n, inner, done, len)
+            done += len
+        }
+    }
+
+    private func beginChanges() throws {
+        guard !markedDirty else { return }
+        try requireWritable()
+        if header.isDirty {
+            guard force else { throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce) }
+            _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
+        }
+        try device.setDirty(true, in: &header)
+        markedDirty = true
+    }
+
+    private func requireWritable() throws {
+        guard device.isWritable else { throw CBDError("\(device.path): opened read-only", kind: .readOnly) }
+    }
+
+    // MARK: Changes
+
+    /// Writes `length` bytes from `source` at `offset`, or zeros when `source` is nil: the
+    /// room the new contents need is reserved first (`reserveRoom`), then the blocks change in
+    /// the cache, each holding its share of the reservation.
+    private func change(_ offset: Int, _ length: Int, from source: UnsafeRawPointer?) throws {
+        try requireWritable()
+        var pending = try reserveRoom(offset, length, source)
+        defer { ledger.release(pending.reduce(0, +)) }
+        try beginChanges()
+        var i = 0
+        try forEachBlock(offset, length) { n, inner, done, len in
+            let b = try block(n, load: len < geometry.lblkSize)
+            b.data.withUnsafeMutableBytes { put(source.map { $0 + done }, into: $0.baseAddress! + inner, len) }
+            b.dirty = true
+            // The block's earlier promise is replaced by the one made for this request.
+            ledger.release(b.reserved)
+            b.reserved = pending[i]
+            pending[i] = 0
+            if b.reserved > 0 && b.data.withUnsafeBytes({ isAllZero($0.baseAddress!, $0.count) }) {
+                ledger.release(b.reserved)
+                b.reserved = 0
+            }
+            i += 1
+        }
+    }
+
+    /// The one change a block's bytes undergo: `len` bytes from `source`, or zeros when nil.
+    private func put(_ source: UnsafeRawPointer?, into to: UnsafeMutableRawPointer, _ len: Int) {
+        if let source { to.copyMemory(from: source, byteCount: len) } else {
+            to.initializeMemory(as: UInt8.self, repeating: 0, count: len)
+        }
+    }
+
+    /// Reserves the room the range's new contents need; returns each block's share. First the
+    /// worst case (a whole block raw, none for a block made all zeros); when that is short, the
+    /// cache is committed (its promises become real, smaller sizes) and the worst case tried
+    /// again; then the exact packed size of each new block. Throws `.noSpace`, having
+    /// reserved nothing and changed no block, when even that does not fit.
+    private func reserveRoom(_ offset: Int, _ length: Int, _ source: UnsafeRawPointer?) throws -> [Int] {
+        var worst: [Int] = []
+        forEachBlock(offset, length) { _, _, done, len in
+            let zeros = len == geometry.lblkSize && (source.map { isAllZero($0 + done, len) } ?? true)
+            worst.append(zeros ? 0 : geometry.pblkPerLblk)
+        }
+        if try ledger.reserve(worst.reduce(0, +)) { return worst }
+        try flush()
+        if try ledger.reserve(worst.reduce(0, +)) { return worst }
+        let exact = try exactNeeds(offset, length, source)
+        if try ledger.reserve(exact.reduce(0, +)) { return exact }
+        throw CBDError("\(device.path): no space left on the device for \(length) bytes at offset \(offset)",
+                       kind: .noSpace)
+    }
+
+    /// The pblks each block of the range would take with its new contents, packed by the rule
+    /// commits use (`pack`), a chunk of blocks at a time.
+    private func exactNeeds(_ offset: Int, _ length: Int, _ source: UnsafeRawPointer?) throws -> [Int] {
+        var pieces: [(n: Int, inner: Int, done: Int, len: Int)] = []
+        forEachBlock(offset, length) { pieces.append(($0, $1, $2, $3)) }
+        var needs: [Int] = []
+        var first = 0
+        while first < pieces.count {
+            let chunk = try pieces[first ..< min(first + packBlocks, pieces.count)].map { p in
+                var data = p.len == geometry.lblkSize ? [UInt8](repeating: 0, count: p.len)
+                                                       : try blocks.peek(p.n)?.data ?? loadBlock(p.n)
+                data.withUnsafeMutableBytes { put(source.map { $0 + p.done }, into: $0.baseAddress! + p.inner, p.len) }
+                return (p.n, CachedBlock(data))
+            }
+            needs += pack(chunk).map(pblks(forPackedLength:))
+            first += chunk.count
+        }
+        return needs
+    }
+
+    // MARK: Block cache
+
+    /// The cached block `n`, loading it from disk when `load` (else zero-filled, for a full overwrite).
+    private func block(_ n: Int, load: Bool) throws -> CachedBlock {
+        if let b = blocks[n] { return b }
+        if blocks.count >= blocks.capacity {
+            // A clean block leaves first: it is on disk as it is. Only when every slot holds a
+            // dirty block is the whole dirty set committed, as one batch (a few syncs for the
+            // lot, not per block), before a slot is reused: no block is ever read while its
+            // write is pending.
+            if let clean = blocks.oldestKey(where: { !$0.dirty }) {
+                blocks.remove(clean)
+            } else {
+                try flush()
+                if let victim = blocks.oldestKey() { blocks.remove(victim) }
+            }
+        }
+        let b = CachedBlock(load ? try loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
+        _ = blocks.insert(n, b)
+        return b
+    }
+
+    /// The entry of lblk `n`, validated: well formed, slots naming data pblks.
+    func entry(_ n: Int) throws -> AllocationEntry {
+        let bytes = try meta.entryBytes(n)
+        do { return try codec.decodeChecked(bytes) } catch {
+            throw error.readError(path: device.path, lblk: n)
+        }
+    }
+
+    /// Reads and decompresses lblk `n` from disk.
+    func loadBlock(_ n: Int) throws -> [UInt8] {
+        try requireNoIntent()
+        var out = [UInt8](repeating: 0, count: geometry.lblkSize)
+        let e = try entry(n)
+        try out.withUnsafeMutableBytes { dst in
+            try scratch.withUnsafeMutableBytes { try load(n, e, into: dst.baseAddress!, scratch: $0.baseAddress!) }
+        }
+        return out
+    }
+
+    /// Reads the block that entry `e` of lblk `n` names into `out` (lblkSize bytes; left as it
+    /// is for an unallocated block), through `scratch` (lblkSize bytes) when compressed.
+    private func load(_ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
+                      scratch: UnsafeMutableRawPointer) throws {
+        switch e {
+        case .unallocated:
+            break
+        case .raw(let pblks):
+            try device.readPblkRuns(pblks, into: out)
+        case .compressed(let len, let pblks):
+            try device.readPblkRuns(pblks, into: scratch)
+            guard LZ4Codec.decompress(scratch, count: len, into: out, expected: geometry.lblkSize) else {
+                throw CBDError("\(device.path): logical block \(n): compressed data is corrupt")
+            }
+        }
+    }
+
+    private func requireNoIntent() throws {
+        guard header.intent == nil else {
+            throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
+        }
+    }
+
+    // MARK: Commit (copy on write)
+
+    private func commit(_ lblks: [Int]) throws {
+        guard !lblks.isEmpty else { return }
+        if let failed { throw failed }
+        var newEntries: [(Int, AllocationEntry, old: AllocationEntry)] = []
+        // 1. New data in newly allocated pblks, and their bits.
+        do {
+            // Compressed on all cores a chunk at a time; allocated and written in lblk order.
+            let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
+            var first = 0
+            while first < batch.count {
+                let chunk = Array(batch[first ..< min(first + packBlocks, batch.count)])
+                let lengths = pack(chunk)
+                for (j, (n, b)) in chunk.enumerated() {
+                    let old = (try? entry(n)) ?? .unallocated
+                    let e = try store(b.data, lblk: n, length: lengths[j],
+                                      packed: packBuffer.base + j * codec.maxCompressedLength)
+                    newEntries.append((n, e, old))
+                }
+                first += chunk.count
+            }
+        } catch {
+            // Nothing names the new pblks yet: they are free again, and the blocks stay dirty
+            // in the cache, with their reservations, for a later commit.
+            try? allocator.free(newEntries.flatMap { $0.1.pblks })
+            throw error
+        }
+        do {
+            try meta.writeDirtyBitmaps()
+            try device.sync()
+            // 2. The entries now point to the new data (synced).
+            try EntryJournal(device: device, geometry: geometry).write(
+                newEntries.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
+                roundPblks: max(1, ledger.keep),
+                reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
+            // 3. Only then are the old pblks free.
+            for (_, _, old) in newEntries { try allocator.free(old.pblks) }
+            try meta.writeDirtyBitmaps()
+            try device.sync()
+        } catch {
+            // Some entries may name the new data and some not: what is on disk is no longer
+            // known here. Nothing more is committed (a retry would allocate the blocks again);
+            // the device stays DIRTY for fsck.cbd.
+            failed = CBDError("\(device.path): a commit failed (\(error)); the device needs a check", hint: .check)
+            throw error
+        }
+        // Their bytes no longer matter: an image file gets its space back.
+        device.release(pblks: newEntries.flatMap { $0.old.pblks })
+        for n in lblks {
+            guard let b = blocks.peek(n) else { continue }
+            b.dirty = false
+            ledger.release(b.reserved)
+            b.reserved = 0
+        }
+    }
+
+    /// Set when a commit failed after its data was written: every later commit is refused.
+    private var failed: CBDError?
+
+    /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
+    private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }
+    /// Where `pack` puts each block's compressed bytes (maxCompressedLength apart).
+    private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))
+
+    /// Compresses the blocks of `chunk` on all cores; for each, its length: 0 for an all-zero
+    /// block, -1 for one stored raw, else the compressed length (bytes in `packBuffer`).
+    private func pack(_ chunk: [(Int, CachedBlock)]) -> [Int] {
+        var lengths = [Int](repeating: -1, count: chunk.count)
+        let size = geometry.lblkSize, capacity = codec.maxCompressedLength, out = packBuffer
+        lengths.withUnsafeMutableBufferPointer { l in
+            let result = UncheckedBox(l)
+            try? Parallel.forEachSlice(count: chunk.count, parts: Parallel.workers) { _, slice in
+                for i in slice {
+                    chunk[i].1.data.withUnsafeBytes { src in
+                        guard let base = src.baseAddress else { return }
+                        if isAllZero(base, size) { result.value[i] = 0; return }
+                        if capacity > 0, let n = LZ4Codec.compress(base, count: size, into: out.base + i * capacity,
+                                                                    capacity: capacity) {
+                            result.value[i] = n
+                        }
+                    }
+                }
+            }
+        }
+        return lengths
+    }
+
+    /// The pblks a block takes, by `pack`'s length (0 zeros, -1 raw, else compressed bytes).
+    private func pblks(forPackedLength length: Int) -> Int {
+        length == 0 ? 0 : length > 0 ? (length + Units.pblkSize - 1) / Units.pblkSize : geometry.pblkPerLblk
+    }
+
+    /// Writes a packed block to fresh pblks (contiguous ones in one write); returns its entry.
+    /// Its reservation guarantees the pblks: running out here is a bug in the accounting.
+    private func store(_ data: [UInt8], lblk n: Int, length: Int, packed: UnsafeRawPointer) throws -> AllocationEntry {
+        if length == 0 { return .unallocated }
+        let count = pblks(forPackedLength: length)
+        guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
+            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
+        }
+        if length > 0 {
+            // The pblks' tail after the compressed bytes: zeros, not what the buffer held before.
+            (UnsafeMutableRawPointer(mutating: packed) + length)
+                .initializeMemory(as: UInt8.self, repeating: 0, count: count * Units.pblkSize - length)
+            try writeRuns(packed, pblks)
+        } else {
+            try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
+        }
+        return length > 0 ? .compressed(length: length, pblks: pblks) : .raw(pblks: pblks)
+    }
+
+    /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.
+    private func writeRuns(_ src: UnsafeRawPointer, _ pblks: [Pblk]) throws {
+        var i = 0
+        while i < pblks.count {
+            var j = i + 1
+            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
+            try device.write(UnsafeRawBufferPointer(start: src + i * Units.pblkSize, count: (j - i) * Units.pblkSize),
+                             at: Int(pblks[i]) * Units.pblkSize)
+            i = j
+        }
+    }
+}
