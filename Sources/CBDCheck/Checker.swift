@@ -58,8 +58,8 @@ public final class Checker {
 
     // MARK: Repairs decided
 
-    /// Entries to rewrite, by lblk: nil clears the entry.
-    var newEntries: [Int: AllocationEntry?] = [:]
+    /// Entries to change, by lblk (a missing key: the entry stays as it is).
+    var newEntries: [Int: EntryRepair] = [:]
     /// Pblk copies for clones, written before the entries that name them.
     var clonedData: [(from: Int, to: Int)] = []
     /// Zones whose table padding is cleared.
@@ -151,7 +151,7 @@ public final class Checker {
     }
 
     /// The facts every message of lblk `n` (or zone `z`) starts from.
-    func facts(lblk n: Int = 0, zone z: Int = 0) -> Problem.Facts {
+    func facts(lblk n: Int? = nil, zone z: Int? = nil) -> Problem.Facts {
         var f = Problem.Facts()
         f.lblk = n
         f.zone = z
@@ -184,11 +184,27 @@ public final class Checker {
 
     /// Frees a data pblk in the claims and in its bitmap. An entry on disk still names it until
     /// the repairs are written, so it is reserved: no clone or journal may take it before.
-    func release(_ p: Int) {
+    func freeAfterRepairs(_ p: Int) {
         guard let i = claims.index(p), case .data(let z, let k) = geometry.place(ofPblk: p) else { return }
         claims.release(i)
         claims.reserve(i)
         if bitmaps[z].isSet(k) { bitmaps[z].clear(k); changedBitmaps.insert(z) }
+    }
+}
+
+/// What a repair does to one entry.
+enum EntryRepair {
+    /// The block becomes unallocated (reads as zeros).
+    case clear
+    /// The entry is replaced, e.g. by a clone's.
+    case rewrite(AllocationEntry)
+
+    /// The entry written.
+    var entry: AllocationEntry {
+        switch self {
+        case .clear: return .unallocated
+        case .rewrite(let e): return e
+        }
     }
 }
 

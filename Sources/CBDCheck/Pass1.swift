@@ -64,7 +64,8 @@ extension Checker {
                 .filter { $0 != 0 && g.dataZone(ofPblk: $0) != nil }
             var f = facts(lblk: n, zone: z)
             f.detail = detail
-            let problem = Problem(kind, f, zone: z, lblk: n, pblks: named, suspectLblks: n < g.nrLblk ? [n] : [])
+            f.pblks = named
+            let problem = Problem(kind, f, suspectLblks: n < g.nrLblk ? [n] : [])
             scan.bad.append((problem, named))
         }
         guard n < g.nrLblk else { return bad(.entryBeyondSize) }
@@ -74,7 +75,7 @@ extension Checker {
             return bad(.malformedEntry, "\(error)")
         }
         if options.verifyData, case .compressed(let len, let pblks) = entry,
-           try !decompresses(length: len, pblks: pblks, scratch: scratch) {
+           try !device.decompresses(lblk: n, length: len, pblks: pblks, lblkSize: g.lblkSize, scratch: scratch.base) {
             return bad(.corruptData)
         }
         scan.ok.append((n, entry))
@@ -88,7 +89,7 @@ extension Checker {
             if let b = bad.first, b.problem.lblk == next {
                 bad.removeFirst()
                 if decide(b.problem) {
-                    newEntries[next] = .some(nil)
+                    newEntries[next] = .clear
                     // Named on disk until the entry is cleared: not to be reused before.
                     for p in b.keptPblks { if let i = claims.index(p) { claims.reserve(i) } }
                 } else {
@@ -102,15 +103,10 @@ extension Checker {
             }
         }
         if scan.paddingDirty && !stop {
-            if decide(Problem(.tablePadding, facts(zone: z), zone: z)) { clearPadding.insert(z) }
+            if decide(Problem(.tablePadding, facts(zone: z))) { clearPadding.insert(z) }
         }
     }
 
     /// Whether a compressed block's bytes decompress to exactly one logical block.
     /// `scratch` holds two logical blocks: the stored bytes, then the output.
-    func decompresses(length: Int, pblks: [Pblk], scratch: ByteBuffer) throws -> Bool {
-        try device.readPblkRuns(pblks, into: scratch.base)
-        return LZ4Codec.decompress(scratch.base, count: length, into: scratch.base + geometry.lblkSize,
-                                   expected: geometry.lblkSize)
-    }
 }

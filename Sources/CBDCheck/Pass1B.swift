@@ -35,12 +35,12 @@ extension Checker {
             let suspects = ([n] + f.others).sorted()
             // Decided before asking: the question asked is the fix made.
             if claims.freeCount >= e.pblks.count {
-                guard decide(Problem(.crossLinked, f, zone: f.zone, lblk: n, suspectLblks: suspects)) else { continue }
-                newEntries[n] = .some(cloneEntry(e, lblk: n))
+                guard decide(Problem(.crossLinked, f, suspectLblks: suspects)) else { continue }
+                newEntries[n] = .rewrite(cloneEntry(e, lblk: n))
             } else {
-                guard decide(Problem(.crossLinkedNoRoom, f, zone: f.zone, lblk: n, suspectLblks: suspects))
+                guard decide(Problem(.crossLinkedNoRoom, f, suspectLblks: suspects))
                 else { continue }
-                newEntries[n] = .some(nil)
+                newEntries[n] = .clear
                 count(e, by: -1)
             }
             // The old pblks lose this owner; a pblk left with none is free again. The bitmap
@@ -58,16 +58,16 @@ extension Checker {
         let scratch = ByteBuffer(count: 2 * geometry.lblkSize)
         for n in entries.keys.sorted() where !stop {
             guard let e = entries[n], case .compressed(let len, let pblks) = e,
-                  try !decompresses(length: len, pblks: pblks, scratch: scratch) else { continue }
+                  try !device.decompresses(lblk: n, length: len, pblks: pblks, lblkSize: geometry.lblkSize,
+                                           scratch: scratch.base) else { continue }
             var f = facts(lblk: n, zone: geometry.zone(ofLblk: n))
             f.pblks = pblks.map { Int($0) }.filter { duplicates.contains($0) }
             f.others = Set(f.pblks.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
-            let problem = Problem(.crossLinkedCorrupt, f, zone: f.zone, lblk: n,
-                suspectLblks: ([n] + f.others).sorted())
+            let problem = Problem(.crossLinkedCorrupt, f, suspectLblks: ([n] + f.others).sorted())
             // Declined: it keeps its entry, and is not offered a clone of bytes it cannot use.
             entries[n] = nil
             guard decide(problem) else { continue }
-            newEntries[n] = .some(nil)
+            newEntries[n] = .clear
             count(e, by: -1)
             disown(pblks, by: n, owners: &owners)
         }
@@ -79,9 +79,9 @@ extension Checker {
             if var list = owners[p] {
                 list.removeAll { $0 == n }
                 owners[p] = list
-                if list.isEmpty { release(p) }
+                if list.isEmpty { freeAfterRepairs(p) }
             } else {
-                release(p)
+                freeAfterRepairs(p)
             }
         }
     }

@@ -25,22 +25,21 @@ extension Checker {
                 var f = facts(zone: z)
                 f.detail = ranges(leaks, start)
                 f.pblks = leaks.flatMap { $0 }.map { $0 + start }
-                if decide(Problem(.leakedPblks, f, zone: z)) { for r in leaks { for k in r { fixed.clear(k) } } }
+                if decide(Problem(.leakedPblks, f)) { for r in leaks { for k in r { fixed.clear(k) } } }
             }
             if !unmarked.isEmpty && !stop {
                 var f = facts(zone: z)
                 f.detail = ranges(unmarked, start)
                 f.pblks = unmarked.flatMap { $0 }.map { $0 + start }
                 f.others = Set(f.pblks.flatMap { unmarkedOwners[$0] ?? [] }).sorted()
-                if decide(Problem(.unmarkedPblks, f, zone: z, suspectLblks: f.others)) {
+                if decide(Problem(.unmarkedPblks, f, suspectLblks: f.others)) {
                     for r in unmarked { for k in r { fixed.set(k) } }
                 }
             }
             if !stop, (limit..<Units.pblksPerBitmap).contains(where: { !have.isSet($0) }) {
                 var f = facts(zone: z)
                 f.detail = "\(limit)"
-                if decide(Problem(.bitmapPadding, f,
-                    zone: z)) { for k in limit..<Units.pblksPerBitmap { fixed.set(k) } }
+                if decide(Problem(.bitmapPadding, f)) { for k in limit..<Units.pblksPerBitmap { fixed.set(k) } }
             }
             if fixed != have { bitmaps[z] = fixed; changedBitmaps.insert(z) }
         }

@@ -26,71 +26,95 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
     case unmarkedPblks = "unmarked_pblks"
     case bitmapPadding = "bitmap_padding"
 
-    /// The pass that finds it.
-    public var pass: CheckPass {
-        switch self {
-        case .interruptedUpdate, .notClosedCleanly: return .header
-        case .malformedEntry, .slotOutsideData, .entryBeyondSize, .tablePadding, .corruptData: return .tables
-        case .crossLinked, .crossLinkedCorrupt, .crossLinkedNoRoom: return .sharedPblks
-        case .leakedPblks, .unmarkedPblks, .bitmapPadding: return .bitmaps
-        }
-    }
-
-    /// The question asked before fixing it.
-    public var prompt: Prompt {
-        switch self {
-        case .interruptedUpdate: return .replay
-        case .malformedEntry, .slotOutsideData, .entryBeyondSize, .tablePadding, .corruptData,
-             .crossLinkedCorrupt, .crossLinkedNoRoom, .notClosedCleanly: return .clear
-        case .crossLinked: return .clone
-        case .leakedPblks: return .free
-        case .unmarkedPblks: return .mark
-        case .bitmapPadding: return .set
-        }
-    }
-
-    /// Whether -p fixes it without asking: true only where the fix loses no data.
-    public var preenSafe: Bool {
-        switch self {
-        case .interruptedUpdate, .notClosedCleanly, .entryBeyondSize, .tablePadding, .leakedPblks,
-             .unmarkedPblks, .bitmapPadding: return true
-        default: return false
-        }
-    }
-
-    /// The message, from the facts of one occurrence.
-    func message(_ f: Problem.Facts) -> String {
-        let block = "Logical block \(f.lblk) (bytes \(f.lblk * f.lblkSize)-\((f.lblk + 1) * f.lblkSize - 1))"
-        let shares = "\(block) shares \(plural("pblk", f.pblks)) with \(plural("logical block", f.others))"
+    /// One row of the table: the pass that finds it, the question asked before fixing it,
+    /// whether -p fixes it without asking (only where the fix loses no data), and its message
+    /// from the facts of one occurrence. One switch, no default: a new kind must fill its row.
+    var row: ProblemRow {
         switch self {
         case .interruptedUpdate:
-            return "Header: a write of \(f.detail) table entr\(f.detail == "1" ? "y" : "ies") was interrupted "
-                + "(\(plural("logical block", f.others)))"
-        case .notClosedCleanly: return "Header: the device was not closed cleanly (DIRTY)"
-        case .malformedEntry: return "\(block) has a malformed entry: \(f.detail)"
-        case .slotOutsideData: return "\(block) names pblk \(f.detail), which is not a data pblk"
+            return ProblemRow(.header, .replay, preen: true) { f in
+                "Header: a write of \(f.detail) table entr\(f.detail == "1" ? "y" : "ies") was interrupted "
+                    + "(\(plural("logical block", f.others)))"
+            }
+        case .notClosedCleanly:
+            return ProblemRow(.header, .clear, preen: true) { _ in "Header: the device was not closed cleanly (DIRTY)" }
+        case .malformedEntry:
+            return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) has a malformed entry: \(f.detail)" }
+        case .slotOutsideData:
+            return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) names pblk \(f.detail), which is not a data pblk" }
         case .entryBeyondSize:
-            return "Logical block \(f.lblk), beyond the logical size (\(f.nrLblk) blocks), has a non-zero entry"
-        case .tablePadding: return "Zone \(f.zone): table padding after the last entry is not zero"
-        case .corruptData: return "\(block) does not decompress to \(f.lblkSize) bytes"
-        case .crossLinked: return shares
-        case .crossLinkedCorrupt: return "\(shares) and does not decompress to \(f.lblkSize) bytes"
-        case .crossLinkedNoRoom: return "\(shares) and no free pblk is left for a copy"
-        case .leakedPblks: return "Zone \(f.zone): pblks marked in use but used by no entry: \(f.detail)"
+            return ProblemRow(.tables, .clear, preen: true) { f in
+                "Logical block \(f.lblk ?? 0), beyond the logical size (\(f.nrLblk) blocks), has a non-zero entry"
+            }
+        case .tablePadding:
+            return ProblemRow(.tables, .clear, preen: true) { f in
+                "Zone \(f.zone ?? 0): table padding after the last entry is not zero"
+            }
+        case .corruptData:
+            return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) does not decompress to \(f.lblkSize) bytes" }
+        case .crossLinked:
+            return ProblemRow(.sharedPblks, .clone, preen: false) { f in shares(f) }
+        case .crossLinkedCorrupt:
+            return ProblemRow(.sharedPblks, .clear, preen: false) { f in
+                "\(shares(f)) and does not decompress to \(f.lblkSize) bytes"
+            }
+        case .crossLinkedNoRoom:
+            return ProblemRow(.sharedPblks, .clear, preen: false) { f in "\(shares(f)) and no free pblk is left for a copy" }
+        case .leakedPblks:
+            return ProblemRow(.bitmaps, .free, preen: true) { f in
+                "Zone \(f.zone ?? 0): pblks marked in use but used by no entry: \(f.detail)"
+            }
         case .unmarkedPblks:
-            return "Zone \(f.zone): pblks in use but not marked: \(f.detail) "
-                + "(\(plural("logical block", f.others)))"
-        case .bitmapPadding: return "Zone \(f.zone): padding bits past its \(f.detail) data pblks are not set"
+            return ProblemRow(.bitmaps, .mark, preen: true) { f in
+                "Zone \(f.zone ?? 0): pblks in use but not marked: \(f.detail) (\(plural("logical block", f.others)))"
+            }
+        case .bitmapPadding:
+            return ProblemRow(.bitmaps, .set, preen: true) { f in
+                "Zone \(f.zone ?? 0): padding bits past its \(f.detail) data pblks are not set"
+            }
         }
     }
 
-    /// "pblk 5" or "pblks 5,6".
-    /// "pblk 5", "pblks 5,6", at most eight numbers then "and N more" (the JSON report has them all).
-    private func plural(_ noun: String, _ numbers: [Int]) -> String {
-        let shown = numbers.prefix(8).map(String.init).joined(separator: ",")
-        let more = numbers.count > 8 ? " and \(numbers.count - 8) more" : ""
-        return "\(noun)\(numbers.count == 1 ? "" : "s") \(shown)\(more)"
+    /// The pass that finds it.
+    public var pass: CheckPass { row.pass }
+    /// The question asked before fixing it.
+    public var prompt: Prompt { row.prompt }
+    /// Whether -p fixes it without asking: true only where the fix loses no data.
+    public var preenSafe: Bool { row.preenSafe }
+    /// The message, from the facts of one occurrence.
+    func message(_ f: Problem.Facts) -> String { row.message(f) }
+}
+
+/// A row of the problem table (see `ProblemKind.row`).
+struct ProblemRow {
+    let pass: CheckPass
+    let prompt: Prompt
+    let preenSafe: Bool
+    let message: (Problem.Facts) -> String
+
+    init(_ pass: CheckPass, _ prompt: Prompt, preen: Bool, _ message: @escaping (Problem.Facts) -> String) {
+        self.pass = pass
+        self.prompt = prompt
+        self.preenSafe = preen
+        self.message = message
     }
+}
+
+/// "Logical block 5 (bytes 20480-24575)".
+private func block(_ f: Problem.Facts) -> String {
+    let n = f.lblk ?? 0
+    return "Logical block \(n) (bytes \(n * f.lblkSize)-\((n + 1) * f.lblkSize - 1))"
+}
+
+private func shares(_ f: Problem.Facts) -> String {
+    "\(block(f)) shares \(plural("pblk", f.pblks)) with \(plural("logical block", f.others))"
+}
+
+/// "pblk 5", "pblks 5,6", at most eight numbers then "and N more" (the JSON report has them all).
+private func plural(_ noun: String, _ numbers: [Int]) -> String {
+    let shown = numbers.prefix(8).map(String.init).joined(separator: ",")
+    let more = numbers.count > 8 ? " and \(numbers.count - 8) more" : ""
+    return "\(noun)\(numbers.count == 1 ? "" : "s") \(shown)\(more)"
 }
 
 /// The passes of a check, in the order they run.
@@ -118,15 +142,17 @@ public enum Prompt: String, Sendable {
 }
 
 /// One inconsistency found by the checker: its kind (the table above says the rest) and
-/// the facts of this occurrence.
+/// the facts of this occurrence, each said once.
 public struct Problem: Sendable {
-    /// What a message needs: numbers of this occurrence and the geometry's sizes.
+    /// What a message and a report need: where it is, and the geometry's sizes.
     public struct Facts: Sendable {
-        public var zone = 0
-        public var lblk = 0
+        /// The zone it is in, when it is in one.
+        public var zone: Int?
+        /// The logical block it concerns, when it concerns one.
+        public var lblk: Int?
         public var lblkSize = 0
         public var nrLblk = 0
-        /// Shared, leaked or unmarked pblks (also in JSON).
+        /// The data pblks it names: shared, leaked or unmarked ones, or those a bad entry holds.
         public var pblks: [Int] = []
         /// Other logical blocks involved (the other owners of a shared pblk, the owners of unmarked ones).
         public var others: [Int] = []
@@ -136,24 +162,19 @@ public struct Problem: Sendable {
 
     public let kind: ProblemKind
     public let facts: Facts
-    public var zone: Int?
-    public var lblk: Int?
-    /// Data pblks the problem names.
-    public var pblks: [Int]
     /// Logical blocks whose contents the problem puts in doubt.
     public var suspectLblks: [Int]
     public var fixed = false
 
-    init(_ kind: ProblemKind, _ facts: Facts, zone: Int? = nil, lblk: Int? = nil, pblks: [Int]? = nil,
-         suspectLblks: [Int] = []) {
+    init(_ kind: ProblemKind, _ facts: Facts, suspectLblks: [Int] = []) {
         self.kind = kind
         self.facts = facts
-        self.zone = zone
-        self.lblk = lblk
-        self.pblks = pblks ?? facts.pblks
         self.suspectLblks = suspectLblks
     }
 
+    public var zone: Int? { facts.zone }
+    public var lblk: Int? { facts.lblk }
+    public var pblks: [Int] { facts.pblks }
     public var message: String { kind.message(facts) }
     /// The question asked before fixing it ("Clear", "Clone", "Free"...).
     public var action: String { kind.prompt.rawValue }

@@ -18,7 +18,7 @@ extension Checker {
         // pblks no entry claims).
         for z in clearPadding.sorted() { try device.zero(geometry.tablePadding(zone: z)) }
         let meta = MetadataCache(device: device, geometry: geometry)
-        let entries = newEntries.sorted { $0.key < $1.key }.map { ($0.key, codec.encode($0.value ?? .unallocated)) }
+        let entries = newEntries.sorted { $0.key < $1.key }.map { ($0.key, codec.encode($0.value.entry)) }
         try EntryJournal(device: device, geometry: geometry).write(
             entries, meta: meta, header: &header,
             reserve: { count in

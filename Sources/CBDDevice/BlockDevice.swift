@@ -23,10 +23,21 @@ public protocol BlockDevice: AnyObject {
     func isHole(_ range: Range<Int>) -> Bool
     /// Grows or shrinks the storage (an image file); a block device cannot.
     func setSize(_ bytes: Int) throws
+    /// Whether this device's bytes are those of the open file `fd` (a writer whose data is
+    /// already in place need not copy it).
+    func isBacked(byFile fd: Int32) -> Bool
+    /// Copies `count` bytes of the file `fd` from `offset` to this device at `target` inside the
+    /// kernel (copy_file_range: a reflink where the filesystem can); false when it cannot, and
+    /// the caller copies through a buffer. A capability, as unix_io's under e2fsprogs' io_manager.
+    func copyInKernel(_ count: Int, from fd: Int32, at offset: Int, to target: Int) -> Bool
 }
 
 extension BlockDevice {
     public func isHole(_ range: Range<Int>) -> Bool { false }
+
+    public func isBacked(byFile fd: Int32) -> Bool { false }
+
+    public func copyInKernel(_ count: Int, from fd: Int32, at offset: Int, to target: Int) -> Bool { false }
 
     public func release(_ range: Range<Int>) {}
 

@@ -152,6 +152,13 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         guard fsync(fd) == 0 else { throw systemError("cannot sync", path, errno: errno) }
     }
 
+    public func isBacked(byFile other: Int32) -> Bool { other == fd }
+
+    /// Into an image file only: a block device gains nothing from it.
+    public func copyInKernel(_ count: Int, from source: Int32, at offset: Int, to target: Int) -> Bool {
+        !isBlockDevice && copyFileRange(count, from: source, at: offset, to: fd, at: target)
+    }
+
     /// Whether `range` holds no data on disk (a hole in a sparse file), by SEEK_DATA.
     public func isHole(_ range: Range<Int>) -> Bool {
         guard let next = nextData(from: range.lowerBound) else { return true }

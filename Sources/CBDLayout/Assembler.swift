@@ -5,12 +5,11 @@ import CBDVolume
 /// the second pass of `cbd convert`, and the re-layout of `cbd resize`.
 ///
 /// The packed stream holds each allocated block's pblks back to back (compressed data padded
-/// to whole pblks, or the raw block); the length log holds one UInt32 per lblk (0 for
-/// unallocated, `rawMarker` for raw). Stream pblk t goes to `Geometry.dataPblk(streamIndex:)`,
+/// to whole pblks, or the raw block); the length log holds one `PackedBlock.logWord` per lblk
+/// (0 unallocated, all ones raw). Stream pblk t goes to `Geometry.dataPblk(streamIndex:)`,
 /// so zones fill in order; a stream already placed there in the output is not moved. The
 /// header is zeroed first and written last.
 struct Assembler {
-    static let rawMarker = UInt32.max
     let geometry: Geometry
     package let data: any PackedStream
     let lengths: Spill
@@ -35,7 +34,7 @@ struct Assembler {
             (from: data.offset(ofStreamPblk: z * Units.pblksPerBitmap), to: g.dataStart(z) * Units.pblkSize,
              count: max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z))) * Units.pblkSize)
         }
-        let inPlace = (out as? FileDevice)?.fd == data.fd
+        let inPlace = out.isBacked(byFile: data.fd)
         if inPlace, runs.contains(where: { $0.count > 0 && $0.from != $0.to }) {
             throw CBDError("\(out.path): packed data lies where this layout does not expect it")
         }
@@ -70,8 +69,7 @@ struct Assembler {
     /// (measured: same wall time, 0.1 s more system time per 330 MB on tmpfs). False when the
     /// target is not a file or the kernel cannot copy here.
     private func copyInKernel(_ runs: [(from: Int, to: Int, count: Int)], to out: BlockDevice) -> Bool {
-        guard let file = out as? FileDevice, !file.isBlockDevice else { return false }
-        return runs.allSatisfy { copyFileRange($0.count, from: data.fd, at: $0.from, to: file.fd, at: $0.to) }
+        runs.allSatisfy { out.copyInKernel($0.count, from: data.fd, at: $0.from, to: $0.to) }
     }
 
     /// Entries in lblk order, streaming the length log. The tables read as zeros already
@@ -92,7 +90,7 @@ struct Assembler {
             guard c > 0 else { break }
             try lens.withUnsafeMutableBytes { try lengths.read(into: $0.baseAddress!, c * 4, at: n * 4) }
             for i in 0..<c where lens[i] != 0 {
-                let length = lens[i] == Assembler.rawMarker ? codec.rawLength : Int(lens[i])
+                let length = PackedBlock(logWord: lens[i]).entryLength(codec)
                 try table.put(at: g.entryOffset(ofLblk: n + i)) { p in
                     codec.encode(length: length, to: p) { Pblk(g.dataPblk(streamIndex: stream + $0)) }
                 }

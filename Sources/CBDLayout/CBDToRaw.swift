@@ -150,19 +150,14 @@ public struct CBDToRaw {
                             scratch: ByteBuffer, counts: Counters, worker w: Int) throws -> Bool {
         let e: AllocationEntry
         do { e = try codec.decodeChecked(entry) } catch { throw error.readError(path: input.path, lblk: n) }
+        try input.readBlock(e, lblk: n, lblkSize: g.lblkSize, into: dst, scratch: scratch.base)
         switch e {
         case .unallocated:
             counts.add(w, unallocated: 1)
             return false
         case .raw(let pblks):
-            try input.readPblkRuns(pblks, into: dst)
             counts.add(w, raw: 1, pblks: pblks.count)
-        case .compressed(let len, let pblks):
-            try input.readPblkRuns(pblks, into: scratch.base)
-            guard LZ4Codec.decompress(scratch.base, count: len, into: dst, expected: g.lblkSize) else {
-                throw CBDError("\(input.path): logical block \(n) (bytes "
-                    + "\(n * g.lblkSize)-\((n + 1) * g.lblkSize - 1)): compressed data is corrupt")
-            }
+        case .compressed(_, let pblks):
             counts.add(w, compressed: 1, pblks: pblks.count)
         }
         return !isAllZero(dst, g.lblkSize)

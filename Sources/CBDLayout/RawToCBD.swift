@@ -1,4 +1,3 @@
-import CSysShim
 import Dispatch
 import Glibc
 import CBDFormat
@@ -145,11 +144,11 @@ public struct RawToCBD {
                 try data.append(b.output.base + c * chunkBlocks * lblkSize, b.outUsed[c])
             }
             try b.lens.withUnsafeBytes { try lengths.append($0.baseAddress!, b.count * 4) }
-            for len in b.lens[0..<b.count] {
-                switch len {
-                case 0: summary.unallocatedBlocks += 1
-                case Assembler.rawMarker: summary.rawBlocks += 1
-                default: summary.compressedBlocks += 1
+            for word in b.lens[0..<b.count] {
+                switch PackedBlock(logWord: word) {
+                case .zero: summary.unallocatedBlocks += 1
+                case .raw: summary.rawBlocks += 1
+                case .compressed: summary.compressedBlocks += 1
                 }
             }
             progress?(min((b.first + b.count) * lblkSize, input.size), input.size)
@@ -187,18 +186,13 @@ public struct RawToCBD {
         return summary
     }
 
-    /// Packs one block at `out`: its length entry (0 for zeros, `rawMarker` for raw) and the
-    /// bytes it takes there, compressed data padded to whole pblks, or the raw block.
+    /// Packs one block at `out` (`PackedBlock.pack`; a raw block is copied there as it is):
+    /// its length log word and the bytes it takes there.
     func pack(_ src: UnsafeRawPointer, into out: UnsafeMutableRawPointer) -> (len: UInt32, bytes: Int) {
         let lblkSize = Units.pblkSize << lblkShift
-        guard !isAllZero(src, lblkSize) else { return (0, 0) }
-        if let n = LZ4Codec.compress(src, count: lblkSize, into: out, capacity: lblkSize - Units.pblkSize) {
-            let padded = (n + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
-            (out + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
-            return (UInt32(n), padded)
-        }
-        out.copyMemory(from: src, byteCount: lblkSize)
-        return (Assembler.rawMarker, lblkSize)
+        let block = PackedBlock.pack(src, lblkSize: lblkSize, into: out)
+        if block == .raw { out.copyMemory(from: src, byteCount: lblkSize) }
+        return (block.logWord, block.bytes(lblkSize: lblkSize))
     }
 
     /// Reads and compresses a batch on all cores, a chunk at a time; compressed data is

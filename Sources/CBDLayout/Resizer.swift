@@ -212,8 +212,8 @@ public final class Resizer {
             try data.append(buffer.base, e.pblks.count * Units.pblkSize)
             if n / chunk != current { try flush(); current = n / chunk }
             switch e {
-            case .compressed(let len, _): lens[n % chunk] = UInt32(len)
-            case .raw: lens[n % chunk] = Assembler.rawMarker
+            case .compressed(let len, _): lens[n % chunk] = PackedBlock.compressed(length: len).logWord
+            case .raw: lens[n % chunk] = PackedBlock.raw.logWord
             case .unallocated: break
             }
         }

@@ -38,9 +38,11 @@ package struct EntryJournal {
     /// names (nil: none left), at most `roundPblks` at a time, and `release` gives them back
     /// once the intent is cleared. On return the header no longer holds an intent, but that last
     /// header write is not synced: the caller's next sync makes it durable, and no journal pblk
-    /// is written again before that sync.
+    /// is written again before that sync. `published` turns true just before the first write
+    /// that can make any entry change (an intent, or a table pblk): a failure before it changed
+    /// nothing a reader or a replay sees.
     package func write(_ entries: [(lblk: Int, bytes: [UInt8])], meta: MetadataCache, header: inout Header,
-               roundPblks: Int = Intent.maxJournalPblks,
+               roundPblks: Int = Intent.maxJournalPblks, published: UnsafeMutablePointer<Bool>? = nil,
                reserve: (Int) throws -> [Pblk]?, release: ([Pblk]) throws -> Void) throws {
         let straddling = entries.filter { straddles($0.lblk) }
         var rounds = chunks(straddling, roundPblks: roundPblks)
@@ -62,11 +64,13 @@ package struct EntryJournal {
                 } else {
                     header.intent = Intent(records: round.count, inline: payload)
                 }
+                published?.pointee = true
                 try device.writeHeader(header)
                 try device.sync()
             }
             // The first round also carries every entry that does not straddle.
             let now = r == 0 ? entries.filter { !straddles($0.lblk) } + round : round
+            published?.pointee = true
             for (n, bytes) in now { try meta.setEntryBytes(n, bytes) }
             try meta.writeDirtyTables()
             try device.sync()
@@ -101,12 +105,15 @@ package struct EntryJournal {
     /// Completes an interrupted entry write: every saved entry is written again, synced, and
     /// the intent cleared (the device stays DIRTY for the check that follows). Returns the
     /// lblks replayed. An intent that does not fit the geometry is refused, changing nothing.
-    package func replay(header: inout Header) throws -> [Int] {
+    ///
+    /// The entries are written through `meta` (a fresh cache when the caller has none), the
+    /// one path by which table bytes reach the device, so no cached page is left stale.
+    package func replay(header: inout Header, through meta: MetadataCache? = nil) throws -> [Int] {
         guard let intent = header.intent else { return [] }
         let records = try saved(intent)
-        for (n, bytes) in records {
-            try bytes.withUnsafeBytes { try device.write($0, at: geometry.entryOffset(ofLblk: n)) }
-        }
+        let cache = meta ?? MetadataCache(device: device, geometry: geometry)
+        for (n, bytes) in records { try cache.setEntryBytes(n, bytes) }
+        try cache.writeDirtyTables()
         try device.sync()
         header.intent = nil
         try device.writeHeader(header)

@@ -28,10 +28,13 @@ struct LRU<Key: Hashable, Value> {
     }
 
     /// Inserts a new key; returns the entry it evicted, if the map was full.
-    mutating func insert(_ key: Key, _ value: Value) -> (Key, Value)? {
-        var evicted: (Key, Value)?
-        if values[key] == nil, values.count >= capacity, let victim = oldestKey() {
-            evicted = (victim, values[victim]!.value)
+    /// Inserts `key`; when full, evicts the least recently used key that `keeping` does not
+    /// hold on to, and returns it (none when every key is kept: the cache then grows).
+    mutating func insert(_ key: Key, _ value: Value, keeping: (Key) -> Bool = { _ in false }) -> Key? {
+        var evicted: Key?
+        if values[key] == nil, values.count >= capacity,
+           let victim = values.filter({ !keeping($0.key) }).min(by: { $0.value.stamp < $1.value.stamp })?.key {
+            evicted = victim
             values[victim] = nil
         }
         self[key] = value

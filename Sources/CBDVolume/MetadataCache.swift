@@ -2,8 +2,11 @@ import CBDFormat
 import CBDDevice
 /// Bitmaps and table pblks of a device, read on demand and kept in bounded LRU caches.
 ///
-/// Changes are made in memory and marked dirty; `writeDirty()` writes them back. The
-/// Volume decides when, to keep format-v1's copy-on-write order.
+/// Changes are made in memory and marked dirty; `writeDirtyBitmaps()` and `writeDirtyTables()`
+/// write them back, and nothing else does: a dirty page is never evicted (the caches may hold
+/// more than their capacity while a commit has many dirty pages), so the writer that calls
+/// them (the Volume's commit, fsck's repairs, a resize) alone decides the order in which
+/// metadata reaches the device, as format-v1's copy-on-write order requires.
 package final class MetadataCache {
     let device: BlockDevice
     let geometry: Geometry
@@ -34,10 +37,8 @@ package final class MetadataCache {
     }
 
     private func insertBitmap(_ z: Int, _ b: Bitmap) throws {
-        if let (oldZ, old) = bitmaps.insert(z, b), dirtyBitmaps.contains(oldZ) {
-            try device.writePblks(old.bytes, at: geometry.bitmapPblk(oldZ))
-            dirtyBitmaps.remove(oldZ)
-        }
+        let evicted = bitmaps.insert(z, b, keeping: dirtyBitmaps.contains)
+        precondition(evicted.map { !dirtyBitmaps.contains($0) } ?? true, "a dirty bitmap was evicted")
     }
 
     // MARK: Tables
@@ -45,10 +46,8 @@ package final class MetadataCache {
     private func tablePblk(_ p: Int) throws -> [UInt8] {
         if let b = tablePblks[p] { return b }
         let b = try device.readPblks(p)
-        if let (oldP, old) = tablePblks.insert(p, b), dirtyTablePblks.contains(oldP) {
-            try device.writePblks(old, at: oldP)
-            dirtyTablePblks.remove(oldP)
-        }
+        let evicted = tablePblks.insert(p, b, keeping: dirtyTablePblks.contains)
+        precondition(evicted.map { !dirtyTablePblks.contains($0) } ?? true, "a dirty table pblk was evicted")
         return b
     }
 

@@ -195,7 +195,7 @@ public final class Volume {
         try requireWritable()
         if header.isDirty {
             guard force else { throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce) }
-            _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
+            _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header, through: meta)
         }
         try device.setDirty(true, in: &header)
         markedDirty = true
@@ -273,7 +273,7 @@ public final class Volume {
                 data.withUnsafeMutableBytes { put(source.map { $0 + p.done }, into: $0.baseAddress! + p.inner, p.len) }
                 return (p.n, CachedBlock(data))
             }
-            needs += pack(chunk).map(pblks(forPackedLength:))
+            needs += pack(chunk).map { $0.pblks(lblkSize: geometry.lblkSize) }
             first += chunk.count
         }
         return needs
@@ -324,17 +324,7 @@ public final class Volume {
     /// is for an unallocated block), through `scratch` (lblkSize bytes) when compressed.
     private func load(_ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
                       scratch: UnsafeMutableRawPointer) throws {
-        switch e {
-        case .unallocated:
-            break
-        case .raw(let pblks):
-            try device.readPblkRuns(pblks, into: out)
-        case .compressed(let len, let pblks):
-            try device.readPblkRuns(pblks, into: scratch)
-            guard LZ4Codec.decompress(scratch, count: len, into: out, expected: geometry.lblkSize) else {
-                throw CBDError("\(device.path): logical block \(n): compressed data is corrupt")
-            }
-        }
+        try device.readBlock(e, lblk: n, lblkSize: geometry.lblkSize, into: out, scratch: scratch)
     }
 
     private func requireNoIntent() throws {
@@ -345,59 +335,89 @@ public final class Volume {
 
     // MARK: Commit (copy on write)
 
+    /// One batch's copy-on-write commit, in format-v1's three steps: write the new data,
+    /// publish the entries that name it, release the old pblks. A failure before the entries
+    /// are published abandons the batch (its new pblks are free again; its blocks stay dirty,
+    /// with their reservations, for a later commit); after, what is on disk is no longer known
+    /// here, and every later commit is refused (the device stays DIRTY for fsck.cbd).
     private func commit(_ lblks: [Int]) throws {
         guard !lblks.isEmpty else { return }
         if let failed { throw failed }
-        var newEntries: [(Int, AllocationEntry, old: AllocationEntry)] = []
-        // 1. New data in newly allocated pblks, and their bits.
-        do {
-            // Compressed on all cores a chunk at a time; allocated and written in lblk order.
-            let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
-            var first = 0
-            while first < batch.count {
-                let chunk = Array(batch[first ..< min(first + packBlocks, batch.count)])
-                let lengths = pack(chunk)
-                for (j, (n, b)) in chunk.enumerated() {
-                    let old = (try? entry(n)) ?? .unallocated
-                    let e = try store(b.data, lblk: n, length: lengths[j],
-                                      packed: packBuffer.base + j * codec.maxCompressedLength)
-                    newEntries.append((n, e, old))
-                }
-                first += chunk.count
-            }
-        } catch {
-            // Nothing names the new pblks yet: they are free again, and the blocks stay dirty
-            // in the cache, with their reservations, for a later commit.
-            try? allocator.free(newEntries.flatMap { $0.1.pblks })
-            throw error
-        }
-        do {
-            try meta.writeDirtyBitmaps()
-            try device.sync()
-            // 2. The entries now point to the new data (synced).
-            try EntryJournal(device: device, geometry: geometry).write(
-                newEntries.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
-                roundPblks: max(1, ledger.keep),
-                reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
-            // 3. Only then are the old pblks free.
-            for (_, _, old) in newEntries { try allocator.free(old.pblks) }
-            try meta.writeDirtyBitmaps()
-            try device.sync()
-        } catch {
-            // Some entries may name the new data and some not: what is on disk is no longer
-            // known here. Nothing more is committed (a retry would allocate the blocks again);
-            // the device stays DIRTY for fsck.cbd.
-            failed = CBDError("\(device.path): a commit failed (\(error)); the device needs a check", hint: .check)
-            throw error
-        }
-        // Their bytes no longer matter: an image file gets its space back.
-        device.release(pblks: newEntries.flatMap { $0.old.pblks })
+        let batch = try writeData(lblks)
+        try publish(batch)
+        try releaseOld(batch)
         for n in lblks {
             guard let b = blocks.peek(n) else { continue }
             b.dirty = false
             ledger.release(b.reserved)
             b.reserved = 0
         }
+    }
+
+    /// A block of a batch: its lblk, its new entry and the one it replaces.
+    private typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
+
+    /// Step 1: the new data in freshly allocated pblks, and their bits (synced). Compressed on
+    /// all cores a chunk at a time; allocated and written in lblk order.
+    private func writeData(_ lblks: [Int]) throws -> [Committed] {
+        var out: [Committed] = []
+        do {
+            let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
+            var first = 0
+            while first < batch.count {
+                let chunk = Array(batch[first ..< min(first + packBlocks, batch.count)])
+                let packed = pack(chunk)
+                for (j, (n, b)) in chunk.enumerated() {
+                    let old = (try? entry(n)) ?? .unallocated
+                    let e = try store(b.data, lblk: n, as: packed[j],
+                                      packed: packBuffer.base + j * codec.maxCompressedLength)
+                    out.append((n, e, old))
+                }
+                first += chunk.count
+            }
+            try meta.writeDirtyBitmaps()
+            try device.sync()
+        } catch {
+            abandon(out)
+            throw error
+        }
+        return out
+    }
+
+    /// Step 2: the entries now name the new data (synced; straddling ones through the journal).
+    private func publish(_ batch: [Committed]) throws {
+        var published = false
+        do {
+            try EntryJournal(device: device, geometry: geometry).write(
+                batch.map { ($0.lblk, codec.encode($0.new)) }, meta: meta, header: &header,
+                roundPblks: max(1, ledger.keep), published: &published,
+                reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
+        } catch {
+            if published { fail(error) } else { abandon(batch) }
+            throw error
+        }
+    }
+
+    /// Step 3: only then are the old pblks free (synced), and an image file gets their space back.
+    private func releaseOld(_ batch: [Committed]) throws {
+        do {
+            for c in batch { try allocator.free(c.old.pblks) }
+            try meta.writeDirtyBitmaps()
+            try device.sync()
+        } catch {
+            fail(error)
+            throw error
+        }
+        device.release(pblks: batch.flatMap { $0.old.pblks })
+    }
+
+    /// Nothing names a batch's new pblks: they are free again.
+    private func abandon(_ batch: [Committed]) {
+        try? allocator.free(batch.flatMap { $0.new.pblks })
+    }
+
+    private func fail(_ error: Error) {
+        failed = CBDError("\(device.path): a commit failed (\(error)); the device needs a check", hint: .check)
     }
 
     /// Set when a commit failed after its data was written: every later commit is refused.
@@ -408,51 +428,41 @@ public final class Volume {
     /// Where `pack` puts each block's compressed bytes (maxCompressedLength apart).
     private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))
 
-    /// Compresses the blocks of `chunk` on all cores; for each, its length: 0 for an all-zero
-    /// block, -1 for one stored raw, else the compressed length (bytes in `packBuffer`).
-    private func pack(_ chunk: [(Int, CachedBlock)]) -> [Int] {
-        var lengths = [Int](repeating: -1, count: chunk.count)
-        let size = geometry.lblkSize, capacity = codec.maxCompressedLength, out = packBuffer
-        lengths.withUnsafeMutableBufferPointer { l in
+    /// Packs the blocks of `chunk` on all cores (`PackedBlock.pack`: block i's compressed bytes
+    /// at `packBuffer` + i * maxCompressedLength).
+    private func pack(_ chunk: [(Int, CachedBlock)]) -> [PackedBlock] {
+        var packed = [PackedBlock](repeating: .raw, count: chunk.count)
+        let size = geometry.lblkSize, stride = codec.maxCompressedLength, out = packBuffer
+        packed.withUnsafeMutableBufferPointer { l in
             let result = UncheckedBox(l)
             try? Parallel.forEachSlice(count: chunk.count, parts: Parallel.workers) { _, slice in
                 for i in slice {
                     chunk[i].1.data.withUnsafeBytes { src in
                         guard let base = src.baseAddress else { return }
-                        if isAllZero(base, size) { result.value[i] = 0; return }
-                        if capacity > 0, let n = LZ4Codec.compress(base, count: size, into: out.base + i * capacity,
-                                                                    capacity: capacity) {
-                            result.value[i] = n
-                        }
+                        result.value[i] = PackedBlock.pack(base, lblkSize: size, into: out.base + i * stride)
                     }
                 }
             }
         }
-        return lengths
-    }
-
-    /// The pblks a block takes, by `pack`'s length (0 zeros, -1 raw, else compressed bytes).
-    private func pblks(forPackedLength length: Int) -> Int {
-        length == 0 ? 0 : length > 0 ? (length + Units.pblkSize - 1) / Units.pblkSize : geometry.pblkPerLblk
+        return packed
     }
 
     /// Writes a packed block to fresh pblks (contiguous ones in one write); returns its entry.
     /// Its reservation guarantees the pblks: running out here is a bug in the accounting.
-    private func store(_ data: [UInt8], lblk n: Int, length: Int, packed: UnsafeRawPointer) throws -> AllocationEntry {
-        if length == 0 { return .unallocated }
-        let count = pblks(forPackedLength: length)
-        guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
+    private func store(_ data: [UInt8], lblk n: Int, as block: PackedBlock, packed: UnsafeRawPointer) throws -> AllocationEntry {
+        if block == .zero { return .unallocated }
+        guard let pblks = try allocator.allocate(block.pblks(lblkSize: geometry.lblkSize),
+                                                 near: geometry.zone(ofLblk: n)) else {
             throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
         }
-        if length > 0 {
-            // The pblks' tail after the compressed bytes: zeros, not what the buffer held before.
-            (UnsafeMutableRawPointer(mutating: packed) + length)
-                .initializeMemory(as: UInt8.self, repeating: 0, count: count * Units.pblkSize - length)
-            try writeRuns(packed, pblks)
-        } else {
+        switch block {
+        case .compressed(let length):
+            try writeRuns(packed, pblks)   // padded with zeros by pack
+            return .compressed(length: length, pblks: pblks)
+        case .raw, .zero:
             try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
+            return .raw(pblks: pblks)
         }
-        return length > 0 ? .compressed(length: length, pblks: pblks) : .raw(pblks: pblks)
     }
 
     /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.

@@ -100,7 +100,9 @@ func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryD
         let e = try Volume(device: mem).entry(7)
         guard case .compressed(_, let pblks) = e else { Issue.record("block 7 should be compressed"); return }
         try mem.writePblks([UInt8](repeating: 0xEE, count: 4096), at: Int(pblks[0]))
-        #expect(throws: CBDError("memory: logical block 7: compressed data is corrupt")) {
+        // The one block reader's message and kind (the plugin answers EIO for .corrupt).
+        #expect(throws: CBDError("memory: logical block 7 (bytes 458752-524287): compressed data is corrupt",
+                                 kind: .corrupt)) {
             try whole.withUnsafeMutableBytes { try Volume(device: mem, cacheBytes: 64 * bs).read(into: $0, at: 0) }
         }
     }

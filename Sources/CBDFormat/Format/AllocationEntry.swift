@@ -55,9 +55,9 @@ public enum EntryError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The error a reader of lblk `n` on `path` reports.
     package func readError(path: String, lblk n: Int) -> CBDError {
         if case .outsideData(let p) = self {
-            return CBDError("\(path): logical block \(n): entry names pblk \(p) outside the data area")
+            return CBDError("\(path): logical block \(n): entry names pblk \(p) outside the data area", kind: .corrupt)
         }
-        return CBDError("\(path): logical block \(n): corrupt entry: \(self)")
+        return CBDError("\(path): logical block \(n): corrupt entry: \(self)", kind: .corrupt)
     }
 }
 

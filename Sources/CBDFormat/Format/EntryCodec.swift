@@ -14,7 +14,7 @@ public struct EntryCodec: Sendable {
     public var entryLen: Int { lenBytes + pblkBytes * slots }
     public var rawLength: Int { lenBytes == 2 ? 0xFFFF : 0xFFFF_FFFF }
     /// The largest compressed length: compression must save at least one pblk.
-    public var maxCompressedLength: Int { lblkSize - Units.pblkSize }
+    public var maxCompressedLength: Int { PackedBlock.maxCompressedLength(lblkSize: lblkSize) }
 
     /// Raw fields of an entry at `p`, without judging them.
     @inline(__always) public func length(at p: UnsafeRawPointer) -> Int { Int(LE.get(p, lenBytes)) }

@@ -34,6 +34,12 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
         case outOfRange
         /// Another program holds the device (its lock, or the kernel's exclusive open).
         case busy
+        /// The device's metadata or data is damaged (a malformed entry, a block that does
+        /// not decompress): fsck.cbd can tell more.
+        case corrupt
+        /// A system call failed with this errno (other than ENOSPC, EDQUOT and EROFS, which
+        /// are `.noSpace` and `.readOnly`).
+        case system(Int32)
     }
 
     public var message: String
@@ -53,6 +59,8 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
         case .readOnly: return EROFS
         case .outOfRange: return EINVAL
         case .busy: return EBUSY
+        case .corrupt: return EIO
+        case .system(let code): return code
         }
     }
     public var description: String { message }
@@ -60,7 +68,7 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
 
 /// Errors from the system, with the path and the operation that failed.
 package func systemError(_ what: String, _ path: String, errno code: Int32) -> CBDError {
-    let kind: CBDError.Kind = code == ENOSPC || code == EDQUOT ? .noSpace : code == EROFS ? .readOnly : .other
+    let kind: CBDError.Kind = code == ENOSPC || code == EDQUOT ? .noSpace : code == EROFS ? .readOnly : .system(code)
     return CBDError("\(path): \(what): \(String(cString: strerror(code)))", kind: kind)
 }
 

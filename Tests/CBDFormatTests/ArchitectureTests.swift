@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// The map cannot drift from the territory: ARCHITECTURE.md's table of layers names exactly the
+/// targets and dependencies of Package.swift, and no source file imports a module its target
+/// does not declare (SwiftPM would let a transitive one through).
+@Suite struct ArchitectureTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Each target of Package.swift and the modules it depends on (`argumentParser` is
+    /// swift-argument-parser's ArgumentParser).
+    static func packageTargets() throws -> [String: Set<String>] {
+        let text = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        let pattern = try NSRegularExpression(
+            pattern: #"\.(?:target|executableTarget)\(name: "([^"]+)"(?:, dependencies: \[([^\]]*)\])?"#)
+        var out: [String: Set<String>] = [:]
+        for m in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+            let name = String(text[Range(m.range(at: 1), in: text)!])
+            let deps = Range(m.range(at: 2), in: text).map { String(text[$0]) } ?? ""
+            out[name] = Set(deps.split(separator: ",").map {
+                let d = $0.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                return d == "argumentParser" ? "ArgumentParser" : d
+            }.filter { !$0.isEmpty })
+        }
+        return out
+    }
+
+    /// The rows of ARCHITECTURE.md's table: target -> the modules its "imports" column names.
+    static func documentedTargets() throws -> [String: Set<String>] {
+        let text = try String(contentsOf: root.appendingPathComponent("ARCHITECTURE.md"), encoding: .utf8)
+        var out: [String: Set<String>] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 3, let first = cells.first else { continue }
+            let name = first.split(separator: "`").first.map(String.init) ?? ""
+            out[name] = Set(cells[2].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        return out
+    }
+
+    @Test func theTableIsPackageSwift() throws {
+        let package = try Self.packageTargets(), documented = try Self.documentedTargets()
+        #expect(package["CBDVolume"] != nil && documented["CBDVolume"] != nil, "parsed nothing")
+        // The C wrappers and the fuzzer are described in prose, not rows.
+        let prose: Set = ["CSysShim", "CNBDKitCBD", "cbd-fuzz"]
+        for (name, deps) in package where !prose.contains(name) {
+            #expect(documented[name] == deps, "ARCHITECTURE.md says \(name) imports \(documented[name].map { $0.sorted() } ?? []), Package.swift \(deps.sorted())")
+        }
+        for name in documented.keys { #expect(package[name] != nil, "ARCHITECTURE.md names \(name), which Package.swift does not have") }
+    }
+
+    /// Every `import` of our modules and the C system libraries in a target's sources is one
+    /// of its declared dependencies: the layering holds file by file.
+    @Test func everyImportIsDeclared() throws {
+        let package = try Self.packageTargets()
+        let ours = Set(package.keys)
+        var checked = 0
+        for (name, deps) in package {
+            let dir = Self.root.appendingPathComponent(name == "cbd-fuzz" ? "Fuzz" : "Sources/\(name)")
+            guard let files = FileManager.default.enumerator(atPath: dir.path) else { continue }
+            for case let file as String in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+                for line in text.split(separator: "\n") where line.hasPrefix("import ") || line.hasPrefix("@testable import ") {
+                    let module = String(line.split(separator: " ").last ?? "")
+                    guard ours.contains(module) || module == "ArgumentParser" else { continue }
+                    #expect(deps.contains(module), "\(name)/\(file) imports \(module), which \(name) does not depend on")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 100)
+    }
+}
