@@ -11,6 +11,8 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
     public private(set) var writeCount = 0
     /// When set, the write with this index (0-based) and every later one fails.
     public var failAtWrite: Int?
+    /// The byte offset of every write call that succeeded, in order (to find a writer's steps).
+    public private(set) var writeOffsets: [Int] = []
 
     public init(size: Int, name: String = "memory") {
         self.size = size
@@ -47,6 +49,7 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         guard isWritable else { throw CBDError("\(path): read-only", kind: .readOnly) }
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected write failure") }
         writeCount += 1
+        writeOffsets.append(offset)
         guard offset >= 0, offset + buffer.count <= size else {
             throw CBDError("\(path): write past the end at byte \(offset)")
         }

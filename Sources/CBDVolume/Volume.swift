@@ -455,13 +455,18 @@ public final class Volume {
                                                  near: geometry.zone(ofLblk: n)) else {
             throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
         }
-        switch block {
-        case .compressed(let length):
-            try writeRuns(packed, pblks)   // padded with zeros by pack
-            return .compressed(length: length, pblks: pblks)
-        case .raw, .zero:
-            try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
-            return .raw(pblks: pblks)
+        do {
+            switch block {
+            case .compressed(let length):
+                try writeRuns(packed, pblks)   // padded with zeros by pack
+                return .compressed(length: length, pblks: pblks)
+            case .raw, .zero:
+                try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
+                return .raw(pblks: pblks)
+            }
+        } catch {
+            try? allocator.free(pblks)   // named by no entry, not even the batch's list yet
+            throw error
         }
     }
 

@@ -35,6 +35,38 @@ import Testing
         return (0..<size).map { i in random ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 9 + seed) }
     }
 
+    /// A commit that fails before it publishes its entries (writing its data or its bitmaps)
+    /// abandons the batch: the same Volume's next flush commits it, and the device then has
+    /// no leaked pblk. (Before, a failed bitmap write refused every later commit.) Every write
+    /// between DIRTY and the intent record (lblk 120 straddles) is tried.
+    @Test func aCommitFailingBeforePublishIsAbandoned() throws {
+        let bs = 65536
+        let base = try memoryDevice(physical: 16 << 20, logical: 200 * bs, lblkShift: 4)
+        let data = (119...121).flatMap { block($0, bs, random: $0 == 120) }
+        let probe = base.copy()
+        let start = probe.writeCount
+        let pv = try Volume(device: probe)
+        try data.withUnsafeBytes { try pv.write($0, at: 119 * bs) }
+        try pv.flush()
+        let headers = probe.writeOffsets.indices.filter { $0 >= start && probe.writeOffsets[$0] == 0 }
+        try #require(headers.count >= 2, "expected DIRTY, then the intent")
+        let expected = try contents(probe)
+        for k in (headers[0] + 1)..<headers[1] {
+            let dev = base.copy()
+            let v = try Volume(device: dev)
+            try data.withUnsafeBytes { try v.write($0, at: 119 * bs) }   // cached; DIRTY written
+            dev.failAtWrite = k   // this write, or the sync after the one before it, fails
+            #expect(throws: CBDError.self) { try v.flush() }
+            dev.failAtWrite = nil
+            try v.flush()
+            try v.close()
+            let check = try Checker(device: dev, options: Checker.Options())
+            try check.run()
+            #expect(check.problems.isEmpty, "write \(k): \(check.problems.map(\.message))")
+            #expect(try contents(dev) == expected, "write \(k)")
+        }
+    }
+
     /// cbd write's path: overwrite, extend and zero blocks through a Volume with a small cache.
     @Test func volumeWrites() throws {
         let base = try memoryDevice(physical: 4 << 20, logical: 2 << 20, lblkShift: 2)   // 16 KiB blocks
