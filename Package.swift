@@ -48,7 +48,7 @@ let package = Package(
         // What cbddump and cbd info show.
         .target(name: "CBDInspect", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBlkid"]),
         // Devices for tests and fuzzing: memory, with fault injection (as NIOEmbedded).
-        .target(name: "CBDTestSupport", dependencies: ["CBDFormat", "CBDDevice"]),
+        .target(name: "CBDTestSupport", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.
         .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", argumentParser]),
         .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
@@ -67,8 +67,12 @@ let package = Package(
         .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck",
                                                            "CBDTestSupport"], path: "Fuzz",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
-        .testTarget(name: "CBDFormatTests", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
-                                                           "CBDInspect", "CBDTestSupport", "CBDCLI"]),
+        // Unit tests need no built tool (`swift test --filter` runs them alone); the end-to-end
+        // tests run the tools, nbdkit and the scripts under Tests/.
+        .testTarget(name: "CBDUnitTests", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
+                                                         "CBDTestSupport", "CBDCLI"]),
+        .testTarget(name: "CBDEndToEndTests", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout",
+                                                             "CBDCheck", "CBDInspect", "CBDTestSupport", "CBDCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )

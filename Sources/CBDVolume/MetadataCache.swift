@@ -22,7 +22,7 @@ package final class MetadataCache {
 
     // MARK: Bitmaps
 
-    func bitmap(_ z: Int) throws -> Bitmap {
+    package func bitmap(_ z: Int) throws -> Bitmap {
         if let b = bitmaps[z] { return b }
         let b = Bitmap(bytes: try device.readPblks(geometry.bitmapPblk(z)))
         try insertBitmap(z, b)

@@ -27,7 +27,7 @@ public final class Volume {
     public private(set) var header: Header
     public let geometry: Geometry
     let codec: EntryCodec
-    let meta: MetadataCache
+    package let meta: MetadataCache
     private let allocator: PblkAllocator
     private let ledger: SpaceLedger
     private var blocks: LRU<Int, CachedBlock>
@@ -302,7 +302,7 @@ public final class Volume {
     }
 
     /// The entry of lblk `n`, validated: well formed, slots naming data pblks.
-    func entry(_ n: Int) throws -> AllocationEntry {
+    package func entry(_ n: Int) throws -> AllocationEntry {
         let bytes = try meta.entryBytes(n)
         do { return try codec.decodeChecked(bytes) } catch {
             throw error.readError(path: device.path, lblk: n)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDTestSupport
 @testable import CBDDevice
 @testable import CBDVolume
 
@@ -70,26 +71,3 @@ enum Tools {
     }
 }
 
-/// A scratch folder removed at the end of a test.
-final class Scratch {
-    let path: String
-    init(under base: String = NSTemporaryDirectory()) throws {
-        path = base + "/cbd-test-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-    func file(_ name: String) -> String { path + "/" + name }
-}
-
-/// Bytes of a file, and its allocated size on disk.
-enum FileFacts {
-    static func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
-    static func allocated(_ path: String) -> Int {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_blocks) * 512 : -1
-    }
-    static func size(_ path: String) -> Int {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : -1
-    }
-}

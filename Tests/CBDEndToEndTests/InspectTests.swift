@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDTestSupport
 import CBDCLI
 @testable import CBDDevice
 @testable import CBDVolume

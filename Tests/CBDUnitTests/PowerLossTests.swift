@@ -209,7 +209,7 @@ final class PowerLossDevice: BlockDevice {
     /// device's first write, so that is the file every crash state finds.)
     @Test func undoInterruptedByAPowerCut() throws {
         let s = try Scratch()
-        let (original, _) = try ResizeTests().populated(physical: 100 << 20, logical: 64 << 20, blocks: 40, every: 3)
+        let (original, _) = try populatedDevice(physical: 100 << 20, logical: 64 << 20, blocks: 40, every: 3)
         let resized = original.copy()
         let r = try Resizer(device: resized, force: false)
         try r.resize(try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20), undoPath: s.file("undo"), scratch: s.path)

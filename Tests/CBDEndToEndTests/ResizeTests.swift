@@ -12,25 +12,7 @@ import CBDCLI
 @Suite struct ResizeTests {
     /// A device of `physical` bytes with blocks of mixed kinds in the first `blocks` lblks.
     func populated(physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1, seed: UInt64 = 1) throws -> (MemoryDevice, [UInt8]) {
-        let mem = try memoryDevice(physical: physical, logical: logical, lblkShift: lblkShift)
-        let vol = try Volume(device: mem)
-        var rng = SplitMix(seed: seed)
-        let bs = vol.geometry.lblkSize
-        for n in stride(from: 0, to: min(blocks * every, vol.geometry.nrLblk), by: every) {
-            let kind = rng.next() % 3
-            let block: [UInt8] = (0..<bs).map { i in kind == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 11 + n) }
-            try block.withUnsafeBytes { try vol.write($0, at: n * bs) }
-        }
-        try vol.close()
-        return (mem, try logicalBytes(mem, count: min(blocks * every, vol.geometry.nrLblk) * bs))
-    }
-
-    /// The first `count` bytes of the logical device (all of it by default).
-    func logicalBytes(_ d: BlockDevice, count: Int? = nil) throws -> [UInt8] {
-        let v = try Volume(device: d)
-        var out = [UInt8](repeating: 0, count: min(count ?? v.logicalSize, v.logicalSize))
-        try out.withUnsafeMutableBytes { try v.read(into: $0, at: 0) }
-        return out
+        try populatedDevice(physical: physical, logical: logical, lblkShift: lblkShift, blocks: blocks, every: every, seed: seed)
     }
 
     /// No block past the populated prefix is allocated (so comparing the prefix compares everything).

@@ -1,5 +1,6 @@
 import Testing
 @testable import CBDFormat
+@testable import CBDTestSupport
 @testable import CBDDevice
 @testable import CBDVolume
 @testable import CBDLayout

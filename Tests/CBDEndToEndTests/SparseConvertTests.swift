@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 @testable import CBDFormat
+@testable import CBDTestSupport
 @testable import CBDDevice
 @testable import CBDVolume
 @testable import CBDLayout

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import CBDFormat
+@testable import CBDTestSupport
 @testable import CBDDevice
 @testable import CBDVolume
 @testable import CBDLayout

@@ -27,12 +27,6 @@ final class TracingDevice: BlockDevice {
 }
 
 /// Makes a formatted in-memory device.
-func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryDevice {
-    let g = try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
-    let d = MemoryDevice(size: g.physicalBytes)
-    try Formatter.format(d, geometry: g)
-    return d
-}
 
 @Suite struct VolumeTests {
     func pattern(_ seed: UInt8, _ count: Int, compressible: Bool = true) -> [UInt8] {
@@ -266,19 +260,8 @@ func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> MemoryD
     }
 
     /// Every used pblk is marked, nothing else is, and no pblk has two users.
-    func checkBitmapsMatchEntries(_ v: Volume) throws {
-        let g = v.geometry
-        var used = Set<Int>()
-        for n in 0..<g.nrLblk {
-            for p in try v.entry(n).pblks {
-                #expect(used.insert(Int(p)).inserted, "pblk \(p) cross-linked")
-            }
-        }
-        for z in 0..<g.nrZones {
-            let bm = try v.meta.bitmap(z)
-            for k in 0..<g.dataPblkCount(z) {
-                #expect(bm.isSet(k) == used.contains(g.dataStart(z) + k), "zone \(z) bit \(k)")
-            }
-        }
+    func checkBitmapsMatchEntries(_ v: Volume, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let wrong = try bitmapMismatches(v)
+        #expect(wrong.isEmpty, "\(wrong.prefix(5))", sourceLocation: sourceLocation)
     }
 }
