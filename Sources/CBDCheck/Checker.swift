@@ -46,7 +46,7 @@ public final class Checker {
     // MARK: What the passes share
 
     /// Every zone's bitmap (4 KiB a zone), as read and then as repaired.
-    var bitmaps: [Bitmap] = []
+    var bitmaps: ZoneBitmaps
     /// Zones whose bitmap the repairs rewrite.
     var changedBitmaps: Set<Int> = []
     /// Which data pblks some entry uses.
@@ -73,10 +73,14 @@ public final class Checker {
         (header, geometry) = try device.readHeader()
         codec = EntryCodec(geometry)
         claims = ClaimMap(geometry)
+        bitmaps = ZoneBitmaps(geometry: geometry)
         self.options = options
     }
 
     public var isDirty: Bool { header.isDirty }
+
+    /// Data pblks the device's bitmaps mark in use, as read by the run.
+    public var markedPblks: Int { bitmaps.markedPblks }
 
     /// Runs every pass and, unless read-only, writes the accepted repairs.
     public func run() throws {

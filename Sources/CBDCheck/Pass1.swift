@@ -3,12 +3,9 @@ import CBDDevice
 import CBDVolume
 /// Pass 1: every zone's table, on all cores, in large sequential reads.
 extension Checker {
-    /// Reads every zone's bitmap into memory (4 KiB a zone).
+    /// Finds the zones that hold metadata and reads their bitmaps (see `ZoneBitmaps`).
     func readBitmaps() throws {
-        bitmaps.reserveCapacity(geometry.nrZones)
-        for z in 0..<geometry.nrZones {
-            bitmaps.append(Bitmap(bytes: try device.readPblks(geometry.bitmapPblk(z))))
-        }
+        try bitmaps.load(from: device)
     }
 
     /// What a worker found in one zone's table.
@@ -24,20 +21,21 @@ extension Checker {
         // Per-worker buffers, allocated once: compressed input and output for -c, a table chunk.
         let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
         let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
+        // Only zones that hold metadata have entries (the others' tables are holes).
+        let zones = bitmaps.active
         var z0 = 0
-        while z0 < geometry.nrZones && !stop {
-            let count = min(window, geometry.nrZones - z0)
-            var scans = [ZoneScan](repeating: ZoneScan(), count: count)
-            let first = z0
+        while z0 < zones.count && !stop {
+            let batch = Array(zones[z0 ..< min(z0 + window, zones.count)])
+            var scans = [ZoneScan](repeating: ZoneScan(), count: batch.count)
             try scans.withUnsafeMutableBufferPointer { buf in
                 let out = UncheckedBox(buf)
-                try Parallel.forEachSlice(count: count, parts: workers) { w, slice in
-                    for i in slice { out.value[i] = try scanZone(first + i, scratch: scratch[w], table: tables[w]) }
+                try Parallel.forEachSlice(count: batch.count, parts: workers) { w, slice in
+                    for i in slice { out.value[i] = try scanZone(batch[i], scratch: scratch[w], table: tables[w]) }
                 }
             }
-            for (i, scan) in scans.enumerated() where !stop { merge(zone: first + i, scan) }
-            z0 += count
-            options.progress?(.tables, z0, geometry.nrZones)
+            for (i, scan) in scans.enumerated() where !stop { merge(zone: batch[i], scan) }
+            z0 += batch.count
+            options.progress?(.tables, z0, zones.count)
         }
     }
 

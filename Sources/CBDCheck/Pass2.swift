@@ -4,8 +4,10 @@ import CBDVolume
 /// Pass 2: each zone's bitmap against the claims of pass 1 and 1B.
 extension Checker {
     func pass2() {
-        for z in 0..<geometry.nrZones where !stop {
-            options.progress?(.bitmaps, z + 1, geometry.nrZones)
+        // Elsewhere a bitmap is a hole (all free) and nothing claims a pblk: nothing to compare.
+        let zones = Set(bitmaps.active).union(bitmaps.markedZones).union(claims.zones).sorted()
+        for (i, z) in zones.enumerated() where !stop {
+            options.progress?(.bitmaps, i + 1, zones.count)
             let want = claims.expectedBitmap(z)
             let have = bitmaps[z]
             guard want != have else { continue }

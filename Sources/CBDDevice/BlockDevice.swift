@@ -23,6 +23,10 @@ public protocol BlockDevice: AnyObject {
     func isHole(_ range: Range<Int>) -> Bool
     /// Grows or shrinks the storage (an image file); a block device cannot.
     func setSize(_ bytes: Int) throws
+    /// The first byte at or after `offset` that may hold data (SEEK_DATA on a sparse file);
+    /// nil when only holes follow. A device that cannot tell answers `offset` itself, so a
+    /// reader that skips holes reads everything there.
+    func nextData(from offset: Int) -> Int?
     /// Whether this device's bytes are those of the open file `fd` (a writer whose data is
     /// already in place need not copy it).
     func isBacked(byFile fd: Int32) -> Bool
@@ -36,6 +40,8 @@ extension BlockDevice {
     public func isHole(_ range: Range<Int>) -> Bool { false }
 
     public func isBacked(byFile fd: Int32) -> Bool { false }
+
+    public func nextData(from offset: Int) -> Int? { offset < size ? offset : nil }
 
     public func copyInKernel(_ count: Int, from fd: Int32, at offset: Int, to target: Int) -> Bool { false }
 

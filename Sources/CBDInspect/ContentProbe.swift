@@ -9,11 +9,16 @@ extension Signatures {
     ///
     /// The first 8 MiB and the last 1 MiB of the logical device (where superblocks and
     /// partition tables live) are copied into an unlinked sparse file of the logical size,
-    /// which libblkid probes like a disk.
+    /// which libblkid probes like a disk. Where the scratch filesystem cannot hold a sparse
+    /// file that large (ext4 stops at 16 TiB), the head alone is probed: a filesystem or a
+    /// partition table still shows there, only backup copies at the end are missed.
     public static func content(of volume: Volume, scratchDirectory: String = "/tmp") throws -> [(String, String)]? {
         let spill = try Spill(directory: scratchDirectory)
-        let size = volume.logicalSize
-        try spill.extend(to: size)
+        var size = volume.logicalSize
+        do { try spill.extend(to: size) } catch {
+            size = min(size, 8 << 20)
+            try spill.extend(to: size)
+        }
         let head = min(size, 8 << 20), tailStart = max(head, size - (1 << 20))
         let buf = ByteBuffer(count: 1 << 20)
         for range in [0..<head, tailStart..<size] {

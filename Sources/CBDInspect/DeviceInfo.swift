@@ -10,10 +10,7 @@ public enum DeviceInfo {
         options.mode = .readOnly
         let check = try Checker(device: dev, options: options)
         try check.run()
-        var markedPblks = 0
-        for z in 0..<g.nrZones {
-            markedPblks += Bitmap(bytes: try dev.readPblks(g.bitmapPblk(z))).countSet(below: g.dataPblkCount(z))
-        }
+        let markedPblks = check.markedPblks
         let s = check.stats
         var r = Report()
         r.add("device", dev.path)

@@ -206,7 +206,7 @@ public struct Inspector {
     func owners(of p: Int, _ g: Geometry) throws -> [Int] {
         var out: [Int] = []
         let codec = EntryCodec(g)
-        for z in 0..<g.nrZones {
+        for z in TableScanner(device: device, geometry: g).zonesWithMetadata() {
             try forEachEntry(zone: z) { n, bytes in
                 let named = bytes.withUnsafeBytes { b in (0..<codec.slots).contains { Int(codec.slot($0,
                     at: b.baseAddress!)) == p } }

@@ -66,11 +66,13 @@ public struct CBDToRaw {
         let windows = [Window(blocks: perWindow, lblkSize: g.lblkSize), Window(blocks: perWindow, lblkSize: g.lblkSize)]
         let scratch = (0..<workers).map { _ in ByteBuffer(count: g.lblkSize) }
         let counts = Counters(workers)
-        var ranges: [(Int, Int)] = []   // (first, count) of every window, zone by zone
-        for z in 0..<g.nrZones {
+        // Windows of the zones that hold metadata; between them (zones whose tables are holes
+        // in a sparse image) every block is unallocated, found without a read.
+        let zones = TableScanner(device: input, geometry: g).zonesWithMetadata()
+        let ranges = zones.lazy.flatMap { z in
             let lblks = g.lblks(inZone: z)
-            for f in stride(from: lblks.lowerBound, to: lblks.upperBound, by: perWindow) {
-                ranges.append((f, min(perWindow, lblks.upperBound - f)))
+            return stride(from: lblks.lowerBound, to: lblks.upperBound, by: perWindow).map {
+                (first: $0, count: min(perWindow, lblks.upperBound - $0))
             }
         }
         var previous: Window?
@@ -81,8 +83,21 @@ public struct CBDToRaw {
             try CBDToRaw.writeWindow(w, g, to: out, zeroHoles: zeroHoles)
         }
         var holes = HoleMap(input)
-        var slot = 0, holeBlocks = 0
+        var slot = 0, holeBlocks = 0, done = 0
+        /// Lblks `done ..< lblk` are unallocated: zeros where the output has no holes.
+        func unallocated(to lblk: Int) throws {
+            guard lblk > done else { return }
+            holeBlocks += lblk - done
+            if zeroHoles {
+                if let p = previous { try finish(p) }
+                previous = nil
+                try out.zero(done * g.lblkSize ..< lblk * g.lblkSize)
+            }
+            done = lblk
+        }
         for (first, count) in ranges {
+            try unallocated(to: first)
+            done = first + count
             // A window whose table is a hole (a sparse image) holds only unallocated blocks:
             // nothing to read or decode, and a hole in the output (zeros on a device or stream,
             // written after the window before it).
@@ -111,6 +126,7 @@ public struct CBDToRaw {
             previous = w
             progress?(first * g.lblkSize, g.logicalBytes)
         }
+        try unallocated(to: g.nrLblk)
         if let p = previous { try finish(p) }
         progress?(g.logicalBytes, g.logicalBytes)
         var summary = ConvertSummary()

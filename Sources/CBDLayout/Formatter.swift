@@ -22,9 +22,12 @@ public enum Formatter {
         try device.zero(0..<Units.pblkSize)
         try device.sync()
         // 2. Bitmap and table of every zone read as zeros (holes in a file, discards on a disk).
-        for z in 0..<g.nrZones {
+        // Zones whose metadata is a hole already are skipped, found with one seek each: a new
+        // sparse image of any size costs nothing here (a block device: every zone).
+        let zones = TableScanner(device: device, geometry: g).zonesWithMetadata()
+        for (i, z) in zones.enumerated() {
             try device.zero(g.metadataBytes(zone: z))
-            if z & 1023 == 0 { progress?(z, g.nrZones) }
+            if i & 1023 == 0 { progress?(z, g.nrZones) }
         }
         // 3. A short last zone marks the pblks it does not have as used.
         let last = g.nrZones - 1

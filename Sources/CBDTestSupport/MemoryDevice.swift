@@ -84,6 +84,13 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         for p in pblks.keys where p * Units.pblkSize >= bytes { pblks[p] = nil }
     }
 
+    /// Pblks never written (or written as zeros) are holes.
+    public func nextData(from offset: Int) -> Int? {
+        guard offset < size else { return nil }
+        if pblks[offset / Units.pblkSize] != nil { return offset }
+        return pblks.keys.filter { $0 > offset / Units.pblkSize }.min().map { $0 * Units.pblkSize }
+    }
+
     public func sync() throws {
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected sync failure") }
         syncCount += 1

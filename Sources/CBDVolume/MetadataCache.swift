@@ -22,6 +22,12 @@ package final class MetadataCache {
 
     // MARK: Bitmaps
 
+    /// Whether zone `z`'s bitmap is in the cache (possibly changed since it was read).
+    func hasBitmap(_ z: Int) -> Bool { bitmaps.peek(z) != nil }
+
+    /// The zones whose bitmap is cached, in no order.
+    var cachedBitmapZones: [Int] { Array(bitmaps.keys) }
+
     package func bitmap(_ z: Int) throws -> Bitmap {
         if let b = bitmaps[z] { return b }
         let b = Bitmap(bytes: try device.readPblks(geometry.bitmapPblk(z)))

@@ -32,8 +32,20 @@ package final class PblkAllocator {
 
     /// Counts further zones until at least `k` free pblks are counted or every zone is;
     /// returns whether `k` are.
+    ///
+    /// Zones whose bitmap pblk is a hole on the device (and not cached) are all free: a run of
+    /// them is counted at once, found with one SEEK_DATA, so counting a huge sparse device costs
+    /// a seek per zone that holds metadata, not a read per zone.
     func countFree(atLeast k: Int) throws -> Bool {
         while countedFree < k && !countedAll {
+            let holes = freeZones(from: countedZones)
+            if holes > 0 {
+                let z = countedZones, last = layout.nrZones - 1
+                countedFree += holes * Units.pblksPerBitmap
+                    - (z + holes > last ? Units.pblksPerBitmap - layout.dataPblkCount(last) : 0)
+                countedZones += holes
+                continue
+            }
             let z = countedZones
             let limit = layout.dataPblkCount(z)
             countedFree += limit - (try meta.bitmap(z)).countSet(below: limit)
@@ -42,11 +54,25 @@ package final class PblkAllocator {
         return countedFree >= k
     }
 
+    /// How many zones from `z` on have a bitmap that is a hole on the device and not cached
+    /// (all free); 0 when zone `z`'s must be read.
+    private func freeZones(from z: Int) -> Int {
+        guard !meta.hasBitmap(z) else { return 0 }
+        let g = layout
+        let at = meta.device.nextData(from: g.bitmapPblk(z) * Units.pblkSize).map { $0 / Units.pblkSize }
+        // Zones whose bitmap pblk lies before the next data.
+        var end = at.map { min(g.nrZones, ($0 - 1 + g.zoneSpan - 1) / g.zoneSpan) } ?? g.nrZones
+        if let cached = meta.cachedBitmapZones.filter({ $0 >= z }).min() { end = min(end, cached) }
+        return max(0, end - z)
+    }
+
     /// Takes `count` free data pblks, marking them in the (cached) bitmaps; nil, with nothing
     /// taken, when the device has fewer free.
     package func allocate(_ count: Int, near home: Int) throws -> [Pblk]? {
         var out: [Pblk] = []
-        for z in layout.zones(from: home) where out.count < count && !exhausted.contains(z) {
+        for z in layout.zones(from: home) where !exhausted.contains(z) {
+            // Stop as soon as enough are taken: a `where` clause alone would walk every zone.
+            guard out.count < count else { break }
             let limit = layout.dataPblkCount(z)
             var bm = try meta.bitmap(z)
             var k = hint[z] ?? 0

@@ -13,6 +13,24 @@ package struct TableScanner {
         self.geometry = geometry
     }
 
+    /// The zones whose bitmap or table pblks hold data on the device, in order: the others
+    /// are holes of a sparse image (an all-zero table, an all-free bitmap), found without
+    /// reading them, one SEEK_DATA per zone that holds metadata or data. On a device that
+    /// cannot tell (a block device), every zone.
+    package func zonesWithMetadata() -> [Int] {
+        let g = geometry
+        var out: [Int] = []
+        var z = 0
+        while z < g.nrZones, let at = device.nextData(from: g.zoneStart(z) * Units.pblkSize) {
+            let p = at / Units.pblkSize
+            z = (p - 1) / g.zoneSpan
+            guard z < g.nrZones else { break }
+            if p < g.dataStart(z) { out.append(z) }
+            z += 1
+        }
+        return out
+    }
+
     /// A buffer large enough for one chunk (give one per thread).
     package func makeBuffer() -> ByteBuffer {
         ByteBuffer(count: TableScanner.chunkBytes + 2 * Units.pblkSize + geometry.entryLen)

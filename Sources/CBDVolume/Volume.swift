@@ -155,6 +155,40 @@ public final class Volume {
         return try entry(n) != .unallocated
     }
 
+    /// The run of lblks from `n` (below `end`) that are all allocated or all not: whether they
+    /// are, and the first lblk after the run. A run of zones whose tables are holes on the
+    /// device (and that hold no block waiting in the cache) is passed whole, with one SEEK_DATA:
+    /// mapping a huge, mostly empty device costs a seek per zone that holds metadata.
+    public func allocationRun(from n: Int, below end: Int) throws -> (allocated: Bool, end: Int) {
+        let allocated = try isAllocated(n)
+        let waiting = Set(blocks.keys.filter { blocks.peek($0)?.dirty == true }.map { geometry.zone(ofLblk: $0) })
+        var m = n + 1
+        while m < end {
+            if !allocated, let next = lblkAfterHoleTables(from: m, waiting: waiting), next > m {
+                m = min(next, end)
+                continue
+            }
+            guard try isAllocated(m) == allocated else { break }
+            m += 1
+        }
+        return (allocated, m)
+    }
+
+    /// The first lblk past the zones from lblk `m`'s on whose tables are holes (none of them
+    /// in `waiting`); nil when `m`'s zone has a table on the device.
+    private func lblkAfterHoleTables(from m: Int, waiting: Set<Int>) -> Int? {
+        let g = geometry, z = g.zone(ofLblk: m)
+        guard !waiting.contains(z) else { return nil }
+        let at = device.nextData(from: g.tablePblks(z).lowerBound * Units.pblkSize).map { $0 / Units.pblkSize }
+        if let at, at < g.tablePblks(z).upperBound { return nil }   // zone z's table holds data
+        // Zone z's table is a hole, and so is that of every zone z' whose table ends at or
+        // before the next data: 2 + tableBlocks + z' * span <= at.
+        var zEnd = at.map { max(z + 1, min(g.nrZones, ($0 - 2 - g.tableBlocks) / g.zoneSpan + 1)) } ?? g.nrZones
+        if let w = waiting.filter({ $0 >= z }).min() { zEnd = min(zEnd, w) }
+        guard zEnd > z else { return nil }
+        return min(g.nrLblk, zEnd << g.lblkPerZoneShift)
+    }
+
     /// Commits every dirty block; the device stays marked DIRTY until `close()`.
     public func flush() throws {
         let dirty = blocks.keys.filter { blocks.peek($0)?.dirty == true }.sorted()

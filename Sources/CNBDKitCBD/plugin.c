@@ -57,6 +57,18 @@ static int cbd_can_fua(void *handle) { (void) handle; return NBDKIT_FUA_NATIVE; 
 static int cbd_can_multi_conn(void *handle) { (void) handle; return 1; }
 static int cbd_can_extents(void *handle) { (void) handle; return 1; }
 
+// Any request works (a partial block is read, modified and written again), so the minimum
+// is a sector; a whole logical block is what costs least; nbdkit's own request limit is 32 MiB.
+static int cbd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum) {
+  (void) handle;
+  int64_t lblk = cbd_plugin_block_size();
+  if (lblk < 0) return -1;
+  *minimum = 512;
+  *maximum = 32 * 1024 * 1024;
+  *preferred = lblk > *maximum ? *maximum : (uint32_t) lblk;
+  return 0;
+}
+
 static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle; (void) flags;
   return SHARED(cbd_plugin_pread(buf, count, offset));
@@ -127,6 +139,7 @@ static struct nbdkit_plugin plugin = {
   .can_fua = cbd_can_fua,
   .can_multi_conn = cbd_can_multi_conn,
   .can_extents = cbd_can_extents,
+  .block_size = cbd_block_size,
   .pread = cbd_pread,
   .pwrite = cbd_pwrite,
   .flush = cbd_flush,

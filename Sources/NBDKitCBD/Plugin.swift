@@ -130,6 +130,14 @@ func pluginGetSize() -> Int64 {
     return Int64(v.logicalSize)
 }
 
+/// The device's logical block size: what a client should write whole (a partial block is
+/// read, modified and written again).
+@_cdecl("cbd_plugin_block_size")
+func pluginBlockSize() -> Int64 {
+    guard let v = Server.volume else { cbd_plugin_error("cbd: no device open", EIO); return -1 }
+    return Int64(v.geometry.lblkSize)
+}
+
 @_cdecl("cbd_plugin_pread")
 func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt64) -> Int32 {
     Server.call {
@@ -185,14 +193,16 @@ func pluginExtents(_ count: UInt32, _ offset: UInt64, _ one: Int32, _ context: U
         let v = try Server.requireVolume()
         let bs = v.geometry.lblkSize
         let end = min(Int(offset) + Int(count), v.logicalSize)
+        let endLblk = (end + bs - 1) / bs
         var n = Int(offset) / bs
-        while n * bs < end {
-            // One run of blocks that are all allocated or all holes.
-            let allocated = try v.isAllocated(n)
-            let start = n * bs
-            n += 1
-            while n * bs < end, try v.isAllocated(n) == allocated { n += 1 }
-            guard add(context, UInt64(start), UInt64(n * bs - start), allocated ? 0 : 1) == 0 else { return -1 }
+        while n < endLblk {
+            // One run of blocks that are all allocated or all holes (a huge hole costs a seek).
+            let (allocated, next) = try v.allocationRun(from: n, below: endLblk)
+            let start = max(n * bs, Int(offset))
+            guard add(context, UInt64(start), UInt64(min(next * bs, end) - start), allocated ? 0 : 1) == 0 else {
+                return -1
+            }
+            n = next
             if one != 0 { break }
         }
         return 0

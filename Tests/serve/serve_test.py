@@ -102,9 +102,17 @@ class Server:
         raise AssertionError('no socket after 5 s')
 
     def connect(self):
-        h = nbd.NBD()
-        h.connect_unix(self.sock)
-        return h
+        """A connection; nbdkit binds the socket a moment before it listens, so a refusal in
+        the first seconds (a loaded machine) is retried."""
+        for attempt in range(500):
+            h = nbd.NBD()
+            try:
+                h.connect_unix(self.sock)
+                return h
+            except nbd.Error as e:
+                if 'ECONNREFUSED' not in str(e) or attempt == 499:
+                    raise
+                time.sleep(0.01)
 
     def stop(self, sig=signal.SIGTERM):
         """The server's exit status; one still running after 30 s (a case that failed with

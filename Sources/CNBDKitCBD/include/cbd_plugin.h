@@ -10,6 +10,7 @@ int cbd_plugin_get_ready(void);
 void cbd_plugin_cleanup(void);
 int cbd_plugin_readonly(void);
 int64_t cbd_plugin_get_size(void);
+int64_t cbd_plugin_block_size(void);
 int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
 int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_flush(void);
