@@ -57,13 +57,15 @@ static int cbd_can_fua(void *handle) { (void) handle; return NBDKIT_FUA_NATIVE; 
 static int cbd_can_multi_conn(void *handle) { (void) handle; return 1; }
 static int cbd_can_extents(void *handle) { (void) handle; return 1; }
 
-// Any request works (a partial block is read, modified and written again), so the minimum
-// is a sector; a whole logical block is what costs least; nbdkit's own request limit is 32 MiB.
+// Any request works, to the byte (a partial block is read, modified and written again), so
+// the minimum is 1: a larger one would make clients such as libnbd refuse unaligned requests
+// that the device serves. A whole logical block is what costs least; nbdkit's own request
+// limit is 32 MiB.
 static int cbd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum) {
   (void) handle;
   int64_t lblk = cbd_plugin_block_size();
   if (lblk < 0) return -1;
-  *minimum = 512;
+  *minimum = 1;
   *maximum = 32 * 1024 * 1024;
   *preferred = lblk > *maximum ? *maximum : (uint32_t) lblk;
   return 0;

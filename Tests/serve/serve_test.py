@@ -170,6 +170,11 @@ def map_is_the_allocation(d):
             seen[n] = (e['type'] & 1) == 1
     assert seen == hole, 'map and entries disagree'
     assert any(hole) and not all(hole)
+    # The block size the plugin advertises: any request works, a whole block costs least.
+    info = json.loads(sh(tool('cbd'), 'serve', '-r', dev, '--run', 'nbdinfo --json "$uri"').stdout)
+    export = info['exports'][0]
+    assert (export['block_size_minimum'], export['block_size_preferred'], export['block_size_maximum']) == \
+        (1, im.lblk_size, 32 << 20), export
 
 
 @case
