@@ -51,7 +51,7 @@ public final class Resizer {
     package func forEachEntry(_ body: (Int, AllocationEntry) throws -> Void) throws {
         let scanner = TableScanner(device: device, geometry: geometry)
         let buffer = scanner.makeBuffer()
-        for z in 0..<geometry.nrZones {
+        for z in scanner.zonesWithMetadata() {
             try scanner.forEachEntry(zone: z, buffer: buffer) { n, p in
                 do { try body(n, try codec.decode(p)) } catch let e as EntryError {
                     throw CBDError("\(device.path): logical block \(n): \(e)", hint: .check)
@@ -127,12 +127,14 @@ public final class Resizer {
         if new.physicalBytes > device.size { try device.setSize(new.physicalBytes) }
         try device.setDirty(true, in: &header)
         if new.nrPblk > old.nrPblk {
-            // New zones: empty bitmap (padding set) and zero table.
-            for z in old.nrZones..<new.nrZones {
+            // New zones: empty bitmap (padding set) and zero table. Those whose metadata is a
+            // hole already (a grown image file) are passed, found with a seek each.
+            for z in TableScanner(device: device, geometry: new).zonesWithMetadata(from: old.nrZones) {
                 try device.zero(new.metadataBytes(zone: z))
-                if new.dataPblkCount(z) < Units.pblksPerBitmap {
-                    try device.writePblks(Bitmap(dataPblks: new.dataPblkCount(z)).bytes, at: new.bitmapPblk(z))
-                }
+            }
+            let last = new.nrZones - 1
+            if last >= old.nrZones && new.dataPblkCount(last) < Units.pblksPerBitmap {
+                try device.writePblks(Bitmap(dataPblks: new.dataPblkCount(last)).bytes, at: new.bitmapPblk(last))
             }
             // The old last zone grows: its former padding bits become free data pblks.
             try setPadding(zone: old.nrZones - 1, old: old, new: new)

@@ -17,10 +17,10 @@ package struct TableScanner {
     /// are holes of a sparse image (an all-zero table, an all-free bitmap), found without
     /// reading them, one SEEK_DATA per zone that holds metadata or data. On a device that
     /// cannot tell (a block device), every zone.
-    package func zonesWithMetadata() -> [Int] {
+    package func zonesWithMetadata(from first: Int = 0) -> [Int] {
         let g = geometry
         var out: [Int] = []
-        var z = 0
+        var z = first
         while z < g.nrZones, let at = device.nextData(from: g.zoneStart(z) * Units.pblkSize) {
             let p = at / Units.pblkSize
             z = (p - 1) / g.zoneSpan

@@ -3,7 +3,7 @@ import Testing
 @testable import CBDFormat
 @testable import CBDTestSupport
 
-/// Every tool on a 1 PiB sparse image (on tmpfs: ext4 files stop at 16 TiB) with 1 MiB of data
+/// Every tool (mkfs, write, fsck, resize, info, convert both ways, read, serve) on a 1 PiB sparse image (on tmpfs: ext4 files stop at 16 TiB) with 1 MiB of data
 /// at the start, the middle and the end of its 4 TiB logical device: each is correct and its
 /// peak memory (counted by /usr/bin/time, not timed) stays far below 256 MiB. Before, fsck and
 /// info aborted allocating 34 GB, and mkfs took 12-21 s.
@@ -39,6 +39,13 @@ import Testing
         let (fsck, fsckRSS) = try measured("fsck.cbd", ["-fn", dev])
         #expect(fsck.status == 0 && fsck.stdout.contains("0 problems"), "\(fsck.stdout)\(fsck.stderr)")
         #expect(fsckRSS < limit, "fsck -fn: \(fsckRSS) bytes")
+        // Grow and shrink the physical size (the layout kept): new zones are holes, not writes.
+        for size in ["1200T", "1P"] {
+            let (r, rss) = try measured("cbd", ["resize", dev, size])
+            #expect(r.status == 0 && rss < limit, "resize \(size): \(r.stderr)")
+        }
+        #expect(FileFacts.size(dev) == 1 << 50 && FileFacts.allocated(dev) < 64 << 20)
+        #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
         let (info, infoRSS) = try measured("cbd", ["info", dev])
         #expect(info.status == 0 && info.stdout.contains("consistent:         yes"), "\(info.stdout)\(info.stderr)")
         #expect(infoRSS < limit, "cbd info: \(infoRSS) bytes")
