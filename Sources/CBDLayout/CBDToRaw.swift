@@ -8,6 +8,9 @@ import CBDVolume
 /// its blocks' pblks in contiguous runs, decompresses, and writes its own output range.
 public struct CBDToRaw {
     public var overwrite = false
+    /// Wipe the filesystem and partition-table signatures of a block device output first (as
+    /// `RawToCBD` does for a CBD output; the caller decides whether there are any to wipe).
+    public var wipeSignatures = false
     public var progress: ProgressHandler?
     public var bytesPerWorker = 8 << 20
 
@@ -16,6 +19,7 @@ public struct CBDToRaw {
     public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
         let g = try geometry(of: input)
         let out = try OutputFile(path: outputPath, size: g.logicalBytes, overwrite: overwrite)
+        if wipeSignatures && out.isBlockDevice { try Signatures.wipe(device: out.device) }
         var summary = try decode(input, g, into: out.device, zeroHoles: out.isBlockDevice)
         try out.commit()
         summary.inputBytes = input.size

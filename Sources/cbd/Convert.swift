@@ -55,7 +55,7 @@ struct Convert: ParsableCommand {
             if toRaw {
                 guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
                 var c = CBDToRaw()
-                if wipe { try Signatures.wipe(device: FileDevice(path: output, mode: .readWrite)) }
+                c.wipeSignatures = wipe
                 c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 if !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
