@@ -111,7 +111,7 @@ final class PowerLossDevice: BlockDevice {
     }
 
     /// Runs `op` on a recording copy of `base`; returns the crash states that break the rules.
-    func badStates(_ base: MemoryDevice, samples: Int = 32, dropSync: @escaping (Int) -> Bool = { _ in false },
+    func badStates(_ base: MemoryDevice, samples: Int = 24, dropSync: @escaping (Int) -> Bool = { _ in false },
                    _ op: (BlockDevice) throws -> Void) throws -> [String] {
         let old = try contents(base)
         let rec = PowerLossDevice(base.copy())
@@ -219,7 +219,7 @@ final class PowerLossDevice: BlockDevice {
         try Undo.apply(undoPath: s.file("undo"), to: rec)
         #expect(rec.inner.snapshot() == original.snapshot())
         var failures: [Int] = []
-        for (i, state) in try rec.crashStates(base: resized, samples: 32, seed: 8).enumerated() {
+        for (i, state) in try rec.crashStates(base: resized, samples: 24, seed: 8).enumerated() {
             try #require(FileManager.default.createFile(atPath: s.file("again"), contents: underWay))
             try Undo.apply(undoPath: s.file("again"), to: state)
             if state.size != original.size || state.snapshot() != original.snapshot() { failures.append(i) }

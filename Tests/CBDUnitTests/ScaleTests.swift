@@ -26,7 +26,7 @@ import Testing
             let zone = min(z, g.nrZones - 1)
             return zone * Units.pblksPerBitmap + Int(rng.next() % UInt64(g.dataPblkCount(zone)))
         }
-        for _ in 0..<20_000 {
+        for _ in 0..<5_000 {
             let i = randomIndex()
             switch rng.next() % 4 {
             case 0, 1:
@@ -39,7 +39,7 @@ import Testing
         }
         #expect(claims.claimedCount == reference.count)
         #expect(claims.freeCount == g.totalDataPblks - reference.count - reserved.count)
-        for _ in 0..<20_000 {
+        for _ in 0..<5_000 {
             let i = randomIndex()
             #expect(claims.isClaimed(i) == reference.contains(i))
         }
