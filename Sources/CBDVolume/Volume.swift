@@ -174,18 +174,26 @@ public final class Volume {
         return (allocated, m)
     }
 
-    /// The first lblk past the zones from lblk `m`'s on whose tables are holes (none of them
-    /// in `waiting`); nil when `m`'s zone has a table on the device.
+    /// The first lblk past a run of unallocated lblks from `m` that the device's holes show
+    /// (nil when `m`'s entry may hold data): entries that lie wholly in a hole of `m`'s table,
+    /// or, when the rest of that table is a hole, every zone up to the next one whose table
+    /// holds data. Zones in `waiting` (blocks waiting in the cache) are never passed.
     private func lblkAfterHoleTables(from m: Int, waiting: Set<Int>) -> Int? {
         let g = geometry, z = g.zone(ofLblk: m)
         guard !waiting.contains(z) else { return nil }
-        let at = device.nextData(from: g.tablePblks(z).lowerBound * Units.pblkSize).map { $0 / Units.pblkSize }
-        if let at, at < g.tablePblks(z).upperBound { return nil }   // zone z's table holds data
-        // Zone z's table is a hole, and so is that of every zone z' whose table ends at or
-        // before the next data: 2 + tableBlocks + z' * span <= at.
-        var zEnd = at.map { max(z + 1, min(g.nrZones, ($0 - 2 - g.tableBlocks) / g.zoneSpan + 1)) } ?? g.nrZones
-        if let w = waiting.filter({ $0 >= z }).min() { zEnd = min(zEnd, w) }
-        guard zEnd > z else { return nil }
+        let off = g.entryOffset(ofLblk: m)
+        let at = device.nextData(from: off)
+        let tableEnd = g.tablePblks(z).upperBound * Units.pblkSize
+        if let at, at < tableEnd {
+            // Data further on in this zone's table: the entries before it are zeros.
+            let count = (at - off) / g.entryLen
+            return count > 0 ? min(m + count, g.lblks(inZone: z).upperBound) : nil
+        }
+        // The rest of zone z's table is a hole, and so is that of every zone z' whose table
+        // ends at or before the next data: 2 + tableBlocks + z' * span <= at (in pblks).
+        var zEnd = at.map { max(z + 1, min(g.nrZones, ($0 / Units.pblkSize - 2 - g.tableBlocks) / g.zoneSpan + 1)) }
+            ?? g.nrZones
+        if let w = waiting.filter({ $0 > z }).min() { zEnd = min(zEnd, w) }
         return min(g.nrLblk, zEnd << g.lblkPerZoneShift)
     }
 
