@@ -255,17 +255,25 @@ def power(cls):
     return type(cls.__name__, (cls,), {'device': 'dev.cbd', 'rerun': False, 'ok_codes': getattr(cls, 'ok_codes', (0,))})
 
 
-class Relayout(cp.DeviceScenario):
-    """cbd resize -z: the logical size grows 16x, so every zone's table grows and the whole
-    device is rewritten in place behind the undo file. Old (after cbd undo) or new: the same
-    blocks, and zeros past them."""
+class PowerDevice(cp.DeviceScenario):
+    """A scenario of this file on the crash test's device: dev.cbd, exit 0, not run again."""
     device = 'dev.cbd'
     ok_codes = (0,)
     rerun = False
 
+
+class SameContent(PowerDevice):
+    """A command that changes the layout, never a block's content: old and new are the same."""
+
     def setup(self):
         super().setup()
         self.new = self.old
+
+
+class Relayout(SameContent):
+    """cbd resize -z: the logical size grows 16x, so every zone's table grows and the whole
+    device is rewritten in place behind the undo file. Old (after cbd undo) or new: the same
+    blocks, and zeros past them."""
 
     def command(self):
         return [self.tool('cbd'), 'resize', '-z', 'undo.bin', '-L', str(16 * cp.NR_LBLK * cp.BS), 'dev.cbd']
@@ -306,15 +314,7 @@ class Undo(Relayout):
         return None
 
 
-class Grow(cp.DeviceScenario):
-    device = 'dev.cbd'
-    ok_codes = (0,)
-    rerun = False
-
-    def setup(self):
-        super().setup()
-        self.new = self.old
-
+class Grow(SameContent):
     def command(self):
         return [self.tool('cbd'), 'resize', 'dev.cbd', '80M']
 
@@ -345,12 +345,9 @@ CLIENT = textwrap.dedent('''
 ''')
 
 
-class Serve(cp.DeviceScenario):
+class Serve(PowerDevice):
     """The nbdkit plugin under `cbd serve`: a client writes, flushes, writes with FUA, writes and
     trims without either. After each reply the blocks it covered are new in every later cut."""
-    device = 'dev.cbd'
-    ok_codes = (0,)
-    rerun = False
     FLUSHED = {1: (119, 120, 121), 2: (200, 201, 202)}
 
     def setup(self):
