@@ -27,9 +27,11 @@ public protocol BlockDevice: AnyObject {
     /// nil when only holes follow. A device that cannot tell answers `offset` itself, so a
     /// reader that skips holes reads everything there.
     func nextData(from offset: Int) -> Int?
-    /// Whether this device's bytes are those of the open file `fd` (a writer whose data is
-    /// already in place need not copy it).
-    func isBacked(byFile fd: Int32) -> Bool
+    /// The first byte at or after `offset` (which holds data) that lies in a hole or at the
+    /// end (SEEK_HOLE); a device that cannot tell answers its size.
+    func nextHole(from offset: Int) -> Int
+    /// The open file behind this device, which `copyInKernel` can copy out of; nil in memory.
+    var openFile: Int32? { get }
     /// Copies `count` bytes of the file `fd` from `offset` to this device at `target` inside the
     /// kernel (copy_file_range: a reflink where the filesystem can); false when it cannot, and
     /// the caller copies through a buffer. A capability, as unix_io's under e2fsprogs' io_manager.
@@ -39,7 +41,9 @@ public protocol BlockDevice: AnyObject {
 extension BlockDevice {
     public func isHole(_ range: Range<Int>) -> Bool { false }
 
-    public func isBacked(byFile fd: Int32) -> Bool { false }
+    public func nextHole(from offset: Int) -> Int { size }
+
+    public var openFile: Int32? { nil }
 
     public func nextData(from offset: Int) -> Int? { offset < size ? offset : nil }
 

@@ -152,7 +152,7 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         guard fsync(fd) == 0 else { throw systemError("cannot sync", path, errno: errno) }
     }
 
-    public func isBacked(byFile other: Int32) -> Bool { other == fd }
+    public var openFile: Int32? { fd }
 
     /// Into an image file only: a block device gains nothing from it.
     public func copyInKernel(_ count: Int, from source: Int32, at offset: Int, to target: Int) -> Bool {

@@ -3,12 +3,12 @@
 /// SEEK_HOLE walks the page cache up to the hole, so asking again per window of a dense
 /// file would walk it over and over.) A block device is one extent.
 package struct HoleMap {
-    let device: FileDevice
+    let device: any BlockDevice
     /// No data in [asked, extent.lowerBound); data in `extent`; nil: none after `asked`.
     private var asked = Int.max
     private var extent: Range<Int>?
 
-    package init(_ device: FileDevice) { self.device = device }
+    package init(_ device: any BlockDevice) { self.device = device }
 
     /// The data at or after `offset` that comes first: the rest of an extent, or nil.
     package mutating func data(after offset: Int) -> Range<Int>? {

@@ -1,71 +1,83 @@
 import Glibc
 import CBDFormat
 
-/// Where a conversion writes: a new image file, written under a temporary name and renamed
+/// An output named by a path: a new image file, written under a temporary name and renamed
 /// into place only when complete, or an existing block device (whose header is written last).
-public final class OutputFile {
+public final class OutputFile: OutputTarget {
+    /// The file the path names (a symbolic link is written through).
     public let path: String
-    public let device: FileDevice
-    private let tempPath: String?
+    public var name: String { path }
+    public let isBlockDevice: Bool
+    public var isFresh: Bool { !isBlockDevice }
+    public let scratchDirectory: String
+    private let overwrite: Bool
+    private var device: FileDevice?
+    private var tempPath: String?
     /// The file being replaced, held open and locked until the rename: no other program
     /// can be writing it (its data would go to a file that no longer has a name).
     private var replaced: FileDevice?
-    /// Committed or abandoned: the temporary name is no longer this object's to remove.
-    private var finished = false
 
-    /// Opens `path` for a conversion of `size` bytes. An existing regular file is replaced
-    /// only with `overwrite`; a block device must be large enough.
-    public init(path given: String, size: Int, overwrite: Bool) throws {
-        let path = OutputFile.target(of: given)
-        self.path = path
-        var st = stat()
-        if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK {
-            device = try FileDevice(path: path, mode: .readWrite)
-            tempPath = nil
-            replaced = nil
-            guard device.size >= size else {
-                throw SizeError.deviceTooSmall(path: path, has: device.size, needs: size)
-            }
-            return
+    /// An output at `path`. An existing regular file is replaced only with `overwrite`; a
+    /// block device keeps its spill files in `deviceScratch` (its own folder, /dev, is a
+    /// small tmpfs). Nothing is opened or created until `open`.
+    public init(path given: String, overwrite: Bool, deviceScratch: String = "/var/tmp") {
+        path = OutputFile.target(of: given)
+        self.overwrite = overwrite
+        isBlockDevice = FileProbe.isBlockDevice(path)
+        scratchDirectory = isBlockDevice ? deviceScratch : OutputFile.directory(of: path)
+    }
+
+    deinit { if let t = tempPath { unlink(t) } }
+
+    public func open(size: Int) throws -> any BlockDevice {
+        if isBlockDevice {
+            let d = try device ?? FileDevice(path: path, mode: .readWrite)
+            guard d.size >= size else { throw SizeError.deviceTooSmall(path: path, has: d.size, needs: size) }
+            device = d
+            return d
         }
-        if FileProbe.exists(path) {
+        var st = stat()
+        if stat(path, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFREG else { throw CBDError("\(path): not a regular file or block device") }
             guard overwrite else { throw CBDError("\(path): already exists", hint: .overwrite) }
             // Opened for writing as any writer would: a read-only file, one in use by another
             // program, or one a loop device maps is refused, and it stays locked until replaced.
-            replaced = try FileDevice(path: path, mode: .readWrite)
-        } else {
-            replaced = nil
+            replaced = try replaced ?? FileDevice(path: path, mode: .readWrite)
         }
         let temp = OutputFile.temporaryPath(for: path)
         unlink(temp)
-        device = try FileDevice(path: temp, mode: .readWrite, createSize: size)
+        let d = try FileDevice(path: temp, mode: .readWrite, createSize: size)
         tempPath = temp
-        if replaced != nil { fchmod(device.fd, st.st_mode & 0o7777) }   // the new file keeps the old one's mode
+        if replaced != nil { fchmod(d.fd, st.st_mode & 0o7777) }   // the new file keeps the old one's mode
+        device = d
+        return d
     }
 
-    deinit { if !finished, let t = tempPath { unlink(t) } }
-
-    /// Gives the output up before it is complete, so that a new `OutputFile` can take the
-    /// same path: the temporary file loses its name at once (what was written stays readable
-    /// through `device` while it is open), and the file being replaced is released.
     public func abandon() {
-        if !finished, let t = tempPath { unlink(t) }
-        finished = true
+        if let t = tempPath { unlink(t) }
+        tempPath = nil
+        replaced = nil
+        device = nil
+    }
+
+    public func commit() throws {
+        guard let d = device else { return }
+        try d.sync()
+        if let t = tempPath {
+            guard rename(t, path) == 0 else { throw systemError("cannot rename \(t) to", path, errno: errno) }
+            tempPath = nil
+            let dfd = Glibc.open(OutputFile.directory(of: path), O_RDONLY | O_DIRECTORY)
+            if dfd >= 0 { fsync(dfd); close(dfd) }
+        }
         replaced = nil
     }
 
-    public var isBlockDevice: Bool { tempPath == nil }
-
-    /// Makes the output durable and, for a file, gives it its final name.
-    public func commit() throws {
-        try device.sync()
-        if let t = tempPath {
-            guard rename(t, path) == 0 else { throw systemError("cannot rename \(t) to", path, errno: errno) }
-            let dfd = open(OutputFile.directory(of: path), O_RDONLY | O_DIRECTORY)
-            if dfd >= 0 { fsync(dfd); close(dfd) }
-        }
-        finished = true
+    /// Same file (or, for block devices, the same device number) as the open file behind `device`.
+    public func isSame(as device: any BlockDevice) -> Bool {
+        var a = stat(), b = stat()
+        guard let fd = device.openFile, fstat(fd, &a) == 0, stat(path, &b) == 0 else { return false }
+        if a.st_mode & S_IFMT == S_IFBLK && b.st_mode & S_IFMT == S_IFBLK { return a.st_rdev == b.st_rdev }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
     }
 
     /// Where the output is written until it is complete: beside it, hidden, named for this process.

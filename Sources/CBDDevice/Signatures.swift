@@ -27,15 +27,18 @@ public enum Signatures {
         return out
     }
 
-    /// Erases every signature libblkid finds (wipefs -a), and a CBD magic.
-    public static func wipe(device: FileDevice) throws {
+    /// Erases every signature libblkid finds (wipefs -a) on a device backed by a file, and
+    /// a CBD magic on any device.
+    public static func wipe(device: any BlockDevice) throws {
         var failed = false
-        walk(fd: device.fd, wipe: true) { _ in }
-        if cbdHeader(fd: device.fd) != nil {
+        if let fd = device.openFile { walk(fd: fd, wipe: true) { _ in } }
+        var m = [UInt8](repeating: 0, count: 4)
+        if device.size >= 4 { try m.withUnsafeMutableBytes { try device.read(into: $0, at: 0) } }
+        if m == Header.magic {
             let zeros = [UInt8](repeating: 0, count: 4)
             try zeros.withUnsafeBytes { try device.write($0, at: 0) }
         }
-        walk(fd: device.fd, wipe: false) { _ in failed = true }
+        if let fd = device.openFile { walk(fd: fd, wipe: false) { _ in failed = true } }
         if failed { throw CBDError("\(device.path): could not wipe the existing signatures") }
     }
 

@@ -3,19 +3,36 @@ import CBDFormat
 
 /// A device that can only be written in order, from the start: standard output (a pipe or a
 /// terminal). Holes are written as zeros; a write anywhere but at the current end is refused.
-/// What `cbd convert DEVICE -` writes to.
-public final class StreamOutput: BlockDevice {
+/// What `cbd convert DEVICE -` writes to: its own output target, opened once.
+public final class StreamOutput: BlockDevice, OutputTarget {
     public let path = "standard output"
-    public let size: Int
+    public private(set) var size = 0
     public let isWritable = true
     let fd: Int32
     private var position = 0
 
-    /// Streams `size` bytes to `fd`.
-    public init(fd: Int32 = 1, size: Int) {
+    /// Streams to `fd`, the size `open` is given.
+    public init(fd: Int32 = 1) {
         self.fd = fd
-        self.size = size
     }
+
+    // MARK: As an output target: nothing to name, make durable or take back.
+
+    public var name: String { path }
+    public var isFresh: Bool { false }
+    public var scratchDirectory: String { "/var/tmp" }
+
+    public func open(size: Int) throws -> any BlockDevice {
+        guard position == 0 else { throw CBDError("\(path): already written") }
+        self.size = size
+        return self
+    }
+
+    public func abandon() {}
+    public func commit() throws {}
+    public func isSame(as device: any BlockDevice) -> Bool { false }
+
+    // MARK: As a device
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
         throw CBDError("\(path): cannot be read back")

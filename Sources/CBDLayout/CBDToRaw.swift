@@ -7,31 +7,23 @@ import CBDVolume
 /// (zeros on a block device). Windows of blocks are decoded on all cores; each worker reads
 /// its blocks' pblks in contiguous runs, decompresses, and writes its own output range.
 public struct CBDToRaw {
-    public var overwrite = false
-    /// Wipe the filesystem and partition-table signatures of a block device output first (as
-    /// `RawToCBD` does for a CBD output; the caller decides whether there are any to wipe).
+    /// Wipe the filesystem and partition-table signatures of an existing output device first
+    /// (as `RawToCBD` does for a CBD output; the caller decides whether there are any to wipe).
     public var wipeSignatures = false
     public var progress: ProgressHandler?
     public var bytesPerWorker = 8 << 20
 
     public init() {}
 
-    public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
+    /// Converts `input` into `target`: a new file keeps unallocated blocks as holes; a device
+    /// or a stream gets them as zeros.
+    public func convert(input: any BlockDevice, to target: any OutputTarget) throws -> ConvertSummary {
+        try target.refuse(input: input)
         let g = try geometry(of: input)
-        let out = try OutputFile(path: outputPath, size: g.logicalBytes, overwrite: overwrite)
-        if wipeSignatures && out.isBlockDevice { try Signatures.wipe(device: out.device) }
-        var summary = try decode(input, g, into: out.device, zeroHoles: out.isBlockDevice)
-        try out.commit()
-        summary.inputBytes = input.size
-        summary.logicalBytes = g.logicalBytes
-        summary.physicalBytes = g.physicalBytes
-        return summary
-    }
-
-    /// Streams the raw image to standard output (`cbd convert DEVICE -`): in order, holes as zeros.
-    public func convert(input: FileDevice, toStream out: StreamOutput) throws -> ConvertSummary {
-        let g = try geometry(of: input)
-        var summary = try decode(input, g, into: out, zeroHoles: true)
+        let out = try target.open(size: g.logicalBytes)
+        if wipeSignatures && !target.isFresh { try Signatures.wipe(device: out) }
+        var summary = try decode(input, g, into: out, zeroHoles: !target.isFresh)
+        try target.commit()
         summary.inputBytes = input.size
         summary.logicalBytes = g.logicalBytes
         summary.physicalBytes = g.physicalBytes
@@ -39,7 +31,7 @@ public struct CBDToRaw {
     }
 
     /// The input's geometry; a device with an interrupted table update is refused.
-    private func geometry(of input: FileDevice) throws -> Geometry {
+    private func geometry(of input: any BlockDevice) throws -> Geometry {
         let (h, g) = try input.readHeader()
         guard h.intent == nil else {
             throw CBDError("\(input.path): an update of the allocation tables was interrupted", hint: .check)
@@ -62,7 +54,7 @@ public struct CBDToRaw {
 
     /// Decodes window k+1 on all cores while this thread writes window k: one writer keeps
     /// the output file's lock uncontended, and decompression overlaps the copy into the page cache.
-    private func decode(_ input: FileDevice, _ g: Geometry, into out: BlockDevice,
+    private func decode(_ input: any BlockDevice, _ g: Geometry, into out: BlockDevice,
         zeroHoles: Bool) throws -> ConvertSummary {
         let codec = EntryCodec(g)
         let workers = Parallel.workers
@@ -141,7 +133,7 @@ public struct CBDToRaw {
     }
 
     /// Reads the window's entries in one read and decodes its blocks on all cores.
-    static func decodeWindow(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
+    static func decodeWindow(_ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
                              scratch: [ByteBuffer], counts: Counters) throws {
         let startByte = g.entryOffset(ofLblk: w.first)
         let endByte = startByte + w.count * g.entryLen
@@ -165,7 +157,7 @@ public struct CBDToRaw {
     }
 
     /// Decodes one block into `dst`; returns false when it is all zeros (nothing to write).
-    static func decodeBlock(_ input: FileDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
+    static func decodeBlock(_ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
                             entry: UnsafeRawPointer, into dst: UnsafeMutableRawPointer,
                             scratch: ByteBuffer, counts: Counters, worker w: Int) throws -> Bool {
         let e: AllocationEntry

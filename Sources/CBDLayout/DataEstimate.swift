@@ -13,7 +13,7 @@ extension RawToCBD {
     /// Blocks spread evenly over the input's data are packed as pass 1 would pack them.
     /// Only the table size must come out right, and that changes with the zone count by
     /// powers of two: a rough figure is enough, and a wrong one costs a copy, never data.
-    func estimatePackedPblks(_ input: FileDevice) throws -> Int {
+    func estimatePackedPblks(_ input: any BlockDevice) throws -> Int {
         let lblkSize = Units.pblkSize << lblkShift
         let extents = dataExtents(input)
         let dataBytes = extents.reduce(0) { $0 + $1.count }
@@ -40,7 +40,7 @@ extension RawToCBD {
 
     /// The input's data extents (a block device is one), at most `estimateExtents` of them:
     /// the rest of the input counts as one more.
-    private func dataExtents(_ input: FileDevice) -> [Range<Int>] {
+    private func dataExtents(_ input: any BlockDevice) -> [Range<Int>] {
         var holes = HoleMap(input)
         var out: [Range<Int>] = []
         var pos = 0

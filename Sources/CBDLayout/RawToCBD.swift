@@ -12,23 +12,18 @@ import CBDVolume
 /// tables, and the header last. The packed data goes, in an image file, straight to its place
 /// in a layout guessed before pass 1, since where data lies depends only on the size of the
 /// tables (the requested size, or an estimate of the data: `estimatePackedPblks`); a wrong
-/// guess costs one copy into a file of the right layout. On a block device, whose old content
-/// must stay until pass 1 has succeeded, it goes to a spill and is copied in pass 2.
+/// guess costs one copy into a file of the right layout. On an existing device, whose old
+/// content must stay until pass 1 has succeeded, it goes to a spill and is copied in pass 2.
 /// Memory is bounded by the window size, whatever the image size.
 public struct RawToCBD {
     public var lblkShift = 4
     /// Physical size of the output; nil for a compact device (data plus headroom).
     public var physicalBytes: Int?
-    public var overwrite = false
     /// Erase the signatures (filesystems, partition tables, a CBD) an output block device
     /// holds, after pass 1 and just before writing: a conversion that fails before (input
     /// unreadable, no room for the spill, too large for the device) leaves it as it was.
     public var wipeSignatures = false
     public var progress: ProgressHandler?
-    /// Where pass 1 keeps its spill files (the length log, and the packed data, about the size
-    /// of the output) when the output is a block device, whose own folder is /dev, a small
-    /// tmpfs. For an image file they stay beside it, on the same filesystem.
-    public var deviceSpillDirectory = "/var/tmp"
     /// Tests: the data size (pblks) to guess the layout from, instead of the estimate.
     var packedPblksGuess: Int?
     /// Input bytes each worker handles per window.
@@ -40,21 +35,22 @@ public struct RawToCBD {
 
     public init() {}
 
-    public func convert(input: FileDevice, to outputPath: String) throws -> ConvertSummary {
+    /// Converts `input` into `target`: straight into place in a fresh output, through a
+    /// spill into an existing device (`OutputTarget.isFresh`).
+    public func convert(input: any BlockDevice, to target: any OutputTarget) throws -> ConvertSummary {
+        try target.refuse(input: input)
         let lblkSize = Units.pblkSize << lblkShift
         guard input.size > 0 else { throw CBDError("\(input.path): input is empty") }
         let nrLblk = (input.size + lblkSize - 1) / lblkSize
         guard nrLblk <= Int.max / lblkSize else { throw CBDError("\(input.path): input is too large") }
-        let toDevice = FileProbe.isBlockDevice(outputPath)
-        let spillDir = toDevice ? deviceSpillDirectory : OutputFile.directory(of: OutputFile.target(of: outputPath))
-        let lengths = try Spill(directory: spillDir)
+        let lengths = try Spill(directory: target.scratchDirectory)
         var summary: ConvertSummary
         let g: Geometry
-        if toDevice {
-            (summary, g) = try convertThroughSpill(input, nrLblk: nrLblk, to: outputPath, lengths: lengths,
-                                                   spill: Spill(directory: spillDir))
+        if target.isFresh {
+            (summary, g) = try convertInPlace(input, nrLblk: nrLblk, to: target, lengths: lengths)
         } else {
-            (summary, g) = try convertInPlace(input, nrLblk: nrLblk, to: outputPath, lengths: lengths)
+            (summary, g) = try convertThroughSpill(input, nrLblk: nrLblk, to: target, lengths: lengths,
+                                                   spill: Spill(directory: target.scratchDirectory))
         }
         summary.inputBytes = input.size
         summary.logicalBytes = g.logicalBytes
@@ -62,40 +58,40 @@ public struct RawToCBD {
         return summary
     }
 
-    /// An image file: the data is written where a guessed layout puts it; when the real data
-    /// size calls for tables of another size, that file gives up its name and its data is
-    /// copied into a new one.
-    private func convertInPlace(_ input: FileDevice, nrLblk: Int, to path: String,
+    /// A fresh output: the data is written where a guessed layout puts it; when the real data
+    /// size calls for tables of another size, that output is abandoned (a file gives up its
+    /// name) and its data copied into a new one.
+    private func convertInPlace(_ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
                                 lengths: Spill) throws -> (ConvertSummary, Geometry) {
         let expected = physicalBytes == nil ? try packedPblksGuess ?? estimatePackedPblks(input) : 0
         let guess = try chooseGeometry(dataPblks: expected, nrLblk: nrLblk)
-        let first = try OutputFile(path: path, size: guess.physicalBytes, overwrite: overwrite)
-        let data = PlacedStream(device: first.device, layout: guess)
+        let first = try target.open(size: guess.physicalBytes)
+        let data = PlacedStream(device: first, layout: guess)
         var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
         let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk, near: guess)
         var out = first
         if g.tableBlocks == guess.tableBlocks {
-            try first.device.setSize(g.physicalBytes)
+            try first.setSize(g.physicalBytes)
         } else {
-            first.abandon()
-            out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
+            target.abandon()
+            out = try target.open(size: g.physicalBytes)
             summary.dataCopied = true
         }
-        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out.device, fresh: true)
-        try out.commit()
+        try Assembler(geometry: g, data: data, lengths: lengths).write(into: out, fresh: true)
+        try target.commit()
         return (summary, g)
     }
 
-    /// A block device: nothing is written to it until pass 1 has succeeded.
-    private func convertThroughSpill(_ input: FileDevice, nrLblk: Int, to path: String, lengths: Spill,
-                                     spill: Spill) throws -> (ConvertSummary, Geometry) {
+    /// An existing device: nothing is written to it until pass 1 has succeeded.
+    private func convertThroughSpill(_ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
+                                     lengths: Spill, spill: Spill) throws -> (ConvertSummary, Geometry) {
         var summary = try compress(input, nrLblk: nrLblk, data: spill, lengths: lengths)
         summary.dataCopied = true
         let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk)
-        let out = try OutputFile(path: path, size: g.physicalBytes, overwrite: overwrite)
-        if wipeSignatures { try Signatures.wipe(device: out.device) }
-        try Assembler(geometry: g, data: spill, lengths: lengths).write(into: out.device, fresh: !out.isBlockDevice)
-        try out.commit()
+        let out = try target.open(size: g.physicalBytes)
+        if wipeSignatures { try Signatures.wipe(device: out) }
+        try Assembler(geometry: g, data: spill, lengths: lengths).write(into: out, fresh: false)
+        try target.commit()
         return (summary, g)
     }
 
@@ -128,7 +124,7 @@ public struct RawToCBD {
     /// output sees few writes.
     static let chunkBytes = 1 << 20
 
-    package func compress(_ input: FileDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
+    package func compress(_ input: any BlockDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
         let lblkSize = Units.pblkSize << lblkShift
         let window = max(1, bytesPerWorker / lblkSize) * Parallel.workers
         let chunkBlocks = max(1, RawToCBD.chunkBytes / lblkSize)
@@ -197,7 +193,7 @@ public struct RawToCBD {
 
     /// Reads and compresses a batch on all cores, a chunk at a time; compressed data is
     /// padded to whole pblks and packed at the start of the chunk's output.
-    private func compressBatch(_ input: FileDevice, _ b: Batch) throws {
+    private func compressBatch(_ input: any BlockDevice, _ b: Batch) throws {
         let lblkSize = Units.pblkSize << lblkShift
         try b.lens.withUnsafeMutableBufferPointer { lensPtr in
             try b.outUsed.withUnsafeMutableBufferPointer { usedPtr in
@@ -221,7 +217,7 @@ public struct RawToCBD {
 
     /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
     /// (sorted); the rest reads as zeros.
-    func read(_ input: FileDevice, lblks: Range<Int>, extents: [Range<Int>],
+    func read(_ input: any BlockDevice, lblks: Range<Int>, extents: [Range<Int>],
                       into buffer: UnsafeMutableRawBufferPointer) throws {
         let lblkSize = Units.pblkSize << lblkShift
         let start = lblks.lowerBound * lblkSize, end = lblks.upperBound * lblkSize

@@ -91,6 +91,12 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         return pblks.keys.filter { $0 > offset / Units.pblkSize }.min().map { $0 * Units.pblkSize }
     }
 
+    public func nextHole(from offset: Int) -> Int {
+        var p = offset / Units.pblkSize
+        while pblks[p] != nil { p += 1 }
+        return min(size, max(offset, p * Units.pblkSize))
+    }
+
     public func sync() throws {
         if let f = failAtWrite, writeCount >= f { throw CBDError("\(path): injected sync failure") }
         syncCount += 1

@@ -45,10 +45,8 @@ struct Convert: ParsableCommand {
                 throw CBDError("a CBD device cannot be written to standard output (it is not written in order); "
                     + "give a file or a block device")
             }
-            guard output == "-" || !FileProbe.sameFile(input, output) else {
-                throw CBDError("\(output): is the input itself; convert to another file")
-            }
             let wipe = try signaturesToWipe()
+            let target = OutputFile(path: output, overwrite: force, deviceScratch: ScratchDirectory.path)
             let bar = ProgressBar.enabled(force: progress, quiet: quiet)
                 ? ProgressBar(label: toRaw ? "cbd → raw" : "raw → cbd") : nil
             let summary: ConvertSummary
@@ -56,27 +54,19 @@ struct Convert: ParsableCommand {
                 guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
                 var c = CBDToRaw()
                 c.wipeSignatures = wipe
-                c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 if !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
                     warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
                 }
-                if output == "-" {
-                    let size = try inDev.readHeader().1.logicalBytes
-                    summary = try c.convert(input: inDev, toStream: StreamOutput(size: size))
-                } else {
-                    summary = try c.convert(input: inDev, to: output)
-                }
+                summary = try c.convert(input: inDev, to: output == "-" ? StreamOutput() : target)
             } else {
                 var c = RawToCBD()
                 c.lblkShift = blockSize.lblkShift
                 if !quiet, let note = Options.blockSizeNote(lblkShift: c.lblkShift) { warn(note) }
                 c.physicalBytes = physicalSize?.bytes
                 c.wipeSignatures = wipe
-                c.deviceSpillDirectory = ScratchDirectory.path
-                c.overwrite = force
                 c.progress = bar.map { b in { b.update($0, $1) } }
-                summary = try c.convert(input: inDev, to: output)
+                summary = try c.convert(input: inDev, to: target)
             }
             bar?.finish()
             if !quiet && output != "-" { printSummary(summary, toRaw: toRaw, seconds: Clock.seconds() - start) }

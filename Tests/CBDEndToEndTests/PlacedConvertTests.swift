@@ -14,7 +14,7 @@ import Testing
     func convert(_ raw: String, _ out: String, guess: Int?) throws -> ConvertSummary {
         var c = RawToCBD()
         c.packedPblksGuess = guess
-        return try c.convert(input: FileDevice(path: raw, mode: .readOnly), to: out)
+        return try c.convert(input: FileDevice(path: raw, mode: .readOnly), to: OutputFile(path: out, overwrite: false))
     }
 
     @Test func rightAndWrongGuessesGiveTheSameImage() throws {

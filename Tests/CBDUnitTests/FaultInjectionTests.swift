@@ -188,33 +188,73 @@ import Testing
         }
     }
 
-    /// Convert's layout pass interrupted at every write never leaves a valid-looking device;
-    /// run to the end it gives exactly the input.
-    @Test func convertLayout() throws {
-        let s = try Scratch()
-        let raw = s.file("raw.img")
+    /// A raw image in memory, 24 blocks of 64 KiB with holes between some.
+    /// `size`: the image's size, holes after the blocks.
+    func rawInput(size: Int? = nil) throws -> (MemoryDevice, [UInt8]) {
         var bytes = [UInt8]()
         for n in 0..<24 { bytes += block(n, 65536, random: n % 3 == 0) + [UInt8](repeating: 0, count: n % 4 == 0 ? 65536 : 0) }
-        try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
-        let input = try FileDevice(path: raw, mode: .readOnly)
+        let input = MemoryDevice(size: size ?? bytes.count, name: "raw")
+        try bytes.withUnsafeBytes { try input.write($0, at: 0) }
+        return (input, bytes)
+    }
+
+    /// Convert into an existing device interrupted at every write never leaves a
+    /// valid-looking device; run to the end it gives exactly the input.
+    @Test func convertLayout() throws {
+        let s = try Scratch()
+        let (input, bytes) = try rawInput()
         var conv = RawToCBD()
         conv.lblkShift = 4
-        let nrLblk = (input.size + 65535) / 65536
-        let data = try Spill(directory: s.path), lengths = try Spill(directory: s.path)
-        _ = try conv.compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
-        let g = try conv.chooseGeometry(dataPblks: data.size / 4096, nrLblk: nrLblk)
-        let probe = MemoryDevice(size: g.physicalBytes)
-        try Assembler(geometry: g, data: data, lengths: lengths).write(into: probe, fresh: false)
+        let probe = MemoryDevice(size: 8 << 20)
+        let done = MemoryTarget(existing: probe, scratch: s.path)
+        _ = try conv.convert(input: input, to: done)
+        #expect(done.committed)
         let total = probe.writeCount
+        let g = try probe.readHeader().1
         #expect(try contents(probe).flatMap { $0 ?? [] }.prefix(bytes.count).elementsEqual(bytes))
         for k in 0..<total {
             // A target that held a valid CBD device before: it must not look valid after a failure.
-            let dev = MemoryDevice(size: g.physicalBytes)
+            let dev = MemoryDevice(size: 8 << 20)
             try Formatter.format(dev, geometry: g)
             dev.failAtWrite = dev.writeCount + k
-            #expect(throws: CBDError.self) { try Assembler(geometry: g, data: data, lengths: lengths).write(into: dev, fresh: false) }
+            let target = MemoryTarget(existing: dev, scratch: s.path)
+            #expect(throws: CBDError.self) { try conv.convert(input: input, to: target) }
+            #expect(!target.committed)
             dev.failAtWrite = nil
             #expect(throws: (any Error).self, "interrupted at write \(k) of \(total), the header is valid") { try dev.readHeader() }
         }
+    }
+
+    /// Both directions through memory targets: a fresh output is written in place (opened
+    /// again when the guessed layout was wrong, with the same result), and back to raw.
+    @Test func convertThroughMemoryTargets() throws {
+        let s = try Scratch()
+        // 4 GiB: one zone for this data, thousands for the wrong guess (tables of another size).
+        let (input, bytes) = try rawInput(size: 4 << 30)
+        var images: [[Int: [UInt8]]] = []
+        for guess in [nil, 10_000_000] {
+            var conv = RawToCBD()
+            conv.packedPblksGuess = guess
+            let cbd = MemoryTarget(scratch: s.path)
+            _ = try conv.convert(input: input, to: cbd)
+            let dev = try #require(cbd.device)
+            #expect(cbd.committed && cbd.opens == (guess == nil ? 1 : 2), "guess \(String(describing: guess)): opened \(cbd.opens) times")
+            images.append(dev.snapshot())
+            let raw = MemoryTarget(scratch: s.path)
+            let summary = try CBDToRaw().convert(input: dev, to: raw)
+            let out = try #require(raw.device)
+            #expect(out.size == input.size && summary.logicalBytes == input.size)
+            var back = [UInt8](repeating: 1, count: bytes.count)
+            try back.withUnsafeMutableBytes { try out.read(into: $0, at: 0) }
+            #expect(back == bytes)
+            #expect(out.nextData(from: bytes.count) == nil, "the hole stays a hole")
+            do {
+                _ = try CBDToRaw().convert(input: out, to: raw)   // onto itself
+                Issue.record("converted a device onto itself")
+            } catch let e as CBDError {
+                #expect(e.message == "memory output: is the input itself; convert to another file")
+            }
+        }
+        #expect(images[0] == images[1])
     }
 }
