@@ -176,13 +176,14 @@ public final class Checker {
     }
 
     /// Records that lblk `n` uses `pblks`: a second claim makes a duplicate for pass 1B.
-    func claim(_ pblks: [Int], lblk: Int) {
-        for p in pblks {
-            guard let i = claims.index(p) else { continue }
-            if claims.isClaimed(i) { duplicates.insert(p) } else { claims.claim(i) }
-            if case .data(let z, let k) = geometry.place(ofPblk: p), !bitmaps[z].isSet(k) {
-                unmarkedOwners[p, default: []].append(lblk)
-            }
+    func claim<S: Sequence>(_ pblks: S, lblk: Int) where S.Element: BinaryInteger {
+        var seen: (zone: Int, bitmap: Bitmap)?   // the zone last seen (an entry's pblks share one)
+        for pblk in pblks {
+            let p = Int(pblk)
+            guard case .data(let z, let k) = geometry.place(ofPblk: p) else { continue }
+            if !claims.claimIfFree(z * Units.pblksPerBitmap + k) { duplicates.insert(p) }
+            if seen?.zone != z { seen = (z, bitmaps[z]) }
+            if seen?.bitmap.isSet(k) != true { unmarkedOwners[p, default: []].append(lblk) }
         }
     }
 

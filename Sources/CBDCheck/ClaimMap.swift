@@ -5,9 +5,22 @@ import CBDVolume
 /// each, a page only for a zone that holds a claim. So its memory follows the zones in use
 /// (4 KiB each), not the device: a 1 PiB device with data in three places costs 12 KiB.
 /// Bits are indexed zone * 32768 + data index, in the bitmap's own order.
-struct ClaimMap {
+///
+/// A class: one Checker owns it, and a page is changed in place (a dictionary of arrays would
+/// hash and copy on write per claim). Claims come in runs inside one zone, so the last page
+/// used is kept at hand: a dense device's 16 million claims cost one lookup per zone change.
+final class ClaimMap {
     let geometry: Geometry
-    private var pages: [Int: [UInt64]] = [:]
+    /// One zone's claim bits.
+    final class Page {
+        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: ClaimMap.wordsPerPage)
+        init() { words.initialize(repeating: 0, count: ClaimMap.wordsPerPage) }
+        deinit { words.deallocate() }
+        var isEmpty: Bool { (0..<ClaimMap.wordsPerPage).allSatisfy { words[$0] == 0 } }
+    }
+    private var pages: [Int: Page] = [:]
+    private var lastZone = -1
+    private var lastPage: Page?
     /// Data pblks claimed: kept as claims come and go, so the free count costs nothing.
     private(set) var claimedCount = 0
     /// Data pblks that entries on disk still name but the repaired device will not (old pblks
@@ -26,36 +39,59 @@ struct ClaimMap {
     }
 
     /// The zones that hold a claim, in no order.
-    var zones: Dictionary<Int, [UInt64]>.Keys { pages.keys }
+    var zones: Dictionary<Int, Page>.Keys { pages.keys }
+
+    /// Zone `z`'s page, or nil; the last one asked is answered without a lookup.
+    @inline(__always) private func page(_ z: Int) -> Page? {
+        if z == lastZone { return lastPage }
+        lastZone = z
+        lastPage = pages[z]
+        return lastPage
+    }
 
     /// Bytes the pages take: what a check's claims cost.
     var memoryBytes: Int { pages.count * Units.pblkSize }
 
     func isClaimed(_ i: Int) -> Bool {
-        guard let page = pages[i / Units.pblksPerBitmap] else { return false }
+        guard let page = page(i / Units.pblksPerBitmap) else { return false }
         let k = i % Units.pblksPerBitmap
-        return page[k >> 6] & (1 << UInt64(k & 63)) != 0
+        return page.words[k >> 6] & (1 << UInt64(k & 63)) != 0
     }
 
-    mutating func claim(_ i: Int) {
-        reserved.remove(i)
-        guard !isClaimed(i) else { return }
-        let k = i % Units.pblksPerBitmap
-        pages[i / Units.pblksPerBitmap, default: [UInt64](repeating: 0, count: Self.wordsPerPage)][k >> 6]
-            |= 1 << UInt64(k & 63)
+    func claim(_ i: Int) { _ = claimIfFree(i) }
+
+    /// Claims `i`; false when it was claimed already (a second owner).
+    @discardableResult
+    func claimIfFree(_ i: Int) -> Bool {
+        if !reserved.isEmpty { reserved.remove(i) }
+        let z = i / Units.pblksPerBitmap, k = i % Units.pblksPerBitmap
+        let p: Page
+        if let found = page(z) { p = found } else {
+            p = Page()
+            pages[z] = p
+            lastPage = p
+        }
+        let bit: UInt64 = 1 << UInt64(k & 63)
+        guard p.words[k >> 6] & bit == 0 else { return false }
+        p.words[k >> 6] |= bit
         claimedCount += 1
+        return true
     }
 
-    mutating func release(_ i: Int) {
+    func release(_ i: Int) {
         guard isClaimed(i) else { return }
         let z = i / Units.pblksPerBitmap, k = i % Units.pblksPerBitmap
-        pages[z]?[k >> 6] &= ~(1 << UInt64(k & 63))
+        guard let p = page(z) else { return }
+        p.words[k >> 6] &= ~(1 << UInt64(k & 63))
         claimedCount -= 1
-        if pages[z]?.allSatisfy({ $0 == 0 }) == true { pages[z] = nil }
+        if p.isEmpty {
+            pages[z] = nil
+            lastPage = nil
+        }
     }
 
     /// Keeps an unclaimed pblk from being allocated in this run (see `reserved`).
-    mutating func reserve(_ i: Int) {
+    func reserve(_ i: Int) {
         if !isClaimed(i) { reserved.insert(i) }
     }
 
@@ -68,7 +104,7 @@ struct ClaimMap {
         guard let page = pages[z] else { return Bitmap(dataPblks: geometry.dataPblkCount(z)) }
         var bytes = [UInt8](repeating: 0, count: Units.pblkSize)
         bytes.withUnsafeMutableBytes { out in
-            page.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: Units.pblkSize) }
+            out.baseAddress!.copyMemory(from: page.words, byteCount: Units.pblkSize)
         }
         var b = Bitmap(bytes: bytes.map { UInt8(littleEndian: $0) })
         for k in geometry.dataPblkCount(z)..<Units.pblksPerBitmap { b.set(k) }
@@ -77,7 +113,7 @@ struct ClaimMap {
 
     /// A free data pblk, searching zone `home` first; claims it. A zone without a page is
     /// free from its first pblk (unless reserved).
-    package mutating func allocate(near home: Int) -> Int? {
+    package func allocate(near home: Int) -> Int? {
         for z in geometry.zones(from: home) {
             let base = z * Units.pblksPerBitmap
             for k in 0..<geometry.dataPblkCount(z) where !isClaimed(base + k) && !reserved.contains(base + k) {

@@ -1,3 +1,4 @@
+import Dispatch
 import CBDFormat
 import CBDDevice
 import CBDVolume
@@ -15,6 +16,18 @@ extension Checker {
         var paddingDirty = false
     }
 
+    /// The scans of a batch of zones, made on all cores while the batch before is merged.
+    final class ScanJob: @unchecked Sendable {
+        let zones: [Int]
+        var scans: [ZoneScan]
+        let done = DispatchGroup()
+        let error = ErrorBox()
+        init(_ zones: [Int]) {
+            self.zones = zones
+            scans = [ZoneScan](repeating: ZoneScan(), count: zones.count)
+        }
+    }
+
     func pass1() throws {
         let workers = Parallel.workers
         let window = workers * 2
@@ -23,19 +36,36 @@ extension Checker {
         let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
         // Only zones that hold metadata have entries (the others' tables are holes).
         let zones = bitmaps.active
-        var z0 = 0
-        while z0 < zones.count && !stop {
-            let batch = Array(zones[z0 ..< min(z0 + window, zones.count)])
-            var scans = [ZoneScan](repeating: ZoneScan(), count: batch.count)
-            try scans.withUnsafeMutableBufferPointer { buf in
-                let out = UncheckedBox(buf)
-                try Parallel.forEachSlice(count: batch.count, parts: workers) { w, slice in
-                    for i in slice { out.value[i] = try scanZone(batch[i], scratch: scratch[w], table: tables[w]) }
-                }
+        let batches = stride(from: 0, to: zones.count, by: window).map { Array(zones[$0 ..< min($0 + window, zones.count)]) }
+        /// Scans a batch in the background; merging (one thread, in zone order) overlaps it.
+        func start(_ batch: [Int]) -> ScanJob {
+            let job = ScanJob(batch)
+            let me = UncheckedBox(self)
+            DispatchQueue.global().async(group: job.done) {
+                do {
+                    try job.scans.withUnsafeMutableBufferPointer { buf in
+                        let out = UncheckedBox(buf)
+                        try Parallel.forEachSlice(count: batch.count, parts: workers) { w, slice in
+                            for i in slice {
+                                out.value[i] = try me.value.scanZone(batch[i], scratch: scratch[w], table: tables[w])
+                            }
+                        }
+                    }
+                } catch { job.error.set(error) }
             }
-            for (i, scan) in scans.enumerated() where !stop { merge(zone: batch[i], scan) }
-            z0 += batch.count
-            options.progress?(.tables, z0, zones.count)
+            return job
+        }
+        var next = batches.first.map(start)
+        defer { next?.done.wait() }   // no scan outlives the pass
+        var merged = 0
+        while let job = next, !stop {
+            job.done.wait()
+            if let e = job.error.first { throw e }
+            let k = merged / window
+            next = k + 1 < batches.count ? start(batches[k + 1]) : nil
+            for (i, scan) in job.scans.enumerated() where !stop { merge(zone: job.zones[i], scan) }
+            merged += job.zones.count
+            options.progress?(.tables, merged, zones.count)
         }
     }
 
@@ -81,23 +111,26 @@ extension Checker {
 
     /// Folds a zone's scan into the claims, in lblk order, deciding each problem.
     private func merge(zone z: Int, _ scan: ZoneScan) {
-        var bad = scan.bad[...]
-        var ok = scan.ok[...]
-        while !stop, let next = [bad.first?.problem.lblk, ok.first?.lblk].compactMap({ $0 }).min() {
-            if let b = bad.first, b.problem.lblk == next {
-                bad.removeFirst()
-                if decide(b.problem) {
-                    newEntries[next] = .clear
+        // Two lists in lblk order, merged: problems and good entries.
+        var b = 0, o = 0
+        while !stop && (b < scan.bad.count || o < scan.ok.count) {
+            if b < scan.bad.count && (o == scan.ok.count || scan.bad[b].problem.lblk ?? 0 <= scan.ok[o].lblk) {
+                let (problem, kept) = scan.bad[b]
+                let n = problem.lblk ?? 0
+                b += 1
+                if decide(problem) {
+                    newEntries[n] = .clear
                     // Named on disk until the entry is cleared: not to be reused before.
-                    for p in b.keptPblks { if let i = claims.index(p) { claims.reserve(i) } }
+                    for p in kept { if let i = claims.index(p) { claims.reserve(i) } }
                 } else {
-                    claim(b.keptPblks, lblk: next)
-                    keptBad.insert(next)
+                    claim(kept, lblk: n)
+                    keptBad.insert(n)
                 }
-            } else if let o = ok.first {
-                ok.removeFirst()
-                count(o.entry)
-                claim(o.entry.pblks.map { Int($0) }, lblk: o.lblk)
+            } else {
+                let (n, entry) = scan.ok[o]
+                o += 1
+                count(entry)
+                claim(entry.pblks, lblk: n)
             }
         }
         if scan.paddingDirty && !stop {
