@@ -80,3 +80,12 @@ extension String {
         String(drop(while: { $0 == set }).reversed().drop(while: { $0 == set }).reversed())
     }
 }
+
+/// `--level N`: the lz4 tool's numbering, 1 (fast, the default) to 12 (LZ4HC's highest).
+extension CompressionLevel: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let n = Int(argument) else { return nil }
+        self.init(n)
+    }
+    public var defaultValueDescription: String { description }
+}

@@ -24,6 +24,8 @@ public struct RawToCBD {
     /// unreadable, no room for the spill, too large for the device) leaves it as it was.
     public var wipeSignatures = false
     public var progress: ProgressHandler?
+    /// How hard blocks are compressed (LZ4HC from 2); the output reads the same at every level.
+    public var level = CompressionLevel.fast
     /// Tests: the data size (pblks) to guess the layout from, instead of the estimate.
     var packedPblksGuess: Int?
     /// Input bytes each worker handles per window.
@@ -186,7 +188,7 @@ public struct RawToCBD {
     /// its length log word and the bytes it takes there.
     func pack(_ src: UnsafeRawPointer, into out: UnsafeMutableRawPointer) -> (len: UInt32, bytes: Int) {
         let lblkSize = Units.pblkSize << lblkShift
-        let block = PackedBlock.pack(src, lblkSize: lblkSize, into: out)
+        let block = PackedBlock.pack(src, lblkSize: lblkSize, into: out, level: level)
         if block == .raw { out.copyMemory(from: src, byteCount: lblkSize) }
         return (block.logWord, block.bytes(lblkSize: lblkSize))
     }

@@ -34,6 +34,8 @@ public final class Volume {
     private var markedDirty = false
     /// Write even though the device was found DIRTY.
     private let force: Bool
+    /// How hard written blocks are compressed (LZ4HC from 2): a writer's choice, read the same.
+    public var level = CompressionLevel.fast
     private var scratch: [UInt8]
     /// Guards the caches for `readShared` callers, who run at once.
     private let sharedLock = Lock()
@@ -474,14 +476,14 @@ public final class Volume {
     /// at `packBuffer` + i * maxCompressedLength).
     private func pack(_ chunk: [(Int, CachedBlock)]) -> [PackedBlock] {
         var packed = [PackedBlock](repeating: .raw, count: chunk.count)
-        let size = geometry.lblkSize, stride = codec.maxCompressedLength, out = packBuffer
+        let size = geometry.lblkSize, stride = codec.maxCompressedLength, out = packBuffer, level = level
         packed.withUnsafeMutableBufferPointer { l in
             let result = UncheckedBox(l)
             try? Parallel.forEachSlice(count: chunk.count, parts: Parallel.workers) { _, slice in
                 for i in slice {
                     chunk[i].1.data.withUnsafeBytes { src in
                         guard let base = src.baseAddress else { return }
-                        result.value[i] = PackedBlock.pack(base, lblkSize: size, into: out.base + i * stride)
+                        result.value[i] = PackedBlock.pack(base, lblkSize: size, into: out.base + i * stride, level: level)
                     }
                 }
             }

@@ -34,6 +34,7 @@ int64_t cbd_plugin_parse_size(const char *value) { return nbdkit_parse_size(valu
 int cbd_plugin_parse_unsigned(const char *what, const char *value, unsigned *out) {
   return nbdkit_parse_unsigned(what, value, out);
 }
+int cbd_plugin_parse_bool(const char *value) { return nbdkit_parse_bool(value); }
 
 static int cbd_config(const char *key, const char *value) { return cbd_plugin_config(key, value); }
 static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
@@ -126,7 +127,8 @@ static struct nbdkit_plugin plugin = {
     "file=<DEVICE>     (required) The CBD image file or block device.\n"
     "cache=<SIZE>      Logical block cache (default 32M).\n"
     "lowwater=<PERCENT> Log a warning when free space falls below it (default 10).\n"
-    "readonly=<BOOL>   Serve read-only (with nbdkit -r); a DIRTY device is served only so.",
+    "readonly=<BOOL>   Serve read-only (with nbdkit -r); a DIRTY device is served only so.\n"
+    "level=<1..12>     Compression of written blocks: 1 fast (default), 2-12 LZ4HC.",
   .magic_config_key = "file",
   .get_ready = cbd_get_ready,
   .cleanup = cbd_cleanup,

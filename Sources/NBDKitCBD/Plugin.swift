@@ -14,6 +14,8 @@ enum Server {
     nonisolated(unsafe) static var path: String?
     nonisolated(unsafe) static var cacheBytes = 32 << 20
     nonisolated(unsafe) static var readOnly = false
+    /// How written blocks are compressed (`level=`).
+    nonisolated(unsafe) static var level = CompressionLevel.fast
     nonisolated(unsafe) static var volume: Volume?
     /// Free space, in percent of the data pblks, under which the log warns (once per fall).
     nonisolated(unsafe) static var lowWater = 10
@@ -72,12 +74,18 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
             guard n <= 100 else { throw CBDError("lowwater=\(v): a percentage, 0 to 100") }
             Server.lowWater = Int(n)
         case "readonly":
-            switch v.lowercased() {
-            case "1", "true", "yes", "on": Server.readOnly = true
-            case "0", "false", "no", "off": Server.readOnly = false
-            default: throw CBDError("readonly=\(v): expected true or false")
+            let b = cbd_plugin_parse_bool(value)
+            guard b >= 0 else { return -1 }   // nbdkit said why
+            Server.readOnly = b == 1
+        case "level":
+            var n: UInt32 = 0
+            guard cbd_plugin_parse_unsigned("level", value, &n) == 0 else { return -1 }
+            guard let level = CompressionLevel(Int(n)) else {
+                throw CBDError("level=\(v): from \(CompressionLevel.range.lowerBound) (fast) to "
+                    + "\(CompressionLevel.range.upperBound) (LZ4HC's highest)")
             }
-        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=)")
+            Server.level = level
+        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=)")
         }
         return 0
     }
@@ -103,6 +111,7 @@ func pluginGetReady() -> Int32 {
             throw CBDError("\(path): not cleanly closed (DIRTY); check it with fsck.cbd first, or serve it read-only")
         }
         let v = try Volume(device: dev, cacheBytes: Server.cacheBytes)
+        v.level = Server.level
         Server.volume = v
         Server.space.start(path: path, readOnly: Server.readOnly)
         try Server.space.update(v, now: true)

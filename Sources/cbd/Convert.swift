@@ -25,6 +25,8 @@ struct Convert: ParsableCommand {
     var blockSize = BlockSizeArgument(argument: "64K")!
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size of a CBD output.")
     var physicalSize: SizeArgument?
+    @Option(help: "Compression of a CBD output: 1 fast (default), 2 to 12 LZ4HC (smaller, slower to write; read as fast).")
+    var level = CompressionLevel.fast
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
     @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.") var progress = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
@@ -64,6 +66,7 @@ struct Convert: ParsableCommand {
                 c.lblkShift = blockSize.lblkShift
                 if !quiet, let note = Options.blockSizeNote(lblkShift: c.lblkShift) { warn(note) }
                 c.physicalBytes = physicalSize?.bytes
+                c.level = level
                 c.wipeSignatures = wipe
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: target)

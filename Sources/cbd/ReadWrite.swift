@@ -57,11 +57,14 @@ struct Write: ParsableCommand {
     @Option(name: [.customShort("o"), .long], parsing: .unconditional,
         help: "Byte offset in the logical device (default 0).")
     var offset = SizeArgument(bytes: 0)
+    @Option(help: "Compression: 1 fast (default), 2 to 12 LZ4HC (smaller, slower to write; read as fast).")
+    var level = CompressionLevel.fast
     @Flag(name: .shortAndLong, help: "Write even a device not cleanly closed (DIRTY).") var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
+            vol.level = level
             Interrupts.install(tool: "cbd",
                 message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let off = offset.bytes

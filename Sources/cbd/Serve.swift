@@ -30,6 +30,7 @@ struct Serve: ParsableCommand {
         help: "Run CMD with $uri set; stop the server when it ends (its exit status is ours).")
     var command: String?
     @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
+    @Option(help: "Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.") var level: CompressionLevel?
     @Flag(help: "Stay in the foreground (with --run, always).") var foreground = false
     @Option(name: .customLong("low-water"),
         help: "Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.")
@@ -69,6 +70,7 @@ struct Serve: ParsableCommand {
             if let cmd = command { args += ["--run", cmd] }
             args += [plugin, "file=\(device)"]
             if let c = cache { args.append("cache=\(c.bytes)") }
+            if let l = level { args.append("level=\(l)") }
             args.append("lowwater=\(lowWater)")
             if readOnly { args.append("readonly=true") }
             if let u = uri { FileHandleStderr.write("cbd: serving \(device) at \(u)\n") }

@@ -1,17 +1,39 @@
+import Glibc
 import CLZ4
 
 /// LZ4 block format through the system's liblz4.
 package enum LZ4Codec {
-    /// Compresses `count` bytes from `src` into at most `capacity` bytes at `dst`.
-    /// Returns the compressed length, or nil when it does not fit (store the block raw then).
-    package static func compress(_ src: UnsafeRawPointer, count: Int,
-                                into dst: UnsafeMutableRawPointer, capacity: Int) -> Int? {
+    /// Compresses `count` bytes from `src` into at most `capacity` bytes at `dst`, at `level`
+    /// (fast, or LZ4HC with this thread's state). Returns the compressed length, or nil when
+    /// it does not fit (store the block raw then).
+    package static func compress(_ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutableRawPointer,
+                                 capacity: Int, level: CompressionLevel = .fast) -> Int? {
         guard count <= Int(LZ4_MAX_INPUT_SIZE), capacity > 0 else { return nil }
-        let n = LZ4_compress_default(src.assumingMemoryBound(to: CChar.self),
-                                     dst.assumingMemoryBound(to: CChar.self),
-                                     Int32(count), Int32(min(capacity, Int(Int32.max))))
+        let s = src.assumingMemoryBound(to: CChar.self), d = dst.assumingMemoryBound(to: CChar.self)
+        let cap = Int32(min(capacity, Int(Int32.max)))
+        let n: Int32
+        if level.isHighCompression, let state = hcState() {
+            n = LZ4_compress_HC_extStateHC(state, s, d, Int32(count), cap, Int32(level.value))
+        } else {
+            n = LZ4_compress_default(s, d, Int32(count), cap)
+        }
         return n > 0 ? Int(n) : nil
     }
+
+    /// LZ4HC's working memory (LZ4_sizeofStateHC, about 256 KiB), one per thread: made on a
+    /// thread's first HC block and freed with the thread, so workers never share or re-allocate it.
+    private static func hcState() -> UnsafeMutableRawPointer? {
+        if let p = pthread_getspecific(hcStateKey) { return p }
+        guard let p = malloc(Int(LZ4_sizeofStateHC())) else { return nil }
+        pthread_setspecific(hcStateKey, p)
+        return p
+    }
+
+    private static let hcStateKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { free($0) }
+        return key
+    }()
 
     /// Decompresses `count` bytes into exactly `expected` bytes at `dst`; false when the data
     /// is corrupt or does not produce exactly `expected` bytes.

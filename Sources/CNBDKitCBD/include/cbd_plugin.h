@@ -26,7 +26,8 @@ int cbd_plugin_extents(uint32_t count, uint64_t offset, int one, void *context,
 void cbd_plugin_error(const char *message, int error);
 // A line in nbdkit's log that is not an error of the request at hand (a warning).
 void cbd_plugin_log(const char *message);
-// nbdkit's own parsers: nbdkit_parse_size and nbdkit_parse_unsigned (-1 on a bad value,
-// after logging it).
+// nbdkit's own parsers: nbdkit_parse_size, nbdkit_parse_unsigned and nbdkit_parse_bool (-1 on
+// a bad value, after logging it).
 int64_t cbd_plugin_parse_size(const char *value);
 int cbd_plugin_parse_unsigned(const char *what, const char *value, unsigned *out);
+int cbd_plugin_parse_bool(const char *value);
