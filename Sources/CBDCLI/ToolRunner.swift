@@ -4,12 +4,13 @@ import CBDDevice
 
 /// How every tool turns a library error into one line on standard error and an exit status.
 public enum ToolRunner {
-    /// Runs a tool's body; a library error becomes `tool: message` and exit status 1.
-    public static func run(_ tool: String, _ body: () throws -> Void) throws {
+    /// Runs a tool's body; a library error becomes `tool: message` and exit status `failure`
+    /// (1, or 2 where 1 is an answer, as for `cbd compare`).
+    public static func run(_ tool: String, failure: Int32 = 1, _ body: () throws -> Void) throws {
         do { try body() } catch {
             guard let line = message(for: error) else { throw error }
             FileHandleStderr.write("\(tool): \(line)\n")
-            throw ExitCode(1)
+            throw ExitCode(failure)
         }
     }
 

@@ -6,13 +6,19 @@ import CBDVolume
 import CBDLayout
 import CBDCheck
 
+/// What `cbd convert` writes.
+enum OutputKind: String, ExpressibleByArgument, CaseIterable {
+    case raw, cbd
+}
+
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a raw image to a CBD device, or a CBD device back to a raw image.",
+        abstract: "Convert a raw image to a CBD device, a CBD device back to a raw image, or a CBD to a CBD.",
         discussion: """
-            The direction comes from IN: a valid CBD header converts to raw, anything else \
-            converts to CBD (an input whose CBD header is damaged is refused unless --raw is \
-            given). A CBD output is compact by default: its physical size is what the data \
+            By default the direction comes from IN: a valid CBD header converts to raw, anything \
+            else converts to CBD (an input whose CBD header is damaged is refused unless --raw is \
+            given). --to cbd with a CBD input re-blocks and recompresses it (-b, -s, --level) into \
+            a new CBD, reading only its allocated blocks. A CBD output is compact by default: its physical size is what the data \
             needs plus 1/64 (at least 1 MiB) of headroom. A raw output file is sparse; OUT `-` \
             writes the raw image to standard output. An OUT that is a symbolic link is written \
             through.
@@ -31,6 +37,7 @@ struct Convert: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.") var progress = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Convert IN to CBD as raw data, even if it looks like a CBD device.") var raw = false
+    @Option(help: "What to write: raw or cbd (default: the other kind than IN).") var to: OutputKind?
 
     func validate() throws {
         if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
@@ -42,7 +49,9 @@ struct Convert: ParsableCommand {
             Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
             let start = Clock.seconds()
             let inDev = try FileDevice(path: input, mode: .readOnly)
-            let toRaw = try direction(of: inDev)
+            let inputIsCBD = try direction(of: inDev)
+            if to == .raw && !inputIsCBD { throw CBDError("\(input): not a CBD device; --to raw converts a CBD device") }
+            let toRaw = inputIsCBD && to != .cbd
             guard output != "-" || toRaw else {
                 throw CBDError("a CBD device cannot be written to standard output (it is not written in order); "
                     + "give a file or a block device")
@@ -50,16 +59,16 @@ struct Convert: ParsableCommand {
             let wipe = try signaturesToWipe()
             let target = OutputFile(path: output, overwrite: force, deviceScratch: ScratchDirectory.path)
             let bar = ProgressBar.enabled(force: progress, quiet: quiet)
-                ? ProgressBar(label: toRaw ? "cbd → raw" : "raw → cbd") : nil
+                ? ProgressBar(label: toRaw ? "cbd → raw" : inputIsCBD ? "cbd → cbd" : "raw → cbd") : nil
+            if inputIsCBD && !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
+                warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
+            }
             let summary: ConvertSummary
             if toRaw {
                 guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
                 var c = CBDToRaw()
                 c.wipeSignatures = wipe
                 c.progress = bar.map { b in { b.update($0, $1) } }
-                if !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
-                    warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
-                }
                 summary = try c.convert(input: inDev, to: output == "-" ? StreamOutput() : target)
             } else {
                 var c = RawToCBD()
@@ -69,14 +78,18 @@ struct Convert: ParsableCommand {
                 c.level = level
                 c.wipeSignatures = wipe
                 c.progress = bar.map { b in { b.update($0, $1) } }
-                summary = try c.convert(input: inDev, to: target)
+                // A CBD input is read as its logical device: its unallocated blocks are holes.
+                summary = try c.convert(input: inputIsCBD ? LogicalDevice(device: inDev) : inDev, to: target)
             }
             bar?.finish()
-            if !quiet && output != "-" { printSummary(summary, toRaw: toRaw, seconds: Clock.seconds() - start) }
+            if !quiet && output != "-" {
+                printSummary(summary, kind: toRaw ? "CBD to raw" : inputIsCBD ? "CBD to CBD" : "raw to CBD",
+                             toRaw: toRaw, seconds: Clock.seconds() - start)
+            }
         }
     }
 
-    /// To raw when IN holds a valid CBD header (unless --raw); a damaged one is refused.
+    /// Whether IN is a CBD device: a valid CBD header (unless --raw); a damaged one is refused.
     func direction(of inDev: FileDevice) throws -> Bool {
         guard !raw else { return false }
         do {
@@ -101,8 +114,8 @@ struct Convert: ParsableCommand {
         return true
     }
 
-    func printSummary(_ s: ConvertSummary, toRaw: Bool, seconds: Double) {
-        print("\(input) -> \(output) (\(toRaw ? "CBD to raw" : "raw to CBD"))")
+    func printSummary(_ s: ConvertSummary, kind: String, toRaw: Bool, seconds: Double) {
+        print("\(input) -> \(output) (\(kind))")
         print("  logical size:       \(ByteSize.format(s.logicalBytes)) in \(s.blocks) "
             + "block\(s.blocks == 1 ? "" : "s")")
         print("  physical size:      \(ByteSize.format(s.physicalBytes)), data "

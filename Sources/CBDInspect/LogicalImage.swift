@@ -1,0 +1,20 @@
+import CBDFormat
+import CBDDevice
+import CBDVolume
+
+/// The logical contents of an image, whatever it is: a CBD's logical device (unallocated
+/// blocks as holes) or a raw image or block device as it is. What `cbd compare` reads.
+public enum LogicalImage {
+    /// Opens `path` for reading: a CBD when its header is valid, raw data otherwise; a device
+    /// whose CBD header is damaged is refused, not taken for raw data.
+    public static func open(_ path: String) throws -> any BlockDevice {
+        let device = try FileDevice(path: path, mode: .readOnly)
+        do {
+            _ = try device.readHeader()
+        } catch let e as CBDError {
+            guard FileProbe.hasCBDMagic(path) else { return device }
+            throw CBDError("\(e.message); a damaged CBD device: check it with fsck.cbd", hint: e.hint, kind: .corrupt)
+        }
+        return try LogicalDevice(device: device)
+    }
+}
