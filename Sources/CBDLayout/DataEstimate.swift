@@ -10,21 +10,46 @@ extension RawToCBD {
 
     /// An estimate of the pblks the input packs into, made before pass 1 so that its data
     /// can go straight to its place: the tables' size (so where data lies) depends on it.
-    /// Blocks spread evenly over the input's data are packed as pass 1 would pack them.
     /// Only the table size must come out right, and that changes with the zone count by
-    /// powers of two: a rough figure is enough, and a wrong one costs a copy, never data.
+    /// powers of two: a rough figure (`estimateSamples` blocks) is enough, and a wrong one
+    /// costs a copy, never data.
     func estimatePackedPblks(_ input: any BlockDevice) throws -> Int {
+        try sample(input, blocks: RawToCBD.estimateSamples).pblks
+    }
+
+    /// What a sample of the input says about its packed size.
+    package struct Sample: Sendable {
+        /// Blocks that hold some of the input's data (not holes); zero blocks among them count too.
+        var blocksWithData = 0
+        var sampled = 0
+        /// The estimated pblks of the packed data, and its standard error.
+        var pblks = 0
+        var standardError = 0.0
+        /// Sampled blocks that were all zeros.
+        var zeroFraction = 0.0
+    }
+
+    /// Packs `blocks` blocks spread evenly over the input's data, as pass 1 would pack them,
+    /// and scales their pblks up to every block that holds data. The standard error is the
+    /// sample's (the spread of the sampled blocks' pblks, with the finite-population correction).
+    package func sample(_ input: any BlockDevice, blocks wanted: Int) throws -> Sample {
         let lblkSize = Units.pblkSize << lblkShift
         let extents = dataExtents(input)
+        var out = Sample()
         let dataBytes = extents.reduce(0) { $0 + $1.count }
-        let blocksWithData = extents.reduce(0) { n, e in
+        out.blocksWithData = extents.reduce(0) { n, e in
             n + (e.upperBound + lblkSize - 1) / lblkSize - e.lowerBound / lblkSize
         }
-        let samples = min(RawToCBD.estimateSamples, blocksWithData, (64 << 20) / lblkSize)
-        guard dataBytes > 0 else { return 0 }
-        guard samples > 0 else { return blocksWithData << lblkShift }   // blocks too large to sample: all raw
+        // At most 64 MiB read per 64 samples: blocks too large for that are taken as raw.
+        let samples = min(wanted, out.blocksWithData, (64 << 20) / lblkSize * max(1, wanted / RawToCBD.estimateSamples))
+        guard dataBytes > 0 else { return out }
+        guard samples > 0 else {   // blocks too large to sample: all raw
+            out.pblks = out.blocksWithData << lblkShift
+            return out
+        }
         let block = ByteBuffer(count: lblkSize), packed = ByteBuffer(count: lblkSize)
-        var pblks = 0, e = 0, before = 0   // extent e starts at data byte `before`
+        var sum = 0, sumSquares = 0, zeros = 0
+        var e = 0, before = 0   // extent e starts at data byte `before`
         for k in 0..<samples {
             let target = (2 * k + 1) * (dataBytes / (2 * samples))
             while e + 1 < extents.count && before + extents[e].count <= target {
@@ -33,9 +58,20 @@ extension RawToCBD {
             }
             let lblk = (extents[e].lowerBound + min(target - before, extents[e].count - 1)) / lblkSize
             try read(input, lblks: lblk..<lblk + 1, extents: extents, into: block.raw)
-            pblks += pack(block.base, into: packed.base).bytes / Units.pblkSize
+            let n = pack(block.base, into: packed.base).bytes / Units.pblkSize
+            sum += n
+            sumSquares += n * n
+            if n == 0 { zeros += 1 }
         }
-        return pblks * blocksWithData / samples
+        let total = out.blocksWithData
+        out.sampled = samples
+        out.pblks = sum * total / samples
+        out.zeroFraction = Double(zeros) / Double(samples)
+        let mean = Double(sum) / Double(samples)
+        let variance = samples > 1 ? max(0, (Double(sumSquares) - Double(samples) * mean * mean) / Double(samples - 1)) : 0
+        let correction = total > 1 ? max(0, Double(total - samples) / Double(total - 1)) : 0
+        out.standardError = Double(total) * (variance / Double(samples) * correction).squareRoot()
+        return out
     }
 
     /// The input's data extents (a block device is one), at most `estimateExtents` of them:
