@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the Debian binary package cbd-tools_VERSION_ARCH.deb (called by `make deb`) with the
 # ordinary Debian tools: what `make install PREFIX=/usr` installs, a copyright file and a
 # changelog, the Depends line from dpkg-shlibdeps. Usage: scripts/deb.sh BIN_DIR [OUT_DIR]
@@ -25,9 +26,24 @@ Upstream-Name: cbd-tools
 Comment: Offline tools for compressed block devices (the dm-compress on-disk format).
 
 Files: *
-Copyright: the cbd-tools authors
-License: none-chosen
- The authors have not chosen a license for cbd-tools yet.
+Copyright: 2026 the cbd-tools authors
+License: Apache-2.0
+
+License: Apache-2.0
+ Licensed under the Apache License, Version 2.0 (the "License");
+ you may not use this file except in compliance with the License.
+ You may obtain a copy of the License at
+ .
+ https://www.apache.org/licenses/LICENSE-2.0
+ .
+ Unless required by applicable law or agreed to in writing, software
+ distributed under the License is distributed on an "AS IS" BASIS,
+ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ See the License for the specific language governing permissions and
+ limitations under the License.
+ .
+ On Debian systems, the complete text of the Apache License, Version 2.0
+ can be found in "/usr/share/common-licenses/Apache-2.0".
 EOF
 gzip -9n -c > "$doc/changelog.Debian.gz" <<EOF
 cbd-tools ($version) unstable; urgency=medium

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Demo: the main job on a sample image. Build an ext4 image from a real directory,
 # convert it to a compact CBD image and back, and check that nothing changed.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Seed corpora for the fuzz targets: small valid devices (256 KiB, several block sizes,
 # compressed, raw and unallocated blocks), their headers, and entries of each variant.
 # usage: fuzz-seeds.sh BIN_DIR OUT_DIR

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Throws damaged devices of an independent writer at every tool (make hostile).
 
 For each seed: cbdimg.py write-image builds a device (random block size, zone shift,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The install and package checks of `make test` (issue 14), on the release build:
 #  1. make install DESTDIR=<tmp> PREFIX=/usr puts every file where it belongs;
 #  2. with the Swift toolchain's folder hidden (unshare -m, an empty tmpfs over it), every

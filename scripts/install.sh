@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs or uninstalls cbd-tools (called by `make install` and `make uninstall`).
 #   scripts/install.sh install BIN_DIR   copies the built files from BIN_DIR
 #   scripts/install.sh uninstall         removes exactly what install put there

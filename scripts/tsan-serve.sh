@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The serve tests (Tests/serve/serve_test.py) against the nbdkit plugin built under
 # ThreadSanitizer. nbdkit itself is not instrumented, so the sanitizer's runtime (and
 # libdispatch, which that runtime needs) is preloaded into the server only; the tools are the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 
 /// Human-readable lines describing a geometry, shared by mkfs.cbd and fsck.cbd -v.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Glibc
 
 /// Where the tools keep temporary data that may be as large as a device: $TMPDIR, else

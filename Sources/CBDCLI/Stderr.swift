@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Glibc
 
 /// Unbuffered writes to standard error, for the tools' one-line messages.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// "Did you mean": the nearest of some names to a word that is none of them.
 public enum Suggestion {
     /// The name nearest to `word` by edit distance, if it is near enough to be a typo.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDVolume
 /// Every problem fsck.cbd can find, described once, as e2fsck's problem.c: the pass that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 /// Where a CBD device's bytes live: an image file, a block device, or memory in tests.
 ///

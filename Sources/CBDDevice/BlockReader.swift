@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 
 /// How a logical block is read back (format-v1 rule 3), in one place for the read path

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CZlib
 
 /// zlib's crc32: the checksum of the undo file's records and of a server's status file.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Where a sparse file holds data, asked in increasing order with few SEEK_DATA/SEEK_HOLE
 /// calls: the last data extent found answers every question below its end. (On tmpfs a
 /// SEEK_HOLE walks the page cache up to the hole, so asking again per window of a dense

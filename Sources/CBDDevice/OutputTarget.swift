@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 
 /// Where a conversion writes its output, as an io_manager's open is under e2fsprogs' tools:

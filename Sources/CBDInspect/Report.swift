@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// An ordered set of named values: what cbddump and cbd info show. The tools render the one
 /// model as aligned text (like dumpe2fs) or as JSON, so the two views cannot disagree.
 public struct Report {

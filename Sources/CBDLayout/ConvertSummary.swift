@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 /// What a conversion did, for the tools' summary lines.
 public struct ConvertSummary: Sendable {

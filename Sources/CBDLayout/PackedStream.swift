@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDDevice
 /// The packed data of pass 1 (each allocated block's pblks back to back, in block order) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDDevice
 /// A sparse device in memory, for tests: unwritten pblks read as zeros, so a device of any

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A bounded map that forgets the least recently used key when full.
 ///
 /// Every access appends (key, stamp) to an access log; an entry whose stamp is no longer its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDDevice
 /// Bitmaps and table pblks of a device, read on demand and kept in bounded LRU caches.

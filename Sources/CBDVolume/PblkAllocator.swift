@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 /// Takes and gives back data pblks through a device's bitmaps (held in a `MetadataCache`),
 /// zone by zone from the block's own zone (`Geometry.zones(from:)`), remembering where each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The data pblks a `Volume` has promised. Every block waiting in its cache holds a
 /// reservation (the block's worst case, or its exact size once known), and a request is
 /// accepted only when what it needs can be reserved: a commit then never runs out of room,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDDevice
 /// Walks a zone's allocation table in reads of about 1 MiB, so that memory stays bounded

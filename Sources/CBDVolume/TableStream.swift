@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDDevice
 /// Writes allocation entries into tables that already read as zeros (a fresh sparse file,

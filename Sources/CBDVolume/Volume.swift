@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 import CBDDevice
 /// The logical device of a CBD: read, write and discard any byte range, as the kernel target

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // nbdkit plugin "cbd": serves the logical device of a CBD image or block device.
 // This file only adapts nbdkit's C interface; the work is done in Swift (NBDKitCBD).
 #define NBDKIT_API_VERSION 2

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Kills the writing tools at every pwrite64, fsync and ftruncate they make (strace's syscall
 fault injection, signal=KILL), then checks what a crash there leaves:
 

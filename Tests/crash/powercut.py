@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Power cuts, not only kills: every write and sync of a tool is recorded (pwlog.c, loaded with
 LD_PRELOAD), then the states a power cut could leave are built from the record and checked.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* A write recorder for the power-cut test (Tests/crash/powercut.py), loaded with LD_PRELOAD.
  *
  * It logs, in the order the kernel saw them, every write, zeroing, size change, sync, rename and

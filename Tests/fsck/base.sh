@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by every case's script: builds the clean image the case then damages.
 # $BIN holds the tools, $CBDIMG is cbdimg.py; the case runs in its own scratch folder.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """An independent little reader/writer of the CBD format (format-v1), for building damaged
 test images. It implements the geometry from the format page by itself, so the tests do
 not trust the library they test.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs one fsck test case the way e2fsprogs' tests/f_* do: build the damaged image with
 # the case's script, run fsck.cbd (first with the case's options, default -fy), then a
 # second time with -fy; write both outputs, each ending with its exit status.

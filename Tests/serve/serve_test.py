@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """cbd serve and the nbdkit plugin with real NBD clients: nbdcopy, qemu-img, nbdinfo, libnbd
 (Python bindings, from Debian's python3-libnbd: run with /usr/bin/python3), nbdfuse.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Fills the metadata of a freshly made CBD image as a densely written device would have it:
 the first ZONES zones' bitmaps full and every lblk of those zones compressed into 4 pblks of its
 own zone (len 16000; the data pblks stay holes and read as zeros). Also writes META, the same

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// One entry of a zone's logical block allocation table: where a logical block's bytes are.
 public enum AllocationEntry: Equatable, Sendable {
     /// `len` 0, all slots 0: the block reads as zeros.

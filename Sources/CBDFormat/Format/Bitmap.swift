@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A zone's physical block allocation bitmap: bit k set means data pblk
 /// `data_start + k` is in use. Bits past a short last zone's end are always set.
 public struct Bitmap: Equatable, Sendable {

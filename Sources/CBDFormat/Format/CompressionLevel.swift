@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// How hard a writer compresses, numbered as the lz4 tool numbers it: 1 is LZ4's fast mode
 /// (the default), 2 to 12 are LZ4HC's levels. Every level writes plain LZ4 block data, read by
 /// the same decoder at the same speed (format-v1 names no level): a higher level only costs

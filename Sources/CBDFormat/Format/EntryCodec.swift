@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Encodes and decodes entries for one geometry (one of the six variants).
 public struct EntryCodec: Sendable {
     public let lenBytes: Int

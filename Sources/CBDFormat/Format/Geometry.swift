@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Everything format-v1 derives from the header: zone layout, entry size, data ranges.
 ///
 /// All numbers are plain `Int` (64-bit); they are computed only from a header that passed

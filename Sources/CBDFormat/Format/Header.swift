@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The header in pblk 0: the only place the device describes itself.
 ///
 /// Layout (little endian): magic[4] "CBD*", version_major u16, version_minor u16,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The intent record of format 1.1: new table entries that straddle two table pblks,
 /// saved before they are written, so that a crash between the writes of the two pblks
 /// leaves an entry that can be completed (replayed) instead of a torn mix of old and new slots.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Chooses a geometry for new devices (mkfs, convert): the smallest lblk_per_zone_shift
 /// whose zones hold every logical block, after trimming a last zone too small to hold its
 /// bitmap, its table and one data pblk.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Little-endian integers of 1 to 8 bytes, the only integer encoding of the format.
 package enum LE {
     @inline(__always)

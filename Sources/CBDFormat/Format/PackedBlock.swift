@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// How one logical block is stored (format-v1 rule 2), decided in one place for the write path
 /// (`Volume`), convert (`RawToCBD`), resize and the length log between their passes: all zeros
 /// take no pblk; otherwise the block is stored LZ4-compressed when that saves at least one pblk,

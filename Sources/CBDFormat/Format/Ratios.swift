@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The two ratios the tools print, defined once (see cbd(5), "Ratios").
 public enum Ratios {
     /// Compression ratio: the logical bytes of the allocated blocks over the bytes of the pblks

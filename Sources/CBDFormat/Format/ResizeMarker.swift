@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// What a re-layout resize puts in pblk 0 while it rewrites the device: not a header (no CBD
 /// magic, so no tool takes the device for a valid one), but the name of the undo file that
 /// puts it back. Layout: "CBDRSZ1" and a zero byte, u16 length, the undo file's path (UTF-8).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The fixed units of the format: sectors and physical blocks never change size.
 public enum Units {
     /// A sector, the unit of the header's size fields.

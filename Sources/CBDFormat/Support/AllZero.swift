@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Whether `count` bytes at `p` are all zero, a word at a time.
 @inline(__always)
 package func isAllZero(_ p: UnsafeRawPointer, _ count: Int) -> Bool {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A fixed-size, page-aligned, owned byte buffer for the hot paths (no per-block copies).
 public final class ByteBuffer: @unchecked Sendable {
     public let raw: UnsafeMutableRawBufferPointer

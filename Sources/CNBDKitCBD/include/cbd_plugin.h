@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bridge between nbdkit's C plugin interface (plugin.c) and the Swift plugin
 // (Sources/NBDKitCBD), which implements these functions with @_cdecl.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Thin wrappers for Linux calls that Swift cannot import directly
 // (fallocate needs _GNU_SOURCE; ioctl is variadic).
 #pragma once
