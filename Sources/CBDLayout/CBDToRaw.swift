@@ -12,6 +12,10 @@ public struct CBDToRaw {
     /// (as `RawToCBD` does for a CBD output; the caller decides whether there are any to wipe).
     public var wipeSignatures = false
     public var progress: ProgressHandler?
+    /// Read past damage (as `qemu-img convert --salvage`): a block whose entry is malformed,
+    /// or whose data cannot be read or does not decompress, is written as zeros and counted
+    /// in the summary (`lostBlocks`, the first few named in `lost`); the rest converts.
+    public var salvage = false
     public var bytesPerWorker = 8 << 20
 
     public init() {}
@@ -113,10 +117,10 @@ public struct CBDToRaw {
             slot += 1
             w.first = first
             w.count = count
-            let job = UncheckedBox((input, g, codec, scratch, counts))
+            let job = UncheckedBox((input, g, codec, scratch, counts, salvage))
             DispatchQueue.global().async(group: w.done) {
-                let (input, g, codec, scratch, counts) = job.value
-                do { try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts) }
+                let (input, g, codec, scratch, counts, salvage) = job.value
+                do { try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts, salvage: salvage) }
                 catch { w.error.set(error) }
             }
             if let p = previous { try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles) }
@@ -130,12 +134,13 @@ public struct CBDToRaw {
         summary.blocks = g.nrLblk
         (summary.compressedBlocks, summary.rawBlocks, summary.unallocatedBlocks, summary.dataPblks) = counts.totals()
         summary.unallocatedBlocks += holeBlocks
+        (summary.lostBlocks, summary.lost) = counts.losses()
         return summary
     }
 
     /// Reads the window's entries in one read and decodes its blocks on all cores.
     static func decodeWindow(_ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
-                             scratch: [ByteBuffer], counts: Counters) throws {
+                             scratch: [ByteBuffer], counts: Counters, salvage: Bool) throws {
         let startByte = g.entryOffset(ofLblk: w.first)
         let endByte = startByte + w.count * g.entryLen
         let pblks = (endByte + Units.pblkSize - 1) / Units.pblkSize - startByte / Units.pblkSize
@@ -150,7 +155,8 @@ public struct CBDToRaw {
                         present.value[i] = try decodeBlock(input, g, codec, lblk: w.first + i,
                                                            entry: tb.value + i * g.entryLen,
                                                            into: w.out.base + i * g.lblkSize,
-                                                           scratch: scratch[worker], counts: counts, worker: worker)
+                                                           scratch: scratch[worker], counts: counts, worker: worker,
+                                                           salvage: salvage)
                     }
                 }
             }
@@ -160,10 +166,15 @@ public struct CBDToRaw {
     /// Decodes one block into `dst`; returns false when it is all zeros (nothing to write).
     static func decodeBlock(_ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
                             entry: UnsafeRawPointer, into dst: UnsafeMutableRawPointer,
-                            scratch: ByteBuffer, counts: Counters, worker w: Int) throws -> Bool {
+                            scratch: ByteBuffer, counts: Counters, worker w: Int, salvage: Bool) throws -> Bool {
         let e: AllocationEntry
-        do { e = try codec.decodeChecked(entry) } catch { throw error.readError(path: input.path, lblk: n) }
-        try input.readBlock(e, lblk: n, lblkSize: g.lblkSize, into: dst, scratch: scratch.base)
+        do {
+            do { e = try codec.decodeChecked(entry) } catch { throw error.readError(path: input.path, lblk: n) }
+            try input.readBlock(e, lblk: n, lblkSize: g.lblkSize, into: dst, scratch: scratch.base)
+        } catch let error as CBDError where salvage {
+            counts.lose(w, lblk: n, error.message)
+            return false   // a hole, or zeros where the output has no holes
+        }
         switch e {
         case .unallocated:
             counts.add(w, unallocated: 1)
@@ -196,9 +207,16 @@ public struct CBDToRaw {
 /// Per-worker tallies, summed at the end; each worker writes only its own slot.
 final class Counters: @unchecked Sendable {
     private let c: UnsafeMutableBufferPointer<(compressed: Int, raw: Int, unallocated: Int, pblks: Int)>
+    /// Salvaged blocks of one worker: how many, and the first few (lblk, why).
+    private final class Losses {
+        var count = 0
+        var named: [(Int, String)] = []
+    }
+    private let lost: [Losses]
     init(_ workers: Int) {
         c = .allocate(capacity: workers)
         c.initialize(repeating: (0, 0, 0, 0))
+        lost = (0..<workers).map { _ in Losses() }
     }
     deinit { c.deallocate() }
     func add(_ w: Int, compressed: Int = 0, raw: Int = 0, unallocated: Int = 0, pblks: Int = 0) {
@@ -206,5 +224,14 @@ final class Counters: @unchecked Sendable {
     }
     func totals() -> (Int, Int, Int, Int) {
         c.reduce((0, 0, 0, 0)) { ($0.0 + $1.compressed, $0.1 + $1.raw, $0.2 + $1.unallocated, $0.3 + $1.pblks) }
+    }
+    func lose(_ w: Int, lblk: Int, _ why: String) {
+        lost[w].count += 1
+        if lost[w].named.count < ConvertSummary.lostNamed { lost[w].named.append((lblk, why)) }
+    }
+    /// Every salvaged block, and the first ones by lblk.
+    func losses() -> (Int, [ConvertSummary.Lost]) {
+        let named = lost.flatMap(\.named).sorted { $0.0 < $1.0 }.prefix(ConvertSummary.lostNamed)
+        return (lost.reduce(0) { $0 + $1.count }, named.map { ConvertSummary.Lost(lblk: $0.0, reason: $0.1) })
     }
 }

@@ -13,6 +13,15 @@ public struct ConvertSummary: Sendable {
     /// To CBD: the packed data was written twice (through a spill, or to a guessed layout
     /// that the data's real size did not keep) rather than straight to its place.
     public var dataCopied = false
+    /// Salvage: blocks that could not be read and were written as zeros, and the first of them.
+    public var lostBlocks = 0
+    public var lost: [Lost] = []
+    public struct Lost: Sendable, Equatable {
+        public var lblk: Int
+        public var reason: String
+    }
+    /// How many lost blocks a summary names.
+    public static let lostNamed = 8
 
     public init() {}
 

@@ -39,9 +39,12 @@ struct Convert: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Convert IN to CBD as raw data, even if it looks like a CBD device.") var raw = false
     @Option(help: "What to write: raw or cbd (default: the other kind than IN).") var to: OutputKind?
+    @Flag(help: "CBD to raw: write zeros for blocks that cannot be read (malformed entry, corrupt data), name them, and go on.")
+    var salvage = false
 
     func validate() throws {
         if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
+        if salvage && to == .cbd { throw ValidationError("--salvage applies to a conversion to raw") }
     }
 
     func run() throws {
@@ -53,6 +56,7 @@ struct Convert: ParsableCommand {
             let inputIsCBD = try direction(of: inDev)
             if to == .raw && !inputIsCBD { throw CBDError("\(input): not a CBD device; --to raw converts a CBD device") }
             let toRaw = inputIsCBD && to != .cbd
+            if salvage && !toRaw { throw CBDError("--salvage applies to a CBD device converted to raw") }
             guard output != "-" || toRaw else {
                 throw CBDError("a CBD device cannot be written to standard output (it is not written in order); "
                     + "give a file or a block device")
@@ -69,6 +73,7 @@ struct Convert: ParsableCommand {
                 guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
                 var c = CBDToRaw()
                 c.wipeSignatures = wipe
+                c.salvage = salvage
                 c.progress = bar.map { b in { b.update($0, $1) } }
                 summary = try c.convert(input: inDev, to: output == "-" ? StreamOutput() : target)
             } else {
@@ -83,6 +88,7 @@ struct Convert: ParsableCommand {
                 summary = try c.convert(input: inputIsCBD ? LogicalDevice(device: inDev) : inDev, to: target)
             }
             bar?.finish()
+            if summary.lostBlocks > 0 { reportLosses(summary, blockSize: summary.blocks > 0 ? summary.logicalBytes / summary.blocks : 0) }
             if !quiet && output != "-" {
                 printSummary(summary, kind: toRaw ? "CBD to raw" : inputIsCBD ? "CBD to CBD" : "raw to CBD",
                              toRaw: toRaw, seconds: Clock.seconds() - start)
@@ -113,6 +119,15 @@ struct Convert: ParsableCommand {
         guard !found.isEmpty else { return false }
         guard force else { throw Options.signatureRefusal(output, found) }
         return true
+    }
+
+    /// Salvage: each lost block named once (the first 8), then how many in all.
+    func reportLosses(_ s: ConvertSummary, blockSize: Int) {
+        for l in s.lost {
+            warn("lblk \(l.lblk) (bytes \(l.lblk * blockSize)-\(l.lblk * blockSize + blockSize - 1)) written as zeros: \(l.reason)")
+        }
+        if s.lostBlocks > s.lost.count { warn("... and \(s.lostBlocks - s.lost.count) more blocks written as zeros") }
+        warn("salvage: \(s.lostBlocks) block\(s.lostBlocks == 1 ? "" : "s") lost (written as zeros), the rest converted")
     }
 
     func printSummary(_ s: ConvertSummary, kind: String, toRaw: Bool, seconds: Double) {
