@@ -11,7 +11,7 @@ public struct Measurer {
     public var level = CompressionLevel.fast
     public var exact = false
     /// Blocks sampled: 1 in `sampleDivisor` of those with data, within `sampleRange`.
-    public static let sampleDivisor = 32
+    public static let sampleDivisor = 64
     public static let sampleRange = 256...8192
 
     public init() {}

@@ -12,7 +12,7 @@ struct Measure: ParsableCommand {
         discussion: """
             IN is a raw image, a block device or a CBD (measured as re-blocked and recompressed \
             with -b and --level). By default a sample of blocks spread over IN's data is \
-            compressed (1 in 32, 256 to 8192 blocks) and the estimate carries a bound of two \
+            compressed (1 in 64, 256 to 8192 blocks) and the estimate carries a bound of two \
             standard errors; --exact compresses every block. Holes are never read.
             """)
 

@@ -13,7 +13,7 @@ struct Cbd: ParsableCommand {
         abstract: "Work with compressed block devices (CBD).",
         discussion: "Exit status: 0 on success, 1 on failure, 64 on a usage error.",
         version: ToolVersion.line("cbd"),
-        subcommands: [Convert.self, Measure.self, Compare.self, MapCommand.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self,
+        subcommands: [Convert.self, Measure.self, Compare.self, MapCommand.self, ImageCommand.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self,
                       Serve.self])
 }
 

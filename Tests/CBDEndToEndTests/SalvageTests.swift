@@ -15,7 +15,7 @@ import Testing
 
     @Test func readableBlocksSurviveDamage() throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "16M")
+        let raw = try ConvertTests().ext4Image(s, size: "24M")
         let dev = s.file("d.cbd")
         try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
         var info: [String: Int] = [:]

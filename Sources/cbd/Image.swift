@@ -1,0 +1,42 @@
+import ArgumentParser
+import CBDCLI
+import CBDFormat
+import CBDDevice
+import CBDLayout
+
+/// cbd image --metadata: a device's metadata without its data, for bug reports (e2image -r).
+struct ImageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image",
+        abstract: "Write a metadata image of a device (header, bitmaps, tables; data as holes) for a bug report.",
+        discussion: """
+            OUT is a sparse file of the device's physical size holding its header, every bitmap \
+            and table pblk that holds data, and an interrupted update's journal; its data pblks \
+            are holes, so no content leaves the device. fsck.cbd -fn reports the same structural \
+            problems on it; its data reads as zeros, so -c calls its compressed blocks corrupt. \
+            The format has no mark for such an image: name it so (e.g. dev.cbd.meta).
+            """)
+
+    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "Output file.") var output: String
+    @Flag(help: "Metadata only (the one kind of image there is; required).") var metadata = false
+    @Flag(name: .shortAndLong, help: "Replace an existing output file.") var force = false
+
+    func validate() throws {
+        guard metadata else { throw ValidationError("give --metadata: the image holds the metadata only") }
+    }
+
+    func run() throws {
+        try ToolRunner.run("cbd") {
+            guard !FileProbe.isBlockDevice(OutputFile.target(of: output)) else {
+                throw CBDError("\(output): a metadata image is a sparse file, not a block device")
+            }
+            Interrupts.install(tool: "cbd", message: "interrupted; \(output) not written")
+            Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
+            let s = try MetadataImage().write(from: FileDevice(path: device, mode: .readOnly),
+                                              to: OutputFile(path: output, overwrite: force))
+            print("\(device) -> \(output): \(s.metadataPblks) metadata pblks "
+                + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")
+        }
+    }
+}
