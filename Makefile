@@ -3,14 +3,15 @@
 
 SWIFT    ?= swift
 PACKAGES := python3 pkg-config liblz4-dev libblkid-dev zlib1g-dev e2fsprogs lz4 util-linux bsdutils mandoc qemu-utils fdisk time strace \
-            nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd dpkg-dev man-db xz-utils lintian
+            nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd dpkg-dev man-db xz-utils lintian \
+            qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio
 DEMO_DIR ?= demo-out
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 # Release builds link the Swift runtime statically: installed tools run without a toolchain.
 RELEASE  := $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: all deps build release test install-test install uninstall deb demo lint-man bench fsck-expect fuzz hostile asan tsan clean
+.PHONY: all deps build release test install-test install uninstall deb demo lint-man vm-test bench fsck-expect fuzz hostile asan tsan clean
 
 all: build
 
@@ -50,6 +51,10 @@ uninstall:
 ## deb: the Debian package cbd-tools_VERSION_ARCH.deb in the current folder
 deb: release
 	./scripts/deb.sh $$($(RELEASE) --show-bin-path) .
+
+## vm-test: boot a VM whose root filesystem is on a served CBD; also against raw and qcow2 (zstd)
+vm-test: build
+	bash Tests/vm/vm_test.sh $$($(SWIFT) build --show-bin-path) cbd raw qcow2
 
 lint-man: deps
 	mandoc -T lint -W warning man/*.[0-9]
