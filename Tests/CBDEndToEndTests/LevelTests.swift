@@ -16,7 +16,9 @@ import Testing
 
     @Test func levelsRoundTripAndShrink() throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
+        // The first 8 MiB of an ext4 image (level 12 costs some 80 times level 1's CPU).
+        let fs = try ConvertTests().ext4Image(s, size: "24M"), raw = s.file("head.img")
+        try #require(FileManager.default.createFile(atPath: raw, contents: try FileFacts.bytes(fs).prefix(8 << 20)))
         var sizes: [Int: Int] = [:]
         for level in [1, 2, 9, 12] {
             let img = s.file("l\(level).cbd"), back = s.file("l\(level).raw")

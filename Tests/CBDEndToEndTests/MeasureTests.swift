@@ -14,8 +14,8 @@ import Testing
     /// Inputs of every kind: compressible, incompressible, sparse, mixed.
     func inputs(_ s: Scratch) throws -> [String: String] {
         var rng = SplitMix(seed: 11)
-        let text = Data((0..<(24 << 20)).map { UInt8(truncatingIfNeeded: ($0 / 5) % 40 + 40 + ($0 % 97 == 0 ? 7 : 0)) })
-        let random = Data((0..<(12 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        let text = Data((0..<(12 << 20)).map { UInt8(truncatingIfNeeded: ($0 / 5) % 40 + 40 + ($0 % 97 == 0 ? 7 : 0)) })
+        let random = Data((0..<(6 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
         var mixed = Data()
         for i in 0..<48 { mixed += i % 3 == 0 ? random[(i * 65536) ..< (i + 1) * 65536] : i % 3 == 1 ? text[(i * 65536) ..< (i + 1) * 65536] : Data(count: 65536) }
         var out: [String: String] = [:]
@@ -23,7 +23,7 @@ import Testing
             out[name] = s.file("\(name).img")
             try #require(FileManager.default.createFile(atPath: s.file("\(name).img"), contents: data))
         }
-        out["ext4"] = try ConvertTests().ext4Image(s, size: "32M")
+        out["ext4"] = try ConvertTests().ext4Image(s, size: "24M")
         let sparse = s.file("sparse.img")
         try #require(try Tools.run("truncate", ["-s", "100G", sparse]).status == 0)
         let h = try #require(FileHandle(forWritingAtPath: sparse))

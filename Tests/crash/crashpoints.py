@@ -12,7 +12,7 @@ fault injection, signal=KILL), then checks what a crash there leaves:
 usage: crashpoints.py BIN_DIR [SCENARIO ...]   (scenarios: write discard fsck resize convert full)
 Prints one line per scenario and 'N passed, N failed' at the end; exit 1 on any failure.
 
-A scenario with more kill points than CBD_CRASH_POINTS (default 40) is killed at a sample of
+A scenario with more kill points than CBD_CRASH_POINTS (default 24) is killed at a sample of
 them, drawn with a fixed seed (the same points every run) and always holding the first and
 the last five: the suite's time stays bounded as the tools grow. CBD_CRASH_POINTS=0 kills at
 every point.
@@ -118,7 +118,7 @@ class Scenario:
         counts = trace_counts(self.command(), probe, self.stdin)
         shutil.rmtree(probe)
         every = [(s, n) for s in SYSCALLS for n in range(1, counts[s] + 1)]
-        limit = int(os.environ.get('CBD_CRASH_POINTS', '40'))
+        limit = int(os.environ.get('CBD_CRASH_POINTS', '24'))
         if limit <= 0 or len(every) <= limit:
             return every
         ends = set(every[:5] + every[-5:]) | {(s, counts[s]) for s in SYSCALLS if counts[s]}

@@ -15,7 +15,7 @@ or FUA reply of the server, the flushed blocks new.
 usage: powercut.py BIN_DIR PRELOAD.so [SCENARIO ...]   (default: all but discard, fulldiscard)
 Prints one line per scenario (events, syncs, states checked, bad) and 'N passed, N failed'.
 
-Each scenario plays CBD_POWERCUT_STATES (default 12) crash states drawn with a fixed seed: half
+Each scenario plays CBD_POWERCUT_STATES (default 10) crash states drawn with a fixed seed: half
 cut just before a sync (a whole epoch unsynced), half anywhere; an epoch of at most 3 unsynced
 4 KiB pieces is played in every subset. States are played in the directory the tool ran in
 (undo files and resize markers name absolute paths), one after another; scenarios run in
@@ -432,7 +432,7 @@ def run_one(top, name, bin_dir, preload, count):
 def main():
     bin_dir, preload = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     names = sys.argv[3:] or DEFAULT
-    count = int(os.environ.get('CBD_POWERCUT_STATES', '12'))
+    count = int(os.environ.get('CBD_POWERCUT_STATES', '10'))
     top = os.path.join('/dev/shm' if os.path.isdir('/dev/shm') else '/tmp', 'cbd-powercut-%d' % os.getpid())
     os.makedirs(top)
     passed = failed = 0
