@@ -66,7 +66,7 @@ import Testing
         #expect(r.stdout.contains("control: without sync event"), "\(r.stdout)")
         for line in r.stdout.split(separator: "\n") where line.contains(" events, ") {
             let words = line.split(separator: " ", omittingEmptySubsequences: true)
-            #expect((Int(words[1]) ?? 0) >= 5 && (Int(words[5]) ?? 0) >= 12, "\(line)")
+            #expect((Int(words[1]) ?? 0) >= 5 && (Int(words[5]) ?? 0) >= 10, "\(line)")
         }
     }
 
