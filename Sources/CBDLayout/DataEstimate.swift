@@ -48,8 +48,8 @@ extension RawToCBD {
             out.pblks = out.blocksWithData << lblkShift
             return out
         }
-        let block = ByteBuffer(count: lblkSize), packed = ByteBuffer(count: lblkSize)
-        var sum = 0, sumSquares = 0, zeros = 0
+        // The sampled lblks, spread evenly over the data bytes; then packed on all cores.
+        var lblks: [Int] = []
         var e = 0, before = 0   // extent e starts at data byte `before`
         for k in 0..<samples {
             let target = (2 * k + 1) * (dataBytes / (2 * samples))
@@ -57,13 +57,22 @@ extension RawToCBD {
                 before += extents[e].count
                 e += 1
             }
-            let lblk = (extents[e].lowerBound + min(target - before, extents[e].count - 1)) / lblkSize
-            try read(input, lblks: lblk..<lblk + 1, extents: extents, into: block.raw)
-            let n = pack(block.base, into: packed.base).bytes / Units.pblkSize
-            sum += n
-            sumSquares += n * n
-            if n == 0 { zeros += 1 }
+            lblks.append((extents[e].lowerBound + min(target - before, extents[e].count - 1)) / lblkSize)
         }
+        let workers = Parallel.workers
+        var pblksOf = [Int](repeating: 0, count: samples)
+        try pblksOf.withUnsafeMutableBufferPointer { buf in
+            let result = UncheckedBox(buf)
+            try Parallel.forEachSlice(count: samples, parts: workers) { _, slice in
+                let block = ByteBuffer(count: lblkSize), packed = ByteBuffer(count: lblkSize)
+                for i in slice {
+                    try read(input, lblks: lblks[i]..<lblks[i] + 1, extents: extents, into: block.raw)
+                    result.value[i] = pack(block.base, into: packed.base).bytes / Units.pblkSize
+                }
+            }
+        }
+        let sum = pblksOf.reduce(0, +), sumSquares = pblksOf.reduce(0) { $0 + $1 * $1 }
+        let zeros = pblksOf.filter { $0 == 0 }.count
         let total = out.blocksWithData
         out.sampled = samples
         out.pblks = sum * total / samples
