@@ -72,4 +72,20 @@ import Testing
         }
         #expect(checked > 100)
     }
+
+    /// Every source file and script names its license (Apache-2.0, LICENSE) in an SPDX line.
+    @Test func everySourceFileNamesItsLicense() throws {
+        var checked = 0
+        for folder in ["Sources", "Tests", "Fuzz", "scripts", "bench"] {
+            let dir = Self.root.appendingPathComponent(folder)
+            guard let files = FileManager.default.enumerator(atPath: dir.path) else { continue }
+            for case let file as String in files
+            where [".swift", ".c", ".h", ".py", ".sh"].contains(where: file.hasSuffix) && !file.contains("fuzz-regressions") {
+                let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+                #expect(text.prefix(400).contains("SPDX-License-Identifier: Apache-2.0"), "\(folder)/\(file) has no SPDX line")
+                checked += 1
+            }
+        }
+        #expect(checked > 100)
+    }
 }
