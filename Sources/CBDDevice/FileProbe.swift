@@ -18,12 +18,6 @@ extension FileProbe {
         return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK
     }
 
-    /// Whether two paths name the same file (same device and inode, links followed).
-    public static func sameFile(_ a: String, _ b: String) -> Bool {
-        var sa = stat(), sb = stat()
-        return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
-    }
-
     /// Whether the first bytes of `path` are a CBD magic (or a resize marker): a CBD device,
     /// perhaps a damaged one.
     public static func hasCBDMagic(_ path: String) -> Bool {

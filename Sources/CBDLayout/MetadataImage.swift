@@ -46,7 +46,8 @@ public struct MetadataImage {
                 }
             }
         }
-        for j in h.intent?.journal ?? [] where j > 0 && Int(j) < g.nrPblk {
+        // Journal pblks as the header names them: only those inside the device are copied.
+        for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(g.nrPblk) {
             try out.writePblks(try device.readPblks(Int(j)), at: Int(j))
             summary.metadataPblks += 1
         }
