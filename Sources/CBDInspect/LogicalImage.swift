@@ -10,12 +10,7 @@ public enum LogicalImage {
     /// whose CBD header is damaged is refused, not taken for raw data.
     public static func open(_ path: String) throws -> any BlockDevice {
         let device = try FileDevice(path: path, mode: .readOnly)
-        do {
-            _ = try device.readHeader()
-        } catch let e as CBDError {
-            guard FileProbe.hasCBDMagic(path) else { return device }
-            throw CBDError("\(e.message); a damaged CBD device: check it with fsck.cbd", hint: e.hint, kind: .corrupt)
-        }
+        guard try ImageKind.of(device) == .cbd else { return device }
         return try LogicalDevice(device: device)
     }
 }

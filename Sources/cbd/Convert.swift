@@ -100,12 +100,10 @@ struct Convert: ParsableCommand {
     func direction(of inDev: FileDevice) throws -> Bool {
         guard !raw else { return false }
         do {
-            _ = try inDev.readHeader()
-            return true
-        } catch let e as CBDError {
-            guard FileProbe.hasCBDMagic(input) else { return false }
-            throw CBDError("\(e.message); this is a damaged CBD device, not raw data: check it with fsck.cbd, "
-                + "or give --raw to convert it as raw data", hint: e.hint)
+            return try ImageKind.of(inDev) == .cbd
+        } catch var e as CBDError where e.kind == .corrupt {
+            e.message += ", or give --raw to convert it as raw data"
+            throw e
         }
     }
 
