@@ -20,6 +20,9 @@ public final class Checker {
         public var verifyData = false
         /// Asked per problem in interactive mode.
         public var ask: ((Problem) -> Answer)?
+        /// Pass 1 gathers the claims of entries that stay in their zone per zone (`ZoneClaims`);
+        /// off, every entry is claimed one by one. The same findings either way: tests compare them.
+        package var gatherClaims = true
         /// Called with each problem as it is decided (for printing as it goes).
         public var report: ((Problem) -> Void)?
         /// (pass, done, total)

@@ -79,6 +79,36 @@ final class ClaimMap {
         return true
     }
 
+    /// Adds the claims a pass-1 worker gathered for one zone, a word at a time. Returns the
+    /// pblks now claimed twice (named twice in the zone, or claimed before by another entry):
+    /// the same as claiming them one by one with `claimIfFree`.
+    func fold(_ zc: ZoneClaims) -> [Int] {
+        let z = zc.zone
+        guard (0..<ClaimMap.wordsPerPage).contains(where: { zc.bits[$0] != 0 }) else { return [] }
+        let p: Page
+        if let found = page(z) { p = found } else {
+            p = Page()
+            pages[z] = p
+            lastPage = p
+        }
+        var twice: [Int] = []
+        let first = geometry.dataStart(z)
+        for w in 0..<ClaimMap.wordsPerPage where zc.bits[w] != 0 {
+            let new = zc.bits[w], old = p.words[w]
+            var again = new & old | (zc.twice?[w] ?? 0)
+            p.words[w] = old | new
+            claimedCount += (new & ~old).nonzeroBitCount
+            while again != 0 {
+                twice.append(first + w * 64 + again.trailingZeroBitCount)
+                again &= again - 1
+            }
+        }
+        if !reserved.isEmpty {
+            reserved = reserved.filter { $0 / Units.pblksPerBitmap != z || !isClaimed($0) }
+        }
+        return twice
+    }
+
     func release(_ i: Int) {
         guard isClaimed(i) else { return }
         let z = i / Units.pblksPerBitmap, k = i % Units.pblksPerBitmap

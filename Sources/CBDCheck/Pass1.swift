@@ -12,6 +12,10 @@ extension Checker {
 
     /// What a worker found in one zone's table.
     struct ZoneScan {
+        /// Claims on the zone's own data pblks, gathered here (nil with -c, which reads every
+        /// entry's data and goes entry by entry).
+        var claims: ZoneClaims?
+        /// Good entries that are not in `claims`: they name another zone's pblks (or -c).
         var ok: [(lblk: Int, entry: AllocationEntry)] = []
         var bad: [(problem: Problem, keptPblks: [Int])] = []
         var paddingDirty = false
@@ -64,16 +68,21 @@ extension Checker {
             if let e = job.error.first { throw e }
             let k = merged / window
             next = k + 1 < batches.count ? start(batches[k + 1]) : nil
-            for (i, scan) in job.scans.enumerated() where !stop { merge(zone: job.zones[i], scan) }
+            for (i, scan) in job.scans.enumerated() where !stop { try merge(zone: job.zones[i], scan) }
             merged += job.zones.count
             options.progress?(.tables, merged, zones.count)
         }
     }
 
-    /// Checks every entry of zone `z`, and its table padding.
-    private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer) throws -> ZoneScan {
+    /// Checks every entry of zone `z`, and its table padding. With `gather`, entries that stay
+    /// in their zone are claimed in the scan's `ZoneClaims` (see there), not listed one by one.
+    private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer,
+                          gather: Bool = true) throws -> ZoneScan {
         var scan = ZoneScan()
+        let claims = gather && options.gatherClaims && !options.verifyData ? ZoneClaims(zone: z) : nil
+        scan.claims = claims
         try TableScanner(device: device, geometry: geometry).forEachEntry(zone: z, buffer: table) { n, p in
+            if n < geometry.nrLblk, let claims, claimInZone(at: p, claims) { return }
             try checkEntry(lblk: n, at: p, zone: z, into: &scan, scratch: scratch)
         }
         let padding = geometry.tablePadding(zone: z)
@@ -82,6 +91,23 @@ extension Checker {
             scan.paddingDirty = !isAllZero(table.base, padding.count)
         }
         return scan
+    }
+
+    /// The common case, without building an entry: a valid entry whose pblks all lie in its
+    /// own zone's data area is claimed in `zc`. False when the entry needs the general path of
+    /// `checkEntry` (it is bad, or names another zone's pblks).
+    @inline(__always)
+    private func claimInZone(at p: UnsafeRawPointer, _ zc: ZoneClaims) -> Bool {
+        guard let (len, used) = try? codec.validate(p) else { return false }
+        let first = Pblk(geometry.dataStart(zc.zone)), count = Pblk(geometry.dataPblkCount(zc.zone))
+        for i in 0..<used {
+            let v = codec.slot(i, at: p)
+            guard v >= first, v - first < count else { return false }
+        }
+        for i in 0..<used { zc.claim(Int(codec.slot(i, at: p) - first)) }
+        if len == codec.rawLength { zc.stats.raw += 1 } else if len != 0 { zc.stats.compressed += 1 }
+        zc.stats.usedPblks += used
+        return true
     }
 
     private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
@@ -110,8 +136,22 @@ extension Checker {
         scan.ok.append((n, entry))
     }
 
-    /// Folds a zone's scan into the claims, in lblk order, deciding each problem.
-    private func merge(zone z: Int, _ scan: ZoneScan) {
+    /// Folds a zone's scan into the claims, deciding each problem in lblk order. Gathered
+    /// claims go in a word at a time; when one of them is unmarked in the zone's bitmap, pass 2
+    /// must name its owner, so the zone is scanned again entry by entry (a damaged zone only).
+    private func merge(zone z: Int, _ scan: ZoneScan) throws {
+        var scan = scan
+        if let zc = scan.claims {
+            if zc.claimsUnmarked(in: bitmaps[z]) {
+                scan = try scanZone(z, scratch: ByteBuffer(count: 2 * geometry.lblkSize),
+                                    table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
+            } else {
+                for p in claims.fold(zc) { duplicates.insert(p) }
+                stats.compressed += zc.stats.compressed
+                stats.raw += zc.stats.raw
+                stats.usedPblks += zc.stats.usedPblks
+            }
+        }
         // Two lists in lblk order, merged: problems and good entries.
         var b = 0, o = 0
         while !stop && (b < scan.bad.count || o < scan.ok.count) {

@@ -38,7 +38,7 @@ import Testing
         for (name, input) in try inputs(s).sorted(by: { $0.key < $1.key }) {
             let out = s.file("\(name).cbd")
             try #require(try Tools.run("cbd", ["convert", "-q", input, out]).status == 0)
-            let real = try FileFacts.size(out)
+            let real = FileFacts.size(out)
             let m = try measure([input])
             let estimate = try #require(m["physical_size"] as? Int), bound = try #require(m["physical_size_bound"] as? Int)
             let error = try #require(m["data_size_error"] as? Int)

@@ -18,7 +18,7 @@ import Testing
     /// zone holding a claim.
     @Test func claimStoreMatchesABitPerPblk() throws {
         let g = try LayoutPlanner.plan(physicalBytes: Self.pebibyte, logicalBytes: Self.pebibyte, lblkShift: 4)
-        var claims = ClaimMap(g)
+        let claims = ClaimMap(g)
         var reference = Set<Int>(), reserved = Set<Int>()
         var rng = SplitMix(seed: 23)
         let regions = [0, g.nrZones / 2, g.nrZones - 1]

@@ -28,23 +28,30 @@ public struct EntryCodec: Sendable {
         len == 0 ? 0 : len == rawLength ? slots : (len + Units.pblkSize - 1) / Units.pblkSize
     }
 
-    /// Decodes and checks the entry at `p` (entry_len bytes).
-    public func decode(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
+    /// Checks the entry at `p` (entry_len bytes) and returns its length and how many leading
+    /// slots it uses, without building an `AllocationEntry`: the rules of `decode`, for a
+    /// reader that visits millions of entries (fsck's pass 1) and reads the slots itself.
+    @inline(__always)
+    public func validate(_ p: UnsafeRawPointer) throws(EntryError) -> (length: Int, used: Int) {
         let len = length(at: p)
         guard len == 0 || len == rawLength || len <= maxCompressedLength else { throw .badLength(len) }
         let used = usedSlots(length: len)
-        var pblks: [Pblk] = []
-        pblks.reserveCapacity(used)
         for i in 0..<slots {
             let v = slot(i, at: p)
             if i < used {
                 guard v != 0 else { throw .badSlot(slot: i, value: 0) }
-                pblks.append(v)
             } else if v != 0 {
                 throw .badSlot(slot: i, value: v)
             }
         }
+        return (len, used)
+    }
+
+    /// Decodes and checks the entry at `p` (entry_len bytes).
+    public func decode(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
+        let (len, used) = try validate(p)
         if len == 0 { return .unallocated }
+        let pblks = (0..<used).map { slot($0, at: p) }
         return len == rawLength ? .raw(pblks: pblks) : .compressed(length: len, pblks: pblks)
     }
 
