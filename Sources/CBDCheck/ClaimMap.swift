@@ -95,7 +95,7 @@ final class ClaimMap {
         let first = geometry.dataStart(z)
         for w in 0..<ClaimMap.wordsPerPage where zc.bits[w] != 0 {
             let new = zc.bits[w], old = p.words[w]
-            var again = new & old | (zc.twice?[w] ?? 0)
+            var again = new & old | zc.twice[w]
             p.words[w] = old | new
             claimedCount += (new & ~old).nonzeroBitCount
             while again != 0 {

@@ -15,6 +15,8 @@ extension Checker {
         /// Claims on the zone's own data pblks, gathered here (nil with -c, which reads every
         /// entry's data and goes entry by entry).
         var claims: ZoneClaims?
+        /// What the entries in `claims` add to the statistics.
+        var gathered = CheckStats()
         /// Good entries that are not in `claims`: they name another zone's pblks (or -c).
         var ok: [(lblk: Int, entry: AllocationEntry)] = []
         var bad: [(problem: Problem, keptPblks: [Int])] = []
@@ -81,8 +83,11 @@ extension Checker {
         var scan = ZoneScan()
         let claims = gather && options.gatherClaims && !options.verifyData ? ZoneClaims(zone: z) : nil
         scan.claims = claims
+        let first = Pblk(geometry.dataStart(z)), count = Pblk(geometry.dataPblkCount(z)), nrLblk = geometry.nrLblk
+        let codec = self.codec, bits = claims?.bits, twice = claims?.twice
         try TableScanner(device: device, geometry: geometry).forEachEntry(zone: z, buffer: table) { n, p in
-            if n < geometry.nrLblk, let claims, claimInZone(at: p, claims) { return }
+            if n < nrLblk, let bits, let twice,
+               Self.claimInZone(at: p, codec, bits, twice, first: first, count: count, &scan.gathered) { return }
             try checkEntry(lblk: n, at: p, zone: z, into: &scan, scratch: scratch)
         }
         let padding = geometry.tablePadding(zone: z)
@@ -94,19 +99,20 @@ extension Checker {
     }
 
     /// The common case, without building an entry: a valid entry whose pblks all lie in its
-    /// own zone's data area is claimed in `zc`. False when the entry needs the general path of
+    /// own zone's data area is claimed in a `ZoneClaims`' bits. False when the entry needs the general path of
     /// `checkEntry` (it is bad, or names another zone's pblks).
     @inline(__always)
-    private func claimInZone(at p: UnsafeRawPointer, _ zc: ZoneClaims) -> Bool {
+    private static func claimInZone(at p: UnsafeRawPointer, _ codec: borrowing EntryCodec,
+                                    _ bits: UnsafeMutablePointer<UInt64>, _ twice: UnsafeMutablePointer<UInt64>,
+                                    first: Pblk, count: Pblk, _ stats: inout CheckStats) -> Bool {
         guard let (len, used) = try? codec.validate(p) else { return false }
-        let first = Pblk(geometry.dataStart(zc.zone)), count = Pblk(geometry.dataPblkCount(zc.zone))
         for i in 0..<used {
             let v = codec.slot(i, at: p)
             guard v >= first, v - first < count else { return false }
         }
-        for i in 0..<used { zc.claim(Int(codec.slot(i, at: p) - first)) }
-        if len == codec.rawLength { zc.stats.raw += 1 } else if len != 0 { zc.stats.compressed += 1 }
-        zc.stats.usedPblks += used
+        for i in 0..<used { ZoneClaims.claim(Int(codec.slot(i, at: p) - first), bits: bits, twice: twice) }
+        if len == codec.rawLength { stats.raw += 1 } else if len != 0 { stats.compressed += 1 }
+        stats.usedPblks += used
         return true
     }
 
@@ -147,9 +153,9 @@ extension Checker {
                                     table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
             } else {
                 for p in claims.fold(zc) { duplicates.insert(p) }
-                stats.compressed += zc.stats.compressed
-                stats.raw += zc.stats.raw
-                stats.usedPblks += zc.stats.usedPblks
+                stats.compressed += scan.gathered.compressed
+                stats.raw += scan.gathered.raw
+                stats.usedPblks += scan.gathered.usedPblks
             }
         }
         // Two lists in lblk order, merged: problems and good entries.

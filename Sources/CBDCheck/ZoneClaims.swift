@@ -3,7 +3,8 @@ import CBDFormat
 
 /// The claims one zone's entries make on that zone's own data pblks, gathered by a pass-1
 /// worker without touching the shared `ClaimMap`: one bit per data pblk (the bitmap's order),
-/// and a second set of bits, made only when needed, for pblks named twice inside the zone.
+/// and a second set of bits for pblks named twice inside the zone. 8 KiB, for the few zones a
+/// scan has in flight.
 ///
 /// Why: a densely written device has tens of millions of claims. Made one by one in lblk order
 /// on one thread they cost most of the check; gathered per zone on all cores, they are folded
@@ -12,33 +13,26 @@ import CBDFormat
 final class ZoneClaims {
     static let words = Units.pblksPerBitmap / 64
     let zone: Int
-    let bits = UnsafeMutablePointer<UInt64>.allocate(capacity: ZoneClaims.words)
-    /// Bits of pblks named a second time within the zone, or nil while there are none.
-    private(set) var twice: UnsafeMutablePointer<UInt64>?
-    /// What the entries claimed here add to the check's statistics.
-    var stats = CheckStats()
+    /// Claimed data indices of the zone.
+    let bits: UnsafeMutablePointer<UInt64>
+    /// Data indices named a second time within the zone.
+    let twice: UnsafeMutablePointer<UInt64>
 
     init(zone: Int) {
         self.zone = zone
-        bits.initialize(repeating: 0, count: ZoneClaims.words)
+        bits = .allocate(capacity: 2 * ZoneClaims.words)
+        bits.initialize(repeating: 0, count: 2 * ZoneClaims.words)
+        twice = bits + ZoneClaims.words
     }
 
-    deinit {
-        bits.deallocate()
-        twice?.deallocate()
-    }
+    deinit { bits.deallocate() }
 
-    /// Claims data index `k` of the zone.
-    @inline(__always) func claim(_ k: Int) {
+    /// Claims data index `k` in `bits`, noting a second claim in `twice` (raw pointers: the
+    /// hot loop of pass 1 touches no reference count).
+    @inline(__always)
+    static func claim(_ k: Int, bits: UnsafeMutablePointer<UInt64>, twice: UnsafeMutablePointer<UInt64>) {
         let bit: UInt64 = 1 << UInt64(k & 63)
-        if bits[k >> 6] & bit != 0 {
-            if twice == nil {
-                let t = UnsafeMutablePointer<UInt64>.allocate(capacity: ZoneClaims.words)
-                t.initialize(repeating: 0, count: ZoneClaims.words)
-                twice = t
-            }
-            twice?[k >> 6] |= bit
-        }
+        twice[k >> 6] |= bits[k >> 6] & bit
         bits[k >> 6] |= bit
     }
 

@@ -9,29 +9,30 @@ public struct EntryCodec: Sendable {
 
     public init(_ g: Geometry) {
         lenBytes = g.lenBytes; pblkBytes = g.pblkBytes; slots = g.pblkPerLblk; lblkSize = g.lblkSize
+        maxCompressedLength = PackedBlock.maxCompressedLength(lblkSize: lblkSize)
         geometry = g
     }
 
     public var entryLen: Int { lenBytes + pblkBytes * slots }
-    public var rawLength: Int { lenBytes == 2 ? 0xFFFF : 0xFFFF_FFFF }
+    @inlinable public var rawLength: Int { lenBytes == 2 ? 0xFFFF : 0xFFFF_FFFF }
     /// The largest compressed length: compression must save at least one pblk.
-    public var maxCompressedLength: Int { PackedBlock.maxCompressedLength(lblkSize: lblkSize) }
+    public let maxCompressedLength: Int
 
     /// Raw fields of an entry at `p`, without judging them.
-    @inline(__always) public func length(at p: UnsafeRawPointer) -> Int { Int(LE.get(p, lenBytes)) }
-    @inline(__always) public func slot(_ i: Int, at p: UnsafeRawPointer) -> Pblk {
+    @inlinable @inline(__always) public func length(at p: UnsafeRawPointer) -> Int { Int(LE.get(p, lenBytes)) }
+    @inlinable @inline(__always) public func slot(_ i: Int, at p: UnsafeRawPointer) -> Pblk {
         LE.get(p + lenBytes + i * pblkBytes, pblkBytes)
     }
 
     /// How many leading slots an entry of length `len` uses.
-    public func usedSlots(length len: Int) -> Int {
+    @inlinable public func usedSlots(length len: Int) -> Int {
         len == 0 ? 0 : len == rawLength ? slots : (len + Units.pblkSize - 1) / Units.pblkSize
     }
 
     /// Checks the entry at `p` (entry_len bytes) and returns its length and how many leading
     /// slots it uses, without building an `AllocationEntry`: the rules of `decode`, for a
     /// reader that visits millions of entries (fsck's pass 1) and reads the slots itself.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func validate(_ p: UnsafeRawPointer) throws(EntryError) -> (length: Int, used: Int) {
         let len = length(at: p)
         guard len == 0 || len == rawLength || len <= maxCompressedLength else { throw .badLength(len) }
