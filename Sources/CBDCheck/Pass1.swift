@@ -99,19 +99,15 @@ extension Checker {
     }
 
     /// The common case, without building an entry: a valid entry whose pblks all lie in its
-    /// own zone's data area is claimed in a `ZoneClaims`' bits. False when the entry needs the general path of
-    /// `checkEntry` (it is bad, or names another zone's pblks).
+    /// own zone's data area is claimed in a `ZoneClaims`' bits. False when the entry needs the
+    /// general path of `checkEntry` (it is bad, or names another zone's pblks).
     @inline(__always)
     private static func claimInZone(at p: UnsafeRawPointer, _ codec: borrowing EntryCodec,
                                     _ bits: UnsafeMutablePointer<UInt64>, _ twice: UnsafeMutablePointer<UInt64>,
                                     first: Pblk, count: Pblk, _ stats: inout CheckStats) -> Bool {
-        guard let (len, used) = try? codec.validate(p) else { return false }
-        for i in 0..<used {
-            let v = codec.slot(i, at: p)
-            guard v >= first, v - first < count else { return false }
-        }
+        guard let used = codec.usedSlots(p, within: first, count: count) else { return false }
         for i in 0..<used { ZoneClaims.claim(Int(codec.slot(i, at: p) - first), bits: bits, twice: twice) }
-        if len == codec.rawLength { stats.raw += 1 } else if len != 0 { stats.compressed += 1 }
+        if codec.length(at: p) == codec.rawLength { stats.raw += 1 } else { stats.compressed += 1 }
         stats.usedPblks += used
         return true
     }

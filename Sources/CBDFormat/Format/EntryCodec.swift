@@ -48,6 +48,28 @@ public struct EntryCodec: Sendable {
         return (len, used)
     }
 
+    /// The number of slots the entry at `p` uses when it is valid by `validate`'s rules, holds
+    /// data, and names only pblks in `first ..< first + count` (one zone's data area); nil
+    /// otherwise, and the caller takes the general path (`validate`, then `decode`). One pass
+    /// over the slots: fsck's pass 1 asks this of every entry of a device.
+    @inlinable @inline(__always)
+    public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk) -> Int? {
+        let len = length(at: p)
+        guard len != 0, len == rawLength || len <= maxCompressedLength else { return nil }
+        let used = usedSlots(length: len)
+        if pblkBytes == 4 {
+            let q = p + lenBytes
+            for i in 0..<used {
+                let v = Pblk(UInt32(littleEndian: q.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                guard v &- first < count else { return nil }
+            }
+        } else {
+            for i in 0..<used { guard slot(i, at: p) &- first < count else { return nil } }
+        }
+        let tail = p + lenBytes + used * pblkBytes
+        return isAllZero(tail, (slots - used) * pblkBytes) ? used : nil
+    }
+
     /// Decodes and checks the entry at `p` (entry_len bytes).
     public func decode(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
         let (len, used) = try validate(p)
