@@ -84,11 +84,25 @@ extension Checker {
         let claims = gather && options.gatherClaims && !options.verifyData ? ZoneClaims(zone: z) : nil
         scan.claims = claims
         let first = Pblk(geometry.dataStart(z)), count = Pblk(geometry.dataPblkCount(z)), nrLblk = geometry.nrLblk
-        let codec = self.codec, bits = claims?.bits, twice = claims?.twice
-        try TableScanner(device: device, geometry: geometry).forEachEntry(zone: z, buffer: table) { n, p in
-            if n < nrLblk, let bits, let twice,
-               Self.claimInZone(at: p, codec, bits, twice, first: first, count: count, &scan.gathered) { return }
-            try checkEntry(lblk: n, at: p, zone: z, into: &scan, scratch: scratch)
+        let scanner = TableScanner(device: device, geometry: geometry)
+        if let claims {
+            // The loop over a chunk's entries is here, so that the common entry costs no call.
+            let codec = self.codec, bits = claims.bits, twice = claims.twice, entryLen = geometry.entryLen
+            var gathered = CheckStats()
+            try scanner.forEachChunk(zone: z, buffer: table) { lblk, entries, n in
+                for i in 0..<n {
+                    let p = entries + i * entryLen
+                    if isAllZero(p, entryLen) { continue }
+                    if lblk + i < nrLblk,
+                       Self.claimInZone(at: p, codec, bits, twice, first: first, count: count, &gathered) { continue }
+                    try checkEntry(lblk: lblk + i, at: p, zone: z, into: &scan, scratch: scratch)
+                }
+            }
+            scan.gathered = gathered
+        } else {
+            try scanner.forEachEntry(zone: z, buffer: table) { n, p in
+                try checkEntry(lblk: n, at: p, zone: z, into: &scan, scratch: scratch)
+            }
         }
         let padding = geometry.tablePadding(zone: z)
         if !padding.isEmpty {

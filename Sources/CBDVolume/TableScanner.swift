@@ -39,6 +39,22 @@ package struct TableScanner {
 
     /// Calls `body(lblk, entry)` for every entry of zone `z` that is not all zero, in order.
     package func forEachEntry(zone z: Int, buffer: ByteBuffer, _ body: (Int, UnsafeRawPointer) throws -> Void) throws {
+        let entryLen = geometry.entryLen
+        try forEachChunk(zone: z, buffer: buffer) { first, base, count in
+            for i in 0..<count {
+                let p = base + i * entryLen
+                if isAllZero(p, entryLen) { continue }
+                try body(first + i, p)
+            }
+        }
+    }
+
+    /// Calls `body(lblk, entries, count)` for each chunk of zone `z`'s table that may hold
+    /// entries: `count` entries back to back from `entries`, the first for `lblk`; chunks
+    /// that are holes or all zero are skipped. For a reader whose per-entry work is so small
+    /// that a call per entry would be most of it (fsck's pass 1); it skips zero entries itself.
+    package func forEachChunk(zone z: Int, buffer: ByteBuffer,
+                              _ body: (Int, UnsafeRawPointer, Int) throws -> Void) throws {
         let g = geometry
         let perChunk = max(1, TableScanner.chunkBytes / g.entryLen)
         var i0 = 0
@@ -53,11 +69,7 @@ package struct TableScanner {
             try device.read(into: buffer[0..<bytes.count], at: bytes.lowerBound)
             let base = UnsafeRawPointer(buffer.base) + (startByte - bytes.lowerBound)
             if isAllZero(base, endByte - startByte) { continue }
-            for i in i0..<i1 {
-                let p = base + (i - i0) * g.entryLen
-                if isAllZero(p, g.entryLen) { continue }
-                try body((z << g.lblkPerZoneShift) + i, p)
-            }
+            try body((z << g.lblkPerZoneShift) + i0, base, i1 - i0)
         }
     }
 }
