@@ -24,18 +24,22 @@ public struct EntryCodec: Sendable {
         LE.get(p + lenBytes + i * pblkBytes, pblkBytes)
     }
 
+    /// Whether `len` is a length an entry may hold: 0 (unallocated), the raw marker, or a
+    /// compressed length that saves a pblk. The one home of that rule for both readers below.
+    @inlinable public func isValidLength(_ len: Int) -> Bool {
+        len == 0 || len == rawLength || len <= maxCompressedLength
+    }
+
     /// How many leading slots an entry of length `len` uses.
     @inlinable public func usedSlots(length len: Int) -> Int {
         len == 0 ? 0 : len == rawLength ? slots : (len + Units.pblkSize - 1) / Units.pblkSize
     }
 
     /// Checks the entry at `p` (entry_len bytes) and returns its length and how many leading
-    /// slots it uses, without building an `AllocationEntry`: the rules of `decode`, for a
-    /// reader that visits millions of entries (fsck's pass 1) and reads the slots itself.
-    @inlinable @inline(__always)
-    public func validate(_ p: UnsafeRawPointer) throws(EntryError) -> (length: Int, used: Int) {
+    /// slots it uses: the rules of `decode`, naming the first one broken.
+    private func validate(_ p: UnsafeRawPointer) throws(EntryError) -> (length: Int, used: Int) {
         let len = length(at: p)
-        guard len == 0 || len == rawLength || len <= maxCompressedLength else { throw .badLength(len) }
+        guard isValidLength(len) else { throw .badLength(len) }
         let used = usedSlots(length: len)
         for i in 0..<slots {
             let v = slot(i, at: p)
@@ -48,14 +52,15 @@ public struct EntryCodec: Sendable {
         return (len, used)
     }
 
-    /// The number of slots the entry at `p` uses when it is valid by `validate`'s rules, holds
+    /// The number of slots the entry at `p` uses when it is valid by `decode`'s rules, holds
     /// data, and names only pblks in `first ..< first + count` (one zone's data area); nil
-    /// otherwise, and the caller takes the general path (`validate`, then `decode`). One pass
-    /// over the slots: fsck's pass 1 asks this of every entry of a device.
+    /// otherwise, and the caller takes the general path (`decode`, which says what is wrong).
+    /// One pass over the slots, no array: fsck's pass 1 asks this of every entry of a device.
+    /// A data area never starts at pblk 0, so a zero in a used slot fails the range check.
     @inlinable @inline(__always)
     public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk) -> Int? {
         let len = length(at: p)
-        guard len != 0, len == rawLength || len <= maxCompressedLength else { return nil }
+        guard len != 0, isValidLength(len) else { return nil }
         let used = usedSlots(length: len)
         if pblkBytes == 4 {
             let q = p + lenBytes
