@@ -23,57 +23,27 @@ extension Checker {
         var paddingDirty = false
     }
 
-    /// The scans of a batch of zones, made on all cores while the batch before is merged.
-    final class ScanJob: @unchecked Sendable {
-        let zones: [Int]
-        var scans: [ZoneScan]
-        let done = DispatchGroup()
-        let error = ErrorBox()
-        init(_ zones: [Int]) {
-            self.zones = zones
-            scans = [ZoneScan](repeating: ZoneScan(), count: zones.count)
-        }
-    }
+    /// Zones scanned ahead of the merge, per worker: enough that a worker seldom waits for
+    /// the merging thread to wake up (see `Parallel.pipeline`).
+    static let zonesAheadPerWorker = 8
 
     func pass1() throws {
         let workers = Parallel.workers
-        let window = workers * 2
         // Per-worker buffers, allocated once: compressed input and output for -c, a table chunk.
         let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
         let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
         // Only zones that hold metadata have entries (the others' tables are holes).
         let zones = bitmaps.active
-        let batches = stride(from: 0, to: zones.count, by: window).map { Array(zones[$0 ..< min($0 + window, zones.count)]) }
-        /// Scans a batch in the background; merging (one thread, in zone order) overlaps it.
-        func start(_ batch: [Int]) -> ScanJob {
-            let job = ScanJob(batch)
-            let me = UncheckedBox(self)
-            DispatchQueue.global().async(group: job.done) {
-                do {
-                    try job.scans.withUnsafeMutableBufferPointer { buf in
-                        let out = UncheckedBox(buf)
-                        try Parallel.forEachSlice(count: batch.count, parts: workers) { w, slice in
-                            for i in slice {
-                                out.value[i] = try me.value.scanZone(batch[i], scratch: scratch[w], table: tables[w])
-                            }
-                        }
-                    }
-                } catch { job.error.set(error) }
-            }
-            return job
-        }
-        var next = batches.first.map(start)
-        defer { next?.done.wait() }   // no scan outlives the pass
-        var merged = 0
-        while let job = next, !stop {
-            job.done.wait()
-            if let e = job.error.first { throw e }
-            let k = merged / window
-            next = k + 1 < batches.count ? start(batches[k + 1]) : nil
-            for (i, scan) in job.scans.enumerated() where !stop { try merge(zone: job.zones[i], scan) }
-            merged += job.zones.count
-            options.progress?(.tables, merged, zones.count)
-        }
+        let me = UncheckedBox(self)
+        // Scans on all cores; merging (this thread, in zone order) overlaps them.
+        try Parallel.pipeline(count: zones.count, workers: workers, window: workers * Self.zonesAheadPerWorker,
+                              produce: { w, i in try me.value.scanZone(zones[i], scratch: scratch[w], table: tables[w]) },
+                              consume: { i, scan in
+            guard !stop else { return false }
+            try merge(zone: zones[i], scan)
+            options.progress?(.tables, i + 1, zones.count)
+            return !stop
+        })
     }
 
     /// Checks every entry of zone `z`, and its table padding. With `gather`, entries that stay
