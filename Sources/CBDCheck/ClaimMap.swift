@@ -80,8 +80,8 @@ final class ClaimMap {
     }
 
     /// Adds the claims a pass-1 worker gathered for one zone, a word at a time. Returns the
-    /// pblks now claimed twice (named twice in the zone, or claimed before by another entry):
-    /// the same as claiming them one by one with `claimIfFree`.
+    /// pblks now claimed twice (claimed before by another entry; `zc` names each pblk once, see
+    /// `ZoneClaims.namesSomePblkTwice`): the same as claiming them one by one with `claimIfFree`.
     func fold(_ zc: ZoneClaims) -> [Int] {
         let z = zc.zone
         guard (0..<ClaimMap.wordsPerPage).contains(where: { zc.bits[$0] != 0 }) else { return [] }
@@ -95,7 +95,7 @@ final class ClaimMap {
         let first = geometry.dataStart(z)
         for w in 0..<ClaimMap.wordsPerPage where zc.bits[w] != 0 {
             let new = zc.bits[w], old = p.words[w]
-            var again = new & old | zc.twice[w]
+            var again = new & old
             p.words[w] = old | new
             claimedCount += (new & ~old).nonzeroBitCount
             while again != 0 {
@@ -131,6 +131,20 @@ final class ClaimMap {
 
     /// Zone `z`'s bitmap as the claims say it should be (padding bits set). A zone's page is
     /// its bitmap bytes in little-endian word order.
+    /// Whether `have` is exactly `expectedBitmap(z)`: compared a word at a time without
+    /// building it, as pass 2 asks this of every zone and nearly always hears yes.
+    func marksExactly(_ have: Bitmap, zone z: Int) -> Bool {
+        let limit = geometry.dataPblkCount(z), words = pages[z]?.words
+        return have.bytes.withUnsafeBytes { b in
+            (0..<ClaimMap.wordsPerPage).allSatisfy { w in
+                let stored = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self))
+                let below = limit - w * 64   // data pblks in this word, the rest padding (set)
+                let padding: UInt64 = below >= 64 ? 0 : below <= 0 ? ~0 : ~0 << UInt64(below)
+                return stored == (words?[w] ?? 0) | padding
+            }
+        }
+    }
+
     func expectedBitmap(_ z: Int) -> Bitmap {
         guard let page = pages[z] else { return Bitmap(dataPblks: geometry.dataPblkCount(z)) }
         var bytes = [UInt8](repeating: 0, count: Units.pblkSize)

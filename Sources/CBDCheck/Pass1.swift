@@ -56,18 +56,30 @@ extension Checker {
         let first = Pblk(geometry.dataStart(z)), count = Pblk(geometry.dataPblkCount(z)), nrLblk = geometry.nrLblk
         let scanner = TableScanner(device: device, geometry: geometry)
         if let claims {
-            // The loop over a chunk's entries is here, so that the common entry costs no call.
-            let codec = self.codec, bits = claims.bits, twice = claims.twice, entryLen = geometry.entryLen
+            let codec = self.codec
             var gathered = CheckStats()
             try scanner.forEachChunk(zone: z, buffer: table) { lblk, entries, n in
-                for i in 0..<n {
-                    let p = entries + i * entryLen
-                    if isAllZero(p, entryLen) { continue }
-                    if lblk + i < nrLblk,
-                       Self.claimInZone(at: p, codec, bits, twice, first: first, count: count, &gathered) { continue }
+                // Entries past the device's last lblk take the general path (it reports them).
+                let inDevice = max(0, min(n, nrLblk - lblk))
+                var acc = ZoneClaims.Accumulator(claims)
+                defer { acc.flush() }
+                func general(_ i: Int, _ p: UnsafeRawPointer) throws {
                     try checkEntry(lblk: lblk + i, at: p, zone: z, into: &scan, scratch: scratch)
                 }
+                // Literal widths for the common variants, so that the loop is specialized.
+                switch (codec.lenBytes, codec.pblkBytes) {
+                case (2, 4):
+                    try Self.gather(entries, n, inDevice, codec, lenBytes: 2, pblkBytes: 4, first: first, count: count,
+                                    &acc, &gathered, general)
+                case (4, 4):
+                    try Self.gather(entries, n, inDevice, codec, lenBytes: 4, pblkBytes: 4, first: first, count: count,
+                                    &acc, &gathered, general)
+                default:
+                    try Self.gather(entries, n, inDevice, codec, lenBytes: codec.lenBytes, pblkBytes: codec.pblkBytes,
+                                    first: first, count: count, &acc, &gathered, general)
+                }
             }
+            claims.claims = gathered.usedPblks
             scan.gathered = gathered
         } else {
             try scanner.forEachEntry(zone: z, buffer: table) { n, p in
@@ -82,18 +94,35 @@ extension Checker {
         return scan
     }
 
-    /// The common case, without building an entry: a valid entry whose pblks all lie in its
-    /// own zone's data area is claimed in a `ZoneClaims`' bits. False when the entry needs the
-    /// general path of `checkEntry` (it is bad, or names another zone's pblks).
+    /// The common case, without building an entry: each valid entry of a chunk whose pblks
+    /// all lie in its own zone's data area (`first ..< first + count`) is claimed in `acc` and
+    /// counted in `stats`; `general` gets the others that are not all zero (unallocated but
+    /// dirty, bad, naming another zone's pblks, or among the last `n - inDevice`, past the
+    /// device's end). Inlined where the widths are literals: the loop is the hot path of
+    /// checking a densely written device.
     @inline(__always)
-    private static func claimInZone(at p: UnsafeRawPointer, _ codec: borrowing EntryCodec,
-                                    _ bits: UnsafeMutablePointer<UInt64>, _ twice: UnsafeMutablePointer<UInt64>,
-                                    first: Pblk, count: Pblk, _ stats: inout CheckStats) -> Bool {
-        guard let used = codec.usedSlots(p, within: first, count: count) else { return false }
-        for i in 0..<used { ZoneClaims.claim(Int(codec.slot(i, at: p) - first), bits: bits, twice: twice) }
-        if codec.length(at: p) == codec.rawLength { stats.raw += 1 } else { stats.compressed += 1 }
+    private static func gather(_ entries: UnsafeRawPointer, _ n: Int, _ inDevice: Int, _ codec: borrowing EntryCodec,
+                               lenBytes: Int, pblkBytes: Int, first: Pblk, count: Pblk,
+                               _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats,
+                               _ general: (Int, UnsafeRawPointer) throws -> Void) rethrows {
+        let entryLen = codec.entryLen, raw = codec.rawLength
+        var p = entries, compressed = 0, rawBlocks = 0, used = 0
+        for i in 0..<n {
+            defer { p += entryLen }
+            if i < inDevice, let u = codec.usedSlots(p, within: first, count: count,
+                                                     lenBytes: lenBytes, pblkBytes: pblkBytes) {
+                let q = p + lenBytes
+                for s in 0..<u { acc.claim(Int(truncatingIfNeeded: LE.get(q + s &* pblkBytes, pblkBytes) &- first)) }
+                if Int(LE.get(p, lenBytes)) == raw { rawBlocks &+= 1 } else { compressed &+= 1 }
+                used &+= u
+                continue
+            }
+            if isAllZero(p, entryLen) { continue }
+            try general(i, p)
+        }
+        stats.compressed += compressed
+        stats.raw += rawBlocks
         stats.usedPblks += used
-        return true
     }
 
     private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
@@ -124,11 +153,12 @@ extension Checker {
 
     /// Folds a zone's scan into the claims, deciding each problem in lblk order. Gathered
     /// claims go in a word at a time; when one of them is unmarked in the zone's bitmap, pass 2
-    /// must name its owner, so the zone is scanned again entry by entry (a damaged zone only).
+    /// must name its owner, and when a pblk is named twice in the zone, pass 1B must name both:
+    /// then the zone is scanned again entry by entry (a damaged zone only).
     private func merge(zone z: Int, _ scan: ZoneScan) throws {
         var scan = scan
         if let zc = scan.claims {
-            if zc.claimsUnmarked(in: bitmaps[z]) {
+            if zc.namesSomePblkTwice || zc.claimsUnmarked(in: bitmaps[z]) {
                 scan = try scanZone(z, scratch: ByteBuffer(count: 2 * geometry.lblkSize),
                                     table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
             } else {

@@ -9,9 +9,9 @@ extension Checker {
         let zones = Set(bitmaps.active).union(bitmaps.markedZones).union(claims.zones).sorted()
         for (i, z) in zones.enumerated() where !stop {
             options.progress?(.bitmaps, i + 1, zones.count)
-            let want = claims.expectedBitmap(z)
             let have = bitmaps[z]
-            guard want != have else { continue }
+            guard !claims.marksExactly(have, zone: z) else { continue }
+            let want = claims.expectedBitmap(z)
             let limit = geometry.dataPblkCount(z)
             var leaks: [Range<Int>] = [], unmarked: [Range<Int>] = []
             var k = 0

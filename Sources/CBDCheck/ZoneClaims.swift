@@ -2,38 +2,62 @@
 import CBDFormat
 
 /// The claims one zone's entries make on that zone's own data pblks, gathered by a pass-1
-/// worker without touching the shared `ClaimMap`: one bit per data pblk (the bitmap's order),
-/// and a second set of bits for pblks named twice inside the zone. 8 KiB, for the few zones a
-/// scan has in flight.
+/// worker without touching the shared `ClaimMap`: one bit per data pblk (the bitmap's order).
+/// 4 KiB, for the few zones a scan has in flight.
 ///
 /// Why: a densely written device has tens of millions of claims. Made one by one in lblk order
 /// on one thread they cost most of the check; gathered per zone on all cores, they are folded
 /// into the claims a word at a time (`ClaimMap.fold`). Entries that name another zone's pblks
-/// are left to the per-entry path, so the result is the same as claiming entry by entry.
+/// are left to the per-entry path. A pblk named twice in the zone sets its bit once, so it
+/// shows as fewer bits than claims (`namesSomePblkTwice`): then the zone goes entry by entry,
+/// and the result is always the same as claiming entry by entry.
 final class ZoneClaims {
     static let words = Units.pblksPerBitmap / 64
     let zone: Int
     /// Claimed data indices of the zone.
     let bits: UnsafeMutablePointer<UInt64>
-    /// Data indices named a second time within the zone.
-    let twice: UnsafeMutablePointer<UInt64>
+    /// How many claims were made (a pblk claimed twice counts twice).
+    var claims = 0
 
     init(zone: Int) {
         self.zone = zone
-        bits = .allocate(capacity: 2 * ZoneClaims.words)
-        bits.initialize(repeating: 0, count: 2 * ZoneClaims.words)
-        twice = bits + ZoneClaims.words
+        bits = .allocate(capacity: ZoneClaims.words)
+        bits.initialize(repeating: 0, count: ZoneClaims.words)
     }
 
     deinit { bits.deallocate() }
 
-    /// Claims data index `k` in `bits`, noting a second claim in `twice` (raw pointers: the
-    /// hot loop of pass 1 touches no reference count).
-    @inline(__always)
-    static func claim(_ k: Int, bits: UnsafeMutablePointer<UInt64>, twice: UnsafeMutablePointer<UInt64>) {
-        let bit: UInt64 = 1 << UInt64(k & 63)
-        twice[k >> 6] |= bits[k >> 6] & bit
-        bits[k >> 6] |= bit
+    /// Claims in a register, a word of `bits` at a time: the entries of a densely written zone
+    /// name runs of neighbouring pblks, and a read-modify-write of memory per claim would chain
+    /// each claim to the one before. Call `flush` before the bits are read.
+    struct Accumulator {
+        let bits: UnsafeMutablePointer<UInt64>
+        var word = 0
+        var mask: UInt64 = 0
+
+        init(_ claims: ZoneClaims) { bits = claims.bits }
+
+        /// Claims data index `k` (below `Units.pblksPerBitmap`).
+        @inline(__always)
+        mutating func claim(_ k: Int) {
+            let w = k &>> 6
+            if w != word {
+                bits[word] |= mask
+                word = w
+                mask = 0
+            }
+            mask |= 1 &<< UInt64(k & 63)
+        }
+
+        mutating func flush() {
+            bits[word] |= mask
+            mask = 0
+        }
+    }
+
+    /// Whether fewer pblks are claimed than claims were made: some pblk is named twice.
+    var namesSomePblkTwice: Bool {
+        (0..<ZoneClaims.words).reduce(0) { $0 + bits[$1].nonzeroBitCount } != claims
     }
 
     /// Whether some claimed pblk's bit is clear in `bitmap` (the zone's bitmap as read).

@@ -14,7 +14,9 @@ public struct EntryCodec: Sendable {
     }
 
     public var entryLen: Int { lenBytes + pblkBytes * slots }
-    @inlinable public var rawLength: Int { lenBytes == 2 ? 0xFFFF : 0xFFFF_FFFF }
+    @inlinable public var rawLength: Int { Self.rawLength(lenBytes: lenBytes) }
+    /// The length that marks a raw (uncompressed) block: the largest the length field holds.
+    @inlinable static func rawLength(lenBytes: Int) -> Int { lenBytes == 2 ? 0xFFFF : 0xFFFF_FFFF }
     /// The largest compressed length: compression must save at least one pblk.
     public let maxCompressedLength: Int
 
@@ -26,13 +28,15 @@ public struct EntryCodec: Sendable {
 
     /// Whether `len` is a length an entry may hold: 0 (unallocated), the raw marker, or a
     /// compressed length that saves a pblk. The one home of that rule for both readers below.
-    @inlinable public func isValidLength(_ len: Int) -> Bool {
-        len == 0 || len == rawLength || len <= maxCompressedLength
+    @inlinable public func isValidLength(_ len: Int) -> Bool { isValidLength(len, lenBytes: lenBytes) }
+    @inlinable @inline(__always) func isValidLength(_ len: Int, lenBytes: Int) -> Bool {
+        len == 0 || len == Self.rawLength(lenBytes: lenBytes) || len <= maxCompressedLength
     }
 
     /// How many leading slots an entry of length `len` uses.
-    @inlinable public func usedSlots(length len: Int) -> Int {
-        len == 0 ? 0 : len == rawLength ? slots : (len + Units.pblkSize - 1) / Units.pblkSize
+    @inlinable public func usedSlots(length len: Int) -> Int { usedSlots(length: len, lenBytes: lenBytes) }
+    @inlinable @inline(__always) func usedSlots(length len: Int, lenBytes: Int) -> Int {
+        len == 0 ? 0 : len == Self.rawLength(lenBytes: lenBytes) ? slots : (len &+ Units.pblkSize &- 1) / Units.pblkSize
     }
 
     /// Checks the entry at `p` (entry_len bytes) and returns its length and how many leading
@@ -59,20 +63,22 @@ public struct EntryCodec: Sendable {
     /// A data area never starts at pblk 0, so a zero in a used slot fails the range check.
     @inlinable @inline(__always)
     public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk) -> Int? {
-        let len = length(at: p)
-        guard len != 0, isValidLength(len) else { return nil }
-        let used = usedSlots(length: len)
-        if pblkBytes == 4 {
-            let q = p + lenBytes
-            for i in 0..<used {
-                let v = Pblk(UInt32(littleEndian: q.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                guard v &- first < count else { return nil }
-            }
-        } else {
-            for i in 0..<used { guard slot(i, at: p) &- first < count else { return nil } }
+        usedSlots(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes)
+    }
+
+    /// The same, with this codec's field widths given by a caller that switches over the
+    /// variants and passes literals (fsck's pass 1): inlined, every width test folds away.
+    @inlinable @inline(__always)
+    public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
+                          lenBytes: Int, pblkBytes: Int) -> Int? {
+        let len = Int(LE.get(p, lenBytes))
+        guard len != 0, isValidLength(len, lenBytes: lenBytes) else { return nil }
+        let used = usedSlots(length: len, lenBytes: lenBytes)
+        let q = p + lenBytes
+        for i in 0..<used {
+            guard LE.get(q + i &* pblkBytes, pblkBytes) &- first < count else { return nil }
         }
-        let tail = p + lenBytes + used * pblkBytes
-        return isAllZero(tail, (slots - used) * pblkBytes) ? used : nil
+        return isAllZero(q + used &* pblkBytes, (slots &- used) &* pblkBytes) ? used : nil
     }
 
     /// Decodes and checks the entry at `p` (entry_len bytes).
