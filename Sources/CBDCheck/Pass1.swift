@@ -109,6 +109,12 @@ extension Checker {
         var p = entries, compressed = 0, rawBlocks = 0, used = 0
         for i in 0..<n {
             defer { p += entryLen }
+            if i < inDevice, let r = codec.run(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
+                acc.claim(run: Int(truncatingIfNeeded: r.start &- first), r.used)
+                if Int(LE.get(p, lenBytes)) == raw { rawBlocks &+= 1 } else { compressed &+= 1 }
+                used &+= r.used
+                continue
+            }
             if i < inDevice, let u = codec.usedSlots(p, within: first, count: count,
                                                      lenBytes: lenBytes, pblkBytes: pblkBytes) {
                 let q = p + lenBytes

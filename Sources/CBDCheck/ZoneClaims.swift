@@ -49,6 +49,23 @@ final class ZoneClaims {
             mask |= 1 &<< UInt64(k & 63)
         }
 
+        /// Claims data indices `k ..< k + n` (a run of neighbouring pblks), a word at a time.
+        @inline(__always)
+        mutating func claim(run k: Int, _ n: Int) {
+            var k = k, n = n
+            while n > 0 {
+                let w = k &>> 6, bit = k & 63, take = min(n, 64 &- bit)
+                if w != word {
+                    bits[word] |= mask
+                    word = w
+                    mask = 0
+                }
+                mask |= (take == 64 ? ~0 : (1 &<< UInt64(take)) &- 1) &<< UInt64(bit)
+                k &+= take
+                n &-= take
+            }
+        }
+
         mutating func flush() {
             bits[word] |= mask
             mask = 0

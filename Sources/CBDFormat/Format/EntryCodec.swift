@@ -81,6 +81,27 @@ public struct EntryCodec: Sendable {
         return isAllZero(q + used &* pblkBytes, (slots &- used) &* pblkBytes) ? used : nil
     }
 
+    /// The pblks the entry at `p` names when they are one run `start ..< start + used` inside
+    /// `first ..< first + count` and the entry is valid and holds data (as `usedSlots(_:within:
+    /// count:lenBytes:pblkBytes:)` would say, for an entry it accepts: a run whose ends lie in
+    /// the area lies in it, and holds no 0); nil otherwise, and the caller asks that. How
+    /// writers lay a block out, so the cheapest question for fsck's pass 1: no slot is
+    /// checked or claimed alone.
+    @inlinable @inline(__always)
+    public func run(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
+                    lenBytes: Int, pblkBytes: Int) -> (start: Pblk, used: Int)? {
+        let len = Int(LE.get(p, lenBytes))
+        guard len != 0, isValidLength(len, lenBytes: lenBytes) else { return nil }
+        let used = usedSlots(length: len, lenBytes: lenBytes)
+        let q = p + lenBytes
+        let start = LE.get(q, pblkBytes)
+        guard start &- first < count, UInt64(used) <= count &- (start &- first) else { return nil }
+        var differs: UInt64 = 0
+        for i in 1..<max(1, used) { differs |= LE.get(q + i &* pblkBytes, pblkBytes) ^ (start &+ UInt64(i)) }
+        guard differs == 0, isAllZero(q + used &* pblkBytes, (slots &- used) &* pblkBytes) else { return nil }
+        return (start, used)
+    }
+
     /// Decodes and checks the entry at `p` (entry_len bytes).
     public func decode(_ p: UnsafeRawPointer) throws(EntryError) -> AllocationEntry {
         let (len, used) = try validate(p)
