@@ -82,15 +82,26 @@ private final class PipelineState<T>: @unchecked Sendable {
             let made = Result { try produce(worker, i) }
             pthread_mutex_lock(mutex)
             switch made {
-            case .success(let value): ring[i % ring.count] = value
+            case .success(let value):
+                ring[i % ring.count] = value
+                if consumerWaits && readyAhead() { pthread_cond_signal(madeCond) }
             case .failure(let e):
                 if error == nil { error = e }
                 cancelled = true
                 pthread_cond_broadcast(spaceCond)
+                pthread_cond_signal(madeCond)
             }
-            if consumerWaits { pthread_cond_signal(madeCond) }
         }
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Whether a sleeping consumer should wake: the next quarter window of results (or all that
+    /// are left) are made, so that it wakes once for several (a wakeup is the costly part).
+    /// Always reached: the workers go on until those are made or the window is full of made
+    /// results. Called with the mutex held.
+    private func readyAhead() -> Bool {
+        let want = min(max(1, ring.count / 4), count - consumed)
+        return (0..<want).allSatisfy { ring[(consumed + $0) % ring.count] != nil }
     }
 
     /// Result `i`, waiting until it is made; nil when the pipeline was cancelled without error.
@@ -98,6 +109,7 @@ private final class PipelineState<T>: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while ring[i % ring.count] == nil && error == nil && !cancelled {
+            // Sleeps until several results are made (see `readyAhead`).
             consumerWaits = true
             pthread_cond_wait(madeCond, mutex)
             consumerWaits = false
