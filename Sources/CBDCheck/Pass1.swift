@@ -105,30 +105,55 @@ extension Checker {
                                lenBytes: Int, pblkBytes: Int, first: Pblk, count: Pblk,
                                _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats,
                                _ general: (Int, UnsafeRawPointer) throws -> Void) rethrows {
-        let entryLen = codec.entryLen, raw = codec.rawLength
-        var p = entries, compressed = 0, rawBlocks = 0, used = 0
-        for i in 0..<n {
-            defer { p += entryLen }
-            if i < inDevice, let r = codec.run(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
-                acc.claim(run: Int(truncatingIfNeeded: r.start &- first), r.used)
-                if Int(LE.get(p, lenBytes)) == raw { rawBlocks &+= 1 } else { compressed &+= 1 }
-                used &+= r.used
-                continue
-            }
-            if i < inDevice, let u = codec.usedSlots(p, within: first, count: count,
-                                                     lenBytes: lenBytes, pblkBytes: pblkBytes) {
-                let q = p + lenBytes
-                for s in 0..<u { acc.claim(Int(truncatingIfNeeded: LE.get(q + s &* pblkBytes, pblkBytes) &- first)) }
-                if Int(LE.get(p, lenBytes)) == raw { rawBlocks &+= 1 } else { compressed &+= 1 }
-                used &+= u
-                continue
-            }
-            if isAllZero(p, entryLen) { continue }
-            try general(i, p)
+        let entryLen = codec.entryLen
+        var i = 0
+        while i < n {
+            i = claimWhileCommon(entries, from: i, to: inDevice, codec, lenBytes: lenBytes, pblkBytes: pblkBytes,
+                                 first: first, count: count, &acc, &stats)
+            guard i < n else { break }
+            let p = entries + i * entryLen
+            if !isAllZero(p, entryLen) { try general(i, p) }
+            i += 1
         }
-        stats.compressed += compressed
-        stats.raw += rawBlocks
-        stats.usedPblks += used
+    }
+
+    /// Claims the entries from `i` on that take the common path, skipping all-zero ones, and
+    /// returns the index of the first that does not (or `end`). No call inside, so that the
+    /// loop keeps its state in registers.
+    @inline(__always)
+    private static func claimWhileCommon(_ entries: UnsafeRawPointer, from i: Int, to end: Int,
+                                         _ codec: borrowing EntryCodec, lenBytes: Int, pblkBytes: Int,
+                                         first: Pblk, count: Pblk,
+                                         _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats) -> Int {
+        let entryLen = codec.entryLen, raw = codec.rawLength
+        var a = acc
+        var i = i, p = entries + i * entryLen, compressed = 0, rawBlocks = 0, used = 0
+        defer {
+            acc = a
+            stats.compressed += compressed
+            stats.raw += rawBlocks
+            stats.usedPblks += used
+        }
+        while i < end {
+            if let r = codec.run(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
+                a.claim(run: Int(truncatingIfNeeded: r.start &- first), r.used)
+                used &+= r.used
+            } else if let u = codec.usedSlots(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
+                let q = p + lenBytes
+                for s in 0..<u { a.claim(Int(truncatingIfNeeded: LE.get(q + s &* pblkBytes, pblkBytes) &- first)) }
+                used &+= u
+            } else if isAllZero(p, entryLen) {
+                i &+= 1
+                p += entryLen
+                continue
+            } else {
+                break
+            }
+            if Int(LE.get(p, lenBytes)) == raw { rawBlocks &+= 1 } else { compressed &+= 1 }
+            i &+= 1
+            p += entryLen
+        }
+        return i
     }
 
     private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,

@@ -6,7 +6,8 @@
 @inlinable package func isAllZero(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
     @inline(__always) func word(_ at: Int) -> UInt64 { p.loadUnaligned(fromByteOffset: at, as: UInt64.self) }
     @inline(__always) func block(_ at: Int) -> UInt64 { word(at) | word(at &+ 8) | word(at &+ 16) | word(at &+ 24) }
-    if count >= 32 {
+    if count >= 32 && count <= 64 { return block(0) | block(count &- 32) == 0 }
+    if count > 64 {
         var i = 0
         while i &+ 32 < count {
             if block(i) != 0 { return false }
