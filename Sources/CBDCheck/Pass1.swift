@@ -128,7 +128,10 @@ extension Checker {
         let entryLen = codec.entryLen, raw = codec.rawLength
         var a = acc
         var i = i, p = entries + i * entryLen, compressed = 0, rawBlocks = 0, used = 0
+        // Entries that continue each other's runs (a sequential writer's) are claimed as one.
+        var runStart = 0, runEnd = 0
         defer {
+            a.claim(run: runStart, runEnd &- runStart)
             acc = a
             stats.compressed += compressed
             stats.raw += rawBlocks
@@ -136,7 +139,13 @@ extension Checker {
         }
         while i < end {
             if let r = codec.run(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
-                a.claim(run: Int(truncatingIfNeeded: r.start &- first), r.used)
+                let k = Int(truncatingIfNeeded: r.start &- first)
+                if k != runEnd {
+                    a.claim(run: runStart, runEnd &- runStart)
+                    runStart = k
+                    runEnd = k
+                }
+                runEnd &+= r.used
                 used &+= r.used
             } else if let u = codec.usedSlots(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
                 let q = p + lenBytes
