@@ -59,6 +59,9 @@ public final class Checker {
     var duplicates: Set<Int> = []
     /// Owners of claimed pblks whose bit is clear, for pass 2's message.
     var unmarkedOwners: [Int: [Int]] = [:]
+    /// Zones pass 1 gathered and then scanned again entry by entry (see `merge`): none on a
+    /// clean device, or the fast path was lost (a test looks).
+    package internal(set) var rescannedZones = 0
 
     // MARK: Repairs decided
 

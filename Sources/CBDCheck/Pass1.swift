@@ -199,6 +199,7 @@ extension Checker {
         var scan = scan
         if let zc = scan.claims {
             if zc.namesSomePblkTwice || zc.claimsUnmarked(in: bitmaps[z]) {
+                rescannedZones += 1
                 scan = try scanZone(z, scratch: ByteBuffer(count: 2 * geometry.lblkSize),
                                     table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
             } else {

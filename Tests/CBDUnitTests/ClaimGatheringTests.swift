@@ -39,6 +39,13 @@ import Testing
                                             blocks: shape.blocks, every: 18, seed: 5)
         let (_, g) = try base.readHeader()
         #expect(g.nrZones >= 2)
+        // Undamaged, every zone takes the gathered path: none is scanned twice.
+        var o = Checker.Options()
+        o.mode = .readOnly
+        let clean = try Checker(device: base, options: o)
+        try clean.run()
+        #expect(clean.problems.isEmpty && clean.stats.compressed + clean.stats.raw == shape.blocks)
+        #expect(clean.rescannedZones == 0)
         #expect(g.variantName == shape.variant)
         var rng = SplitMix(seed: 41)
         func pick(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
