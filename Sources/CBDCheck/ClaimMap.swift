@@ -129,8 +129,6 @@ final class ClaimMap {
     /// Data pblks that can be allocated: neither claimed nor reserved.
     var freeCount: Int { geometry.totalDataPblks - claimedCount - reserved.count }
 
-    /// Zone `z`'s bitmap as the claims say it should be (padding bits set). A zone's page is
-    /// its bitmap bytes in little-endian word order.
     /// Whether `have` is exactly `expectedBitmap(z)`: compared a word at a time without
     /// building it, as pass 2 asks this of every zone and nearly always hears yes.
     func marksExactly(_ have: Bitmap, zone z: Int) -> Bool {
@@ -145,6 +143,8 @@ final class ClaimMap {
         }
     }
 
+    /// Zone `z`'s bitmap as the claims say it should be (padding bits set). A zone's page is
+    /// its bitmap bytes in little-endian word order.
     func expectedBitmap(_ z: Int) -> Bitmap {
         guard let page = pages[z] else { return Bitmap(dataPblks: geometry.dataPblkCount(z)) }
         var bytes = [UInt8](repeating: 0, count: Units.pblkSize)

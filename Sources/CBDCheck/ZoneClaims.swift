@@ -39,31 +39,29 @@ final class ZoneClaims {
 
         /// Claims data index `k` (below `Units.pblksPerBitmap`).
         @inline(__always)
-        mutating func claim(_ k: Int) {
-            let w = k &>> 6
-            if w != word {
-                bits[word] |= mask
-                word = w
-                mask = 0
-            }
-            mask |= 1 &<< UInt64(k & 63)
-        }
+        mutating func claim(_ k: Int) { add(1 &<< UInt64(k & 63), toWord: k &>> 6) }
 
         /// Claims data indices `k ..< k + n` (a run of neighbouring pblks), a word at a time.
         @inline(__always)
         mutating func claim(run k: Int, _ n: Int) {
             var k = k, n = n
             while n > 0 {
-                let w = k &>> 6, bit = k & 63, take = min(n, 64 &- bit)
-                if w != word {
-                    bits[word] |= mask
-                    word = w
-                    mask = 0
-                }
-                mask |= (take == 64 ? ~0 : (1 &<< UInt64(take)) &- 1) &<< UInt64(bit)
+                let bit = k & 63, take = min(n, 64 &- bit)
+                add((take == 64 ? ~0 : (1 &<< UInt64(take)) &- 1) &<< UInt64(bit), toWord: k &>> 6)
                 k &+= take
                 n &-= take
             }
+        }
+
+        /// ORs `m` into word `w`, writing the word held before when `w` is another.
+        @inline(__always)
+        private mutating func add(_ m: UInt64, toWord w: Int) {
+            if w != word {
+                bits[word] |= mask
+                word = w
+                mask = 0
+            }
+            mask |= m
         }
 
         mutating func flush() {

@@ -56,29 +56,37 @@ public struct EntryCodec: Sendable {
         return (len, used)
     }
 
+    /// How many leading slots the entry at `p` uses when its length is valid and not 0 (it
+    /// holds data); nil otherwise. The first question of both fast checks below.
+    @inlinable @inline(__always)
+    func usedSlotsOfData(_ p: UnsafeRawPointer, lenBytes: Int) -> Int? {
+        let len = Int(LE.get(p, lenBytes))
+        guard len != 0, isValidLength(len, lenBytes: lenBytes) else { return nil }
+        return usedSlots(length: len, lenBytes: lenBytes)
+    }
+
+    /// Whether the slots after the first `used` of the slot array at `q` are all 0.
+    @inlinable @inline(__always)
+    func unusedSlotsAreZero(_ q: UnsafeRawPointer, used: Int, pblkBytes: Int) -> Bool {
+        isAllZero(q + used &* pblkBytes, (slots &- used) &* pblkBytes)
+    }
+
     /// The number of slots the entry at `p` uses when it is valid by `decode`'s rules, holds
     /// data, and names only pblks in `first ..< first + count` (one zone's data area); nil
     /// otherwise, and the caller takes the general path (`decode`, which says what is wrong).
     /// One pass over the slots, no array: fsck's pass 1 asks this of every entry of a device.
     /// A data area never starts at pblk 0, so a zero in a used slot fails the range check.
-    @inlinable @inline(__always)
-    public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk) -> Int? {
-        usedSlots(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes)
-    }
-
-    /// The same, with this codec's field widths given by a caller that switches over the
-    /// variants and passes literals (fsck's pass 1): inlined, every width test folds away.
+    /// The field widths are given by the caller, which switches over the variants and passes
+    /// literals: inlined, every width test folds away.
     @inlinable @inline(__always)
     public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
                           lenBytes: Int, pblkBytes: Int) -> Int? {
-        let len = Int(LE.get(p, lenBytes))
-        guard len != 0, isValidLength(len, lenBytes: lenBytes) else { return nil }
-        let used = usedSlots(length: len, lenBytes: lenBytes)
+        guard let used = usedSlotsOfData(p, lenBytes: lenBytes) else { return nil }
         let q = p + lenBytes
         for i in 0..<used {
             guard LE.get(q + i &* pblkBytes, pblkBytes) &- first < count else { return nil }
         }
-        return isAllZero(q + used &* pblkBytes, (slots &- used) &* pblkBytes) ? used : nil
+        return unusedSlotsAreZero(q, used: used, pblkBytes: pblkBytes) ? used : nil
     }
 
     /// The pblks the entry at `p` names when they are one run `start ..< start + used` inside
@@ -90,15 +98,13 @@ public struct EntryCodec: Sendable {
     @inlinable @inline(__always)
     public func run(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
                     lenBytes: Int, pblkBytes: Int) -> (start: Pblk, used: Int)? {
-        let len = Int(LE.get(p, lenBytes))
-        guard len != 0, isValidLength(len, lenBytes: lenBytes) else { return nil }
-        let used = usedSlots(length: len, lenBytes: lenBytes)
+        guard let used = usedSlotsOfData(p, lenBytes: lenBytes) else { return nil }
         let q = p + lenBytes
         let start = LE.get(q, pblkBytes)
         guard start &- first < count, UInt64(used) <= count &- (start &- first) else { return nil }
         var differs: UInt64 = 0
         for i in 1..<max(1, used) { differs |= LE.get(q + i &* pblkBytes, pblkBytes) ^ (start &+ UInt64(i)) }
-        guard differs == 0, isAllZero(q + used &* pblkBytes, (slots &- used) &* pblkBytes) else { return nil }
+        guard differs == 0, unusedSlotsAreZero(q, used: used, pblkBytes: pblkBytes) else { return nil }
         return (start, used)
     }
 
