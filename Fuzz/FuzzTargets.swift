@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
+import CBDDevice
 import CBDVolume
 import CBDCheck
 import CBDTestSupport
+
+/// Where the fsck target's repairs save orphaned data (removed when the process ends).
+private let fuzzLostFound = try? Scratch()
 
 /// libFuzzer targets over the format code, chosen by CBD_FUZZ_TARGET:
 ///   header  — Header.decode and Geometry of arbitrary 4 KiB
@@ -68,6 +72,7 @@ enum FuzzTargets {
         guard let readOnly = try? Checker(device: dev, options: options) else { return }
         try? readOnly.run()
         options.mode = .fixAll
+        options.lostFound = fuzzLostFound.map { LostFound(directory: $0.file("lost+found")) }
         guard let fix = try? Checker(device: dev, options: options), (try? fix.run()) != nil else { return }
         guard let again = try? Checker(device: dev,
             options: options) else { fatalError("fsck -y left an unreadable header") }

@@ -23,6 +23,9 @@ public final class Checker {
         /// Pass 1 gathers the claims of entries that stay in their zone per zone (`ZoneClaims`);
         /// off, every entry is claimed one by one. The same findings either way: tests compare them.
         package var gatherClaims = true
+        /// Where orphaned data is saved before its pblks are freed (pass 3); without one, a
+        /// repairing run keeps orphans in use and reports them unfixed.
+        public var lostFound: LostFound?
         /// Called with each problem as it is decided (for printing as it goes).
         public var report: ((Problem) -> Void)?
         /// (pass, done, total)
@@ -71,6 +74,10 @@ public final class Checker {
     var clonedData: [(from: Int, to: Int)] = []
     /// Zones whose table padding is cleared.
     var clearPadding: Set<Int> = []
+    /// Runs of data pblks marked in use, named by no entry, not all zeros (pass 2 -> pass 3).
+    var orphanRuns: [Range<Int>] = []
+    /// Orphans to save to lost+found before the repairs free their pblks.
+    var orphansToSave: [OrphanPiece] = []
     /// Lblks whose bad entry was reported but kept (answered no): never read or cloned.
     var keptBad: Set<Int> = []
 
@@ -97,14 +104,20 @@ public final class Checker {
         try pass1()
         if !stop { options.progress?(.sharedPblks, 0, 1) }
         if !stop { try pass1B() }
-        if !stop { pass2() }
+        if !stop { try pass2() }
+        if !stop { try pass3() }
         guard !stop else {
             // Stopped for a person or cancelled: no repair is written, so none was made (a
             // replay of interrupted entries is written at once, before the passes).
             for i in problems.indices where problems[i].kind != .interruptedUpdate { problems[i].fixed = false }
             return
         }
-        if options.mode != .readOnly { try writeRepairs() }
+        guard options.mode != .readOnly else { return }
+        do { try writeRepairs() } catch {
+            // What was decided was not written: nothing counts as corrected (fsck(8)'s exit 1).
+            for i in problems.indices where problems[i].kind != .interruptedUpdate { problems[i].fixed = false }
+            throw error
+        }
     }
 
     var stop: Bool { cancelled || stoppedForPerson }

@@ -4,7 +4,7 @@ import CBDDevice
 import CBDVolume
 /// Pass 2: each zone's bitmap against the claims of pass 1 and 1B.
 extension Checker {
-    func pass2() {
+    func pass2() throws {
         // Elsewhere a bitmap is a hole (all free) and nothing claims a pblk: nothing to compare.
         let zones = Set(bitmaps.active).union(bitmaps.markedZones).union(claims.zones).sorted()
         for (i, z) in zones.enumerated() where !stop {
@@ -24,6 +24,8 @@ extension Checker {
             }
             var fixed = have
             let start = geometry.dataStart(z)
+            // Leaked pblks that hold data are orphans, for pass 3; only zeros are freed here.
+            leaks = try leaks.flatMap { try splitOrphans($0, start: start) }
             if !leaks.isEmpty {
                 var f = facts(zone: z)
                 f.detail = ranges(leaks, start)
@@ -46,6 +48,31 @@ extension Checker {
             }
             if fixed != have { bitmaps[z] = fixed; changedBitmaps.insert(z) }
         }
+    }
+
+    /// Cuts the data out of leaked range `r` (relative to `start`): the part from its first to
+    /// its last pblk that is not all zeros goes to `orphanRuns`; what is returned (the zeros
+    /// around it) is a plain leak.
+    private func splitOrphans(_ r: Range<Int>, start: Int) throws -> [Range<Int>] {
+        let chunk = 256, pblk = Units.pblkSize
+        let buffer = ByteBuffer(count: chunk * pblk)
+        var first: Int?, last = 0
+        var k = r.lowerBound
+        while k < r.upperBound {
+            let n = min(chunk, r.upperBound - k)
+            let bytes = (start + k) * pblk ..< (start + k + n) * pblk
+            if !device.isHole(bytes) {
+                try device.read(into: buffer[0 ..< n * pblk], at: bytes.lowerBound)
+                for j in 0 ..< n where !isAllZero(buffer.base + j * pblk, pblk) {
+                    if first == nil { first = k + j }
+                    last = k + j
+                }
+            }
+            k += n
+        }
+        guard let first else { return [r] }
+        orphanRuns.append(start + first ..< start + last + 1)
+        return [r.lowerBound ..< first, last + 1 ..< r.upperBound].filter { !$0.isEmpty }
     }
 
     /// "43-44,50" and "and N more ranges" past eight.

@@ -26,6 +26,10 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
     case leakedPblks = "leaked_pblks"
     case unmarkedPblks = "unmarked_pblks"
     case bitmapPadding = "bitmap_padding"
+    /// Orphaned data that goes back to the lblks whose entries were lost (pass 3).
+    case orphansRelinked = "orphans_relinked"
+    /// Orphaned data saved to lost+found, then freed; or kept in use with nowhere to save it.
+    case orphanedData = "orphaned_data"
 
     /// One row of the table: the pass that finds it, the question asked before fixing it,
     /// whether -p fixes it without asking (only where the fix loses no data), and its message
@@ -73,6 +77,17 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
             return ProblemRow(.bitmaps, .set, preen: true) { f in
                 "Zone \(f.zone ?? 0): padding bits past its \(f.detail) data pblks are not set"
             }
+        case .orphansRelinked:
+            return ProblemRow(.orphans, .relink, preen: false) { f in
+                "Zone \(f.zone ?? 0): \(pblksHold(f)) the data of \(lblkRanges(f.others, f)), whose "
+                    + (f.others.count == 1 ? "entry was lost" : "entries were lost")
+            }
+        case .orphanedData:
+            return ProblemRow(.orphans, .save, preen: true) { f in
+                "Zone \(f.zone ?? 0): \(pblksHold(f)) data no entry names (\(f.blocks) block\(f.blocks == 1 ? "" : "s"))"
+                    + (f.others.isEmpty ? "" : "; \(lblkRanges(f.others, f)), whose "
+                        + (f.others.count == 1 ? "entry was lost, may have held it" : "entries were lost, may have held it"))
+            }
         }
     }
 
@@ -107,6 +122,28 @@ private func block(_ f: Problem.Facts) -> String {
     return "Logical block \(n) (bytes \(n * f.lblkSize)-\((n + 1) * f.lblkSize - 1))"
 }
 
+/// "logical blocks 0-29 (bytes 0-1966079), 40 (bytes ...)": runs of lblks with their bytes,
+/// at most eight runs then "and N more" (the JSON report lists every lblk).
+private func lblkRanges(_ lblks: [Int], _ f: Problem.Facts) -> String {
+    var runs: [Range<Int>] = []
+    for n in lblks {
+        if let last = runs.last, last.upperBound == n { runs[runs.count - 1] = last.lowerBound ..< n + 1 } else {
+            runs.append(n ..< n + 1)
+        }
+    }
+    let shown = runs.prefix(8).map { r in
+        (r.count == 1 ? "\(r.lowerBound)" : "\(r.lowerBound)-\(r.upperBound - 1)")
+            + " (bytes \(r.lowerBound * f.lblkSize)-\(r.upperBound * f.lblkSize - 1))"
+    }
+    return "logical block\(lblks.count == 1 ? "" : "s") " + shown.joined(separator: ", ")
+        + (runs.count > 8 ? " and \(runs.count - 8) more runs" : "")
+}
+
+/// "pblks 70-136 hold", "pblk 59 holds".
+private func pblksHold(_ f: Problem.Facts) -> String {
+    f.pblks.count == 1 ? "pblk \(f.detail) holds" : "pblks \(f.detail) hold"
+}
+
 private func shares(_ f: Problem.Facts) -> String {
     "\(block(f)) shares \(plural("pblk", f.pblks)) with \(plural("logical block", f.others))"
 }
@@ -120,7 +157,7 @@ private func plural(_ noun: String, _ numbers: [Int]) -> String {
 
 /// The passes of a check, in the order they run.
 public enum CheckPass: Int, Sendable, Comparable {
-    case header = 0, tables, sharedPblks, bitmaps
+    case header = 0, tables, sharedPblks, bitmaps, orphans
 
     public var heading: String {
         switch self {
@@ -128,11 +165,12 @@ public enum CheckPass: Int, Sendable, Comparable {
         case .tables: return "Pass 1: checking allocation tables"
         case .sharedPblks: return "Pass 1B: pblks claimed by more than one logical block"
         case .bitmaps: return "Pass 2: checking allocation bitmaps"
+        case .orphans: return "Pass 3: data that no entry names"
         }
     }
 
     /// The number fsck's -C progress lines give this pass (e2fsck's convention).
-    public var progressNumber: Int { self == .bitmaps ? 2 : 1 }
+    public var progressNumber: Int { self == .orphans ? 3 : self == .bitmaps ? 2 : 1 }
 
     public static func < (a: CheckPass, b: CheckPass) -> Bool { a.rawValue < b.rawValue }
 }
@@ -140,6 +178,7 @@ public enum CheckPass: Int, Sendable, Comparable {
 /// The questions of fsck, e2fsck style.
 public enum Prompt: String, Sendable {
     case clear = "Clear", clone = "Clone", free = "Free", mark = "Mark", set = "Set", replay = "Replay"
+    case relink = "Relink", save = "Save"
 }
 
 /// One inconsistency found by the checker: its kind (the table above says the rest) and
@@ -157,6 +196,8 @@ public struct Problem: Sendable {
         public var pblks: [Int] = []
         /// Other logical blocks involved (the other owners of a shared pblk, the owners of unmarked ones).
         public var others: [Int] = []
+        /// How many blocks (orphaned data: the pieces it splits into).
+        public var blocks = 0
         /// The variable part of a message: an entry error, a pblk, a list of ranges, a count.
         public var detail = ""
     }

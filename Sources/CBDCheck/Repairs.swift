@@ -7,6 +7,8 @@ import CBDVolume
 /// before the first change and cleared only when every problem was fixed.
 extension Checker {
     func writeRepairs() throws {
+        // 0. Orphaned data saved (and synced) before any pblk that holds it is freed.
+        try saveOrphans()
         let changes = !clonedData.isEmpty || !newEntries.isEmpty || !clearPadding.isEmpty || !changedBitmaps.isEmpty
         modified = modified || changes
         guard changes || header.isDirty else { return }

@@ -9,7 +9,7 @@ import CBDLayout
 /// generator and devices formatted in memory.
 
 /// A scratch folder removed at the end of a test.
-public final class Scratch {
+public final class Scratch: Sendable {
     public let path: String
     public init(under base: String = NSTemporaryDirectory()) throws {
         path = base + "/cbd-test-" + UUID().uuidString

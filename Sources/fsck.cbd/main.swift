@@ -27,6 +27,10 @@ struct Fsck: ParsableCommand {
     @Flag(name: .customShort("c"), help: "Also decompress every compressed block.") var verifyData = false
     @Option(name: .customShort("C"),
         help: "Progress to this file descriptor (0: a bar on the terminal).") var progressFD: Int32?
+    @Option(name: .customLong("lost-found"), help: ArgumentHelp(
+        "Save orphaned data (held by pblks no entry names) in this folder before freeing it "
+            + "(default for an image file: IMAGE.lost+found beside it).", valueName: "dir"),
+        completion: .directory) var lostFound: String?
     @Flag(name: .long, help: "Print the result as one JSON object.") var json = false
     @Argument(help: "The device or image file.") var device: String
 
@@ -60,6 +64,7 @@ struct Fsck: ParsableCommand {
             var options = Checker.Options()
             options.mode = mode
             options.verifyData = verifyData
+            if mode != .readOnly, let dir = lostFound ?? defaultLostFound(dev) { options.lostFound = LostFound(directory: dir) }
             options.report = { output.problem($0) }
             options.ask = { p in
                 output.heading(for: p)
@@ -88,6 +93,14 @@ struct Fsck: ParsableCommand {
         }
         output.finish(checker)
         return checker.exitCode
+    }
+
+    /// An image file's orphans go beside it (e2fsck always has its lost+found); a block
+    /// device's only where --lost-found says, since /dev is no place for them.
+    func defaultLostFound(_ dev: FileDevice) -> String? {
+        var st = stat()
+        guard stat(device, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return device + ".lost+found"
     }
 
     func progressHandler() -> ((CheckPass, Int, Int) -> Void)? {

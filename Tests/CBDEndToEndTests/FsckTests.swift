@@ -10,6 +10,10 @@ import Testing
 
 /// The tests/f_* corpus of Tests/fsck, and randomized damage.
 @Suite struct FsckTests {
+    /// Where repairs save orphaned data (fsck never frees data without saving it).
+    let lostFound: Scratch
+    init() throws { lostFound = try Scratch() }
+
     static let corpus: String = {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("fsck").path
@@ -95,6 +99,7 @@ import Testing
         var options = Checker.Options()
         options.mode = .fixAll
         options.verifyData = true
+        options.lostFound = LostFound(directory: lostFound.file("lost+found"))
         let first = try Checker(device: mem, options: options)
         try first.run()
         #expect(first.problems.allSatisfy { $0.fixed })

@@ -11,6 +11,10 @@ import CBDCLI
 
 /// cbd resize: both kinds of resize, refusals, undo, and interruption at every write.
 @Suite struct ResizeTests {
+    /// Where repairs save orphaned data (fsck never frees data without saving it).
+    let lostFound: Scratch
+    init() throws { lostFound = try Scratch() }
+
     /// A device of `physical` bytes with blocks of mixed kinds in the first `blocks` lblks.
     func populated(physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1, seed: UInt64 = 1) throws -> (MemoryDevice, [UInt8]) {
         try populatedDevice(physical: physical, logical: logical, lblkShift: lblkShift, blocks: blocks, every: every, seed: seed)
@@ -277,6 +281,7 @@ import CBDCLI
             dev.failAtWrite = nil
             var options = Checker.Options()
             options.mode = .fixAll
+            options.lostFound = LostFound(directory: lostFound.file("lost+found"))
             try Checker(device: dev, options: options).run()
             try expectConsistent(dev)
             #expect(try logicalBytes(dev, count: before.count) == before, "interrupted at write \(k)")

@@ -13,6 +13,10 @@ import Testing
 /// flipped) and checks it both ways, on three entry variants: pass 1's loop is specialized
 /// for 2- and 4-byte lengths with 4-byte slots, and generic for the others (2-byte slots here).
 @Suite struct ClaimGatheringTests {
+    /// Where repairs save orphaned data (fsck never frees data without saving it).
+    let lostFound: Scratch
+    init() throws { lostFound = try Scratch() }
+
     /// A device shape and how many rounds it gets.
     struct Shape: Sendable, CustomTestStringConvertible {
         let variant: String, physical: Int, lblkShift: Int, blocks: Int, rounds: Int
@@ -28,6 +32,7 @@ import Testing
         var o = Checker.Options()
         o.mode = fix ? .fixAll : .readOnly
         o.gatherClaims = gather
+        o.lostFound = LostFound(directory: lostFound.file("lost+found"))
         let c = try Checker(device: d, options: o)
         try c.run()
         let findings = c.problems.map { "\($0.kind) \($0.facts.lblk ?? -1) \($0.facts.zone ?? -1) \($0.pblks) \($0.facts.others) \($0.message)" }

@@ -12,6 +12,10 @@ import Testing
 /// afterwards fsck -y gives a consistent device on which every logical block holds its
 /// old or its new content, never anything else.
 @Suite struct FaultInjectionTests {
+    /// Where repairs save orphaned data (fsck never frees data without saving it).
+    let lostFound: Scratch
+    init() throws { lostFound = try Scratch() }
+
     func contents(_ d: BlockDevice) throws -> [[UInt8]?] {
         let v = try Volume(device: d)
         return (0..<v.geometry.nrLblk).map { n in
@@ -25,6 +29,7 @@ import Testing
         var options = Checker.Options()
         options.mode = .fixAll
         options.verifyData = true
+        options.lostFound = LostFound(directory: lostFound.file("lost+found"))
         try Checker(device: d, options: options).run()
         let again = try Checker(device: d, options: options)
         try again.run()
@@ -179,6 +184,7 @@ import Testing
             var options = Checker.Options()
             options.mode = .fixAll
             options.verifyData = true
+            options.lostFound = LostFound(directory: lostFound.file("lost+found"))
             #expect(throws: CBDError.self) { try Checker(device: dev, options: options).run() }
             dev.failAtWrite = nil
             try repair(dev)

@@ -80,6 +80,10 @@ final class PowerLossDevice: BlockDevice {
 /// Writers under the power-loss model: every crash state, once `fsck -y` (the library's
 /// Checker) has run, is consistent, and every logical block reads old or new.
 @Suite struct PowerLossTests {
+    /// Where repairs save orphaned data (fsck never frees data without saving it).
+    let lostFound: Scratch
+    init() throws { lostFound = try Scratch() }
+
     let bs = 65536
     let lblks = 200
 
@@ -123,6 +127,7 @@ final class PowerLossDevice: BlockDevice {
         for (i, state) in try rec.crashStates(base: base, samples: samples, seed: 21).enumerated() {
             var fix = Checker.Options()
             fix.mode = .fixAll
+            fix.lostFound = LostFound(directory: lostFound.file("state-\(i)"))
             do { try Checker(device: state, options: fix).run() } catch { bad.append("state \(i): fsck: \(error)"); continue }
             let check = try Checker(device: state, options: Checker.Options())
             try check.run()
@@ -200,6 +205,7 @@ final class PowerLossDevice: BlockDevice {
         let bad = try badStates(dev) { d in
             var o = Checker.Options()
             o.mode = .fixAll
+            o.lostFound = LostFound(directory: lostFound.file("lost+found"))
             try Checker(device: d, options: o).run()
         }
         #expect(bad.isEmpty, "\(bad.prefix(3))")
