@@ -29,10 +29,14 @@ extension Checker {
         for (i, z) in zones.keys.sorted().enumerated() where z >= 0 && !stop {
             options.progress?(.orphans, i + 1, zones.count)
             let live = try liveBlocks(ofZone: z)
+            // A block's place is certain only in a zone laid out in lblk order (a sequential
+            // writer's: convert, resize, a sequential Volume); elsewhere orphans are saved.
+            let inOrder = zip(live, live.dropFirst()).allSatisfy { $0.lblk < $1.lblk }
             for var gap in gaps(zones[z] ?? [], live: live) where !stop {
                 gap.pieces = try gap.runs.flatMap { try parser.pieces(of: $0) }
-                let lost = try lostLblks(zone: z, between: gap.before, gap.after)
-                if try !relink(gap, lost: lost, zone: z) { save(gap, lost: lost, zone: z) }
+                let lost = try lostLblks(zone: z, between: inOrder ? gap.before : nil, inOrder ? gap.after : nil,
+                                         wholeZone: !inOrder)
+                if try !(inOrder && relink(gap, lost: lost, zone: z)) { save(gap, lost: lost, zone: z) }
             }
         }
     }
@@ -71,12 +75,12 @@ extension Checker {
     }
 
     /// The lblks of zone `z` between `before` and `after` (the whole zone when those are not
-    /// in lblk order) whose entries were lost: cleared by this run, or zero with a table pblk
-    /// of theirs all zeros. In lblk order.
-    private func lostLblks(zone z: Int, between before: Int?, _ after: Int?) throws -> [Int] {
+    /// in lblk order, or with `wholeZone`) whose entries were lost: cleared by this run, or
+    /// zero with a table pblk of theirs all zeros. In lblk order.
+    private func lostLblks(zone z: Int, between before: Int?, _ after: Int?, wholeZone: Bool) throws -> [Int] {
         let zone = geometry.lblks(inZone: z)
         var range = zone
-        if (before ?? Int.min) < (after ?? Int.max) {
+        if !wholeZone && (before ?? Int.min) < (after ?? Int.max) {
             range = max(zone.lowerBound, (before ?? -1) + 1) ..< min(zone.upperBound, after ?? zone.upperBound)
         }
         guard !range.isEmpty else { return [] }
@@ -113,8 +117,9 @@ extension Checker {
         return ok != nil && bytes.allSatisfy { $0 == 0 }
     }
 
-    /// Puts each block of `gap` back in its lblk when that is certain: its neighbours are in
-    /// lblk order, it holds only whole blocks, as many as `lost`. True when relinked.
+    /// Puts each block of `gap` back in its lblk when that is certain: the zone is laid out in
+    /// lblk order (the caller asks), the gap's neighbours too, and it holds only whole blocks,
+    /// as many as `lost`. True when relinked.
     private func relink(_ gap: Gap, lost: [Int], zone z: Int) throws -> Bool {
         let inOrder = (gap.before ?? Int.min) < (gap.after ?? Int.max)
         let blocks: [AllocationEntry] = gap.pieces.compactMap { if case .block(let e) = $0 { return e } else { return nil } }
