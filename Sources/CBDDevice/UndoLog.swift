@@ -24,7 +24,9 @@ import CBDFormat
 /// Which records count: the recorder syncs a batch of records before it overwrites any of
 /// their pblks. In a file without a trailer (the rewrite was interrupted) a record whose
 /// checksum fails was therefore never synced, and its pblk never overwritten: it is skipped.
-/// In a completed file every record was synced, and a damaged one is refused.
+/// In a completed file every record was synced, and a damaged one is refused. A file whose
+/// trailer is missing or damaged while the device holds the resize's final, clean header lost
+/// its end (the trailer is written right after that header): refused too, before any write.
 enum UndoFile {
     static let magic = Array("CBDUNDO2".utf8)
     static let applyingMagic = Array("CBDUNDOP".utf8)
@@ -347,8 +349,16 @@ public enum Undo {
             return "written for a device of \(file.original) bytes, this one has \(device.size)"
         }
         let head = try device.readPblks(0)
-        let newHeader = (try? Header.decode(head)).map { Int($0.nrPhysicalSectors) * Units.sectorSize == file.target }
+        let decoded = try? Header.decode(head)
+        let newHeader = decoded.map { Int($0.nrPhysicalSectors) * Units.sectorSize == file.target }
         let marker = ResizeMarker.undoPath(in: head) != nil
+        // A resize writes its final header, clean, only after every other change is synced,
+        // and the trailer right after: a device that holds it while the file has no trailer
+        // means the file lost its end (cut short, or its trailer damaged), not an interruption.
+        if head != file.header, newHeader == true, decoded?.isDirty == false {
+            return "the undo file has no valid trailer, but the device holds the finished resize: the file was "
+                + "cut short or damaged"
+        }
         guard head == file.header || head.allSatisfy({ $0 == 0 }) || marker || newHeader == true else {
             return "the device's header is neither the one saved nor the cleared one of an interrupted resize"
         }

@@ -13,6 +13,8 @@ import CBDVolume
 /// packed copy of the data, allowed only with an undo file that saves every pblk first.
 public final class Resizer {
     public let device: BlockDevice
+    /// What a resize that keeps the layout writes through: the device, or an undo recorder.
+    private var writer: BlockDevice
     public private(set) var header: Header
     public let geometry: Geometry
     let codec: EntryCodec
@@ -28,6 +30,7 @@ public final class Resizer {
     /// Opens a device for resizing; a DIRTY device is refused unless `force`.
     public init(device: BlockDevice, force: Bool) throws {
         self.device = device
+        writer = device
         (header, geometry) = try device.readHeader()
         codec = EntryCodec(geometry)
         if header.isDirty && !force {
@@ -110,7 +113,19 @@ public final class Resizer {
         // A forced resize of a device left DIRTY completes an interrupted entry write first.
         _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header)
         if plan.keepsGeometry {
-            try resizeKeepingGeometry(plan.new)
+            // Even a resize that keeps the layout moves blocks and rewrites bitmaps: with an
+            // undo file every pblk it changes is saved first, as for a re-layout.
+            guard let undo = undoPath else { return try resizeKeepingGeometry(plan.new) }
+            let recorder = try UndoRecorder(wrapping: device, undoPath: undo, targetSize: plan.new.physicalBytes)
+            writer = recorder
+            defer { writer = device }
+            do {
+                try resizeKeepingGeometry(plan.new)
+                try recorder.finish()
+            } catch {
+                recorder.discardIfEmpty()
+                throw error
+            }
         } else {
             guard let undo = undoPath else {
                 throw CBDError("\(device.path): this resize changes the layout of every zone "
@@ -125,17 +140,17 @@ public final class Resizer {
     private func resizeKeepingGeometry(_ new: Geometry) throws {
         let old = geometry
         // Grow the storage first: a block device that cannot grow fails here, before any change.
-        if new.physicalBytes > device.size { try device.setSize(new.physicalBytes) }
-        try device.setDirty(true, in: &header)
+        if new.physicalBytes > writer.size { try writer.setSize(new.physicalBytes) }
+        try writer.setDirty(true, in: &header)
         if new.nrPblk > old.nrPblk {
             // New zones: empty bitmap (padding set) and zero table. Those whose metadata is a
             // hole already (a grown image file) are passed, found with a seek each.
-            for z in TableScanner(device: device, geometry: new).zonesWithMetadata(from: old.nrZones) {
-                try device.zero(new.metadataBytes(zone: z))
+            for z in TableScanner(device: writer, geometry: new).zonesWithMetadata(from: old.nrZones) {
+                try writer.zero(new.metadataBytes(zone: z))
             }
             let last = new.nrZones - 1
             if last >= old.nrZones && new.dataPblkCount(last) < Units.pblksPerBitmap {
-                try device.writePblks(Bitmap(dataPblks: new.dataPblkCount(last)).bytes, at: new.bitmapPblk(last))
+                try writer.writePblks(Bitmap(dataPblks: new.dataPblkCount(last)).bytes, at: new.bitmapPblk(last))
             }
             // The old last zone grows: its former padding bits become free data pblks.
             try setPadding(zone: old.nrZones - 1, old: old, new: new)
@@ -143,21 +158,21 @@ public final class Resizer {
             try moveBlocks(below: new.nrPblk, old: old, new: new)
             try setPadding(zone: new.nrZones - 1, old: old, new: new)
         }
-        try device.sync()
+        try writer.sync()
         header = Formatter.header(for: new)
-        try device.setDirty(false, in: &header)
-        if new.physicalBytes < device.size { try device.setSize(new.physicalBytes) }
+        try writer.setDirty(false, in: &header)
+        if new.physicalBytes < writer.size { try writer.setSize(new.physicalBytes) }
     }
 
     /// Rewrites zone `z`'s bitmap for its size under `new`: bits past its data pblks set, below clear
     /// where they were padding before.
     private func setPadding(zone z: Int, old: Geometry, new: Geometry) throws {
-        var b = Bitmap(bytes: try device.readPblks(old.bitmapPblk(z)))
+        var b = Bitmap(bytes: try writer.readPblks(old.bitmapPblk(z)))
         let before = z < old.nrZones ? old.dataPblkCount(z) : 0
         let after = new.dataPblkCount(z)
         for k in before..<max(before, after) { b.clear(k) }
         for k in after..<Units.pblksPerBitmap { b.set(k) }
-        try device.writePblks(b.bytes, at: new.bitmapPblk(z))
+        try writer.writePblks(b.bytes, at: new.bitmapPblk(z))
     }
 
     /// Moves every pblk at or past `limit` to a free pblk below it, copy-on-write: copies and
@@ -168,7 +183,7 @@ public final class Resizer {
         var moving: [(Int, AllocationEntry)] = []
         try forEachEntry { n, e in if e.pblks.contains(where: { Int($0) >= limit }) { moving.append((n, e)) } }
         guard !moving.isEmpty else { return }
-        let meta = MetadataCache(device: device, geometry: old)
+        let meta = MetadataCache(device: writer, geometry: old)
         let allocator = PblkAllocator(meta: meta, layout: new)
         let buffer = ByteBuffer(count: Units.pblkSize)
         var moved: [(Int, AllocationEntry)] = []
@@ -179,19 +194,19 @@ public final class Resizer {
                 guard let q = try allocator.allocate(1, near: old.zone(ofLblk: n))?.first else {
                     throw CBDError("\(device.path): no free pblk left below the new end")
                 }
-                try device.read(into: buffer.raw, at: Int(p) * Units.pblkSize)
-                try device.write(UnsafeRawBufferPointer(buffer.raw), at: Int(q) * Units.pblkSize)
+                try writer.read(into: buffer.raw, at: Int(p) * Units.pblkSize)
+                try writer.write(UnsafeRawBufferPointer(buffer.raw), at: Int(q) * Units.pblkSize)
                 fresh.append(q)
             }
             moved.append((n, e.withPblks(fresh)))
         }
         try meta.writeDirtyBitmaps()
-        try device.sync()
-        try EntryJournal(device: device, geometry: old).write(
+        try writer.sync()
+        try EntryJournal(device: writer, geometry: old).write(
             moved.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
             reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
         try meta.writeDirtyBitmaps()   // the journal's pblks are free again
-        try device.sync()
+        try writer.sync()
     }
 
     /// Packs every block's stored bytes into a spill, then lays the device out anew through an

@@ -23,6 +23,10 @@ package final class PblkAllocator {
     /// Free data pblks in the counted zones, as the cached bitmaps say now.
     private(set) var countedFree = 0
 
+    /// Called before the first pblk is taken from a zone: a writer checks there that the
+    /// zone's bitmap can be trusted (`BitmapTrust`), and throws when not.
+    package var beforeTaking: ((Int) throws -> Void)?
+
     package init(meta: MetadataCache, layout: Geometry) {
         self.meta = meta
         self.layout = layout
@@ -82,6 +86,7 @@ package final class PblkAllocator {
                 guard let f = bm.firstClear(from: k, below: limit) ?? (k > 0 ? bm.firstClear(from: 0,
                     below: limit) : nil)
                 else { break }
+                if taken.isEmpty { try beforeTaking?(z) }
                 bm.set(f)
                 taken.append(f)
                 k = f + 1

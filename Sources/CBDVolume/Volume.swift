@@ -30,6 +30,8 @@ public final class Volume {
     let codec: EntryCodec
     package let meta: MetadataCache
     private let allocator: PblkAllocator
+    /// Each zone's bitmap checked against its entries before the zone is written.
+    private let trust: BitmapTrust
     private let ledger: SpaceLedger
     private var blocks: LRU<Int, CachedBlock>
     private var markedDirty = false
@@ -59,6 +61,8 @@ public final class Volume {
         codec = EntryCodec(geometry)
         meta = MetadataCache(device: device, geometry: geometry)
         allocator = PblkAllocator(meta: meta, layout: geometry)
+        trust = BitmapTrust(device: device, geometry: geometry, meta: meta)
+        allocator.beforeTaking = { [trust] z in try trust.require(zone: z) }
         ledger = SpaceLedger(allocator: allocator, keep: EntryJournal(device: device, geometry: geometry).pblksPerRecord)
         blocks = LRU(capacity: max(1, cacheBytes / geometry.lblkSize))
         scratch = [UInt8](repeating: 0, count: geometry.lblkSize)
@@ -257,6 +261,7 @@ public final class Volume {
     /// the cache, each holding its share of the reservation.
     private func change(_ offset: Int, _ length: Int, from source: UnsafeRawPointer?) throws {
         try requireWritable()
+        try requireSound(offset, length)
         var pending = try reserveRoom(offset, length, source)
         defer { ledger.release(pending.reduce(0, +)) }
         try beginChanges()
@@ -275,6 +280,22 @@ public final class Volume {
             }
             i += 1
         }
+    }
+
+    /// Refuses a change, before anything is written, where the device cannot be trusted: a
+    /// block whose entry does not decode (its old pblks could not be freed, nor its contents
+    /// read), or a zone whose bitmap does not mark what its entries use (`BitmapTrust`).
+    private func requireSound(_ offset: Int, _ length: Int) throws {
+        var zones = Set<Int>()
+        try forEachBlock(offset, length) { n, _, _, _ in
+            if blocks.peek(n) == nil {
+                do { _ = try entry(n) } catch let e as CBDError {
+                    throw CBDError(e.message + "; nothing was written", hint: .check, kind: .corrupt)
+                }
+            }
+            zones.insert(geometry.zone(ofLblk: n))
+        }
+        for z in zones.sorted() { try trust.require(zone: z) }
     }
 
     /// The one change a block's bytes undergo: `len` bytes from `source`, or zeros when nil.
@@ -413,7 +434,9 @@ public final class Volume {
                 let chunk = Array(batch[first ..< min(first + packBlocks, batch.count)])
                 let packed = pack(chunk)
                 for (j, (n, b)) in chunk.enumerated() {
-                    let old = (try? entry(n)) ?? .unallocated
+                    // Checked when the block was first changed (`requireSound`): a failure here is
+                    // damage since, and the commit stops rather than guess what the block held.
+                    let old = try entry(n)
                     let e = try store(b.data, lblk: n, as: packed[j],
                                       packed: packBuffer.base + j * codec.maxCompressedLength)
                     out.append((n, e, old))

@@ -6,6 +6,7 @@ import CBDDevice
 import CBDVolume
 import CBDLayout
 import CBDCheck
+import Glibc
 
 struct Resize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,7 +35,7 @@ struct Resize: ParsableCommand {
     @Flag(name: .customShort("p"), help: "Print each step.") var progress = false
     @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
     @Option(name: .customShort("z"),
-        help: "Undo file: save every block before a re-layout overwrites it.") var undoFile: String?
+        help: "Undo file (must not exist): save every pblk before the resize overwrites it.") var undoFile: String?
 
     var newSize: RelativeSize? { size ?? physicalSize }
     var logical: RelativeSize? { logicalSize ?? logicalOld }
@@ -67,12 +68,15 @@ struct Resize: ParsableCommand {
                 let physical = try newSize.map { try $0.resolve(current: g.physicalBytes, name: "size") } ?? dev.size
                 plan = try resizer.plan(physicalBytes: physical, logicalBytes: newLogical)
             }
+            if let u = undoFile, access(u, F_OK) == 0 {
+                throw CBDError("\(u): undo file already exists; give a new name")
+            }
             if plan.new == plan.old {
                 print("\(device): already \(ByteSize.format(g.physicalBytes)) physical, "
                     + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
                 return
             }
-            Interrupts.install(tool: "cbd", message: plan.keepsGeometry || undoFile == nil
+            Interrupts.install(tool: "cbd", message: undoFile == nil
                 ? "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)"
                 : "interrupted; restore \(device) with: cbd undo \(undoFile ?? "") \(device)")
             if progress {
