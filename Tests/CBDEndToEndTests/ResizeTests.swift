@@ -152,6 +152,14 @@ import CBDCLI
         refused(mem.copy(), s.file("head"), force: true, "nothing to undo")
         try #require(FileManager.default.createFile(atPath: s.file("short"), contents: bytes.prefix(24)))
         refused(mem.copy(), s.file("short"), force: true, "incomplete")
+        // A completed file cut short (its trailer and last records gone), or with a damaged
+        // trailer: the device holds the finished resize, so the file lost its end. Refused.
+        try #require(FileManager.default.createFile(atPath: s.file("cut"), contents: bytes.prefix(bytes.count - (1 << 20))))
+        refused(mem.copy(), s.file("cut"), "cut short or damaged")
+        var badTrailer = bytes
+        badTrailer[bytes.count - 3] ^= 0x40
+        try #require(FileManager.default.createFile(atPath: s.file("badtrailer"), contents: badTrailer))
+        refused(mem.copy(), s.file("badtrailer"), "cut short or damaged")
         // The right device: restored; a second time (a rerun after a crash before the reply):
         // nothing to do, and it says so; on another device, refused.
         try Undo.apply(undoPath: s.file("undo"), to: mem)
@@ -328,6 +336,29 @@ import CBDCLI
         let again = try Tools.run("cbd", ["undo", undo, img])
         #expect(again.status == 0 && again.stdout.contains("already applied"), "\(again.stderr)")
         #expect(try FileFacts.bytes(img) == before)
+    }
+
+    /// -z on a resize that keeps the layout (a shrink that moves blocks, a grow) writes its
+    /// undo file too, and undo puts the device back byte for byte; an existing file is refused,
+    /// even when there is nothing to do.
+    @Test func undoFileForAResizeThatKeepsTheLayout() throws {
+        let s = try Scratch()
+        let raw = s.file("fs.img"), img = s.file("fs.cbd")
+        #expect(try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", "/usr/share/perl5", raw, "24M"]).status == 0)
+        #expect(try Tools.run("cbd", ["convert", "-q", raw, img]).status == 0)
+        for (i, size) in ["+16M", "-M"].enumerated() {
+            let before = try FileFacts.bytes(img)
+            let undo = s.file("undo\(i)")
+            let r = try Tools.run("cbd", ["resize", "-z", undo] + (size == "-M" ? ["-M", img] : [img, size]))
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(FileManager.default.fileExists(atPath: undo), "\(size): no undo file written")
+            #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0)
+            let u = try Tools.run("cbd", ["undo", undo, img])
+            #expect(u.status == 0, "\(u.stderr)")
+            #expect(try FileFacts.bytes(img) == before, "\(size): not restored byte for byte")
+            let again = try Tools.run("cbd", ["resize", "-z", undo, img, "+0"])
+            #expect(again.status == 1 && again.stderr.contains("already exists"), "\(again.stderr)")
+        }
     }
 
     @Test func blockDeviceCannotGrowPastItsSize() throws {
