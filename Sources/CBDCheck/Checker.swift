@@ -81,10 +81,54 @@ public final class Checker {
     /// Lblks whose bad entry was reported but kept (answered no): never read or cloned.
     var keptBad: Set<Int> = []
 
-    /// Reads and validates the header; a device whose header cannot be trusted throws.
+    /// What pass 0 found wrong with pblk 0 itself, and the header the check goes on with.
+    enum HeaderFinding {
+        /// Reserved bytes not zero (the offset of the first).
+        case reservedBytes(offset: Int)
+        /// The device is shorter than the header says: its size in bytes.
+        case deviceShort(deviceBytes: Int)
+        /// Pblk 0 is not a usable header (why); the geometry was found from the zones.
+        case lost(reason: String, HeaderRecovery.Candidate)
+    }
+    var headerFinding: HeaderFinding?
+    /// The header must be written by the repairs (found again, or its reserved bytes cleared).
+    var headerNeedsWrite = false
+    /// Pblks from here on lay past the end of a truncated device (nil: none did).
+    var truncatedAt: Int?
+    /// The truncated device is grown back to its header's size by the repairs.
+    var growBack = false
+
+    /// Reads and validates the header. A header with reserved bytes set, one on a truncated
+    /// device, or a destroyed one whose geometry the zones show without doubt (or which
+    /// `options.geometry` names) is a problem of pass 0, not the end; any other throws
+    /// (`HeaderRecovery.Failure` when the zones fit no layout, or several).
     public init(device: BlockDevice, options: Options) throws {
-        self.device = device
-        (header, geometry) = try device.readHeader()
+        var finding: HeaderFinding?
+        var dev = device
+        do {
+            (header, geometry) = try device.readHeader()
+        } catch {
+            switch try HeaderRecovery.diagnose(device) {
+            case .usable, .resizeMarker:
+                throw error
+            case .reservedBytes(let h, let offset):
+                header = h
+                geometry = try Geometry(header: h)
+                finding = .reservedBytes(offset: offset)
+            case .deviceShort(let h, let g, let has):
+                (header, geometry) = (h, g)
+                finding = .deviceShort(deviceBytes: has)
+                // Past the end the device reads as zeros, as it will once grown back.
+                dev = ZeroTail(device, size: g.physicalBytes)
+            case .unusable(let why):
+                let c = try HeaderRecovery.choose(device, reason: why)
+                (header, geometry) = (c.header, c.geometry)
+                finding = .lost(reason: why, c)
+            }
+        }
+        self.device = dev
+        headerFinding = finding
+        if case .deviceShort(let has) = finding { truncatedAt = has / Units.pblkSize }
         codec = EntryCodec(geometry)
         claims = ClaimMap(geometry)
         bitmaps = ZoneBitmaps(geometry: geometry)
@@ -92,6 +136,9 @@ public final class Checker {
     }
 
     public var isDirty: Bool { header.isDirty }
+    /// Pblk 0 itself needs a repair (reserved bytes, a truncated device, a header found again):
+    /// preen checks such a device even when its flags say clean.
+    public var headerNeedsRepair: Bool { headerFinding != nil }
 
     /// Data pblks the device's bitmaps mark in use, as read by the run.
     public var markedPblks: Int { bitmaps.markedPblks }
@@ -125,6 +172,7 @@ public final class Checker {
     /// Pass 0: an interrupted entry write is completed first (the passes then see every entry
     /// whole); a read-only check reports a DIRTY device, which it cannot call clean.
     private func checkHeader() throws {
+        try checkHeaderFinding()
         if let intent = header.intent {
             let journal = EntryJournal(device: device, geometry: geometry)
             var f = facts()

@@ -51,7 +51,7 @@ extension Checker {
     private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer,
                           gather: Bool = true) throws -> ZoneScan {
         var scan = ZoneScan()
-        let claims = gather && options.gatherClaims && !options.verifyData ? ZoneClaims(zone: z) : nil
+        let claims = gather && options.gatherClaims && !options.verifyData && truncatedAt == nil ? ZoneClaims(zone: z) : nil
         scan.claims = claims
         let first = Pblk(geometry.dataStart(z)), count = Pblk(geometry.dataPblkCount(z)), nrLblk = geometry.nrLblk
         let scanner = TableScanner(device: device, geometry: geometry)
@@ -183,6 +183,9 @@ extension Checker {
         do { entry = try codec.decodeChecked(p) } catch {
             if case .outsideData(let pblk) = error { return bad(.slotOutsideData, "\(pblk)") }
             return bad(.malformedEntry, "\(error)")
+        }
+        if let end = truncatedAt, let p = entry.pblks.first(where: { Int($0) >= end }) {
+            return bad(.dataPastEnd, "\(p)")
         }
         if options.verifyData, case .compressed(let len, let pblks) = entry,
            try !device.decompresses(lblk: n, length: len, pblks: pblks, lblkSize: g.lblkSize, scratch: scratch.base) {

@@ -11,6 +11,14 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
     /// after a check that leaves the device consistent is part of the check (as e2fsck does
     /// with the valid flag), not a repair.
     case notClosedCleanly = "not_closed_cleanly"
+    /// Reserved header bytes that are not zero, in a header otherwise valid.
+    case headerReserved = "header_reserved"
+    /// Pblk 0 is not a usable header; the geometry was found from the zones.
+    case headerLost = "header_lost"
+    /// The device is shorter than its header says (a truncated image).
+    case deviceShort = "device_short"
+    /// An entry names pblks past the end of a truncated device: its data is gone.
+    case dataPastEnd = "data_past_end"
     case malformedEntry = "malformed_entry"
     case slotOutsideData = "slot_outside_data"
     case entryBeyondSize = "entry_beyond_size"
@@ -43,6 +51,18 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
             }
         case .notClosedCleanly:
             return ProblemRow(.header, .clear, preen: true) { _ in "Header: the device was not closed cleanly (DIRTY)" }
+        case .headerReserved:
+            return ProblemRow(.header, .clear, preen: true) { f in "Header: reserved byte at offset \(f.detail) is not zero" }
+        case .headerLost:
+            return ProblemRow(.header, .write, preen: false) { f in "Header: pblk 0 is not a CBD header: \(f.detail)" }
+        case .deviceShort:
+            return ProblemRow(.header, .grow, preen: false) { f in
+                "Header: the device has only \(f.detail) its header gives (a truncated image)" + (f.others.isEmpty ? "" : "; the entries of \(lblkRanges(f.others, f)) were past the cut")
+            }
+        case .dataPastEnd:
+            return ProblemRow(.tables, .clear, preen: false) { f in
+                "\(block(f)) has its data in pblk \(f.detail), past the end of the truncated device"
+            }
         case .malformedEntry:
             return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) has a malformed entry: \(f.detail)" }
         case .slotOutsideData:
@@ -178,7 +198,7 @@ public enum CheckPass: Int, Sendable, Comparable {
 /// The questions of fsck, e2fsck style.
 public enum Prompt: String, Sendable {
     case clear = "Clear", clone = "Clone", free = "Free", mark = "Mark", set = "Set", replay = "Replay"
-    case relink = "Relink", save = "Save"
+    case relink = "Relink", save = "Save", write = "Write", grow = "Grow"
 }
 
 /// One inconsistency found by the checker: its kind (the table above says the rest) and

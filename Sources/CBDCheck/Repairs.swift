@@ -7,8 +7,10 @@ import CBDVolume
 /// before the first change and cleared only when every problem was fixed.
 extension Checker {
     func writeRepairs() throws {
-        // 0. Orphaned data saved (and synced) before any pblk that holds it is freed.
+        // 0. Orphaned data saved (and synced) before any pblk that holds it is freed; then the
+        // header's own repairs (a truncated file grown back, a header found again).
         try saveOrphans()
+        try writeHeaderRepairs()
         let changes = !clonedData.isEmpty || !newEntries.isEmpty || !clearPadding.isEmpty || !changedBitmaps.isEmpty
         modified = modified || changes
         guard changes || header.isDirty else { return }

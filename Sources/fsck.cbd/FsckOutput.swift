@@ -38,6 +38,9 @@ struct FsckOutput {
         lastPass = pass
     }
 
+    /// A line of advice on standard error (so that --json output stays one object).
+    func note(_ message: String) { FileHandleStderr.write("fsck.cbd: \(message)\n") }
+
     func fatal(_ message: String) {
         if json { emit(["device": device, "error": message, "exit_code": 8]) } else {
             FileHandleStderr.write("fsck.cbd: \(message)\n")
@@ -81,6 +84,9 @@ struct FsckOutput {
               + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), compression ratio "
                   + "\(String(format2: ratio))")
         print("\(device): \(found) problem\(found == 1 ? "" : "s") found, \(fixed) fixed")
+        // Pblk 0's problems leave every other tool refusing the device: say what repairs it.
+        let header = c.problems.filter { !$0.fixed && [.headerLost, .deviceShort, .headerReserved].contains($0.kind) }
+        if !header.isEmpty { print("\(device): to repair the header, run: fsck.cbd -fy \(device)") }
     }
 
     func describe(_ p: Problem) -> [String: Any] {

@@ -77,11 +77,18 @@ struct Fsck: ParsableCommand {
                 progress?(pass, done, total)
             }
             checker = try Checker(device: dev, options: options)
+        } catch let failure as HeaderRecovery.Failure {
+            output.fatal("\(device): \(failure)")
+            for c in failure.candidates { output.note("  \(c.evidence):\n    \(mkfsCommand(c))") }
+            if !failure.candidates.isEmpty {
+                output.note("write the header of the right one with the command under it, then run fsck.cbd -f \(device)")
+            }
+            return 8
         } catch {
             output.fatal(ToolRunner.message(for: error) ?? "\(error)")
             return 8
         }
-        if !checker.isDirty && !force && mode == .preen {
+        if !checker.isDirty && !checker.headerNeedsRepair && !force && mode == .preen {
             output.line("\(device): clean, \(checker.geometry.nrLblk) blocks of \(checker.geometry.lblkSize) bytes")
             output.finishClean()
             return 0
@@ -93,6 +100,12 @@ struct Fsck: ParsableCommand {
         }
         output.finish(checker)
         return checker.exitCode
+    }
+
+    /// The mkfs.cbd -S command that writes the header of a layout the zones fit.
+    func mkfsCommand(_ c: HeaderRecovery.Candidate) -> String {
+        let g = c.geometry
+        return "mkfs.cbd -S -b \(g.lblkSize >> 10)K --zone-shift \(g.lblkPerZoneShift) -L \(g.logicalBytes) \(device) \(g.physicalBytes)"
     }
 
     /// An image file's orphans go beside it (e2fsck always has its lost+found); a block

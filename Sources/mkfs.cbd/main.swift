@@ -36,6 +36,12 @@ struct Mkfs: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Overwrite existing filesystem or partition signatures.") var force = false
     @Flag(name: [.customShort("n"), .customLong("dry-run")],
         help: "Print the geometry; write nothing.") var dryRun = false
+    @Flag(name: .customShort("S"), help: ArgumentHelp(
+        "Write only the header, for the geometry given, and mark the device DIRTY; run fsck.cbd after "
+            + "(as mke2fs -S: for a device whose header is destroyed).")) var headerOnly = false
+    @Option(name: .customLong("zone-shift"), help: ArgumentHelp(
+        "lblk_per_zone_shift of the header (default: the one mkfs would choose).", valueName: "n"))
+    var zoneShift: Int?
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
 
@@ -46,6 +52,10 @@ struct Mkfs: ParsableCommand {
             + "exclude each other") }
         if let r = ratio, !(r > 0 && r.isFinite) { throw ValidationError("--ratio must be a positive number") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+        if zoneShift != nil && !headerOnly { throw ValidationError("--zone-shift goes with -S") }
+        if let z = zoneShift, !(0 ... Units.maxLblkPerZoneShift).contains(z) {
+            throw ValidationError("--zone-shift must be from 0 to \(Units.maxLblkPerZoneShift)")
+        }
     }
 
     func run() throws {
@@ -92,7 +102,11 @@ struct Mkfs: ParsableCommand {
             guard v < 9e18 else { throw CBDError("ratio \(ratio ?? 3) gives a logical size too large") }
             logical = Int(v) / lblkSize * lblkSize
         }
-        let g = try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
+        let g = try zoneShift.map {
+            try Geometry(nrPblk: usable / Units.pblkSize, lblkShift: lblkShift, lblkPerZoneShift: $0,
+                         nrLblk: logical / lblkSize)
+        } ?? LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
+        if headerOnly { return try writeHeaderOnly(dev, g) }
 
         if let d = dev {
             let found = Signatures.probe(fd: d.fd)
@@ -113,6 +127,24 @@ struct Mkfs: ParsableCommand {
         if physical > d.size { try d.setSize(physical) }
         try Formatter.format(d, geometry: g)
         if !quiet { print("Wrote \(plural(g.nrZones, "zone")) and the header.") }
+    }
+
+    /// -S: the header alone, DIRTY, over whatever pblk 0 holds (a valid header only with -f).
+    func writeHeaderOnly(_ dev: FileDevice?, _ g: Geometry) throws {
+        guard let d = dev else { throw CBDError("\(device): does not exist") }
+        if !force, (try? d.readHeader()) != nil {
+            throw CBDError("\(device): already holds a valid CBD header (use -f to replace it)")
+        }
+        guard g.physicalBytes <= d.size else {
+            throw CBDError("\(device): has \(d.size) bytes, the geometry needs \(g.physicalBytes)")
+        }
+        if !quiet { printSummary(g) }
+        guard !dryRun else { if !quiet { print("Dry run: nothing written.") }; return }
+        var h = Formatter.header(for: g)
+        h.isDirty = true
+        try d.writeHeader(h)
+        try d.sync()
+        if !quiet { print("Wrote the header only (marked DIRTY): run fsck.cbd -f \(device)") }
     }
 
     func printSummary(_ g: Geometry) {
