@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Testing
+@testable import CBDTestSupport
+
+/// Damage a disk really suffers to pblk 0 and to the file's length: a zeroed header, a set
+/// reserved byte, a truncated image. fsck.cbd repairs each (a second run is clean and the
+/// independent checker agrees), keeps every block it can and names every one it cannot.
+@Suite struct HeaderRecoveryTests {
+    static let cbdimg = FsckTests.corpus + "/cbdimg.py"
+
+    func converted(_ s: Scratch) throws -> (raw: String, dev: String) {
+        let raw = try ConvertTests().ext4Image(s, size: "24M")
+        let dev = s.file("d.cbd")
+        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        return (raw, dev)
+    }
+
+    func poke(_ dev: String, at offset: Int, _ bytes: Data) throws {
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
+        try h.seek(toOffset: UInt64(offset))
+        try h.write(contentsOf: bytes)
+        try h.close()
+    }
+
+    func expectRepairedAndClean(_ dev: String, _ args: [String] = ["-fy"]) throws -> Tools.Result {
+        let r = try Tools.run("fsck.cbd", args + [dev])
+        #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+        let again = try Tools.run("fsck.cbd", ["-fn", dev])
+        #expect(again.status == 0, "second run: \(again.stdout)\(again.stderr)")
+        let check = try Tools.run("python3", [Self.cbdimg, dev, "check"])
+        #expect(check.status == 0, "independent check: \(check.stdout)")
+        return r
+    }
+
+    /// Pblk 0 zeroed on a converted ext4: -n finds the geometry, says so and prints the
+    /// command; -y writes the header; every block reads back as before and e2fsck agrees.
+    @Test func zeroedHeaderOfExt4IsFoundAgain() throws {
+        let s = try Scratch()
+        let (raw, dev) = try converted(s)
+        try poke(dev, at: 0, Data(count: 4096))
+        #expect(try Tools.run("cbd", ["info", dev]).status == 1)
+        let n = try Tools.run("fsck.cbd", ["-fn", dev])
+        #expect(n.status == 4 && n.stdout.contains("the zones fit") && n.stdout.contains("fsck.cbd -fy"), "\(n.stdout)\(n.stderr)")
+        _ = try expectRepairedAndClean(dev)
+        #expect(try Tools.run("cbd", ["compare", raw, dev]).status == 0)
+        let back = s.file("back.img")
+        #expect(try Tools.run("cbd", ["convert", "-q", dev, back]).status == 0)
+        #expect(try Tools.run("e2fsck", ["-fn", back]).status == 0)
+    }
+
+    /// The independent writer's device (random placement, another zone size): found again too.
+    @Test func zeroedHeaderOfAForeignDeviceIsFoundAgain() throws {
+        let s = try Scratch()
+        let raw = s.file("in.raw"), dev = s.file("d.cbd")
+        try #require(try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(96 << 16)", "7"]).status == 0)
+        try #require(try Tools.run("python3", [Self.cbdimg, dev, "write-image", raw, "\(300 << 20)", "2", "7", "42"]).status == 0)
+        try poke(dev, at: 0, Data(count: 4096))
+        _ = try expectRepairedAndClean(dev)
+        let out = s.file("out.raw")
+        #expect(try Tools.run("python3", [Self.cbdimg, dev, "read-image", out]).status == 0)
+        #expect(try FileFacts.bytes(out).prefix(96 << 16) == FileFacts.bytes(raw))
+    }
+
+    /// A set reserved byte is a problem -p clears: the file is as it was, byte for byte.
+    @Test func reservedByteIsCleared() throws {
+        let s = try Scratch()
+        let (_, dev) = try converted(s)
+        let before = try FileFacts.bytes(dev)
+        try poke(dev, at: 200, Data([1]))
+        #expect(try Tools.run("cbd", ["info", dev]).status == 1)
+        let r = try Tools.run("fsck.cbd", ["-p", dev])
+        #expect(r.status == 1 && r.stdout.contains("reserved byte at offset 200"), "\(r.stdout)\(r.stderr)")
+        #expect(try FileFacts.bytes(dev) == before)
+    }
+
+    /// An image cut short: grown back; every block that reads differently is named (JSON), the
+    /// rest read as before.
+    @Test func truncatedImageIsGrownBackAndLossesNamed() throws {
+        let s = try Scratch()
+        let (raw, dev) = try converted(s)
+        let size = FileFacts.size(dev)
+        try #require(truncate(dev, off_t(size - (2 << 20))) == 0)   // the last MiB of a converted image is free
+        let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
+        #expect(FileFacts.size(dev) == size)
+        let json = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        var named = Set<Int>()
+        for p in json["problems"] as? [[String: Any]] ?? [] {
+            if let n = p["lblk"] as? Int { named.insert(n) }
+            named.formUnion(p["suspect_lblks"] as? [Int] ?? [])
+        }
+        #expect(!named.isEmpty)
+        let want = [UInt8](try FileFacts.bytes(raw))
+        let got = [UInt8](try Tools.run("cbd", ["read", dev, "-l", "\(want.count)"]).out)
+        try #require(got.count == want.count)
+        for n in 0 ..< want.count / 65536 where got[n * 65536 ..< (n + 1) * 65536] != want[n * 65536 ..< (n + 1) * 65536] {
+            #expect(named.contains(n), "lblk \(n) changed without being named")
+        }
+    }
+
+    /// An empty device fits many layouts: fsck.cbd refuses to guess (exit 8) and prints the
+    /// mkfs.cbd -S command of what fits; that command, then fsck.cbd, gives a clean device.
+    @Test func emptyDeviceListsMkfsS() throws {
+        let s = try Scratch()
+        let dev = s.file("e.cbd")
+        #expect(try Tools.run("mkfs.cbd", ["-q", dev, "64M"]).status == 0)
+        try poke(dev, at: 0, Data(count: 4096))
+        let r = try Tools.run("fsck.cbd", ["-fy", dev])
+        #expect(r.status == 8, "\(r.stdout)")
+        let line = try #require(r.stderr.split(separator: "\n").first { $0.contains("mkfs.cbd -S") })
+        let args = line.split(separator: " ").map(String.init).drop { $0 != "mkfs.cbd" }.dropFirst()
+        #expect(try Tools.run("mkfs.cbd", ["-q"] + args).status == 0)
+        let y = try Tools.run("fsck.cbd", ["-fy", dev])
+        #expect(y.status <= 1, "\(y.stdout)")
+        #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
+    }
+}
