@@ -10,7 +10,14 @@ public enum DeviceInfo {
         var options = Checker.Options()
         options.mode = .readOnly
         let check = try Checker(device: dev, options: options)
-        try check.run()
+        // A damaged device still has every figure that can be read: what could not is named.
+        var unreadable: [String] = []
+        do { try check.run() } catch { unreadable.append("allocation tables (\(error))") }
+        let found: [(String, String)]?
+        do { found = try Signatures.content(of: try Volume(device: dev)) } catch {
+            found = nil
+            unreadable.append("contents (\(error))")
+        }
         let markedPblks = check.markedPblks
         let s = check.stats
         var r = Report()
@@ -34,9 +41,10 @@ public enum DeviceInfo {
         r.add("compression_ratio", s.compressionRatio(lblkSize: g.lblkSize))
         r.add("provisioning_ratio", g.provisioningRatio)
         r.add("state", h.isDirty ? "DIRTY" : "clean")
-        r.add("consistent", check.problems.isEmpty)
-        let volume = try Volume(device: dev)
-        if let found = try Signatures.content(of: volume) {
+        r.add("consistent", unreadable.isEmpty && check.problems.isEmpty)
+        if !unreadable.isEmpty {
+            r.add("contents", "unreadable")
+        } else if let found {
             r.add("contents",
                 found.map { $0.0 == "TYPE" || $0.0 == "PTTYPE" ? $0.1 : "\($0.0)=\($0.1)" }.joined(separator: ", "))
             var c = Report()
@@ -45,6 +53,7 @@ public enum DeviceInfo {
         } else {
             r.add("contents", "unknown")
         }
+        if !unreadable.isEmpty { r.add("unreadable", unreadable.joined(separator: "; ")) }
         return r
     }
 

@@ -183,4 +183,25 @@ import CBDCLI
         #expect(try Tools.run("mkfs.cbd", ["-q", empty, "4M"]).status == 0)
         #expect(try json(try Tools.run("cbd", ["info", "--json", empty]))["contents"] as? String == "unknown")
     }
+
+    /// Block 0 that does not decompress: cbd info still prints every figure, says the device is
+    /// not consistent and names what it could not read (it printed one error line before).
+    @Test func infoOnADeviceWhoseFirstBlockIsCorrupt() throws {
+        let s = try Scratch()
+        let raw = try ConvertTests().ext4Image(s, size: "24M")
+        let dev = s.file("d.cbd")
+        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        let first = try #require(Int(try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", dev, "entry", "0"])
+            .stdout.split(separator: " ")[1].split(separator: ",")[0]))
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
+        try h.seek(toOffset: UInt64(first * 4096))
+        try h.write(contentsOf: Data(repeating: 0xFF, count: 64))
+        try h.close()
+        let r = try Tools.run("cbd", ["info", "--json", dev])
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try json(r)
+        #expect(j["blocks"] as? Int == 384 && j["compressed_blocks"] != nil && j["used"] != nil)
+        #expect(j["consistent"] as? Bool == false)
+        #expect((j["unreadable"] as? String)?.contains("logical block 0") == true, "\(j)")
+    }
 }
