@@ -44,6 +44,21 @@ public enum HeaderRecovery {
         }
     }
 
+    /// The layout of `device` for a read-only tool that must get past a damaged pblk 0 (`cbd
+    /// image --metadata`, whose report is about that damage): the header when it is valid,
+    /// its fields when only its reserved bytes or the device's length are wrong, else the one
+    /// layout the zones show (`choose`).
+    public static func layout(of device: BlockDevice) throws -> (Header, Geometry) {
+        switch try diagnose(device) {
+        case .usable, .resizeMarker: return try device.readHeader()
+        case .reservedBytes(let h, _): return (h, try Geometry(header: h))
+        case .deviceShort(let h, let g, _): return (h, g)
+        case .unusable(let why):
+            let c = try choose(device, reason: why)
+            return (c.header, c.geometry)
+        }
+    }
+
     /// A geometry that fits what the zones hold, and how well.
     public struct Candidate: Sendable {
         public let header: Header

@@ -17,12 +17,15 @@ public struct MetadataImage {
         public var physicalBytes = 0
     }
 
-    public func write(from device: any BlockDevice, to target: any OutputTarget) throws -> Summary {
+    /// `layout`: the header and geometry to follow when pblk 0 cannot give them (found again by
+    /// the caller); by default, the device's header.
+    public func write(from device: any BlockDevice, to target: any OutputTarget,
+                      layout: (Header, Geometry)? = nil) throws -> Summary {
         try target.refuse(input: device)
         // The header as it is: a damaged header is what the report is about, so it is copied
         // raw; the geometry must parse to find the rest.
         let header = try device.readPblks(0)
-        let (h, g) = try device.readHeader()
+        let (h, g) = try layout ?? device.readHeader()
         let out = try target.open(size: g.physicalBytes)
         var summary = Summary()
         summary.physicalBytes = g.physicalBytes
@@ -33,8 +36,9 @@ public struct MetadataImage {
         for z in TableScanner(device: device, geometry: g).zonesWithMetadata() {
             let metadata = g.bitmapPblk(z) ..< g.tablePblks(z).upperBound
             var p = metadata.lowerBound
-            while p < metadata.upperBound {
-                let n = min(pblksPerChunk, metadata.upperBound - p)
+            // A truncated device holds nothing past its end.
+            while p < min(metadata.upperBound, device.size / Units.pblkSize) {
+                let n = min(pblksPerChunk, min(metadata.upperBound, device.size / Units.pblkSize) - p)
                 let bytes = p * Units.pblkSize ..< (p + n) * Units.pblkSize
                 defer { p += n }
                 if device.isHole(bytes) { continue }
@@ -47,7 +51,7 @@ public struct MetadataImage {
             }
         }
         // Journal pblks as the header names them: only those inside the device are copied.
-        for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(g.nrPblk) {
+        for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(min(g.nrPblk, device.size / Units.pblkSize)) {
             try out.writePblks(try device.readPblks(Int(j)), at: Int(j))
             summary.metadataPblks += 1
         }

@@ -4,6 +4,7 @@ import CBDCLI
 import CBDFormat
 import CBDDevice
 import CBDLayout
+import CBDCheck
 
 /// cbd image --metadata: a device's metadata without its data, for bug reports (e2image -r).
 struct ImageCommand: ParsableCommand {
@@ -34,8 +35,10 @@ struct ImageCommand: ParsableCommand {
             }
             Interrupts.install(tool: "cbd", message: "interrupted; \(output) not written")
             Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
-            let s = try MetadataImage().write(from: FileDevice(path: device, mode: .readOnly),
-                                              to: OutputFile(path: output, overwrite: force))
+            let dev = try FileDevice(path: device, mode: .readOnly)
+            // A damaged header is what such a report is about: the layout is found again.
+            let layout = try HeaderRecovery.layout(of: dev)
+            let s = try MetadataImage().write(from: dev, to: OutputFile(path: output, overwrite: force), layout: layout)
             print("\(device) -> \(output): \(s.metadataPblks) metadata pblks "
                 + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")
         }
