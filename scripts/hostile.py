@@ -4,10 +4,12 @@
 
 For each seed: cbdimg.py write-image builds a device (random block size, zone shift,
 one or several zones, blocks scattered over every zone, compressed or raw), random bytes
-of its header, tables, bitmaps and data are changed, sometimes the file is cut short.
+of its header, tables, bitmaps and data are changed, sometimes a whole header, bitmap or table
+pblk is zeroed or a reserved header byte set, sometimes the file is cut short.
 Then every read-only tool runs on it (cbddump views, cbd info/read/convert, fsck -n,
 resize -P): none may crash, hang, die of a signal, or change the file. fsck.cbd -fy -c
-must then either refuse the header (exit 8, file unchanged) or leave a device that a
+(saving orphans to a lost+found folder) must then either refuse the header (exit 8, file
+unchanged: no layout, or several, fit the zones) or leave a device that a
 second run finds clean and cbdimg.py's own checker finds consistent, also after
 cbd resize -M.
 
@@ -66,6 +68,18 @@ def damage(img, rng):
         off = (rng.randrange(0, 32) if where < 0.02 else
                4096 + rng.randrange(0, 4096 * 3) if where < 0.6 else rng.randrange(0, len(data)))
         data[off] = rng.randrange(256)
+    # What disks really do to whole pblks: the header, a bitmap or a table pblk zeroed, a
+    # reserved header byte set (each then repaired by fsck.cbd: found again, saved, relinked).
+    kind = rng.random()
+    if kind < 0.1:
+        data[0:4096] = bytes(4096)
+    elif kind < 0.2:
+        data[4096:8192] = bytes(4096)
+    elif kind < 0.35:
+        p = rng.randrange(2, 6)
+        data[p * 4096:(p + 1) * 4096] = bytes(4096)
+    elif kind < 0.4:
+        data[rng.randrange(64, 4096)] = rng.randrange(1, 256)
     if rng.random() < 0.1:
         data = data[:rng.randrange(0, len(data))]
     with open(img, 'wb') as f:
@@ -109,7 +123,8 @@ def main():
                     fail(f'{os.path.basename(args[0])} {" ".join(args[1:-1])} read past the device: {err[-300:]}')
             if digest(img) != before:
                 fail('a read-only tool changed the device')
-            rc, _, err = run([tool('fsck.cbd'), '-fy', '-c', img])
+            lost_found = os.path.join(work, 'lost+found')
+            rc, _, err = run([tool('fsck.cbd'), '-fy', '-c', '--lost-found', lost_found, img])
             if died(rc):
                 fail(f'fsck -fy: {rc} {err[-300:]}'); continue
             if rc & 8:
@@ -118,7 +133,7 @@ def main():
                     fail(f'fsck exit {rc} but the device changed')
                 continue
             repaired += 1
-            rc, out, _ = run([tool('fsck.cbd'), '-fy', '-c', img])
+            rc, out, _ = run([tool('fsck.cbd'), '-fy', '-c', '--lost-found', lost_found, img])
             if rc != 0:
                 fail(f'second fsck -fy: exit {rc}: {out[-400:]}')
             rc, out, err = run(['python3', CBDIMG, img, 'check'])

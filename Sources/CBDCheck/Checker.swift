@@ -109,7 +109,7 @@ public final class Checker {
             (header, geometry) = try device.readHeader()
         } catch {
             switch try HeaderRecovery.diagnose(device) {
-            case .usable, .resizeMarker:
+            case .usable, .resizeMarker, .foreign:
                 throw error
             case .reservedBytes(let h, let offset):
                 header = h

@@ -19,6 +19,9 @@ public enum HeaderRecovery {
         case deviceShort(Header, Geometry, deviceBytes: Int)
         /// The resize marker: `cbd undo` finishes the job, not a repair.
         case resizeMarker
+        /// The magic is right but the version, flags or algorithm are unknown: a newer writer's
+        /// device, never overwritten (the reason).
+        case foreign(String)
         /// Not a usable header (the reason): the geometry must be found from the zones.
         case unusable(String)
     }
@@ -31,7 +34,14 @@ public enum HeaderRecovery {
         do {
             let h = try Header.decode(b)
             let g = try Geometry(header: h)
-            return g.physicalBytes <= device.size ? .usable : .deviceShort(h, g, deviceBytes: device.size)
+            if g.physicalBytes <= device.size { return .usable }
+            // A truncated image keeps its entry variant; a size field that is wrong (far larger)
+            // gives another one: that header's size is not to be believed, the zones are.
+            let short = Geometry.pblkBytes(forPblkCount: device.size / Units.pblkSize) == g.pblkBytes
+            return short ? .deviceShort(h, g, deviceBytes: device.size)
+                : .unusable("header claims \(g.physicalBytes) bytes, far more than the device's \(device.size)")
+        } catch let e as HeaderError where e.mustNotBeRewritten {
+            return .foreign(e.description)
         } catch HeaderError.reservedNotZero(let offset) {
             var clean = b
             for i in Header.fieldBytes ..< Units.pblkSize { clean[i] = 0 }
@@ -50,7 +60,7 @@ public enum HeaderRecovery {
     /// layout the zones show (`choose`).
     public static func layout(of device: BlockDevice) throws -> (Header, Geometry) {
         switch try diagnose(device) {
-        case .usable, .resizeMarker: return try device.readHeader()
+        case .usable, .resizeMarker, .foreign: return try device.readHeader()
         case .reservedBytes(let h, _): return (h, try Geometry(header: h))
         case .deviceShort(let h, let g, _): return (h, g)
         case .unusable(let why):
@@ -136,8 +146,14 @@ public enum HeaderRecovery {
     /// holding and at least one entry (an empty device fits many layouts equally).
     public static func certain(_ candidates: [Candidate]) -> Candidate? {
         guard let best = candidates.first, best.problems == 0, best.entries > 0 else { return nil }
-        let ties = candidates.dropFirst().filter { $0.problems == 0 && $0.entries == best.entries }
-        return ties.isEmpty ? best : nil
+        let ties = candidates.filter { $0.problems == 0 && $0.entries == best.entries }
+        // Zone sizes whose tables take the same pblks lay the device out the same: they differ
+        // only in how many lblks they hold. The largest is taken, so that the logical size is
+        // never smaller than the one lost (entries past a device's end are zero).
+        let g = best.geometry
+        guard ties.allSatisfy({ $0.geometry.lblkShift == g.lblkShift && $0.geometry.tableBlocks == g.tableBlocks
+                                && $0.geometry.nrZones == g.nrZones }) else { return nil }
+        return ties.max { $0.geometry.lblkPerZoneShift < $1.geometry.lblkPerZoneShift }
     }
 
     /// The header a recovered geometry gets: version 1.0 (the repair writes it DIRTY, so

@@ -261,6 +261,7 @@ public final class Volume {
     /// the cache, each holding its share of the reservation.
     private func change(_ offset: Int, _ length: Int, from source: UnsafeRawPointer?) throws {
         try requireWritable()
+        if let readOnlyAfter { throw readOnlyAfter }
         try requireSound(offset, length)
         var pending = try reserveRoom(offset, length, source)
         defer { ledger.release(pending.reduce(0, +)) }
@@ -394,7 +395,9 @@ public final class Volume {
     }
 
     private func requireNoIntent() throws {
-        guard header.intent == nil else {
+        // After a failed commit the interrupted entries belong to blocks still dirty in the
+        // cache, which reads take from there; every other entry on disk is whole.
+        guard header.intent == nil || failed != nil else {
             throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
         }
     }
@@ -409,9 +412,20 @@ public final class Volume {
     private func commit(_ lblks: [Int]) throws {
         guard !lblks.isEmpty else { return }
         if let failed { throw failed }
-        let batch = try writeData(lblks)
-        try publish(batch)
-        try releaseOld(batch)
+        do {
+            let batch = try writeData(lblks)
+            try publish(batch)
+            try releaseOld(batch)
+        } catch {
+            // The device failed under acknowledged writes: no new one is taken (dm-vdo's
+            // read-only mode); what is in the cache stays readable, and a later commit may
+            // still store it where nothing was published yet.
+            if readOnlyAfter == nil {
+                readOnlyAfter = CBDError("\(device.path): read-only after a failed write to the device (\(error))",
+                                         hint: .check)
+            }
+            throw error
+        }
         for n in lblks {
             guard let b = blocks.peek(n) else { continue }
             b.dirty = false
@@ -490,6 +504,15 @@ public final class Volume {
 
     /// Set when a commit failed after its data was written: every later commit is refused.
     private var failed: CBDError?
+
+    /// Set by the first failed commit: every later write, discard and trim is refused with it
+    /// at once (EIO), before the cache takes it, so that nothing is acknowledged that the
+    /// device may not store. Reads go on.
+    public private(set) var readOnlyAfter: CBDError?
+
+    /// Acknowledged blocks that are not on the device yet (dirty in the cache): after a failed
+    /// commit, what a stop would lose.
+    public var unstoredBlocks: Int { blocks.keys.filter { blocks.peek($0)?.dirty == true }.count }
 
     /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
     private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }

@@ -62,6 +62,12 @@ import Testing
 
     static let headerImages = ["MAGIC", "MAJOR", "MINOR", "FLAGS", "ALGO", "LSHIFT", "ZSHIFT", "PHYS8", "PHYSHUGE",
                                "PHYSMAX", "LOGZERO", "LOGODD", "CLAIMS", "RESERVED", "TRUNC", "EMPTY"]
+    /// Damage fsck.cbd repairs (HeaderRecoveryTests): a field out of range or a wrong magic (the
+    /// geometry found from the zones), reserved bytes, a truncated file. -n reports it (exit 4)
+    /// and changes nothing; the other tools refuse these as they refuse every header image.
+    /// A header of another version, with unknown flags or algorithm, is never rewritten.
+    static let repairableHeaders: Set = ["MAGIC", "LSHIFT", "ZSHIFT", "PHYS8", "PHYSHUGE", "PHYSMAX", "LOGZERO",
+                                         "LOGODD", "CLAIMS", "RESERVED", "TRUNC"]
 
     static let rows: [Row] = {
         var r: [Row] = []
@@ -78,8 +84,11 @@ import Testing
             r.append(Row(tool: tool, args: args + ["/dev/null"] + tail, status: code, words: "not a regular file or block device"))
             r.append(Row(tool: tool, args: args + ["/dev/zero"] + tail, status: code, words: "not a regular file or block device"))
             if args.first == "convert" { continue }   // convert takes any raw input
-            for img in headerImages {
+            for img in headerImages where !(tool == "fsck.cbd" && repairableHeaders.contains(img)) {
                 r.append(Row(tool: tool, args: args + [img], status: code, words: ""))
+            }
+            if tool == "fsck.cbd" && args == ["-n"] {
+                for img in repairableHeaders.sorted() { r.append(Row(tool: tool, args: args + [img], status: 4, words: "")) }
             }
         }
         // Writers refuse a read-only image.
@@ -132,7 +141,11 @@ import Testing
         let r = try Tools.run(row.tool, args)
         #expect(r.status == row.status, "\(row): \(r.status) \(r.stderr)")
         let lines = r.stderr.split(separator: "\n")
-        if row.status == 64 || row.status == 16 {
+        if row.status == 4 {
+            // fsck.cbd -n reporting pblk 0's damage: on standard output, as every problem.
+            #expect(r.stderr.isEmpty && r.stdout.contains("Header:") && r.stdout.contains("fsck.cbd -fy"),
+                    "\(row): \(r.stdout)\(r.stderr)")
+        } else if row.status == 64 || row.status == 16 {
             #expect(lines.first?.contains("Error") == true || lines.first?.contains(row.words) == true, "\(row): \(r.stderr)")
         } else {
             #expect(lines.count == 1, "\(row): \(r.stderr)")

@@ -111,6 +111,19 @@ public struct Header: Equatable, Sendable {
     }
 }
 
+extension HeaderError {
+    /// The magic is right but the header is of a version, or has flags or an algorithm, this
+    /// tool does not know (a newer writer's device, not damage), or holds an intent record it
+    /// cannot read (rewriting the header would lose an interrupted entry write): fsck.cbd
+    /// refuses such a header rather than write another.
+    public var mustNotBeRewritten: Bool {
+        switch self {
+        case .unsupportedMajor, .unsupportedMinor, .unknownFlags, .unknownAlgorithm, .badIntent: return true
+        default: return false
+        }
+    }
+}
+
 /// Why a header pblk is not a usable version 1.0 header.
 public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
     case truncated(Int)
