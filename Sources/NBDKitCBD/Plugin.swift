@@ -46,10 +46,24 @@ enum Server {
                 space.refusals += 1
                 try? space.update(v, now: true)
                 throw e
+            } catch {
+                announceReadOnly(v)
+                throw error
             }
             try space.update(v, now: false)
             return 0
         }
+    }
+
+    nonisolated(unsafe) static var announcedReadOnly = false
+
+    /// Says once, in the log, that the device failed under acknowledged writes and the server
+    /// took no more (dm-vdo's read-only mode), and what to do.
+    static func announceReadOnly(_ v: Volume) {
+        guard let why = v.readOnlyAfter, !announcedReadOnly else { return }
+        announcedReadOnly = true
+        cbd_plugin_log("cbd: \(why.message); writes, trims and zeroes now fail with EIO, reads go on; "
+            + "\(v.unstoredBlocks) acknowledged blocks are held in memory only: stop the server, then run fsck.cbd")
     }
 
     static func requireVolume() throws -> Volume {
@@ -125,6 +139,14 @@ func pluginGetReady() -> Int32 {
 func pluginCleanup() {
     _ = Server.call {
         defer { Server.space.stop() }
+        if let v = Server.volume, v.readOnlyAfter != nil {
+            let lost = v.unstoredBlocks
+            do { try v.close() } catch {
+                cbd_plugin_log("cbd: stopping with \(lost) acknowledged block\(lost == 1 ? "" : "s") not stored on the "
+                    + "device, which failed (\(error)); the device is left DIRTY: run fsck.cbd")
+                throw error
+            }
+        }
         try Server.volume?.close()
         Server.volume = nil
         return 0

@@ -9,20 +9,6 @@ import Testing
 @Suite struct HeaderRecoveryTests {
     static let cbdimg = FsckTests.corpus + "/cbdimg.py"
 
-    func converted(_ s: Scratch) throws -> (raw: String, dev: String) {
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
-        return (raw, dev)
-    }
-
-    func poke(_ dev: String, at offset: Int, _ bytes: Data) throws {
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
-        try h.seek(toOffset: UInt64(offset))
-        try h.write(contentsOf: bytes)
-        try h.close()
-    }
-
     func expectRepairedAndClean(_ dev: String, _ args: [String] = ["-fy"]) throws -> Tools.Result {
         let r = try Tools.run("fsck.cbd", args + [dev])
         #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
@@ -37,8 +23,8 @@ import Testing
     /// command; -y writes the header; every block reads back as before and e2fsck agrees.
     @Test func zeroedHeaderOfExt4IsFoundAgain() throws {
         let s = try Scratch()
-        let (raw, dev) = try converted(s)
-        try poke(dev, at: 0, Data(count: 4096))
+        let (raw, dev) = try convertedExt4(s)
+        try overwrite(dev, at: 0, with: Data(count: 4096))
         #expect(try Tools.run("cbd", ["info", dev]).status == 1)
         let n = try Tools.run("fsck.cbd", ["-fn", dev])
         #expect(n.status == 4 && n.stdout.contains("the zones fit") && n.stdout.contains("fsck.cbd -fy"), "\(n.stdout)\(n.stderr)")
@@ -55,7 +41,7 @@ import Testing
         let raw = s.file("in.raw"), dev = s.file("d.cbd")
         try #require(try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(96 << 16)", "7"]).status == 0)
         try #require(try Tools.run("python3", [Self.cbdimg, dev, "write-image", raw, "\(300 << 20)", "2", "7", "42"]).status == 0)
-        try poke(dev, at: 0, Data(count: 4096))
+        try overwrite(dev, at: 0, with: Data(count: 4096))
         _ = try expectRepairedAndClean(dev)
         let out = s.file("out.raw")
         #expect(try Tools.run("python3", [Self.cbdimg, dev, "read-image", out]).status == 0)
@@ -65,9 +51,9 @@ import Testing
     /// A set reserved byte is a problem -p clears: the file is as it was, byte for byte.
     @Test func reservedByteIsCleared() throws {
         let s = try Scratch()
-        let (_, dev) = try converted(s)
+        let (_, dev) = try convertedExt4(s)
         let before = try FileFacts.bytes(dev)
-        try poke(dev, at: 200, Data([1]))
+        try overwrite(dev, at: 200, with: Data([1]))
         #expect(try Tools.run("cbd", ["info", dev]).status == 1)
         let r = try Tools.run("fsck.cbd", ["-p", dev])
         #expect(r.status == 1 && r.stdout.contains("reserved byte at offset 200"), "\(r.stdout)\(r.stderr)")
@@ -78,7 +64,7 @@ import Testing
     /// rest read as before.
     @Test func truncatedImageIsGrownBackAndLossesNamed() throws {
         let s = try Scratch()
-        let (raw, dev) = try converted(s)
+        let (raw, dev) = try convertedExt4(s)
         let size = FileFacts.size(dev)
         try #require(truncate(dev, off_t(size - (2 << 20))) == 0)   // the last MiB of a converted image is free
         let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
@@ -104,7 +90,7 @@ import Testing
         let s = try Scratch()
         let dev = s.file("e.cbd")
         #expect(try Tools.run("mkfs.cbd", ["-q", dev, "64M"]).status == 0)
-        try poke(dev, at: 0, Data(count: 4096))
+        try overwrite(dev, at: 0, with: Data(count: 4096))
         let r = try Tools.run("fsck.cbd", ["-fy", dev])
         #expect(r.status == 8, "\(r.stdout)")
         let line = try #require(r.stderr.split(separator: "\n").first { $0.contains("mkfs.cbd -S") })

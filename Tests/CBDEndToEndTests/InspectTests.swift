@@ -188,15 +188,10 @@ import CBDCLI
     /// not consistent and names what it could not read (it printed one error line before).
     @Test func infoOnADeviceWhoseFirstBlockIsCorrupt() throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        let (_, dev) = try convertedExt4(s)
         let first = try #require(Int(try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", dev, "entry", "0"])
             .stdout.split(separator: " ")[1].split(separator: ",")[0]))
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
-        try h.seek(toOffset: UInt64(first * 4096))
-        try h.write(contentsOf: Data(repeating: 0xFF, count: 64))
-        try h.close()
+        try overwrite(dev, at: first * 4096, with: Data(repeating: 0xFF, count: 64))
         let r = try Tools.run("cbd", ["info", "--json", dev])
         #expect(r.status == 0, "\(r.stderr)")
         let j = try json(r)

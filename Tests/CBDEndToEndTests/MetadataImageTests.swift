@@ -67,16 +67,13 @@ import Testing
     @Test(arguments: ["zeroed", "reserved", "truncated"])
     func damagedHeaderStillImages(damage: String) throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd"), meta = s.file("d.meta")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
+        let (_, dev) = try convertedExt4(s)
+        let meta = s.file("d.meta")
         switch damage {
-        case "zeroed": try h.seek(toOffset: 0); try h.write(contentsOf: Data(count: 4096))
-        case "reserved": try h.seek(toOffset: 200); try h.write(contentsOf: Data([7]))
-        default: try h.truncate(atOffset: UInt64(FileFacts.size(dev) - (2 << 20)))
+        case "zeroed": try overwrite(dev, at: 0, with: Data(count: 4096))
+        case "reserved": try overwrite(dev, at: 200, with: Data([7]))
+        default: try #require(truncate(dev, off_t(FileFacts.size(dev) - (2 << 20))) == 0)
         }
-        try h.close()
         let r = try Tools.run("cbd", ["image", "--metadata", dev, meta])
         #expect(r.status == 0, "\(r.stderr)")
         let kind = ["zeroed": "header_lost", "reserved": "header_reserved", "truncated": "header_lost"][damage] ?? ""

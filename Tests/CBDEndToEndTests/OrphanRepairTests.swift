@@ -97,19 +97,14 @@ import Testing
     }
 
     func zeroPblk(_ dev: String, _ p: Int) throws {
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
-        try h.seek(toOffset: UInt64(p * 4096))
-        try h.write(contentsOf: Data(count: 4096))
-        try h.close()
+        try overwrite(dev, at: p * 4096, with: Data(count: 4096))
     }
 
     /// The case: ext4 with holes, its first table pblk zeroed. Orphans cannot be placed
     /// with certainty (the lost range has holes): saved, and the lblks named.
     @Test func zeroedTablePblkOfExt4IsSavedAndNamed() throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        let (_, dev) = try convertedExt4(s)
         let o = try repairKeepsData(dev, s) { try zeroPblk(dev, 2) }
         #expect(o.kinds.contains("orphaned_data"), "\(o.kinds)")
         #expect(o.saved.count > 1)
@@ -173,25 +168,16 @@ import Testing
     /// named is relinked where certain or saved.
     @Test func garbageTablePblkLosesNothingUnnamed() throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        let (_, dev) = try convertedExt4(s)
         var rng = SplitMix(seed: 11)
         let garbage = Data((0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
-        _ = try repairKeepsData(dev, s) {
-            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
-            try h.seek(toOffset: UInt64(3 * 4096))
-            try h.write(contentsOf: garbage)
-            try h.close()
-        }
+        _ = try repairKeepsData(dev, s) { try overwrite(dev, at: 3 * 4096, with: garbage) }
     }
 
     /// An image file's orphans go to IMAGE.lost+found when no folder is given; -n saves nothing.
     @Test func imageFileSavesBesideItByDefault() throws {
         let s = try Scratch()
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        let (_, dev) = try convertedExt4(s)
         try zeroPblk(dev, 2)
         let n = try Tools.run("fsck.cbd", ["-fn", dev])
         #expect(n.status == 4 && n.stdout.contains("hold data no entry names"), "\(n.stdout)")

@@ -72,3 +72,19 @@ enum Tools {
     }
 }
 
+
+/// Writes `bytes` over a file at `offset`: how tests damage a device as a disk would.
+func overwrite(_ path: String, at offset: Int, with bytes: Data) throws {
+    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    defer { try? h.close() }
+    try h.seek(toOffset: UInt64(offset))
+    try h.write(contentsOf: bytes)
+}
+
+/// An ext4 image of `/usr/share/perl` (`size`) and its conversion to a CBD, in `s`.
+func convertedExt4(_ s: Scratch, size: String = "24M") throws -> (raw: String, dev: String) {
+    let raw = try ConvertTests().ext4Image(s, size: size)
+    let dev = s.file("d.cbd")
+    try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+    return (raw, dev)
+}

@@ -9,13 +9,6 @@ import Testing
 @Suite struct WriterTrustTests {
     static let cbdimg = FsckTests.corpus + "/cbdimg.py"
 
-    func converted(_ s: Scratch) throws -> String {
-        let raw = try ConvertTests().ext4Image(s, size: "24M")
-        let dev = s.file("d.cbd")
-        try #require(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
-        return dev
-    }
-
     func expectRefused(_ dev: String, at offset: Int, _ words: String) throws {
         let before = try FileFacts.bytes(dev)
         var rng = SplitMix(seed: 9)
@@ -38,18 +31,15 @@ import Testing
     /// The case: zone 0's bitmap pblk zeroed on a clean device, then a write.
     @Test func zeroedBitmapIsRefused() throws {
         let s = try Scratch()
-        let dev = try converted(s)
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: dev))
-        try h.seek(toOffset: 4096)
-        try h.write(contentsOf: Data(count: 4096))
-        try h.close()
+        let (_, dev) = try convertedExt4(s)
+        try overwrite(dev, at: 4096, with: Data(count: 4096))
         try expectRefused(dev, at: 20 << 20, "bitmap does not mark")
     }
 
     /// One bit cleared under a block's pblk: refused as well.
     @Test func oneClearedBitIsRefused() throws {
         let s = try Scratch()
-        let dev = try converted(s)
+        let (_, dev) = try convertedExt4(s)
         let used = try Tools.run("python3", [Self.cbdimg, dev, "used"]).stdout.split(separator: "\n")
         let p = try #require(used.first.flatMap { Int($0.split(separator: " ")[0]) })
         let start = try #require(Int(try Tools.run("python3", [Self.cbdimg, dev, "info"]).stdout
@@ -61,7 +51,7 @@ import Testing
     /// A malformed entry in the range written: refused, not taken as unallocated.
     @Test func malformedEntryIsRefused() throws {
         let s = try Scratch()
-        let dev = try converted(s)
+        let (_, dev) = try convertedExt4(s)
         #expect(try Tools.run("python3", [Self.cbdimg, dev, "set-entry", "320", "65000", "1,2"]).status == 0)
         try expectRefused(dev, at: 320 << 16, "logical block 320")
     }
