@@ -2,6 +2,7 @@
 // nbdkit plugin "cbd": serves the logical device of a CBD image or block device.
 // This file only adapts nbdkit's C interface; the work is done in Swift (NBDKitCBD).
 #define NBDKIT_API_VERSION 2
+#include <unistd.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,6 +42,13 @@ static int cbd_config(const char *key, const char *value) { return cbd_plugin_co
 static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
 static int cbd_get_ready(void) { return cbd_plugin_get_ready(); }
 static void cbd_cleanup(void) { cbd_plugin_cleanup(); }
+
+// The last callback: a stop that could not store every write it acknowledged must not look
+// like a clean one, so nbdkit's exit status becomes 1 (the log has said how many blocks).
+// _exit, not exit: nbdkit has finished with the plugin, and nothing of ours is left unsynced.
+static void cbd_unload(void) {
+  if (cbd_plugin_lost_at_stop()) _exit(1);
+}
 
 static void *cbd_open(int readonly) {
   static int handle;   // one shared device: the handle only marks a connection
@@ -133,6 +141,7 @@ static struct nbdkit_plugin plugin = {
   .magic_config_key = "file",
   .get_ready = cbd_get_ready,
   .cleanup = cbd_cleanup,
+  .unload = cbd_unload,
   .open = cbd_open,
   .close = cbd_close,
   .get_size = cbd_get_size,

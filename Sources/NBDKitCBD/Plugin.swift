@@ -56,6 +56,8 @@ enum Server {
     }
 
     nonisolated(unsafe) static var announcedReadOnly = false
+    /// The stop could not store or close everything (nbdkit then exits with 1).
+    nonisolated(unsafe) static var stopFailed = false
 
     /// Says once, in the log, that the device failed under acknowledged writes and the server
     /// took no more (dm-vdo's read-only mode), and what to do.
@@ -139,19 +141,26 @@ func pluginGetReady() -> Int32 {
 func pluginCleanup() {
     _ = Server.call {
         defer { Server.space.stop() }
-        if let v = Server.volume, v.readOnlyAfter != nil {
-            let lost = v.unstoredBlocks
+        if let v = Server.volume {
             do { try v.close() } catch {
-                cbd_plugin_log("cbd: stopping with \(lost) acknowledged block\(lost == 1 ? "" : "s") not stored on the "
-                    + "device, which failed (\(error)); the device is left DIRTY: run fsck.cbd")
+                // Whatever is still dirty in the cache was acknowledged and is not stored.
+                let lost = v.unstoredBlocks
+                Server.stopFailed = true
+                cbd_plugin_log(lost > 0
+                    ? "cbd: stopping with \(lost) acknowledged block\(lost == 1 ? "" : "s") not stored on the device, "
+                        + "which failed (\(error)); the device is left DIRTY: run fsck.cbd"
+                    : "cbd: every acknowledged write is stored, but the device could not be marked clean (\(error)): "
+                        + "run fsck.cbd")
                 throw error
             }
         }
-        try Server.volume?.close()
         Server.volume = nil
         return 0
     }
 }
+
+@_cdecl("cbd_plugin_lost_at_stop")
+func pluginLostAtStop() -> Int32 { Server.stopFailed ? 1 : 0 }
 
 @_cdecl("cbd_plugin_readonly")
 func pluginReadOnly() -> Int32 { Server.readOnly ? 1 : 0 }

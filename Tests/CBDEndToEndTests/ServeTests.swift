@@ -25,6 +25,18 @@ import Testing
         #expect(r.stdout.contains("10 passed, 0 failed"), "\(r.stdout)")
     }
 
+    /// A failing backing store (Tests/serve/fault_test.py: nbdkit's error filter under nbdfuse
+    /// under cbd serve, a libnbd client with a model): after a failed commit nothing more is
+    /// acknowledged, every acknowledged block reads back, the stop that loses them exits 1.
+    @Test func failingBackingStore() throws {
+        try Tools.require("nbdkit", "nbdfuse")
+        let python = "/usr/bin/python3"
+        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
+        let script = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent("fault_test.py").path
+        let r = try Tools.run(python, [script, Tools.binDir])
+        #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(r.stdout)\(r.stderr.suffix(2000))")
+    }
+
     /// The plugin is where cbd serve looks for it, and nbdkit loads it.
     @Test func pluginLoads() throws {
         try Tools.require("nbdkit")

@@ -9,6 +9,8 @@ int cbd_plugin_config(const char *key, const char *value);
 int cbd_plugin_config_complete(void);
 int cbd_plugin_get_ready(void);
 void cbd_plugin_cleanup(void);
+/// 1 when the stop (cleanup) could not store every acknowledged write, or close the device.
+int cbd_plugin_lost_at_stop(void);
 int cbd_plugin_readonly(void);
 int64_t cbd_plugin_get_size(void);
 int64_t cbd_plugin_block_size(void);
