@@ -48,6 +48,10 @@ public enum HeaderRecovery {
             guard var h = try? Header.parse(b), (try? h.validate()) != nil, h.versionMinor == 0,
                   (try? Geometry(header: h)) != nil else { return .unusable(HeaderError.reservedNotZero(offset: offset).description) }
             h = (try? Header.decode(clean)) ?? h
+            // Reserved bytes and a size past the device: two fields wrong, the zones decide.
+            guard let g = try? Geometry(header: h), g.physicalBytes <= device.size else {
+                return .unusable("\(HeaderError.reservedNotZero(offset: offset)), and the header claims more than the device")
+            }
             return .reservedBytes(h, offset: offset)
         } catch {
             return .unusable("\(error)")

@@ -100,4 +100,20 @@ import Testing
         #expect(y.status <= 1, "\(y.stdout)")
         #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
     }
+
+    /// Two fields wrong at once (found by scripts/hostile.py, seed 111): a set reserved byte
+    /// and a size far past the device. The size is not believed: nothing is read past the end,
+    /// the layout comes from the zones.
+    @Test func reservedByteAndHugeSizeTogether() throws {
+        let s = try Scratch()
+        let (raw, dev) = try convertedExt4(s)
+        try overwrite(dev, at: 300, with: Data([9]))
+        var size = Data(count: 8)
+        size.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(71_468_256_483_328).littleEndian, as: UInt64.self) }
+        try overwrite(dev, at: 8, with: size)
+        let n = try Tools.run("fsck.cbd", ["-fn", dev])
+        #expect(n.status == 4 && !n.stderr.contains("unexpected end"), "\(n.stdout)\(n.stderr)")
+        _ = try expectRepairedAndClean(dev)
+        #expect(try Tools.run("cbd", ["compare", raw, dev]).status == 0)
+    }
 }
