@@ -43,14 +43,15 @@ public enum HeaderRecovery {
         } catch let e as HeaderError where e.mustNotBeRewritten {
             return .foreign(e.description)
         } catch HeaderError.reservedNotZero(let offset) {
+            // Version 1.0's fields with the reserved bytes cleared (a 1.1 intent record lies in
+            // them: such a header is not guessed at, the zones decide).
             var clean = b
             for i in Header.fieldBytes ..< Units.pblkSize { clean[i] = 0 }
-            guard var h = try? Header.parse(b), (try? h.validate()) != nil, h.versionMinor == 0,
-                  (try? Geometry(header: h)) != nil else { return .unusable(HeaderError.reservedNotZero(offset: offset).description) }
-            h = (try? Header.decode(clean)) ?? h
+            let reason = HeaderError.reservedNotZero(offset: offset).description
+            guard let h = try? Header.decode(clean), let g = try? Geometry(header: h) else { return .unusable(reason) }
             // Reserved bytes and a size past the device: two fields wrong, the zones decide.
-            guard let g = try? Geometry(header: h), g.physicalBytes <= device.size else {
-                return .unusable("\(HeaderError.reservedNotZero(offset: offset)), and the header claims more than the device")
+            guard g.physicalBytes <= device.size else {
+                return .unusable("\(reason), and the header claims more than the device")
             }
             return .reservedBytes(h, offset: offset)
         } catch {

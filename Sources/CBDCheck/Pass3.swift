@@ -46,8 +46,8 @@ extension Checker {
     private func liveBlocks(ofZone z: Int) throws -> [(pblk: Int, lblk: Int)] {
         let area = geometry.dataStart(z) ..< geometry.dataEnd(z)
         var live: [(pblk: Int, lblk: Int)] = []
-        try TableScanner(device: device, geometry: geometry).forEachEntry(
-            zone: z, buffer: TableScanner(device: device, geometry: geometry).makeBuffer()) { n, p in
+        let scanner = TableScanner(device: device, geometry: geometry)
+        try scanner.forEachEntry(zone: z, buffer: scanner.makeBuffer()) { n, p in
             guard newEntries[n] == nil, let e = try? codec.decode(p) else { return }
             if let first = e.pblks.first, area.contains(Int(first)) { live.append((Int(first), n)) }
         }
@@ -100,7 +100,9 @@ extension Checker {
                 let i0 = max(0, start / entryLen), i1 = min(geometry.lblkPerZone, (end + entryLen - 1) / entryLen)
                 for i in i0 ..< i1 {
                     let n = z << geometry.lblkPerZoneShift + i
-                    if range.contains(n) && !keptBad.contains(n) && newEntries[n] == nil && isZeroEntry(n) {
+                    // An entry inside the zero pblk is zero; only one that straddles it is read.
+                    let inside = i * entryLen >= start && (i + 1) * entryLen <= end
+                    if range.contains(n) && !keptBad.contains(n) && newEntries[n] == nil && (inside || isZeroEntry(n)) {
                         lost.insert(n)
                     }
                 }

@@ -57,7 +57,7 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
             return ProblemRow(.header, .write, preen: false) { f in "Header: pblk 0 is not a CBD header: \(f.detail)" }
         case .deviceShort:
             return ProblemRow(.header, .grow, preen: false) { f in
-                "Header: the device has only \(f.detail) its header gives (a truncated image)" + (f.others.isEmpty ? "" : "; the entries of \(lblkRanges(f.others, f)) were past the cut")
+                "Header: the device has only \(f.detail)"
             }
         case .dataPastEnd:
             return ProblemRow(.tables, .clear, preen: false) { f in
