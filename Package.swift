@@ -53,7 +53,7 @@ let package = Package(
         // What the tools share: error lines, sizes, progress bars, report rendering.
         .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", argumentParser]),
         .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
-        .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDCheck", "CBDCLI", argumentParser]),
+        .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
                                                       "CBDInspect", "CBDCLI", argumentParser]),

@@ -81,16 +81,9 @@ public final class Checker {
     /// Lblks whose bad entry was reported but kept (answered no): never read or cloned.
     var keptBad: Set<Int> = []
 
-    /// What pass 0 found wrong with pblk 0 itself, and the header the check goes on with.
-    enum HeaderFinding {
-        /// Reserved bytes not zero (the offset of the first).
-        case reservedBytes(offset: Int)
-        /// The device is shorter than the header says: its size in bytes.
-        case deviceShort(deviceBytes: Int)
-        /// Pblk 0 is not a usable header (why); the geometry was found from the zones.
-        case lost(reason: String, HeaderRecovery.Candidate)
-    }
-    var headerFinding: HeaderFinding?
+    /// What pass 0 found wrong with pblk 0 itself (the header the check goes on with is
+    /// `header`).
+    var headerFinding: OpenedDevice.HeaderFinding?
     /// The header must be written by the repairs (found again, or its reserved bytes cleared).
     var headerNeedsWrite = false
     /// Pblks from here on lay past the end of a truncated device (nil: none did).
@@ -98,38 +91,20 @@ public final class Checker {
     /// The truncated device is grown back to its header's size by the repairs.
     var growBack = false
 
-    /// Reads and validates the header. A header with reserved bytes set, one on a truncated
-    /// device, or a destroyed one whose geometry the zones show without doubt (or which
-    /// `options.geometry` names) is a problem of pass 0, not the end; any other throws
-    /// (`HeaderRecovery.Failure` when the zones fit no layout, or several).
-    public init(device: BlockDevice, options: Options) throws {
-        var finding: HeaderFinding?
-        var dev = device
-        do {
-            (header, geometry) = try device.readHeader()
-        } catch {
-            switch try HeaderRecovery.diagnose(device) {
-            case .usable, .resizeMarker, .foreign:
-                throw error
-            case .reservedBytes(let h, let offset):
-                header = h
-                geometry = try Geometry(header: h)
-                finding = .reservedBytes(offset: offset)
-            case .deviceShort(let h, let g, let has):
-                (header, geometry) = (h, g)
-                finding = .deviceShort(deviceBytes: has)
-                // Past the end the device reads as zeros, as it will once grown back.
-                dev = ZeroTail(device, size: g.physicalBytes)
-            case .unusable(let why):
-                let c = try HeaderRecovery.choose(device, reason: why)
-                (header, geometry) = (c.header, c.geometry)
-                finding = .lost(reason: why, c)
-            }
-        }
-        self.device = dev
-        headerFinding = finding
-        if case .deviceShort(let has) = finding { truncatedAt = has / Units.pblkSize }
-        codec = EntryCodec(geometry)
+    /// Opens the device (`OpenedDevice`). A header with reserved bytes set, one on a truncated
+    /// device, or a destroyed one whose geometry the zones show without doubt is a problem of
+    /// pass 0, not the end; any other throws (`HeaderRecovery.Failure` when the zones fit no
+    /// layout, or several).
+    public convenience init(device: BlockDevice, options: Options) throws {
+        try self.init(try OpenedDevice.recovering(device), options: options)
+    }
+
+    /// The check of a device already opened (with `.interruptedUpdate`: pass 0 replays it).
+    public init(_ opened: OpenedDevice, options: Options) throws {
+        (self.device, header, geometry) = (opened.device, opened.header, opened.geometry)
+        headerFinding = opened.finding
+        if case .deviceShort(let has) = headerFinding { truncatedAt = has / Units.pblkSize }
+        codec = opened.codec
         claims = ClaimMap(geometry)
         bitmaps = ZoneBitmaps(geometry: geometry)
         self.options = options

@@ -93,37 +93,5 @@ extension BlockDevice {
     public func writePblks(_ bytes: [UInt8], at p: Int) throws {
         try bytes.withUnsafeBytes { try write($0, at: p * Units.pblkSize) }
     }
-
-    /// Reads and validates the header, and checks the device is as large as it claims.
-    public func readHeader() throws -> (Header, Geometry) {
-        guard size >= Units.pblkSize else {
-            throw CBDError("\(path): too small to hold a CBD header (\(size) bytes)")
-        }
-        let b = try readPblks(0)
-        let h: Header
-        let g: Geometry
-        if let undo = ResizeMarker.undoPath(in: b) {
-            throw CBDError("\(path): a resize was interrupted while it rewrote this device",
-                           hint: .undo(file: undo, device: path))
-        }
-        do { h = try Header.decode(b) } catch { throw CBDError("\(path): \(error)") }
-        do { g = try Geometry(header: h) } catch { throw CBDError("\(path): \(error)") }
-        guard g.physicalBytes <= size else {
-            throw CBDError("\(path): header claims \(g.physicalBytes) bytes but the device has only \(size)")
-        }
-        return (h, g)
-    }
-
-    public func writeHeader(_ h: Header) throws {
-        try writePblks(h.encoded(), at: 0)
-    }
-
-    /// Sets or clears DIRTY in `header` and makes the header durable. Format-v1: a writer
-    /// sets it before its first change to any other block, and clears it only after all its
-    /// data, bitmaps and tables are synced.
-    package func setDirty(_ dirty: Bool, in header: inout Header) throws {
-        header.isDirty = dirty
-        try writeHeader(header)
-        try sync()
-    }
 }
+

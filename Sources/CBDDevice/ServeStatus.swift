@@ -25,6 +25,11 @@ public struct ServeStatus: Equatable, Sendable {
     public var promisedPblks: Int
     /// Requests refused for want of space since the server started.
     public var refusals: Int
+    /// A commit failed: the server refuses writes and serves reads only (dm-vdo's read-only mode).
+    public var failed = false
+    /// Where clients connect (`nbd+unix:///?socket=...`, `nbd://host:port`), when the server was
+    /// told (cbd serve tells it; the plugin under another nbdkit command line may not know).
+    public var uri: String?
 
     public init(pid: Int32, readOnly: Bool, geometry: Geometry, usage: (dataPblks: Int, free: Int, promised: Int),
                 refusals: Int) {
@@ -55,16 +60,22 @@ public struct ServeStatus: Equatable, Sendable {
          ("free_pblks", freePblks), ("promised_pblks", promisedPblks), ("refusals", refusals)]
     }
 
-    /// The file's bytes: `key=value` lines, then `crc=` of them, padded with newlines to a
-    /// fixed size so that a rewrite in place always covers the old contents.
+    /// The file's bytes: `key=value` lines (the URI last, the only text, percent-free as
+    /// nbd URIs are written), then `crc=` of them, padded with newlines to a fixed size so
+    /// that a rewrite in place always covers the old contents.
     func encoded() -> [UInt8] {
-        let body = Array(fields.map { "\($0.0)=\($0.1)\n" }.joined().utf8)
+        var lines = fields.map { "\($0.0)=\($0.1)\n" }
+        if failed { lines.append("failed=1\n") }
+        if let u = uri?.filter({ $0 != "\n" }), u.utf8.count <= ServeStatus.uriBytes { lines.append("uri=\(u)\n") }
+        let body = Array(lines.joined().utf8)
         var out = body + Array("crc=\(CRC32.of(body))\n".utf8)
         out += [UInt8](repeating: UInt8(ascii: "\n"), count: max(0, ServeStatus.fileBytes - out.count))
         return out
     }
 
-    static let fileBytes = 512
+    static let fileBytes = 4096
+    /// A longer URI (a socket path near PATH_MAX) is left out rather than cut.
+    static let uriBytes = 3072
 
     /// The status in `bytes`, or nil when they are not a whole, checked record whose figures
     /// are in range (a reader does arithmetic on them: nothing negative, nothing past the
@@ -72,15 +83,17 @@ public struct ServeStatus: Equatable, Sendable {
     static func decode(_ bytes: [UInt8]) -> ServeStatus? {
         guard let text = String(validating: bytes.prefix { $0 != 0 }, as: UTF8.self) else { return nil }
         var values: [String: Int] = [:]
+        var uri: String?
         var bodyBytes = 0
         var crc: UInt32?
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             let kv = line.split(separator: "=", maxSplits: 1)
             guard kv.count == 2 else { return nil }
             if kv[0] == "crc" { crc = UInt32(kv[1]); break }
+            bodyBytes += line.utf8.count + 1
+            if kv[0] == "uri" { uri = String(kv[1]); continue }
             guard let v = Int(kv[1]) else { return nil }
             values[String(kv[0])] = v
-            bodyBytes += line.utf8.count + 1
         }
         guard let crc, crc == CRC32.of(Array(bytes[..<bodyBytes])) else { return nil }
         let maxPblks = 1 << 48, maxBytes = maxPblks * Units.pblkSize
@@ -90,9 +103,12 @@ public struct ServeStatus: Equatable, Sendable {
               let lblk = get("lblk_size", below: 1 << 31), let data = get("data_pblks", below: maxPblks),
               let free = get("free_pblks", below: data + 1), let promised = get("promised_pblks", below: maxPblks),
               let refusals = get("refusals", below: Int.max), pid > 0 else { return nil }
-        return ServeStatus(pid: Int32(pid), readOnly: ro != 0, physicalBytes: phys, logicalBytes: logi,
-                           lblkSize: lblk, dataPblks: data, freePblks: free, promisedPblks: promised,
-                           refusals: refusals)
+        var s = ServeStatus(pid: Int32(pid), readOnly: ro != 0, physicalBytes: phys, logicalBytes: logi,
+                            lblkSize: lblk, dataPblks: data, freePblks: free, promisedPblks: promised,
+                            refusals: refusals)
+        s.failed = get("failed", below: 2) == 1
+        s.uri = uri
+        return s
     }
 
     // MARK: Where

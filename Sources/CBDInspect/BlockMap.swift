@@ -31,11 +31,7 @@ public struct BlockMap {
 
     public init(device: BlockDevice) throws {
         self.device = device
-        let (h, g) = try device.readHeader()
-        guard h.intent == nil else {
-            throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
-        }
-        geometry = g
+        geometry = try OpenedDevice(device).geometry
     }
 
     /// Calls `body` with every run, in lblk order, covering every lblk once.

@@ -6,15 +6,16 @@ import CBDCheck
 /// The facts `cbd info` shows: sizes, space, compression, state and contents.
 public enum DeviceInfo {
     public static func report(_ dev: BlockDevice) throws -> Report {
-        let (h, g) = try dev.readHeader()
+        let opened = try OpenedDevice(dev, allowing: .interruptedUpdate)
+        let (h, g) = (opened.header, opened.geometry)
         var options = Checker.Options()
         options.mode = .readOnly
-        let check = try Checker(device: dev, options: options)
+        let check = try Checker(opened, options: options)
         // A damaged device still has every figure that can be read: what could not is named.
         var unreadable: [String] = []
         do { try check.run() } catch { unreadable.append("allocation tables (\(error))") }
         let found: [(String, String)]?
-        do { found = try Signatures.content(of: try Volume(device: dev)) } catch {
+        do { found = try Signatures.content(of: try Volume(opened)) } catch {
             found = nil
             unreadable.append("contents (\(error))")
         }
@@ -32,7 +33,7 @@ public enum DeviceInfo {
         r.add("data_size", size: g.totalDataPblks * Units.pblkSize)
         r.add("used", size: markedPblks * Units.pblkSize)
         r.add("free", size: (g.totalDataPblks - markedPblks) * Units.pblkSize)
-        let kept = EntryJournal(device: dev, geometry: g).pblksPerRecord
+        let kept = opened.journal.pblksPerRecord
         addUse(&r, dataPblks: g.totalDataPblks, available: max(0, g.totalDataPblks - markedPblks - kept))
         r.add("blocks", g.nrLblk)
         r.add("compressed_blocks", s.compressed)

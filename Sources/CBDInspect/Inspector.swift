@@ -16,19 +16,20 @@ public struct Inspector {
 
     public init(device: BlockDevice) throws {
         self.device = device
-        guard device.size >= Units.pblkSize else {
-            throw CBDError("\(device.path): too small to hold a CBD header (\(device.size) bytes)")
-        }
-        raw = try device.readPblks(0)
         var problem: String?
         var header: Header?
         var geometry: Geometry?
         do {
-            (header, geometry) = try device.readHeader()
+            let opened = try OpenedDevice(device, allowing: .interruptedUpdate)
+            (header, geometry) = (opened.header, opened.geometry)
         } catch {
+            // A header that does not validate is shown field by field, with why; a device too
+            // small to hold one has nothing to show.
+            guard device.size >= Units.pblkSize else { throw error }
             problem = "\(error)"
-            header = Header.fields(raw)
         }
+        raw = try device.readPblks(0)
+        if header == nil { header = Header.fields(raw) }
         self.header = header
         self.geometry = geometry
         self.problem = problem

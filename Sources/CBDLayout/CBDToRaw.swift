@@ -37,11 +37,7 @@ public struct CBDToRaw {
 
     /// The input's geometry; a device with an interrupted table update is refused.
     private func geometry(of input: any BlockDevice) throws -> Geometry {
-        let (h, g) = try input.readHeader()
-        guard h.intent == nil else {
-            throw CBDError("\(input.path): an update of the allocation tables was interrupted", hint: .check)
-        }
-        return g
+        try OpenedDevice(input).geometry
     }
 
     /// A window of blocks inside one zone, and the buffers it is decoded into.

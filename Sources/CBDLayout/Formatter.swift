@@ -41,4 +41,25 @@ public enum Formatter {
         try device.sync()
         progress?(g.nrZones, g.nrZones)
     }
+
+    /// Refuses to write a header alone (`writeHeaderOnly`) over a valid one, unless `replace`,
+    /// or for a geometry larger than the device.
+    public static func checkHeaderOnly(_ device: BlockDevice, geometry g: Geometry, replace: Bool) throws {
+        if !replace, (try? OpenedDevice(device, allowing: .interruptedUpdate)) != nil {
+            throw CBDError("\(device.path): already holds a valid CBD header (use -f to replace it)")
+        }
+        guard g.physicalBytes <= device.size else {
+            throw CBDError("\(device.path): has \(device.size) bytes, the geometry needs \(g.physicalBytes)")
+        }
+    }
+
+    /// `mkfs.cbd -S` (as `mke2fs -S`): the header of `g` alone, DIRTY, over whatever pblk 0
+    /// holds; the zones are left as they are for fsck.cbd to check against it.
+    public static func writeHeaderOnly(_ device: BlockDevice, geometry g: Geometry, replace: Bool) throws {
+        try checkHeaderOnly(device, geometry: g, replace: replace)
+        var h = header(for: g)
+        h.isDirty = true
+        try device.writeHeader(h)
+        try device.sync()
+    }
 }

@@ -17,15 +17,14 @@ public struct MetadataImage {
         public var physicalBytes = 0
     }
 
-    /// `layout`: the header and geometry to follow when pblk 0 cannot give them (found again by
-    /// the caller); by default, the device's header.
-    public func write(from device: any BlockDevice, to target: any OutputTarget,
-                      layout: (Header, Geometry)? = nil) throws -> Summary {
+    /// A damaged pblk 0 is what such a report is about: it is copied as it is, and the layout
+    /// followed is the one the caller opened the device with (fsck's `OpenedDevice.recovering`
+    /// gets past a damaged header); a truncated device's missing end is left out.
+    public func write(from opened: OpenedDevice, to target: any OutputTarget) throws -> Summary {
+        let device = opened.device
         try target.refuse(input: device)
-        // The header as it is: a damaged header is what the report is about, so it is copied
-        // raw; the geometry must parse to find the rest.
         let header = try device.readPblks(0)
-        let (h, g) = try layout ?? device.readHeader()
+        let (h, g) = (opened.header, opened.geometry)
         let out = try target.open(size: g.physicalBytes)
         var summary = Summary()
         summary.physicalBytes = g.physicalBytes
@@ -50,8 +49,9 @@ public struct MetadataImage {
                 }
             }
         }
-        // Journal pblks as the header names them: only those inside the device are copied.
-        for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(min(g.nrPblk, device.size / Units.pblkSize)) {
+        // Journal pblks as the header names them: only those the device holds are copied.
+        for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(min(g.nrPblk, device.size / Units.pblkSize))
+            && !device.isHole(Int(j) * Units.pblkSize ..< (Int(j) + 1) * Units.pblkSize) {
             try out.writePblks(try device.readPblks(Int(j)), at: Int(j))
             summary.metadataPblks += 1
         }

@@ -31,11 +31,9 @@ public final class Resizer {
     public init(device: BlockDevice, force: Bool) throws {
         self.device = device
         writer = device
-        (header, geometry) = try device.readHeader()
-        codec = EntryCodec(geometry)
-        if header.isDirty && !force {
-            throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce)
-        }
+        let opened = try OpenedDevice(device, allowing: .interruptedUpdate)
+        try opened.requireClean(unless: force)
+        (header, geometry, codec) = (opened.header, opened.geometry, opened.codec)
     }
 
     // MARK: Planning

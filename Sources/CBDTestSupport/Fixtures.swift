@@ -94,3 +94,10 @@ public func bitmapMismatches(_ v: Volume) throws -> [String] {
     }
     return wrong
 }
+
+/// The header and geometry of `device` as a tool opens it (`OpenedDevice`, an interrupted
+/// update allowed): what a test looks at after a tool ran.
+public func headerAndGeometry(_ device: any BlockDevice) throws -> (Header, Geometry) {
+    let opened = try OpenedDevice(device, allowing: .interruptedUpdate)
+    return (opened.header, opened.geometry)
+}

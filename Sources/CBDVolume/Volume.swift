@@ -29,6 +29,8 @@ public final class Volume {
     public let geometry: Geometry
     let codec: EntryCodec
     package let meta: MetadataCache
+    /// Where entries that straddle two table pblks are written first (format-v1.1's intent).
+    private let journal: EntryJournal
     private let allocator: PblkAllocator
     /// Each zone's bitmap checked against its entries before the zone is written.
     private let trust: BitmapTrust
@@ -54,16 +56,23 @@ public final class Volume {
     /// Opens the CBD on `device`. `cacheBytes` bounds the logical block cache (at least one
     /// block); `force` allows writing a device found DIRTY (after completing an interrupted
     /// entry write, if the header holds one).
-    public init(device: BlockDevice, cacheBytes: Int = 32 << 20, force: Bool = false) throws {
-        self.device = device
+    public convenience init(device: BlockDevice, cacheBytes: Int = 32 << 20, force: Bool = false) throws {
+        try self.init(try OpenedDevice(device, allowing: .interruptedUpdate), cacheBytes: cacheBytes, force: force)
+    }
+
+    /// The Volume of a device already opened (an interrupted update is replayed before the
+    /// first write, with `force`; until then reads refuse it).
+    public init(_ opened: OpenedDevice, cacheBytes: Int = 32 << 20, force: Bool = false) throws {
+        device = opened.device
         self.force = force
-        (header, geometry) = try device.readHeader()
-        codec = EntryCodec(geometry)
-        meta = MetadataCache(device: device, geometry: geometry)
+        (header, geometry) = (opened.header, opened.geometry)
+        codec = opened.codec
+        meta = opened.metadataCache()
+        journal = opened.journal
         allocator = PblkAllocator(meta: meta, layout: geometry)
         trust = BitmapTrust(device: device, geometry: geometry, meta: meta)
         allocator.beforeTaking = { [trust] z in try trust.require(zone: z) }
-        ledger = SpaceLedger(allocator: allocator, keep: EntryJournal(device: device, geometry: geometry).pblksPerRecord)
+        ledger = SpaceLedger(allocator: allocator, keep: journal.pblksPerRecord)
         blocks = LRU(capacity: max(1, cacheBytes / geometry.lblkSize))
         scratch = [UInt8](repeating: 0, count: geometry.lblkSize)
     }
@@ -243,8 +252,8 @@ public final class Volume {
         guard !markedDirty else { return }
         try requireWritable()
         if header.isDirty {
-            guard force else { throw CBDError("\(device.path): not cleanly closed (DIRTY)", hint: .checkOrForce) }
-            _ = try EntryJournal(device: device, geometry: geometry).replay(header: &header, through: meta)
+            try OpenedDevice.requireClean(header, of: device, unless: force)
+            _ = try journal.replay(header: &header, through: meta)
         }
         try device.setDirty(true, in: &header)
         markedDirty = true
@@ -397,9 +406,7 @@ public final class Volume {
     private func requireNoIntent() throws {
         // After a failed commit the interrupted entries belong to blocks still dirty in the
         // cache, which reads take from there; every other entry on disk is whole.
-        guard header.intent == nil || failed != nil else {
-            throw CBDError("\(device.path): an update of the allocation tables was interrupted", hint: .check)
-        }
+        if failed == nil { try OpenedDevice.requireWholeEntries(header, of: device) }
     }
 
     // MARK: Commit (copy on write)
@@ -470,7 +477,7 @@ public final class Volume {
     private func publish(_ batch: [Committed]) throws {
         var published = false
         do {
-            try EntryJournal(device: device, geometry: geometry).write(
+            try journal.write(
                 batch.map { ($0.lblk, codec.encode($0.new)) }, meta: meta, header: &header,
                 roundPblks: max(1, ledger.keep), published: &published,
                 reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })

@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <sys/stat.h>
 #include <nbdkit-plugin.h>
 #include "cbd_plugin.h"
 
@@ -32,6 +35,21 @@ void cbd_plugin_error(const char *message, int error) {
 }
 
 void cbd_plugin_log(const char *message) { nbdkit_error("%s", message); }
+
+// nbdkit has no warning level (nbdkit_error would print "error: ... warning"). Its log is
+// stderr in the foreground; in the background its stderr is /dev/null and its log syslog.
+// So a warning goes where the log goes, marked as a warning.
+static int warn_to_syslog;
+
+static int stderr_is_dev_null(void) {
+  struct stat err, null;
+  return fstat(2, &err) == 0 && stat("/dev/null", &null) == 0 && S_ISCHR(err.st_mode) && err.st_rdev == null.st_rdev;
+}
+
+void cbd_plugin_warn(const char *message) {
+  if (warn_to_syslog) syslog(LOG_WARNING, "cbd: warning: %s", message);
+  else fprintf(stderr, "nbdkit: cbd: warning: %s\n", message);
+}
 int64_t cbd_plugin_parse_size(const char *value) { return nbdkit_parse_size(value); }
 int cbd_plugin_parse_unsigned(const char *what, const char *value, unsigned *out) {
   return nbdkit_parse_unsigned(what, value, out);
@@ -41,6 +59,10 @@ int cbd_plugin_parse_bool(const char *value) { return nbdkit_parse_bool(value); 
 static int cbd_config(const char *key, const char *value) { return cbd_plugin_config(key, value); }
 static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
 static int cbd_get_ready(void) { return cbd_plugin_get_ready(); }
+static int cbd_after_fork(void) {
+  warn_to_syslog = stderr_is_dev_null();
+  return cbd_plugin_after_fork();
+}
 static void cbd_cleanup(void) { cbd_plugin_cleanup(); }
 
 // The last callback: a stop that could not store every write it acknowledged must not look
@@ -137,9 +159,12 @@ static struct nbdkit_plugin plugin = {
     "cache=<SIZE>      Logical block cache (default 32M).\n"
     "lowwater=<PERCENT> Log a warning when free space falls below it (default 10).\n"
     "readonly=<BOOL>   Serve read-only (with nbdkit -r); a DIRTY device is served only so.\n"
-    "level=<1..12>     Compression of written blocks: 1 fast (default), 2-12 LZ4HC.",
+    "level=<1..12>     Compression of written blocks: 1 fast (default), 2-12 LZ4HC.\n"
+    "uri=<URI>         Where clients connect, for cbd info (cbd serve passes it).\n"
+    "socket=<PATH>     The Unix socket nbdkit listens on: removed at a clean stop.",
   .magic_config_key = "file",
   .get_ready = cbd_get_ready,
+  .after_fork = cbd_after_fork,
   .cleanup = cbd_cleanup,
   .unload = cbd_unload,
   .open = cbd_open,

@@ -21,6 +21,10 @@ enum Server {
     /// Free space, in percent of the data pblks, under which the log warns (once per fall).
     nonisolated(unsafe) static var lowWater = 10
     nonisolated(unsafe) static var space = SpaceWatch()
+    /// Where clients connect (`uri=`), published for `cbd info`.
+    nonisolated(unsafe) static var uri: String?
+    /// nbdkit's Unix socket (`socket=`), removed at a clean stop: nbdkit leaves it behind.
+    nonisolated(unsafe) static var socket: String?
 
     /// Runs a callback body: an error goes to nbdkit's log (one line) with the errno its kind
     /// maps to (ENOSPC for a write that does not fit, EROFS, ...; EIO for anything else).
@@ -48,6 +52,7 @@ enum Server {
                 throw e
             } catch {
                 announceReadOnly(v)
+                try? space.update(v, now: true)
                 throw error
             }
             try space.update(v, now: false)
@@ -66,6 +71,15 @@ enum Server {
         announcedReadOnly = true
         cbd_plugin_log("cbd: \(why.message); writes, trims and zeroes now fail with EIO, reads go on; "
             + "\(v.unstoredBlocks) acknowledged blocks are held in memory only: stop the server, then run fsck.cbd")
+    }
+
+    /// Removes nbdkit's socket file at the stop, if it is still a socket: a client that finds
+    /// no file knows at once that nothing serves (a stale one answers "connection refused",
+    /// and makes the next `nbdkit -U` fail with "address in use").
+    static func removeSocket() {
+        guard let s = socket else { return }
+        var st = stat()
+        if lstat(s, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(s) }
     }
 
     static func requireVolume() throws -> Volume {
@@ -102,7 +116,9 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
                     + "\(CompressionLevel.range.upperBound) (LZ4HC's highest)")
             }
             Server.level = level
-        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=)")
+        case "uri": Server.uri = v
+        case "socket": Server.socket = v
+        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, uri=, socket=)")
         }
         return 0
     }
@@ -123,11 +139,11 @@ func pluginGetReady() -> Int32 {
     Server.call {
         guard let path = Server.path else { throw CBDError("file=DEVICE is required") }
         let dev = try FileDevice(path: path, mode: Server.readOnly ? .readOnly : .readWrite)
-        let (header, _) = try dev.readHeader()
-        if header.isDirty && !Server.readOnly {
+        let opened = try OpenedDevice(dev, allowing: .interruptedUpdate)
+        if opened.header.isDirty && !Server.readOnly {
             throw CBDError("\(path): not cleanly closed (DIRTY); check it with fsck.cbd first, or serve it read-only")
         }
-        let v = try Volume(device: dev, cacheBytes: Server.cacheBytes)
+        let v = try Volume(opened, cacheBytes: Server.cacheBytes)
         v.level = Server.level
         Server.volume = v
         Server.space.start(path: path, readOnly: Server.readOnly)
@@ -136,11 +152,24 @@ func pluginGetReady() -> Int32 {
     }
 }
 
-/// The server is going away: everything committed, DIRTY cleared.
+/// nbdkit has forked into the background, or stays in the foreground: this process serves, and
+/// the live-use file names it from now on (it named the process before the fork).
+@_cdecl("cbd_plugin_after_fork")
+func pluginAfterFork() -> Int32 {
+    Server.call {
+        if let v = Server.volume { try Server.space.update(v, now: true) }
+        return 0
+    }
+}
+
+/// The server is going away: everything committed, DIRTY cleared, nbdkit's socket removed.
 @_cdecl("cbd_plugin_cleanup")
 func pluginCleanup() {
     _ = Server.call {
-        defer { Server.space.stop() }
+        defer {
+            Server.space.stop()
+            Server.removeSocket()
+        }
         if let v = Server.volume {
             do { try v.close() } catch {
                 // Whatever is still dirty in the cache was acknowledged and is not stored.

@@ -65,7 +65,8 @@ struct Convert: ParsableCommand {
             let target = OutputFile(path: output, overwrite: force, deviceScratch: ScratchDirectory.path)
             let bar = ProgressBar.enabled(force: progress, quiet: quiet)
                 ? ProgressBar(label: toRaw ? "cbd → raw" : inputIsCBD ? "cbd → cbd" : "raw → cbd") : nil
-            if inputIsCBD && !quiet, let (h, _) = try? inDev.readHeader(), h.isDirty {
+            if inputIsCBD && !quiet, let opened = try? OpenedDevice(inDev, allowing: .interruptedUpdate),
+               opened.header.isDirty {
                 warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
             }
             let summary: ConvertSummary

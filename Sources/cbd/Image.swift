@@ -3,6 +3,7 @@ import ArgumentParser
 import CBDCLI
 import CBDFormat
 import CBDDevice
+import CBDVolume
 import CBDLayout
 import CBDCheck
 
@@ -36,9 +37,7 @@ struct ImageCommand: ParsableCommand {
             Interrupts.install(tool: "cbd", message: "interrupted; \(output) not written")
             Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
             let dev = try FileDevice(path: device, mode: .readOnly)
-            // A damaged header is what such a report is about: the layout is found again.
-            let layout = try HeaderRecovery.layout(of: dev)
-            let s = try MetadataImage().write(from: dev, to: OutputFile(path: output, overwrite: force), layout: layout)
+            let s = try MetadataImage().write(from: try OpenedDevice.recovering(dev), to: OutputFile(path: output, overwrite: force))
             print("\(device) -> \(output): \(s.metadataPblks) metadata pblks "
                 + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")
         }

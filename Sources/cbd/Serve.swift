@@ -4,6 +4,7 @@ import CBDCLI
 import CBDFormat
 import Glibc
 import CBDDevice
+import CBDVolume
 import CBDLayout
 import CBDCheck
 
@@ -13,14 +14,20 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the logical device over NBD (nbdkit with the cbd plugin).",
         discussion: """
-            Prints the NBD URI to connect to, then runs nbdkit. With --run, nbdkit's captive \
+            Prints the NBD URI to connect to, then serves in the foreground (this process \
+            becomes nbdkit: `cbd serve ... &` then `kill $!` works), logging to stderr; --fork \
+            goes to the background once the socket listens, logging to syslog. --pid-file \
+            names the serving process in both modes. With --run, nbdkit's captive \
             mode: CMD runs with $uri set, the server stops when it ends, and the exit status \
             is CMD's. Without --socket or --port, a Unix socket beside nothing is used for \
-            --run, and TCP port 10809 on 127.0.0.1 otherwise. SIGINT or SIGTERM stop the server \
-            cleanly: everything is committed and the device marked clean. A device not closed \
+            --run, and TCP port 10809 on 127.0.0.1 otherwise. A stale --socket file (nothing \
+            listens) is replaced; a live one is refused; the socket is removed at a clean stop. \
+            SIGINT or SIGTERM stop the server \
+            cleanly: everything is committed and the device marked clean; a stop that could not \
+            store every acknowledged write exits 1. A device not closed \
             cleanly (DIRTY) is served read-only only. A write that does not fit fails with \
             ENOSPC and changes nothing; every write that succeeded is kept. cbd info shows the \
-            live use of a served device.
+            live use of a served device, the serving process and its URI.
             """)
 
     @Argument(help: "CBD device or image.") var device: String
@@ -32,7 +39,9 @@ struct Serve: ParsableCommand {
     var command: String?
     @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
     @Option(help: "Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.") var level: CompressionLevel?
-    @Flag(help: "Stay in the foreground (with --run, always).") var foreground = false
+    @Flag(help: "Go to the background once the socket listens (log to syslog).") var fork = false
+    @Option(name: .customLong("pid-file"), help: "Write the serving process's pid to FILE.") var pidFile: String?
+    @Flag(help: .hidden) var foreground = false
     @Option(name: .customLong("low-water"),
         help: "Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.")
     var lowWater = 10
@@ -41,6 +50,7 @@ struct Serve: ParsableCommand {
         if socket != nil && port != nil { throw ValidationError("--socket and --port exclude each other") }
         if let p = port, !(1...65535).contains(p) { throw ValidationError("--port must be 1 to 65535") }
         if !(0...100).contains(lowWater) { throw ValidationError("--low-water must be 0 to 100 (percent)") }
+        if fork && (foreground || command != nil) { throw ValidationError("--fork excludes --foreground and --run") }
     }
 
     func run() throws {
@@ -50,11 +60,12 @@ struct Serve: ParsableCommand {
             }
             let plugin = try Serve.plugin(nbdkit: nbdkit)
             // Refuse here what the plugin would refuse in nbdkit's log, with the tools' words.
-            _ = try FileDevice(path: device, mode: .readOnly).readHeader()
+            _ = try OpenedDevice(try FileDevice(path: device, mode: .readOnly), allowing: .interruptedUpdate)
             var args = [nbdkit]
             if readOnly { args.append("-r") }
             let uri: String?
             if let s = socket {
+                try SocketPath.claim(s)
                 args += ["-U", s]
                 uri = "nbd+unix:///?socket=\(s)"
             } else if let p = port {
@@ -67,9 +78,12 @@ struct Serve: ParsableCommand {
                 args += ["-i", "127.0.0.1", "-p", "10809"]
                 uri = "nbd://127.0.0.1:10809"
             }
-            if foreground || command != nil { args.append("-f") }
+            if !fork { args.append("-f") }
+            if let p = pidFile { args += ["-P", p] }
             if let cmd = command { args += ["--run", cmd] }
             args += [plugin, "file=\(device)"]
+            if let u = uri { args.append("uri=\(u)") }
+            if let s = socket { args.append("socket=\(s)") }
             if let c = cache { args.append("cache=\(c.bytes)") }
             if let l = level { args.append("level=\(l)") }
             args.append("lowwater=\(lowWater)")

@@ -4,6 +4,7 @@ import CBDCLI
 import CBDFormat
 import Glibc
 import CBDDevice
+import CBDVolume
 import CBDCheck
 
 /// fsck.cbd: check and repair a CBD device, with the conventions of fsck(8) and e2fsck.

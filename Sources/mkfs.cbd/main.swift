@@ -132,18 +132,10 @@ struct Mkfs: ParsableCommand {
     /// -S: the header alone, DIRTY, over whatever pblk 0 holds (a valid header only with -f).
     func writeHeaderOnly(_ dev: FileDevice?, _ g: Geometry) throws {
         guard let d = dev else { throw CBDError("\(device): does not exist") }
-        if !force, (try? d.readHeader()) != nil {
-            throw CBDError("\(device): already holds a valid CBD header (use -f to replace it)")
-        }
-        guard g.physicalBytes <= d.size else {
-            throw CBDError("\(device): has \(d.size) bytes, the geometry needs \(g.physicalBytes)")
-        }
+        try Formatter.checkHeaderOnly(d, geometry: g, replace: force)
         if !quiet { printSummary(g) }
         guard !dryRun else { if !quiet { print("Dry run: nothing written.") }; return }
-        var h = Formatter.header(for: g)
-        h.isDirty = true
-        try d.writeHeader(h)
-        try d.sync()
+        try Formatter.writeHeaderOnly(d, geometry: g, replace: force)
         if !quiet { print("Wrote the header only (marked DIRTY): run fsck.cbd -f \(device)") }
     }
 

@@ -27,7 +27,7 @@ final class LoopDevice {
         guard let loop = LoopDevice(image: img) else { print("SKIP: no loop device"); return }
         let r = try Tools.run("mkfs.cbd", ["-q", loop.path])
         #expect(r.status == 0, "\(r.stderr)")
-        let (_, g) = try FileDevice(path: loop.path, mode: .readOnly).readHeader()
+        let (_, g) = try headerAndGeometry(FileDevice(path: loop.path, mode: .readOnly))
         #expect(g.physicalBytes == 64 << 20)
         // The image behind a loop device is refused for writing.
         let busyImage = try Tools.run("mkfs.cbd", ["-f", img])
@@ -68,7 +68,7 @@ final class LoopDevice {
         // Raw to CBD on a block device, then CBD (on that device) to raw on another device.
         let a = try Tools.run("cbd", ["convert", "-q", raw, cbdDev.path])
         #expect(a.status == 0, "\(a.stderr)")
-        let (_, g) = try FileDevice(path: cbdDev.path, mode: .readOnly).readHeader()
+        let (_, g) = try headerAndGeometry(FileDevice(path: cbdDev.path, mode: .readOnly))
         #expect(g.physicalBytes <= 16 << 20 && g.logicalBytes == 6 << 20)
         let b = try Tools.run("cbd", ["convert", "-q", "-f", cbdDev.path, rawDev.path])
         #expect(b.status == 0, "\(b.stderr)")
@@ -84,7 +84,7 @@ final class LoopDevice {
                                           cbdDev.path])
         #expect(spill.status == 1 && spill.stderr.contains(missing) && spill.stderr.contains("temporary file"),
                 "\(spill.stderr)")
-        #expect(try FileDevice(path: cbdDev.path, mode: .readOnly).readHeader().1 == g)
+        #expect(try headerAndGeometry(FileDevice(path: cbdDev.path, mode: .readOnly)).1 == g)
         // With -f, a successful conversion wipes what the device held, even past the CBD
         // (a GPT keeps a backup header in the device's last sector).
         let gpt = try Tools.run("sfdisk", ["-q", "-X", "gpt", cbdDev.path], stdin: Data(",\n".utf8))
@@ -93,6 +93,6 @@ final class LoopDevice {
         let over = try Tools.run("cbd", ["convert", "-q", "-f", raw, cbdDev.path])
         #expect(over.status == 0, "\(over.stderr)")
         #expect(try Tools.run("wipefs", ["-n", cbdDev.path]).stdout.isEmpty)
-        #expect(try FileDevice(path: cbdDev.path, mode: .readOnly).readHeader().1.logicalBytes == 6 << 20)
+        #expect(try headerAndGeometry(FileDevice(path: cbdDev.path, mode: .readOnly)).1.logicalBytes == 6 << 20)
     }
 }

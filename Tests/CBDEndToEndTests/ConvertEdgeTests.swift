@@ -70,7 +70,7 @@ import CBDCLI
         let r = try Tools.run("cbd", ["convert", cbd, "-"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.out.prefix(FileFacts.size(raw)) == (try FileFacts.bytes(raw)))
-        #expect(r.out.count == (try FileDevice(path: cbd, mode: .readOnly).readHeader().1.logicalBytes))
+        #expect(r.out.count == (try headerAndGeometry(FileDevice(path: cbd, mode: .readOnly)).1.logicalBytes))
         let wrongWay = try Tools.run("cbd", ["convert", raw, "-"])
         #expect(wrongWay.status == 1 && wrongWay.stderr.contains("standard output"), "\(wrongWay.stderr)")
     }

@@ -46,7 +46,7 @@ import Testing
         #expect(fsck.status == 0, "\(fsck.stdout)")
         try expectSameContent(cbd, img)
         // Compact: the image holds its data plus a little headroom, not the logical size.
-        let (_, g) = try FileDevice(path: cbd, mode: .readOnly).readHeader()
+        let (_, g) = try headerAndGeometry(FileDevice(path: cbd, mode: .readOnly))
         #expect(FileFacts.size(cbd) == g.physicalBytes)
         if block != "4K" { #expect(FileFacts.size(cbd) < FileFacts.size(img)) }
         // The raw output is sparse: unallocated blocks are holes.
@@ -105,7 +105,7 @@ import Testing
         try fh.write(contentsOf: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 5) }))
         try fh.close()
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
-        let g = try FileDevice(path: cbd, mode: .readOnly).readHeader().1
+        let g = try headerAndGeometry(FileDevice(path: cbd, mode: .readOnly)).1
         // Over 1 MiB of 34-byte entries: the stream flushes off a pblk boundary.
         #expect(g.tableBlocks * 4096 > 1 << 20 && 4096 % g.entryLen != 0)
         #expect(try Tools.run("cbd", ["convert", "-q", cbd, back]).status == 0)
@@ -134,7 +134,7 @@ import Testing
         // while this writer holds it, readers are refused).
         do {
             let dev = try FileDevice(path: cbd, mode: .readWrite)
-            let (_, g) = try dev.readHeader()
+            let (_, g) = try headerAndGeometry(dev)
             var t = try dev.readPblks(g.tablePblks(0).lowerBound)
             LE.put(1, g.pblkBytes, &t, g.lenBytes)   // slot 0 names pblk 1: the bitmap, not data
             try dev.writePblks(t, at: g.tablePblks(0).lowerBound)
@@ -170,7 +170,7 @@ import Testing
         }
         let all = try Tools.run("cbd", ["read", cbd])
         #expect(all.out.count == logical && all.out.elementsEqual(model))
-        #expect(try FileDevice(path: cbd, mode: .readOnly).readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(FileDevice(path: cbd, mode: .readOnly)).0.isDirty == false)
         // Past the end: refused, one line, exit 1.
         let past = try Tools.run("cbd", ["write", cbd, "--offset", "\(logical - 10)"], stdin: Data(count: 20))
         #expect(past.status == 1 && past.stderr.contains("logical size"))

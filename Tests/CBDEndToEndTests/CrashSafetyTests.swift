@@ -97,7 +97,7 @@ import Testing
     @Test func writePastTheEndChangesNothing() throws {
         let s = try Scratch()
         let cbd = try image(s)
-        let (_, g) = try FileDevice(path: cbd, mode: .readOnly).readHeader()
+        let (_, g) = try headerAndGeometry(FileDevice(path: cbd, mode: .readOnly))
         let before = try FileFacts.bytes(cbd)
         let input = s.file("big.bin")
         let room = 3 * 65536
@@ -126,7 +126,7 @@ import Testing
         let data = (0..<(4 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         // One request for everything: refused, nothing changes, the device is not even DIRTY.
         #expect(throws: CBDError.self) { try data.withUnsafeBytes { try v.write($0, at: 0) } }
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
         // Block by block: accepted until the first that does not fit, then refused.
         var accepted = 0
         do {
@@ -141,7 +141,7 @@ import Testing
         }
         #expect(accepted > 0)
         try v.close()
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
         var options = Checker.Options()
         options.verifyData = true
         let check = try Checker(device: mem, options: options)

@@ -47,7 +47,7 @@ import Testing
             #expect(try FileFacts.bytes("\(s.path)/image.cbd") == FileFacts.bytes("\(s.path)/image.before"))
         } else {
             // After the second run the device is consistent, by the independent checker too, and clean.
-            #expect(try FileDevice(path: "\(s.path)/image.cbd", mode: .readOnly).readHeader().0.isDirty == false)
+            #expect(try headerAndGeometry(FileDevice(path: "\(s.path)/image.cbd", mode: .readOnly)).0.isDirty == false)
             let check = try Tools.run("python3", [Self.corpus + "/cbdimg.py", s.path + "/image.cbd", "check"])
             #expect(check.status == 0, "\(name): independent check: \(check.stdout)\(check.stderr)")
         }
@@ -126,7 +126,7 @@ import Testing
         // Leak two pblks by hand (and close the device: it is locked while open for writing).
         let g = try { () throws -> Geometry in
             let dev = try FileDevice(path: img, mode: .readWrite)
-            let (_, g) = try dev.readHeader()
+            let (_, g) = try headerAndGeometry(dev)
             var bm = Bitmap(bytes: try dev.readPblks(g.bitmapPblk(0)))
             bm.set(1000); bm.set(1001)
             try dev.writePblks(bm.bytes, at: g.bitmapPblk(0))

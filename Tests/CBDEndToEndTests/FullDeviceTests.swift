@@ -96,7 +96,7 @@ import Testing
         // Writes fit again, without a restart.
         try write(w, random(900, bs), lblk: 120)
         try w.close()
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
         try checkClean(mem)
         let back = try Volume(device: mem)
         #expect(try read(back, lblk: 120) == random(900, bs))
@@ -161,7 +161,7 @@ import Testing
         let victim = try #require(accepted.last)
         try v.discard(offset: victim * lbs, length: lbs)
         try v.close()
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
         try checkClean(mem)
         #expect(try Volume(device: mem).usage().free == u.free + v.geometry.pblkPerLblk)
     }
@@ -169,7 +169,7 @@ import Testing
     /// A server's status file is trusted only whole and in range: it round-trips, and a torn,
     /// garbled or out-of-range one reads as no status (cbd info does arithmetic on it).
     @Test func serveStatusIsCheckedBeforeUse() throws {
-        let g = try memoryDevice(physical: 1 << 20, logical: 8 << 20, lblkShift: 4).readHeader().1
+        let g = try headerAndGeometry(memoryDevice(physical: 1 << 20, logical: 8 << 20, lblkShift: 4)).1
         let s = ServeStatus(pid: 42, readOnly: false, geometry: g, usage: (g.totalDataPblks, 100, 16), refusals: 3)
         let bytes = s.encoded()
         #expect(ServeStatus.decode(bytes) == s)

@@ -55,7 +55,7 @@ import CBDCLI
     func populated(_ s: Scratch, size: String, block: String) throws -> String {
         let img = s.file("d.cbd")
         #expect(try Tools.run("mkfs.cbd", ["-q", "-b", block, img, size]).status == 0)
-        let logical = try FileDevice(path: img, mode: .readOnly).readHeader().1.logicalBytes
+        let logical = try headerAndGeometry(FileDevice(path: img, mode: .readOnly)).1.logicalBytes
         for (i, frac) in [0.0, 0.1, 0.37, 0.5, 0.77, 0.99].enumerated() {
             let off = Int(Double(logical - 300_000) * frac)
             let data = Data((0..<300_000).map { j in i % 2 == 0 ? UInt8(truncatingIfNeeded: j / 9) : UInt8(truncatingIfNeeded: j &* 2654435761 >> 13) })
@@ -68,7 +68,7 @@ import CBDCLI
     func headerAndZoneViews(size: String, block: String) throws {
         let s = try Scratch()
         let img = try populated(s, size: size, block: block)
-        let (h, g) = try FileDevice(path: img, mode: .readOnly).readHeader()
+        let (h, g) = try headerAndGeometry(FileDevice(path: img, mode: .readOnly))
         let text = try Tools.run("cbddump", [img])
         let js = try json(try Tools.run("cbddump", ["--json", img]))
         #expect(text.status == 0)
@@ -106,7 +106,7 @@ import CBDCLI
     @Test func deviceWithMoreThanFourZones() throws {
         let s = try Scratch()
         let img = try populated(s, size: "1G", block: "64K")
-        let g = try FileDevice(path: img, mode: .readOnly).readHeader().1
+        let g = try headerAndGeometry(FileDevice(path: img, mode: .readOnly)).1
         #expect(g.nrZones > 4)
         let z3 = try json(try Tools.run("cbddump", ["--zone", "3", "--json", img]))
         #expect(z3["zone"] as? Int == 3 && z3["bitmap_pblk"] as? Int == g.bitmapPblk(3))

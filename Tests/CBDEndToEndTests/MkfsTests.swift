@@ -14,7 +14,7 @@ import CBDCLI
     @discardableResult
     func checkFresh(_ path: String) throws -> Geometry {
         let dev = try FileDevice(path: path, mode: .readOnly)
-        let (h, g) = try dev.readHeader()
+        let (h, g) = try headerAndGeometry(dev)
         #expect(!h.isDirty)
         for z in 0..<g.nrZones {
             let bitmap = try dev.readPblks(g.bitmapPblk(z))
@@ -105,7 +105,7 @@ import CBDCLI
         // Only the header and the last zone's padded bitmap hold data.
         #expect(FileFacts.allocated(img) <= 64 * 4096, "allocated \(FileFacts.allocated(img))")
         let dev = try FileDevice(path: img, mode: .readOnly)
-        let (_, g) = try dev.readHeader()
+        let (_, g) = try headerAndGeometry(dev)
         #expect(g.variantName == "lblk_alloc_16_32" && g.logicalBytes == 3 << 40)
     }
 
@@ -118,7 +118,7 @@ import CBDCLI
         let r = try Tools.run("mkfs.cbd", ["-q", img, String(size)])
         try #require(r.status == 0, "\(r.stderr)")
         let dev = try FileDevice(path: img, mode: .readOnly)
-        let (_, g) = try dev.readHeader()
+        let (_, g) = try headerAndGeometry(dev)
         #expect(g.nrPblk > 1 << 32)
         #expect(g.pblkBytes == 6 && g.variantName == "lblk_alloc_16_48")
         let last = g.nrZones - 1

@@ -56,7 +56,7 @@ import CBDCLI
         try r2.resize(grow, undoPath: nil, scratch: NSTemporaryDirectory())
         try expectConsistent(mem)
         #expect(try logicalBytes(mem, count: before.count) == before)
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
     }
 
     @Test func refusals() throws {
@@ -82,7 +82,7 @@ import CBDCLI
             #expect(ToolRunner.message(for: e)?.contains("-z") == true)
         }
         // A DIRTY device needs -f.
-        var h = try mem.readHeader().0
+        var h = try headerAndGeometry(mem).0
         h.isDirty = true
         try mem.writeHeader(h)
         #expect(throws: CBDError("memory: not cleanly closed (DIRTY)", hint: .checkOrForce)) {
@@ -111,7 +111,7 @@ import CBDCLI
         try r.resize(plan, undoPath: s.file("undo"), scratch: s.path)
         try expectConsistent(mem)
         #expect(try logicalBytes(mem, count: before.count) == before)
-        #expect(try mem.readHeader().1 == plan.new)
+        #expect(try headerAndGeometry(mem).1 == plan.new)
         try expectNothingPast(mem, before.count)
         try Undo.apply(undoPath: s.file("undo"), to: mem)
         #expect(mem.size == original.size && mem.snapshot() == original.snapshot())
@@ -371,6 +371,6 @@ import CBDCLI
         #expect(r.status == 1 && r.stderr.contains("cannot grow"), "\(r.stderr)")
         let whole = try Tools.run("cbd", ["resize", loop.path])
         #expect(whole.status == 0, "\(whole.stderr)")
-        #expect(try FileDevice(path: loop.path, mode: .readOnly).readHeader().1.physicalBytes == 64 << 20)
+        #expect(try headerAndGeometry(FileDevice(path: loop.path, mode: .readOnly)).1.physicalBytes == 64 << 20)
     }
 }

@@ -66,7 +66,7 @@ import Testing
         let there = try Tools.run("cbd", ["convert", "-q", raw, cbd])
         try #require(there.status == 0, "\(there.stderr)")
         #expect(try Tools.run("fsck.cbd", ["-fn", cbd]).status == 0)
-        let g = try FileDevice(path: cbd, mode: .readOnly).readHeader().1
+        let g = try headerAndGeometry(FileDevice(path: cbd, mode: .readOnly)).1
         #expect(g.logicalBytes == Self.logical)
         // Only the blocks that hold data are allocated: about the pieces' size, not 1 TiB.
         #expect(FileFacts.allocated(cbd) < 64 << 20, "\(FileFacts.allocated(cbd)) bytes allocated")

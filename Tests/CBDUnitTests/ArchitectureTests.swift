@@ -88,4 +88,26 @@ import Testing
         }
         #expect(checked > 100)
     }
+
+    /// A device is opened in one place (`OpenedDevice`): no other source decodes a header to
+    /// use it, and each refusal of an unfit device is written once. (HeaderRecovery looks at a
+    /// damaged pblk 0 for `OpenedDevice`; the undo file compares a device's header with the one
+    /// it saved; cbddump shows the fields of a header that does not validate.)
+    @Test func aDeviceIsOpenedInOnePlace() throws {
+        let mayDecode: Set = ["CBDVolume/OpenedDevice.swift", "CBDVolume/HeaderRecovery.swift", "CBDDevice/UndoLog.swift"]
+        let refusals = ["an update of the allocation tables was interrupted", "not cleanly closed (DIRTY)\", hint: .checkOrForce",
+                        "too small to hold a CBD header"]
+        var decoders: [String] = [], refusalHomes: [String: [String]] = [:]
+        let sources = Self.root.appendingPathComponent("Sources")
+        guard let files = FileManager.default.enumerator(atPath: sources.path) else { throw CocoaError(.fileNoSuchFile) }
+        for case let file as String in files where file.hasSuffix(".swift") {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            if !file.hasPrefix("CBDFormat/"), text.contains("Header.decode("), !mayDecode.contains(file) { decoders.append(file) }
+            for r in refusals where text.contains(r) { refusalHomes[r, default: []].append(file) }
+        }
+        #expect(decoders.isEmpty, "these decode a header themselves: \(decoders.sorted())")
+        for r in refusals {
+            #expect(refusalHomes[r] == ["CBDVolume/OpenedDevice.swift"], "\"\(r)\" is written in \(refusalHomes[r] ?? [])")
+        }
+    }
 }

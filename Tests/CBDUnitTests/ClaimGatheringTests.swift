@@ -42,7 +42,7 @@ import Testing
     @Test(arguments: shapes) func gatheredClaimsFindWhatEntryByEntryFinds(_ shape: Shape) throws {
         let (base, _) = try populatedDevice(physical: shape.physical, logical: 1 << 30, lblkShift: shape.lblkShift,
                                             blocks: shape.blocks, every: 18, seed: 5)
-        let (_, g) = try base.readHeader()
+        let (_, g) = try headerAndGeometry(base)
         #expect(g.nrZones >= 2)
         // Undamaged, every zone takes the gathered path: none is scanned twice.
         var o = Checker.Options()

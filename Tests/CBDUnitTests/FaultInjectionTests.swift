@@ -156,7 +156,7 @@ import Testing
     @Test func straddlingEntries() throws {
         let bs = 65536
         let base = try memoryDevice(physical: 24 << 20, logical: 400 * bs, lblkShift: 4)
-        let g = try base.readHeader().1
+        let g = try headerAndGeometry(base).1
         let journal = EntryJournal(device: base, geometry: g)
         let straddlers = [120, 240, 361]
         #expect(straddlers.allSatisfy { journal.straddles($0) } && !journal.straddles(119))
@@ -175,7 +175,7 @@ import Testing
         let start = full.writeCount
         try change(try Volume(device: full))
         let new = try contents(full)
-        #expect(try full.readHeader().0 == (try base.readHeader().0), "a clean device after close: 1.0, no intent")
+        #expect(try headerAndGeometry(full).0 == (try headerAndGeometry(base).0), "a clean device after close: 1.0, no intent")
         let total = full.writeCount - start
         for k in 0..<total {
             let dev = base.copy()
@@ -264,7 +264,7 @@ import Testing
         _ = try conv.convert(input: input, to: done)
         #expect(done.committed)
         let total = probe.writeCount
-        let g = try probe.readHeader().1
+        let g = try headerAndGeometry(probe).1
         #expect(try contents(probe).flatMap { $0 ?? [] }.prefix(bytes.count).elementsEqual(bytes))
         for k in 0..<total {
             // A target that held a valid CBD device before: it must not look valid after a failure.
@@ -275,7 +275,7 @@ import Testing
             #expect(throws: CBDError.self) { try conv.convert(input: input, to: target) }
             #expect(!target.committed)
             dev.failAtWrite = nil
-            #expect(throws: (any Error).self, "interrupted at write \(k) of \(total), the header is valid") { try dev.readHeader() }
+            #expect(throws: (any Error).self, "interrupted at write \(k) of \(total), the header is valid") { try headerAndGeometry(dev) }
         }
     }
 

@@ -188,7 +188,7 @@ final class PowerLossDevice: BlockDevice {
     /// fsck -y's repairs: a malformed straddling entry cleared, a cross-linked one cloned.
     @Test func fsckRepairs() throws {
         let dev = try base()
-        let g = try dev.readHeader().1
+        let g = try headerAndGeometry(dev).1
         let codec = EntryCodec(g)
         let meta = MetadataCache(device: dev, geometry: g)
         var bytes = try meta.entryBytes(120)

@@ -153,19 +153,19 @@ final class TracingDevice: BlockDevice {
         try v.close()
         let again = try Volume(device: mem)
         #expect(try readAll(again, 0, 2 * bs) == x2 + y)
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
     }
 
     @Test func dirtyFlagSetBeforeFirstChangeAndClearedOnClose() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
         try write(v, [1, 2, 3], at: 100)
-        #expect(try mem.readHeader().0.isDirty == true)
+        #expect(try headerAndGeometry(mem).0.isDirty == true)
         try v.flush()
-        #expect(try mem.readHeader().0.isDirty == true)
+        #expect(try headerAndGeometry(mem).0.isDirty == true)
         try v.close()
-        #expect(try mem.readHeader().0.isDirty == false)
+        #expect(try headerAndGeometry(mem).0.isDirty == false)
     }
 
     @Test func storageClassesFollowTheFormat() throws {

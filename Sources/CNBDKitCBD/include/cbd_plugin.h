@@ -8,6 +8,8 @@
 int cbd_plugin_config(const char *key, const char *value);
 int cbd_plugin_config_complete(void);
 int cbd_plugin_get_ready(void);
+/// After nbdkit forked into the background (or chose not to): the serving process is known.
+int cbd_plugin_after_fork(void);
 void cbd_plugin_cleanup(void);
 /// 1 when the stop (cleanup) could not store every acknowledged write, or close the device.
 int cbd_plugin_lost_at_stop(void);
@@ -27,8 +29,10 @@ int cbd_plugin_extents(uint32_t count, uint64_t offset, int one, void *context,
 
 // Implemented in C, for Swift: report an error in nbdkit's log and set errno.
 void cbd_plugin_error(const char *message, int error);
-// A line in nbdkit's log that is not an error of the request at hand (a warning).
+// A line in nbdkit's log that is not an error of the request at hand.
 void cbd_plugin_log(const char *message);
+// A warning, as one: to stderr in the foreground, to syslog at LOG_WARNING in the background.
+void cbd_plugin_warn(const char *message);
 // nbdkit's own parsers: nbdkit_parse_size, nbdkit_parse_unsigned and nbdkit_parse_bool (-1 on
 // a bad value, after logging it).
 int64_t cbd_plugin_parse_size(const char *value);

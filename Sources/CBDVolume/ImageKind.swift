@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
+import CBDDevice
 
 /// What an image holds, told by its first pblk: the one rule that `cbd convert`, `cbd measure`
 /// and `cbd compare` share. A valid header is a CBD. A CBD magic (or a resize marker) whose
@@ -12,7 +13,7 @@ public enum ImageKind: Sendable, Equatable {
     /// The kind of `device`; throws a `.corrupt` error naming the device when it is a damaged CBD.
     public static func of(_ device: FileDevice) throws -> ImageKind {
         do {
-            _ = try device.readHeader()
+            _ = try OpenedDevice(device, allowing: .interruptedUpdate)
             return .cbd
         } catch let e as CBDError {
             guard FileProbe.hasCBDMagic(device.path) else { return .raw }
