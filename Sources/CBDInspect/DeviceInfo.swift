@@ -79,7 +79,10 @@ public enum DeviceInfo {
         r.add("free", size: s.availablePblks * Units.pblkSize)
         addUse(&r, dataPblks: s.dataPblks, available: s.availablePblks)
         r.add("refused_writes", s.refusals)
-        r.add("state", "served\(s.readOnly ? " read-only" : "") by process \(s.pid) (live)")
+        r.add("state", "served\(s.readOnly ? " read-only" : s.failed ? ", read-only after an I/O error" : "") "
+            + "by process \(s.pid) (live)")
+        r.add("server_pid", Int(s.pid))
+        if let u = s.uri { r.add("uri", u) }
         return r
     }
 }

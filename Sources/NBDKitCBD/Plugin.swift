@@ -23,8 +23,10 @@ enum Server {
     nonisolated(unsafe) static var space = SpaceWatch()
     /// Where clients connect (`uri=`), published for `cbd info`.
     nonisolated(unsafe) static var uri: String?
-    /// nbdkit's Unix socket (`socket=`), removed at a clean stop: nbdkit leaves it behind.
+    /// nbdkit's Unix socket (`socket=`) and pid file (`pidfile=`, nbdkit's -P), removed at
+    /// a clean stop: nbdkit leaves both behind.
     nonisolated(unsafe) static var socket: String?
+    nonisolated(unsafe) static var pidFile: String?
 
     /// Runs a callback body: an error goes to nbdkit's log (one line) with the errno its kind
     /// maps to (ENOSPC for a write that does not fit, EROFS, ...; EIO for anything else).
@@ -73,13 +75,33 @@ enum Server {
             + "\(v.unstoredBlocks) acknowledged blocks are held in memory only: stop the server, then run fsck.cbd")
     }
 
-    /// Removes nbdkit's socket file at the stop, if it is still a socket: a client that finds
-    /// no file knows at once that nothing serves (a stale one answers "connection refused",
-    /// and makes the next `nbdkit -U` fail with "address in use").
-    static func removeSocket() {
-        guard let s = socket else { return }
+    /// Removes nbdkit's socket file at the stop, if it is still a socket (a stale one answers
+    /// "connection refused" and makes the next `nbdkit -U` fail with "address in use"), and
+    /// its pid file, if it still names this process (as qemu-nbd does).
+    static func removeFiles() {
         var st = stat()
-        if lstat(s, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(s) }
+        if let s = socket, lstat(s, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(s) }
+        if let p = pidFile {
+            let fd = open(p, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &bytes, bytes.count)
+            close(fd)
+            let text = String(decoding: bytes.prefix(max(0, n)), as: UTF8.self)
+            if Int32(text.split(separator: "\n").first ?? "") == getpid() { unlink(p) }
+        }
+    }
+
+    /// Opens the device; a lock held for a moment by a reader (a `cbd info` polling the device
+    /// while a service restarts) is waited for, up to two seconds, rather than failing the start.
+    static func openWaitingBriefly(_ path: String) throws -> FileDevice {
+        for _ in 0 ..< 40 {
+            do { return try FileDevice(path: path, mode: readOnly ? .readOnly : .readWrite) } catch let e as CBDError
+                where e.kind == .busy {
+                usleep(50_000)
+            }
+        }
+        return try FileDevice(path: path, mode: readOnly ? .readOnly : .readWrite)
     }
 
     static func requireVolume() throws -> Volume {
@@ -118,7 +140,9 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
             Server.level = level
         case "uri": Server.uri = v
         case "socket": Server.socket = v
-        default: throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, uri=, socket=)")
+        case "pidfile": Server.pidFile = v
+        default:
+            throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, uri=, socket=, pidfile=)")
         }
         return 0
     }
@@ -138,7 +162,7 @@ func pluginConfigComplete() -> Int32 {
 func pluginGetReady() -> Int32 {
     Server.call {
         guard let path = Server.path else { throw CBDError("file=DEVICE is required") }
-        let dev = try FileDevice(path: path, mode: Server.readOnly ? .readOnly : .readWrite)
+        let dev = try Server.openWaitingBriefly(path)
         let opened = try OpenedDevice(dev, allowing: .interruptedUpdate)
         if opened.header.isDirty && !Server.readOnly {
             throw CBDError("\(path): not cleanly closed (DIRTY); check it with fsck.cbd first, or serve it read-only")
@@ -168,7 +192,7 @@ func pluginCleanup() {
     _ = Server.call {
         defer {
             Server.space.stop()
-            Server.removeSocket()
+            Server.removeFiles()
         }
         if let v = Server.volume {
             do { try v.close() } catch {

@@ -84,6 +84,7 @@ struct Serve: ParsableCommand {
             args += [plugin, "file=\(device)"]
             if let u = uri { args.append("uri=\(u)") }
             if let s = socket { args.append("socket=\(s)") }
+            if let p = pidFile { args.append("pidfile=\(p)") }
             if let c = cache { args.append("cache=\(c.bytes)") }
             if let l = level { args.append("level=\(l)") }
             args.append("lowwater=\(lowWater)")

@@ -173,6 +173,10 @@ import Testing
         let s = ServeStatus(pid: 42, readOnly: false, geometry: g, usage: (g.totalDataPblks, 100, 16), refusals: 3)
         let bytes = s.encoded()
         #expect(ServeStatus.decode(bytes) == s)
+        var named = s   // the serving process's URI and a failed device's read-only mode
+        named.uri = "nbd+unix:///?socket=/run/cbd-serve/disk.sock"
+        named.failed = true
+        #expect(ServeStatus.decode(named.encoded()) == named)
         #expect(ServeStatus.decode(Array(bytes.prefix(40))) == nil)
         var flipped = bytes
         flipped[5] ^= 1

@@ -84,6 +84,35 @@ import Testing
         }
     }
 
+    /// The independent writer's device (random placement: the cut takes data of lblks all over
+    /// the device) cut short: grown back, and every lblk that reads differently is named.
+    @Test func truncatedForeignDeviceIsGrownBackAndLossesNamed() throws {
+        let s = try Scratch()
+        let raw = s.file("in.raw"), dev = s.file("d.cbd")
+        try #require(try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(96 << 16)", "11"]).status == 0)
+        try #require(try Tools.run("python3", [Self.cbdimg, dev, "write-image", raw, "\((96 << 16) + (1 << 20))", "4", "7",
+                                               "11"]).status == 0)
+        let size = FileFacts.size(dev)
+        try #require(truncate(dev, off_t(size - (1 << 20))) == 0)
+        let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
+        #expect(FileFacts.size(dev) == size)
+        let json = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        var named = Set<Int>()
+        for p in json["problems"] as? [[String: Any]] ?? [] {
+            if let n = p["lblk"] as? Int { named.insert(n) }
+            named.formUnion(p["suspect_lblks"] as? [Int] ?? [])
+        }
+        let want = [UInt8](try FileFacts.bytes(raw))
+        let got = [UInt8](try Tools.run("cbd", ["read", dev, "-l", "\(want.count)"]).out)
+        try #require(got.count == want.count)
+        var changed = 0
+        for n in 0 ..< want.count / 65536 where got[n * 65536 ..< (n + 1) * 65536] != want[n * 65536 ..< (n + 1) * 65536] {
+            changed += 1
+            #expect(named.contains(n), "lblk \(n) changed without being named")
+        }
+        #expect(changed > 0, "the cut took no data: the test shows nothing")
+    }
+
     /// An empty device fits many layouts: fsck.cbd refuses to guess (exit 8) and prints the
     /// mkfs.cbd -S command of what fits; that command, then fsck.cbd, gives a clean device.
     @Test func emptyDeviceListsMkfsS() throws {

@@ -37,6 +37,20 @@ import Testing
         #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(r.stdout)\(r.stderr.suffix(2000))")
     }
 
+    /// cbd serve as an operator runs it (Tests/serve/service_test.py): in the foreground its
+    /// pid serves and cbd info names it with the URI; refusals and a warning (as a warning) on
+    /// stderr; SIGTERM stops it clean and removes the socket; after kill -9 a restart on the
+    /// same socket works and the flushed data is there; a live socket is refused; --fork and
+    /// --pid-file.
+    @Test func asAService() throws {
+        try Tools.require("nbdkit")
+        let python = "/usr/bin/python3"
+        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
+        let script = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent("service_test.py").path
+        let r = try Tools.run(python, [script, Tools.binDir])
+        #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(r.stdout)\(r.stderr.suffix(2000))")
+    }
+
     /// The plugin is where cbd serve looks for it, and nbdkit loads it.
     @Test func pluginLoads() throws {
         try Tools.require("nbdkit")

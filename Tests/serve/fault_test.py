@@ -62,7 +62,7 @@ def main():
         procs.append(subprocess.Popen(['nbdfuse', mnt, f'nbd+unix:///?socket={bsock}']))
         assert wait_for(f'{mnt}/nbd'), 'nbdfuse did not start'
         dev = f'{mnt}/nbd'
-        serve = subprocess.Popen([f'{BIN}/cbd', 'serve', '--foreground', '--socket', csock, dev],
+        serve = subprocess.Popen([f'{BIN}/cbd', 'serve', '--socket', csock, dev],
                                  stderr=subprocess.PIPE, text=True)
         assert wait_for(csock), 'cbd serve did not start'
         time.sleep(0.3)

@@ -92,7 +92,7 @@ class Server:
 
     def __init__(self, d, dev, *extra):
         self.sock = os.path.join(d, 'nbd.sock')
-        args, env = sanitized([tool('cbd'), 'serve', '--foreground', '--socket', self.sock, *extra, dev])
+        args, env = sanitized([tool('cbd'), 'serve', '--socket', self.sock, *extra, dev])
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for _ in range(500):
             if os.path.exists(self.sock):
