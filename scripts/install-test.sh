@@ -28,7 +28,7 @@ plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
 for f in usr/sbin/mkfs.cbd usr/sbin/fsck.cbd usr/sbin/cbddump usr/bin/cbd "${plugindir#/}/nbdkit-cbd-plugin.so" \
          usr/share/man/man5/cbd.5 usr/share/man/man8/fsck.cbd.8 usr/share/man/man1/nbdkit-cbd-plugin.1 \
          usr/share/bash-completion/completions/cbd usr/share/zsh/site-functions/_fsck.cbd \
-         usr/share/fish/vendor_completions.d/mkfs.cbd.fish; do
+         usr/share/fish/vendor_completions.d/mkfs.cbd.fish usr/lib/systemd/system/cbd-serve@.service; do
   [ -f "$dest/$f" ] || fail "make install did not put /$f"
 done
 ok "make install PREFIX=/usr DESTDIR=$dest: $(find "$dest" -type f | wc -l) files"
@@ -106,8 +106,46 @@ grep -q "0 problems found" <<< "$out" || fail "fsck -t cbd -n did not run fsck.c
 /usr/bin/cbd serve -r "$work/fsck-t.cbd" --run 'nbdinfo --size "$uri"' >/dev/null \
   || fail "cbd serve did not find the plugin in nbdkit's plugin folder"
 nbdkit cbd --version | grep -q "$(cat VERSION)" || fail "nbdkit cbd --version does not name $(cat VERSION)"
+# The systemd unit: systemd-analyze verify on an instance (this machine runs no systemd to
+# start it), then its ExecStart run by hand as systemd would (%i, %f and the environment file
+# filled in): it serves, and SIGTERM stops it with exit 0, the socket gone, the device clean.
+unit=/usr/lib/systemd/system/cbd-serve@.service
+[ -f "$unit" ] || fail "the package has no $unit"
+image=$work/unit.cbd
+/usr/sbin/mkfs.cbd -q "$image" 16M
+instance=$(systemd-escape --path "$image")
+analyzed=no
+if command -v systemd-analyze >/dev/null; then
+  cp "$unit" "$work/cbd-serve@$instance.service"
+  out=$(systemd-analyze verify "$work/cbd-serve@$instance.service" 2>&1) || fail "systemd-analyze verify: $out"
+  [ -z "$out" ] || fail "systemd-analyze verify: $out"
+  analyzed=yes
+fi
+mkdir -p /etc/cbd-serve /run/cbd-serve
+echo 'CBD_SERVE_OPTIONS="--cache 8M --low-water 5"' > "/etc/cbd-serve/$instance.env"
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit" | sed "s|%i|$instance|g; s|%f|$image|g")
+( CBD_SERVE_OPTIONS=; . "/etc/cbd-serve/$instance.env"
+  read -ra words <<< "$exec_start"
+  argv=()
+  for w in "${words[@]}"; do
+    # shellcheck disable=SC2206  # systemd splits an unbraced $VAR at whitespace, as this does
+    if [ "$w" = '$CBD_SERVE_OPTIONS' ]; then argv+=($CBD_SERVE_OPTIONS); else argv+=("$w"); fi
+  done
+  exec "${argv[@]}" ) 2>"$work/unit.log" &
+server=$!
+sock=/run/cbd-serve/$instance.sock
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+uri=$(sed -n 's/^cbd: serving .* at //p' "$work/unit.log")
+size=$(nbdinfo --size "$uri" 2>&1) || fail "the unit's server does not serve: $size $(cat "$work/unit.log")"
+tr '\0' ' ' < "/proc/$server/cmdline" | grep -q "cache=8388608" \
+  || fail "the environment file's options were not used: $(tr '\0' ' ' < "/proc/$server/cmdline")"
+kill -TERM "$server"
+wait "$server" || fail "the unit's server did not stop with exit 0 on SIGTERM: $(cat "$work/unit.log")"
+[ ! -e "$sock" ] || fail "the unit's socket $sock is left after the stop"
+/usr/sbin/fsck.cbd -fn "$image" >/dev/null || fail "the device is not clean after the unit's stop"
+rm -f "/etc/cbd-serve/$instance.env"; rmdir /etc/cbd-serve /run/cbd-serve 2>/dev/null || true
 files=$(dpkg -L cbd-tools | while read -r f; do [ -f "$f" ] && echo "$f"; done)
 dpkg -r cbd-tools >/dev/null || fail "dpkg -r cbd-tools"
 for f in $files; do [ ! -e "$f" ] || fail "dpkg -r left $f"; done
 ok "$(basename "$deb") ($(du -k "$deb" | cut -f1) KiB): same files as make install, Depends: $depends; $lint" \
-   "dpkg -i, fsck -t cbd, cbd serve, dpkg -r"
+   "dpkg -i, fsck -t cbd, cbd serve, the systemd unit (verified: $analyzed; ExecStart served and stopped), dpkg -r"

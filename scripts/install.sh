@@ -12,6 +12,8 @@
 #         cbddump (a root's tool on devices, like dumpe2fs);
 #   bin:  cbd (convert, info, serve... work on image files for any user, like qemu-img);
 #   share/man/man1,5,8; bash, zsh and fish completions in their standard folders;
+#   the systemd unit template cbd-serve@.service in PREFIX/lib/systemd/system (systemd reads
+#   /usr/lib and /usr/local/lib), its ExecStart naming PREFIX/bin/cbd;
 #   the nbdkit plugin as nbdkit-cbd-plugin.so in nbdkit's plugin folder when PREFIX is /usr
 #   (nbdkit --dump-config), else in PREFIX/lib/nbdkit/plugins, where cbd serve looks too.
 set -euo pipefail
@@ -61,6 +63,8 @@ install_all() {
     put 644 "$page" "$root/share/man/man${page##*.}/$(basename "$page")"
   done
   tmp=$(mktemp -d)
+  sed "s|@BINDIR@|$PREFIX/bin|" systemd/cbd-serve@.service.in > "$tmp/cbd-serve@.service"
+  put 644 "$tmp/cbd-serve@.service" "$root/lib/systemd/system/cbd-serve@.service"
   for t in cbd mkfs.cbd fsck.cbd cbddump; do
     "$bin/$t" --generate-completion-script bash > "$tmp/$t.bash"
     "$bin/$t" --generate-completion-script zsh > "$tmp/_$t"

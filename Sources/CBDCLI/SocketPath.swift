@@ -25,6 +25,20 @@ public enum SocketPath {
         }
     }
 
+    /// The NBD URI of a Unix socket: `nbd+unix:///?socket=PATH`, the path percent-encoded
+    /// (a systemd instance name holds backslashes, any path may hold spaces or '&'), which
+    /// libnbd decodes.
+    public static func uri(_ path: String) -> String {
+        let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/".utf8)
+        let encoded = path.utf8.map { unreserved.contains($0) ? String(UnicodeScalar($0)) : "%" + hex($0) }.joined()
+        return "nbd+unix:///?socket=" + encoded
+    }
+
+    private static func hex(_ b: UInt8) -> String {
+        let digits = Array("0123456789ABCDEF")
+        return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
+    }
+
     /// True when a process accepts connections on `path`, false when nothing listens (a stale
     /// socket file), nil when that cannot be told (errno says why).
     static func listening(_ path: String) -> Bool? {

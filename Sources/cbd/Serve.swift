@@ -67,7 +67,7 @@ struct Serve: ParsableCommand {
             if let s = socket {
                 try SocketPath.claim(s)
                 args += ["-U", s]
-                uri = "nbd+unix:///?socket=\(s)"
+                uri = SocketPath.uri(s)
             } else if let p = port {
                 args += ["-i", "127.0.0.1", "-p", String(p)]
                 uri = "nbd://127.0.0.1:\(p)"
