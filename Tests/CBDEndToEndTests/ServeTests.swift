@@ -25,9 +25,12 @@ import Testing
         #expect(r.stdout.contains("10 passed, 0 failed"), "\(r.stdout)")
     }
 
-    /// A failing backing store (Tests/serve/fault_test.py: nbdkit's error filter under nbdfuse
-    /// under cbd serve, a libnbd client with a model): after a failed commit nothing more is
-    /// acknowledged, every acknowledged block reads back, the stop that loses them exits 1.
+    /// A failing backing store (Tests/serve/fault_test.py: nbdkit's error filter, our own
+    /// flushfault filter in C, and a power cut of nbdkit's writeback cache, under nbdfuse under
+    /// cbd serve; a libnbd client with a model): after a failed commit nothing more is
+    /// acknowledged and flushes keep failing, every acknowledged block reads back, the stop that
+    /// loses them exits 1; fsck keeps every flushed block, and after the power cut every block
+    /// is old or new.
     @Test func failingBackingStore() throws {
         try Tools.require("nbdkit", "nbdfuse")
         let python = "/usr/bin/python3"

@@ -173,4 +173,9 @@ def main():
 
 
 if __name__ == '__main__':
+    # The servers started here must stop on SIGTERM: a test runner may have left signals
+    # blocked or ignored, which every child would inherit (nbdfuse then waits out a timeout).
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
     main()
