@@ -30,6 +30,8 @@ public final class Checker {
         public var report: ((Problem) -> Void)?
         /// (pass, done, total)
         public var progress: ((CheckPass, Int, Int) -> Void)?
+        /// Why the device was left DIRTY, when a server left a note (`FailureNote`).
+        public var dirtyReason: String?
         public init() {}
     }
 
@@ -145,7 +147,7 @@ public final class Checker {
     var stop: Bool { cancelled || stoppedForPerson }
 
     /// Pass 0: an interrupted entry write is completed first (the passes then see every entry
-    /// whole); a read-only check reports a DIRTY device, which it cannot call clean.
+    /// whole); a DIRTY device is reported (a read-only check cannot call it clean).
     private func checkHeader() throws {
         try checkHeaderFinding()
         if let intent = header.intent {
@@ -158,7 +160,13 @@ public final class Checker {
                 modified = true
             }
         }
-        if header.isDirty && options.mode == .readOnly { decide(Problem(.notClosedCleanly, facts())) }
+        // DIRTY is a problem in every mode: -n reports it, -p and -y clear it once the passes
+        // have found the device sound (the repairs clear it last), so that every mode counts it.
+        if header.isDirty {
+            var f = facts()
+            f.detail = options.dirtyReason ?? ""
+            decide(Problem(.notClosedCleanly, f))
+        }
     }
 
     /// fsck(8) exit status for this run: 0 clean, 1 corrected, 4 left uncorrected, 32 cancelled.

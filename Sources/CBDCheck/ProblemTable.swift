@@ -50,7 +50,9 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
                     + "(\(plural("logical block", f.others)))"
             }
         case .notClosedCleanly:
-            return ProblemRow(.header, .clear, preen: true) { _ in "Header: the device was not closed cleanly (DIRTY)" }
+            return ProblemRow(.header, .clear, preen: true) { f in
+                "Header: the device was not closed cleanly (DIRTY)" + (f.detail.isEmpty ? "" : "; \(f.detail)")
+            }
         case .headerReserved:
             return ProblemRow(.header, .clear, preen: true) { f in "Header: reserved byte at offset \(f.detail) is not zero" }
         case .headerLost:

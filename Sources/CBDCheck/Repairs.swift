@@ -36,7 +36,13 @@ extension Checker {
         for z in changedBitmaps.sorted() { try device.writePblks(bitmaps[z].bytes, at: geometry.bitmapPblk(z)) }
         try device.sync()
         // 4. Clean again, unless something was left unfixed.
-        if problems.allSatisfy({ $0.fixed }) { try device.setDirty(false, in: &header) }
+        if problems.allSatisfy({ $0.fixed }) {
+            try device.setDirty(false, in: &header)
+            modified = true
+        } else {
+            // Left DIRTY for what is still wrong: "not closed cleanly" was not fixed either.
+            for i in problems.indices where problems[i].kind == .notClosedCleanly { problems[i].fixed = false }
+        }
     }
 
     /// Gives back pblks claimed for the journal (their bitmap bits were never set).

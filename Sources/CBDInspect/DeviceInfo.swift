@@ -42,6 +42,7 @@ public enum DeviceInfo {
         r.add("compression_ratio", s.compressionRatio(lblkSize: g.lblkSize))
         r.add("provisioning_ratio", g.provisioningRatio)
         r.add("state", h.isDirty ? "DIRTY" : "clean")
+        if h.isDirty, let note = FailureNote.read(for: dev.path) { r.add("stopped_by", note) }
         r.add("consistent", unreadable.isEmpty && check.problems.isEmpty)
         if !unreadable.isEmpty {
             r.add("contents", "unreadable")

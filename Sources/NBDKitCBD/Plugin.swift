@@ -73,6 +73,7 @@ enum Server {
         announcedReadOnly = true
         cbd_plugin_log("cbd: \(why.message); writes, trims and zeroes now fail with EIO, reads go on; "
             + "\(v.unstoredBlocks) acknowledged blocks are held in memory only: stop the server, then run fsck.cbd")
+        if let path { FailureNote.record("the server stopped taking writes after an I/O error: \(why.message)", for: path) }
     }
 
     /// Removes nbdkit's socket file at the stop, if it is still a socket (a stale one answers
@@ -164,6 +165,7 @@ func pluginGetReady() -> Int32 {
         guard let path = Server.path else { throw CBDError("file=DEVICE is required") }
         let dev = try Server.openWaitingBriefly(path)
         let opened = try OpenedDevice(dev, allowing: .interruptedUpdate)
+        if !opened.header.isDirty { FailureNote.clear(for: path) }   // checked and repaired since
         if opened.header.isDirty && !Server.readOnly {
             throw CBDError("\(path): not cleanly closed (DIRTY); check it with fsck.cbd first, or serve it read-only")
         }
@@ -199,6 +201,11 @@ func pluginCleanup() {
                 // Whatever is still dirty in the cache was acknowledged and is not stored.
                 let lost = v.unstoredBlocks
                 Server.stopFailed = true
+                if let path = Server.path {
+                    FailureNote.record(lost > 0 ? "the server stopped with \(lost) acknowledged block\(lost == 1 ? "" : "s") "
+                        + "not stored, after an I/O error (\(error))" : "the server could not mark the device clean (\(error))",
+                        for: path)
+                }
                 cbd_plugin_log(lost > 0
                     ? "cbd: stopping with \(lost) acknowledged block\(lost == 1 ? "" : "s") not stored on the device, "
                         + "which failed (\(error)); the device is left DIRTY: run fsck.cbd"

@@ -67,6 +67,7 @@ struct Fsck: ParsableCommand {
             options.verifyData = verifyData
             if mode != .readOnly, let dir = lostFound ?? defaultLostFound(dev) { options.lostFound = LostFound(directory: dir) }
             options.report = { output.problem($0) }
+            options.dirtyReason = FailureNote.read(for: device)
             options.ask = { p in
                 output.heading(for: p)
                 output.asked = !json
@@ -100,6 +101,8 @@ struct Fsck: ParsableCommand {
             return 8 | checker.exitCode
         }
         output.finish(checker)
+        // A device repaired clean: a server's note of why it stopped is history.
+        if mode != .readOnly && !checker.header.isDirty { FailureNote.clear(for: device) }
         return checker.exitCode
     }
 

@@ -119,15 +119,14 @@ def filters_args(filters):
     return [a for f in filters for a in FILTER_ARGS.get(f, [])]
 
 
-def repaired_keeps(stack, flushed, what):
-    """fsck.cbd -fy on the image itself (the disk works again), a second run clean, and every
-    flushed block as the model says."""
-    fix = subprocess.run([f'{BIN}/fsck.cbd', '-fy', '--lost-found', f'{stack.back}.lf', stack.back],
-                         capture_output=True, text=True)
-    again = subprocess.run([f'{BIN}/fsck.cbd', '-fn', stack.back], capture_output=True, text=True)
+def repaired_keeps(dev, flushed, what, lost_found):
+    """fsck.cbd -fy on `dev` (the disk works again), a second run clean, and every flushed
+    block as the model says."""
+    fix = subprocess.run([f'{BIN}/fsck.cbd', '-fy', '--lost-found', lost_found, dev], capture_output=True, text=True)
+    again = subprocess.run([f'{BIN}/fsck.cbd', '-fn', dev], capture_output=True, text=True)
     check(fix.returncode in (0, 1) and again.returncode == 0, f'{what}: fsck: {fix.stdout[-300:]} / {again.stdout[-300:]}')
     for i in flushed:
-        got = subprocess.run([f'{BIN}/cbd', 'read', stack.back, '-o', str(i * BS), '-l', str(BS)],
+        got = subprocess.run([f'{BIN}/cbd', 'read', dev, '-o', str(i * BS), '-l', str(BS)],
                              capture_output=True).stdout
         check(got == block(i), f'{what}: flushed block {i} lost')
 
@@ -178,9 +177,15 @@ def failing_disk(work, name, filters):
         os.unlink(st.trig)                        # the disk works again
         info = subprocess.run([f'{BIN}/cbd', 'info', st.dev], capture_output=True, text=True)
         check('DIRTY' in info.stdout, f'{name}: the device is not DIRTY after the failure: {info.stdout}')
+        # Why it stopped outlives the server (the runtime folder's note): info and fsck say it.
+        check('stopped_by' in info.stdout and 'I/O error' in info.stdout, f'{name}: info does not say why: {info.stdout}')
+        n = subprocess.run([f'{BIN}/fsck.cbd', '-n', st.dev], capture_output=True, text=True)
+        check('DIRTY' in n.stdout and 'I/O error' in n.stdout, f'{name}: fsck -n does not say why: {n.stdout}')
+        repaired_keeps(st.dev, range(8), name, f'{work}/{name}.lf')
+        info = subprocess.run([f'{BIN}/cbd', 'info', st.dev], capture_output=True, text=True)
+        check('clean' in info.stdout and 'stopped_by' not in info.stdout, f'{name}: after the repair: {info.stdout}')
     finally:
         st.close()
-    repaired_keeps(st, range(8), name)
 
 
 def power_cut(work):
@@ -202,7 +207,7 @@ def power_cut(work):
         check(code != 0, f'powercut: a stop onto a dead disk exited {code}: {err[-300:]}')
     finally:
         st.close()
-    repaired_keeps(st, range(16), 'powercut')
+    repaired_keeps(st.back, range(16), 'powercut', f'{work}/powercut.lf')
     torn = []
     for i in unflushed:
         got = subprocess.run([f'{BIN}/cbd', 'read', st.back, '-o', str(i * BS), '-l', str(BS)],
