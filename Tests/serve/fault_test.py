@@ -67,7 +67,7 @@ def build_filter(work):
 class Stack:
     """back.img behind nbdkit (with `filters`), nbdfuse, and cbd serve on that file."""
 
-    def __init__(self, work, name, filters, serve_args=()):
+    def __init__(self, work, name, filters, serve_args=(), serve=True):
         self.work, self.procs = work, []
         self.back, self.trig = f'{work}/{name}.img', f'{work}/{name}.trig'
         self.mnt, self.bsock, self.csock = f'{work}/{name}.mnt', f'{work}/{name}.b.sock', f'{work}/{name}.c.sock'
@@ -81,6 +81,8 @@ class Stack:
         self.procs.append(subprocess.Popen(['nbdfuse', self.mnt, f'nbd+unix:///?socket={self.bsock}']))
         assert wait_for(f'{self.mnt}/nbd'), 'nbdfuse did not start'
         self.dev = f'{self.mnt}/nbd'
+        if not serve:
+            return
         self.serve = subprocess.Popen([f'{BIN}/cbd', 'serve', '--socket', self.csock, *serve_args, self.dev],
                                       stderr=subprocess.PIPE, text=True)
         assert wait_for(self.csock), 'cbd serve did not start'
@@ -188,6 +190,31 @@ def failing_disk(work, name, filters):
         st.close()
 
 
+def offline_tools(work, filters):
+    """Offline tools on a failing disk: one line, exit 1 (fsck: 8 with 4, nothing corrected),
+    and a device that the next fsck.cbd -y repairs once the disk works again."""
+    st = Stack(work, 'offline', filters, serve=False)
+    try:
+        data = f'{work}/data'
+        with open(data, 'wb') as f:
+            f.write(b''.join(block(i) for i in range(8)))
+        r = subprocess.run([f'{BIN}/cbd', 'write', st.dev], stdin=open(data, 'rb'), capture_output=True, text=True)
+        check(r.returncode == 0, f'offline: cbd write on a working disk: {r.stderr}')
+        open(st.trig, 'w').close()
+        for args, want in ((['cbd', 'write', st.dev, '-o', str(16 * BS)], 1),
+                           (['cbd', 'discard', st.dev, '-o', '0', '-l', str(BS)], 1),
+                           (['fsck.cbd', '-fy', '--lost-found', f'{work}/offline.lf', st.dev], None)):
+            r = subprocess.run([f'{BIN}/{args[0]}', *args[1:]], stdin=open(data, 'rb'), capture_output=True, text=True)
+            lines = [line for line in r.stderr.splitlines() if line.strip()]
+            ok = r.returncode == want if want is not None else r.returncode in (0, 8, 12)
+            check(ok and (r.returncode == 0 or (len(lines) == 1 and st.dev in lines[0])),
+                  f'offline: {args[0]} {args[1]} on a failing disk: exit {r.returncode}, {lines}')
+        os.unlink(st.trig)
+        repaired_keeps(st.dev, range(8), 'offline', f'{work}/offline.lf2')
+    finally:
+        st.close()
+
+
 def power_cut(work):
     """The backing store loses power (its writeback cache dies with it) while cbd serve holds
     acknowledged, unflushed writes: the stop says they were not stored and exits non-zero;
@@ -226,6 +253,7 @@ def main():
         failing_disk(work, 'pwrite', ['--filter=error'])
         failing_disk(work, 'flush', [f'--filter={flushfault}'])
         power_cut(work)
+        offline_tools(work, ['--filter=error'])
     finally:
         subprocess.run(['rm', '-rf', work])
     print(f'{passed} passed, {failed} failed')
