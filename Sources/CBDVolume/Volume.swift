@@ -35,7 +35,7 @@ public final class Volume {
     /// Each zone's bitmap checked against its entries before the zone is written.
     private let trust: BitmapTrust
     private let ledger: SpaceLedger
-    private var blocks: LRU<Int, CachedBlock>
+    var blocks: LRU<Int, CachedBlock>
     private var markedDirty = false
     /// Write even though the device was found DIRTY.
     private let force: Bool
@@ -43,7 +43,12 @@ public final class Volume {
     public var level = CompressionLevel.fast
     private var scratch: [UInt8]
     /// Guards the caches for `readShared` callers, who run at once.
-    private let sharedLock = Lock()
+    let sharedLock = Lock()
+    /// Counts the publications of entries (commits, replays): a block read ahead of a write
+    /// (`prefetch`) is still what the device holds while this has not moved.
+    var entryGeneration = 0
+    /// The write in progress's read-ahead blocks (`write(_:at:prefetched:)`).
+    var ready: Prefetch?
 
     final class CachedBlock {
         package var data: [UInt8]
@@ -228,7 +233,7 @@ public final class Volume {
         }
     }
 
-    private func checkRange(_ offset: Int, _ length: Int) throws {
+    func checkRange(_ offset: Int, _ length: Int) throws {
         guard offset >= 0, length >= 0, offset <= logicalSize, length <= logicalSize - offset else {
             throw CBDError("\(device.path): range \(offset)+\(length) is outside the logical size \(logicalSize)",
                            kind: .outOfRange)
@@ -236,7 +241,7 @@ public final class Volume {
     }
 
     /// Calls `body(lblk, offset in block, offset in buffer, length)` for each block of a range.
-    private func forEachBlock(_ offset: Int, _ length: Int,
+    func forEachBlock(_ offset: Int, _ length: Int,
                               _ body: (Int, Int, Int, Int) throws -> Void) rethrows {
         var done = 0
         while done < length {
@@ -253,6 +258,7 @@ public final class Volume {
         try requireWritable()
         if header.isDirty {
             try OpenedDevice.requireClean(header, of: device, unless: force)
+            entryGeneration += 1
             _ = try journal.replay(header: &header, through: meta)
         }
         try device.setDirty(true, in: &header)
@@ -372,7 +378,7 @@ public final class Volume {
                 if let victim = blocks.oldestKey() { blocks.remove(victim) }
             }
         }
-        let b = CachedBlock(load ? try loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
+        let b = CachedBlock(load ? try takePrefetched(n) ?? loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
         _ = blocks.insert(n, b)
         return b
     }
@@ -398,12 +404,12 @@ public final class Volume {
 
     /// Reads the block that entry `e` of lblk `n` names into `out` (lblkSize bytes; left as it
     /// is for an unallocated block), through `scratch` (lblkSize bytes) when compressed.
-    private func load(_ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
+    func load(_ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
                       scratch: UnsafeMutableRawPointer) throws {
         try device.readBlock(e, lblk: n, lblkSize: geometry.lblkSize, into: out, scratch: scratch)
     }
 
-    private func requireNoIntent() throws {
+    func requireNoIntent() throws {
         // After a failed commit the interrupted entries belong to blocks still dirty in the
         // cache, which reads take from there; every other entry on disk is whole.
         if failed == nil { try OpenedDevice.requireWholeEntries(header, of: device) }
@@ -475,6 +481,7 @@ public final class Volume {
 
     /// Step 2: the entries now name the new data (synced; straddling ones through the journal).
     private func publish(_ batch: [Committed]) throws {
+        entryGeneration += 1
         var published = false
         do {
             try journal.write(

@@ -108,9 +108,15 @@ static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, u
   return SHARED(cbd_plugin_pread(buf, count, offset));
 }
 
+// A write that changes part of a block needs the block's old contents: they are read and
+// decompressed first under the shared lock, beside reads and other writes' read-ahead, so the
+// exclusive section only copies bytes into the cache (the read-ahead is dropped there if a
+// commit ran in between).
 static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
+  void *prefetched = NULL;
+  (void) SHARED((prefetched = cbd_plugin_prefetch(count, offset), 0));
+  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, prefetched));
 }
 
 static int cbd_flush(void *handle, uint32_t flags) {

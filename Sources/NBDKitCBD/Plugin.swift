@@ -248,10 +248,18 @@ func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt
     }
 }
 
+@_cdecl("cbd_plugin_prefetch")
+func pluginPrefetch(_ count: UInt32, _ offset: UInt64) -> UnsafeMutableRawPointer? {
+    guard let v = Server.volume, let p = v.prefetch(offset: Int(offset), length: Int(count)) else { return nil }
+    return Unmanaged.passRetained(p).toOpaque()
+}
+
 @_cdecl("cbd_plugin_pwrite")
-func pluginPwrite(_ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
-    Server.changing { v in
-        try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset))
+func pluginPwrite(_ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32,
+                  _ prefetched: UnsafeMutableRawPointer?) -> Int32 {
+    let ahead = prefetched.map { Unmanaged<Prefetch>.fromOpaque($0).takeRetainedValue() }
+    return Server.changing { v in
+        try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), prefetched: ahead)
         if fua != 0 { try v.flush() }   // committed (and synced) before the reply
     }
 }

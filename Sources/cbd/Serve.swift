@@ -42,6 +42,8 @@ struct Serve: ParsableCommand {
     @Flag(help: "Go to the background once the socket listens (log to syslog).") var fork = false
     @Option(name: .customLong("pid-file"), help: "Write the serving process's pid to FILE.") var pidFile: String?
     @Flag(help: .hidden) var foreground = false
+    @Option(help: "Requests served at once per connection (nbdkit's --threads; default: the number of cores).")
+    var threads: Int?
     @Option(name: .customLong("low-water"),
         help: "Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.")
     var lowWater = 10
@@ -51,6 +53,7 @@ struct Serve: ParsableCommand {
         if let p = port, !(1...65535).contains(p) { throw ValidationError("--port must be 1 to 65535") }
         if !(0...100).contains(lowWater) { throw ValidationError("--low-water must be 0 to 100 (percent)") }
         if fork && (foreground || command != nil) { throw ValidationError("--fork excludes --foreground and --run") }
+        if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be 1 to 1024") }
     }
 
     func run() throws {
@@ -79,6 +82,10 @@ struct Serve: ParsableCommand {
                 uri = "nbd://127.0.0.1:10809"
             }
             if !fork { args.append("-f") }
+            // nbdkit's default, 16 threads a connection, on a machine of a few cores makes the
+            // slowest requests wait behind the others' decompression: the 99th percentile of
+            // 4 KiB random reads was 20 ms with 16 threads, 5 ms with 2, at the same IOPS.
+            args += ["-t", String(threads ?? max(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))]
             if let p = pidFile { args += ["-P", p] }
             if let cmd = command { args += ["--run", cmd] }
             args += [plugin, "file=\(device)"]

@@ -134,6 +134,39 @@ final class TracingDevice: BlockDevice {
         try v.close()
     }
 
+    /// A block read ahead of a write (`prefetch`, as the plugin does under its shared lock) is
+    /// used only while no commit published an entry since: a block rewritten, committed and
+    /// evicted in between is loaded again, and the write lands on its newest contents.
+    @Test func prefetchedBlocksAreNeverStale() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem, cacheBytes: 1)
+        let bs = 65536
+        let a = pattern(1, bs), b = pattern(2, bs), other = pattern(3, bs)
+        try write(v, a, at: 0)
+        try write(v, other, at: bs)                 // a committed and evicted
+        let ahead = try #require(v.prefetch(offset: 100, length: 10))   // block 0 as a, read ahead
+        // Meanwhile another write: block 0 becomes b, is committed, and leaves the cache.
+        try write(v, b, at: 0)
+        try write(v, other, at: bs)
+        let patch = [UInt8](repeating: 0xEE, count: 10)
+        try patch.withUnsafeBytes { try v.write($0, at: 100, prefetched: ahead) }
+        var want = b
+        want.replaceSubrange(100 ..< 110, with: patch)
+        let landedOnNewest = try readAll(v, 0, bs) == want
+        #expect(landedOnNewest, "the write was applied to the stale read-ahead block")
+        // With nothing committed in between the read-ahead is used, and is right.
+        let fresh = try #require(v.prefetch(offset: bs + 5, length: 3))
+        try [UInt8](repeating: 7, count: 3).withUnsafeBytes { try v.write($0, at: bs + 5, prefetched: fresh) }
+        var want2 = other
+        want2.replaceSubrange(5 ..< 8, with: [7, 7, 7])
+        let readAhead = try readAll(v, bs, bs) == want2
+        #expect(readAhead)
+        try v.close()
+        let again = try Volume(device: mem)
+        let stored = try readAll(again, 0, 2 * bs) == want + want2
+        #expect(stored)
+    }
+
     @Test func noStaleReadAfterFlushAndReuse() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let dev = TracingDevice(mem)

@@ -17,7 +17,10 @@ int cbd_plugin_readonly(void);
 int64_t cbd_plugin_get_size(void);
 int64_t cbd_plugin_block_size(void);
 int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
-int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua);
+/// Reads ahead what a write of the range will change in part (called under the shared lock);
+/// the result (NULL: nothing) is given to cbd_plugin_pwrite, which releases it.
+void *cbd_plugin_prefetch(uint32_t count, uint64_t offset);
+int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *prefetched);
 int cbd_plugin_flush(void);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);
