@@ -47,6 +47,7 @@ public final class OutputFile: OutputTarget {
         }
         let temp = OutputFile.temporaryPath(for: path)
         unlink(temp)
+        OutputFile.removeStaleTemporaries(for: path)
         let d = try FileDevice(path: temp, mode: .readWrite, createSize: size)
         tempPath = temp
         if replaced != nil { fchmod(d.fd, st.st_mode & 0o7777) }   // the new file keeps the old one's mode
@@ -79,6 +80,26 @@ public final class OutputFile: OutputTarget {
         guard let fd = device.openFile, fstat(fd, &a) == 0, stat(path, &b) == 0 else { return false }
         if a.st_mode & S_IFMT == S_IFBLK && b.st_mode & S_IFMT == S_IFBLK { return a.st_rdev == b.st_rdev }
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }
+
+    /// Removes what a killed run left while writing the same output: `.NAME.tmp-PID` files of
+    /// ours whose process is gone (a pid that is alive, even reused, keeps its file).
+    static func removeStaleTemporaries(for path: String) {
+        let dir = directory(of: path), prefix = ".\(baseName(of: path)).tmp-"
+        guard let d = opendir(dir) else { return }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)), pid > 0, pid != getpid() else {
+                continue
+            }
+            var st = stat()
+            let file = dir + "/" + name
+            guard lstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(file) }
+        }
     }
 
     /// Where the output is written until it is complete: beside it, hidden, named for this process.

@@ -14,8 +14,8 @@ struct Compare: ParsableCommand {
             one's end must read as zeros, and a block of zeros equals a hole.
             """)
 
-    @Argument(help: "First image.") var first: String
-    @Argument(help: "Second image.") var second: String
+    @Argument(help: "First image.", completion: .file()) var first: String
+    @Argument(help: "Second image.", completion: .file()) var second: String
     @Flag(name: [.customShort("s"), .long], help: "Strict: the sizes and where data is allocated must match too.")
     var strict = false
     @Flag(name: .shortAndLong, help: "Print nothing; the exit status says.") var quiet = false

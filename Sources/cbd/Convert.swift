@@ -25,8 +25,8 @@ struct Convert: ParsableCommand {
             through.
             """)
 
-    @Argument(help: "Input: a raw image, a CBD image, or a block device.") var input: String
-    @Argument(help: "Output file or block device; - for standard output (CBD to raw only).") var output: String
+    @Argument(help: "Input: a raw image, a CBD image, or a block device.", completion: .file()) var input: String
+    @Argument(help: "Output file or block device; - for standard output (CBD to raw only).", completion: .file()) var output: String
     @Option(name: [.short, .customLong("block-size")],
         help: "Logical block size of a CBD output (4K..1G; 4K never compresses).")
     var blockSize = BlockSizeArgument(argument: "64K")!

@@ -20,8 +20,8 @@ struct ImageCommand: ParsableCommand {
             The format has no mark for such an image: name it so (e.g. dev.cbd.meta).
             """)
 
-    @Argument(help: "CBD device or image.") var device: String
-    @Argument(help: "Output file.") var output: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
+    @Argument(help: "Output file.", completion: .file()) var output: String
     @Flag(help: "Metadata only (the one kind of image there is; required).") var metadata = false
     @Flag(name: .shortAndLong, help: "Replace an existing output file.") var force = false
 

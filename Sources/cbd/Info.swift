@@ -10,7 +10,7 @@ import CBDInspect
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show sizes, usage, compression and contents of a CBD device (like qemu-img info).")
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func run() throws {

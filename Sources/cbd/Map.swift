@@ -17,7 +17,7 @@ struct MapCommand: ParsableCommand {
             array of objects (numbers as numbers).
             """)
 
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {

@@ -16,7 +16,7 @@ struct Measure: ParsableCommand {
             standard errors; --exact compresses every block. Holes are never read.
             """)
 
-    @Argument(help: "Input: a raw image, a block device or a CBD.") var input: String
+    @Argument(help: "Input: a raw image, a block device or a CBD.", completion: .file()) var input: String
     @Option(name: [.short, .customLong("block-size")], help: "Logical block size of the output (4K..1G).")
     var blockSize = BlockSizeArgument(argument: "64K")!
     @Option(help: "Compression: 1 fast (default), 2 to 12 LZ4HC.") var level = CompressionLevel.fast

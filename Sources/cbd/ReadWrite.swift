@@ -32,7 +32,7 @@ struct RangeOptions: ParsableArguments {
 
 struct Read: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Copy bytes of the logical device to standard output.")
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @OptionGroup var range: RangeOptions
 
     func run() throws {
@@ -54,7 +54,7 @@ struct Read: ParsableCommand {
 struct Write: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write standard input into the logical device at an offset.")
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Option(name: [.customShort("o"), .long], parsing: .unconditional,
         help: "Byte offset in the logical device (default 0).")
     var offset = SizeArgument(bytes: 0)
@@ -140,7 +140,7 @@ struct StagedInput {
 
 struct Discard: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Discard a range: it reads as zeros afterwards.")
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @OptionGroup var range: RangeOptions
     @Flag(name: .shortAndLong,
           help: "Discard the whole device when no range is given, or a device not cleanly closed (DIRTY).")

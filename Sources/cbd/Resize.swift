@@ -19,7 +19,7 @@ struct Resize: ParsableCommand {
             rewrites the device in place and needs -z UNDO_FILE; `cbd undo` restores from it.
             """)
 
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Argument(help: "New physical size: N, +N or -N (put -- before a negative size; also -s).")
     var size: RelativeSize?
     @Option(name: [.customShort("s"), .customLong("physical-size")], parsing: .unconditional,
@@ -35,7 +35,8 @@ struct Resize: ParsableCommand {
     @Flag(name: .customShort("p"), help: "Print each step.") var progress = false
     @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
     @Option(name: .customShort("z"),
-        help: "Undo file (must not exist): save every pblk before the resize overwrites it.") var undoFile: String?
+        help: ArgumentHelp("Undo file (must not exist): save every pblk before the resize overwrites it.",
+                           valueName: "undo-file"), completion: .file()) var undoFile: String?
 
     var newSize: RelativeSize? { size ?? physicalSize }
     var logical: RelativeSize? { logicalSize ?? logicalOld }
@@ -95,8 +96,8 @@ struct Resize: ParsableCommand {
 struct UndoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "undo", abstract: "Restore a device from the undo file of a resize (like e2undo).")
-    @Argument(help: "The undo file written by cbd resize -z.") var undoFile: String
-    @Argument(help: "The device or image to restore.") var device: String
+    @Argument(help: "The undo file written by cbd resize -z.", completion: .file()) var undoFile: String
+    @Argument(help: "The device or image to restore.", completion: .file()) var device: String
     @Flag(name: .shortAndLong, help: "Apply even to a device that does not match the undo file.") var force = false
 
     func run() throws {

@@ -30,9 +30,9 @@ struct Serve: ParsableCommand {
             live use of a served device, the serving process and its URI.
             """)
 
-    @Argument(help: "CBD device or image.") var device: String
+    @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Flag(name: [.customShort("r"), .customLong("readonly")], help: "Serve read-only.") var readOnly = false
-    @Option(help: "Listen on this Unix socket.") var socket: String?
+    @Option(help: "Listen on this Unix socket.", completion: .file()) var socket: String?
     @Option(help: "Listen on this TCP port of 127.0.0.1.") var port: Int?
     @Option(name: .customLong("run"),
         help: "Run CMD with $uri set; stop the server when it ends (its exit status is ours).")
@@ -40,7 +40,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
     @Option(help: "Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.") var level: CompressionLevel?
     @Flag(help: "Go to the background once the socket listens (log to syslog).") var fork = false
-    @Option(name: .customLong("pid-file"), help: "Write the serving process's pid to FILE.") var pidFile: String?
+    @Option(name: .customLong("pid-file"), help: "Write the serving process's pid to FILE.", completion: .file()) var pidFile: String?
     @Flag(help: .hidden) var foreground = false
     @Option(help: "Requests served at once per connection (nbdkit's --threads; default: the number of cores).")
     var threads: Int?

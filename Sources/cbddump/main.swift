@@ -18,7 +18,7 @@ struct Dump: ParsableCommand {
             """,
         version: ToolVersion.line("cbddump"))
 
-    @Argument(help: "The device or image file.") var device: String
+    @Argument(help: "The device or image file.", completion: .file()) var device: String
     @Option(help: "Show zone N: pblk ranges, bitmap usage, free extents, entries in use.") var zone: Int?
     @Option(help: "Show logical block N: zone, entry, class, length, ratio, pblks.") var lblk: Int?
     @Option(help: "Show what physical block N is and who owns it.") var pblk: Int?

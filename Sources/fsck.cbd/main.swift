@@ -27,13 +27,14 @@ struct Fsck: ParsableCommand {
     @Flag(name: .customShort("v"), help: "Verbose: print the geometry and every pass.") var verbose = false
     @Flag(name: .customShort("c"), help: "Also decompress every compressed block.") var verifyData = false
     @Option(name: .customShort("C"),
-        help: "Progress to this file descriptor (0: a bar on the terminal).") var progressFD: Int32?
+        help: ArgumentHelp("Progress to this file descriptor (0: a bar on the terminal).", valueName: "fd"))
+    var progressFD: Int32?
     @Option(name: .customLong("lost-found"), help: ArgumentHelp(
         "Save orphaned data (held by pblks no entry names) in this folder before freeing it "
             + "(default for an image file: IMAGE.lost+found beside it).", valueName: "dir"),
         completion: .directory) var lostFound: String?
     @Flag(name: .long, help: "Print the result as one JSON object.") var json = false
-    @Argument(help: "The device or image file.") var device: String
+    @Argument(help: "The device or image file.", completion: .file()) var device: String
 
     func validate() throws {
         let modes = [no, yes, preen || auto].filter { $0 }.count

@@ -18,7 +18,7 @@ struct Mkfs: ParsableCommand {
             """,
         version: ToolVersion.line("mkfs.cbd"))
 
-    @Argument(help: "Block device or image file.") var device: String
+    @Argument(help: "Block device or image file.", completion: .file()) var device: String
     @Argument(help: "Physical size to use, e.g. 1G (also -s).") var size: SizeArgument?
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size to use.")
     var physicalSize: SizeArgument?

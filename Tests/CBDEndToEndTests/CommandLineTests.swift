@@ -9,6 +9,47 @@ import Testing
 
 /// The small things a new user meets on the command line.
 @Suite struct CommandLineTests {
+    /// Every argument that names a file completes as a path: bash's generated completion of
+    /// each tool, sourced, offers the file for its first letters (before: nothing).
+    @Test(arguments: [["cbd", "info"], ["cbd", "convert"], ["cbd", "serve"], ["fsck.cbd"], ["mkfs.cbd"], ["cbddump"],
+                      ["cbd", "undo"]])
+    func pathArgumentsCompleteAsFiles(_ words: [String]) throws {
+        let s = try Scratch()
+        FileManager.default.createFile(atPath: s.file("zzfile1.cbd"), contents: Data())
+        let tool = words[0]
+        let script = try Tools.run(tool, ["--generate-completion-script", "bash"])
+        try #require(script.status == 0)
+        try script.out.write(to: URL(fileURLWithPath: s.file("complete.bash")))
+        let line = (words + ["zz"]).joined(separator: " ")
+        let function = "_" + tool
+        let probe = """
+            source \(s.file("complete.bash")) 2>/dev/null
+            cd \(s.path)
+            COMP_WORDS=(\(line)); COMP_CWORD=\(words.count); COMP_LINE="\(line)"; COMP_POINT=${#COMP_LINE}
+            \(function) 2>/dev/null
+            printf '%s\\n' "${COMPREPLY[@]}"
+            """
+        let r = try Tools.run("bash", ["-c", probe])
+        #expect(r.stdout.split(separator: "\n").contains("zzfile1.cbd"), "\(line)<TAB> offered: \(r.stdout) \(r.stderr)")
+    }
+
+    /// What a killed convert left (`.NAME.tmp-PID` of a process that is gone) is removed by the
+    /// next run on the same output; a live process's file is left alone.
+    @Test func staleTemporaryOutputsAreRemoved() throws {
+        let s = try Scratch()
+        let raw = s.file("in.img"), out = s.file("out.cbd")
+        try Data(repeating: 7, count: 1 << 20).write(to: URL(fileURLWithPath: raw))
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        let stale = s.file(".out.cbd.tmp-\(gone.processIdentifier)"), live = s.file(".out.cbd.tmp-1")
+        for f in [stale, live] { FileManager.default.createFile(atPath: f, contents: Data(count: 4096)) }
+        #expect(try Tools.run("cbd", ["convert", "-q", raw, out]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: stale), "a dead process's temporary output is left")
+        #expect(FileManager.default.fileExists(atPath: live), "pid 1 is alive: its file is not ours to remove")
+    }
+
     @Test func cbdWithoutOrWithAWrongCommandIsAUsageError() throws {
         let none = try Tools.run("cbd", [])
         #expect(none.status == 64 && none.stderr.contains("Usage: cbd"), "\(none.stderr)")
