@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <syslog.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <nbdkit-plugin.h>
 #include "cbd_plugin.h"
@@ -55,6 +56,11 @@ int cbd_plugin_parse_unsigned(const char *what, const char *value, unsigned *out
   return nbdkit_parse_unsigned(what, value, out);
 }
 int cbd_plugin_parse_bool(const char *value) { return nbdkit_parse_bool(value); }
+
+// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps the
+// blocks it freed: with nbdkit's threads each reading blocks ahead, the server's peak RSS was
+// 164 MiB for a 32 MiB cache; two arenas keep it at 85 MiB at the same speed (bench/live).
+static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
 
 static int cbd_config(const char *key, const char *value) { return cbd_plugin_config(key, value); }
 static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
@@ -158,6 +164,7 @@ static struct nbdkit_plugin plugin = {
   .version = CBD_VERSION,
   .longname = "compressed block device (CBD) plugin",
   .description = "Serves the logical device of a CBD image or block device (cbd-tools).",
+  .load = cbd_load,
   .config = cbd_config,
   .config_complete = cbd_config_complete,
   .config_help =
