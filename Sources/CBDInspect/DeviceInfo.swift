@@ -43,7 +43,9 @@ public enum DeviceInfo {
         r.add("provisioning_ratio", g.provisioningRatio)
         r.add("state", h.isDirty ? "DIRTY" : "clean")
         if h.isDirty, let note = FailureNote.read(for: dev.path) { r.add("stopped_by", note) }
-        r.add("consistent", unreadable.isEmpty && check.problems.isEmpty)
+        let consistent = unreadable.isEmpty && check.problems.isEmpty
+        r.add("consistent", consistent)
+        if !consistent { r.add("repair", "fsck.cbd -f \(dev.path)") }
         if !unreadable.isEmpty {
             r.add("contents", "unreadable")
         } else if let found {

@@ -65,8 +65,8 @@ public struct Measurer {
         }
         m.dataBytes = pblks * Units.pblkSize
         m.errorBytes = errorPblks * Units.pblkSize
-        m.physicalBytes = try c.chooseGeometry(dataPblks: pblks, nrLblk: m.blocks).physicalBytes
-        m.physicalBytesBound = try c.chooseGeometry(dataPblks: pblks + errorPblks, nrLblk: m.blocks).physicalBytes
+        m.physicalBytes = try c.chooseGeometry(dataPblks: pblks, nrLblk: m.blocks, for: input.path).physicalBytes
+        m.physicalBytesBound = try c.chooseGeometry(dataPblks: pblks + errorPblks, nrLblk: m.blocks, for: input.path).physicalBytes
         return m
     }
 }

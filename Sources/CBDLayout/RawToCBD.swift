@@ -67,11 +67,11 @@ public struct RawToCBD {
     private func convertInPlace(_ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
                                 lengths: Spill) throws -> (ConvertSummary, Geometry) {
         let expected = physicalBytes == nil ? try packedPblksGuess ?? estimatePackedPblks(input) : 0
-        let guess = try chooseGeometry(dataPblks: expected, nrLblk: nrLblk)
+        let guess = try chooseGeometry(dataPblks: expected, nrLblk: nrLblk, for: target.name)
         let first = try target.open(size: guess.physicalBytes)
         let data = PlacedStream(device: first, layout: guess)
         var summary = try compress(input, nrLblk: nrLblk, data: data, lengths: lengths)
-        let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk, near: guess)
+        let g = try chooseGeometry(dataPblks: data.size / Units.pblkSize, nrLblk: nrLblk, near: guess, for: target.name)
         var out = first
         if g.tableBlocks == guess.tableBlocks {
             try first.setSize(g.physicalBytes)
@@ -90,7 +90,7 @@ public struct RawToCBD {
                                      lengths: Spill, spill: Spill) throws -> (ConvertSummary, Geometry) {
         var summary = try compress(input, nrLblk: nrLblk, data: spill, lengths: lengths)
         summary.dataCopied = true
-        let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk)
+        let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk, for: target.name)
         let out = try target.open(size: g.physicalBytes)
         if wipeSignatures { try Signatures.wipe(device: out) }
         try Assembler(geometry: g, data: spill, lengths: lengths).write(into: out, fresh: false)
@@ -244,12 +244,13 @@ public struct RawToCBD {
     /// The geometry: the requested physical size, or the smallest that holds the data plus
     /// headroom. `near`: a layout the data already lies in; its table size is kept when that
     /// costs at most 1/64 more space than the smallest (a copy of all the data saved).
-    func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil) throws -> Geometry {
+    /// `name`: the output, named by a refusal.
+    func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil, for name: String) throws -> Geometry {
         let logical = nrLblk * (Units.pblkSize << lblkShift)
         if let p = physicalBytes {
             let g = try LayoutPlanner.plan(physicalBytes: p, logicalBytes: logical, lblkShift: lblkShift)
             guard g.totalDataPblks >= d else {
-                throw SizeError.physicalTooSmall(physicalBytes: p, holds: g.totalDataPblks, needs: d)
+                throw SizeError.physicalTooSmall(path: name, physicalBytes: p, holds: g.totalDataPblks, needs: d)
             }
             return g
         }

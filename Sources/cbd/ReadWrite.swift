@@ -19,12 +19,12 @@ struct RangeOptions: ParsableArguments {
     @Option(name: [.customShort("l"), .long], parsing: .unconditional, help: "Number of bytes (default: to the end).")
     var length: SizeArgument?
 
-    func resolve(logicalSize: Int) throws -> (Int, Int) {
+    func resolve(logicalSize: Int, of device: String) throws -> (Int, Int) {
         let off = offset.bytes
-        guard off <= logicalSize else { throw CBDError("offset \(off) is past the logical size \(logicalSize)") }
+        guard off <= logicalSize else { throw CBDError("\(device): offset \(off) is past the logical size \(logicalSize)") }
         let len = length?.bytes ?? (logicalSize - off)
         guard len <= logicalSize - off else {
-            throw CBDError("range \(off)+\(len) is past the logical size \(logicalSize)")
+            throw CBDError("\(device): range \(off)+\(len) is past the logical size \(logicalSize)")
         }
         return (off, len)
     }
@@ -38,7 +38,7 @@ struct Read: ParsableCommand {
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readOnly))
-            let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
+            let (off, len) = try range.resolve(logicalSize: vol.logicalSize, of: device)
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
             while done < len {
@@ -69,7 +69,7 @@ struct Write: ParsableCommand {
             Interrupts.install(tool: "cbd",
                 message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let off = offset.bytes
-            guard off <= vol.logicalSize else { throw CBDError("offset \(off) is past the logical size "
+            guard off <= vol.logicalSize else { throw CBDError("\(device): offset \(off) is past the logical size "
                 + "\(vol.logicalSize)") }
             // The whole input is measured before the first byte is written.
             let input = try StagedInput(room: vol.logicalSize - off)
@@ -151,7 +151,7 @@ struct Discard: ParsableCommand {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             Interrupts.install(tool: "cbd",
                 message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
-            let (off, len) = try range.resolve(logicalSize: vol.logicalSize)
+            let (off, len) = try range.resolve(logicalSize: vol.logicalSize, of: device)
             guard force || range.length != nil || range.offset.bytes != 0 else {
                 throw CBDError("\(device): no range given: this discards the whole device", hint: .force)
             }

@@ -18,7 +18,7 @@ struct Cbd: ParsableCommand {
 }
 
 // No subcommand is a usage error, as is a word that names none (with the nearest one offered).
-let arguments = Array(CommandLine.arguments.dropFirst())
+let arguments = ToolVersion.arguments()
 let names = Cbd.configuration.subcommands.map { $0._commandName } + ["help"]
 if arguments.isEmpty {
     FileHandleStderr.write("Usage: " + Cbd.usageString() + "\n  See 'cbd --help'.\n")
@@ -29,4 +29,4 @@ if let word = arguments.first, !word.hasPrefix("-"), !names.contains(word) {
     FileHandleStderr.write("cbd: unknown command '\(word)'\(hint)\n  See 'cbd --help'.\n")
     exit(64)
 }
-Cbd.main()
+Cbd.main(arguments)

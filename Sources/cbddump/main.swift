@@ -49,4 +49,4 @@ struct Dump: ParsableCommand {
     }
 }
 
-Dump.main()
+Dump.main(ToolVersion.arguments())

@@ -160,7 +160,7 @@ struct Fsck: ParsableCommand {
 
 // fsck(8) wants 16 for a usage error, where ArgumentParser would exit with 64.
 do {
-    var command = try Fsck.parseAsRoot()
+    var command = try Fsck.parseAsRoot(ToolVersion.arguments())
     try command.run()
 } catch {
     if Fsck.exitCode(for: error) == .validationFailure {

@@ -154,4 +154,4 @@ struct Mkfs: ParsableCommand {
     }
 }
 
-Mkfs.main()
+Mkfs.main(ToolVersion.arguments())

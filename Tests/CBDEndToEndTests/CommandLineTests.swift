@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import Testing
+@testable import CBDCLI
 @testable import CBDFormat
 @testable import CBDTestSupport
 @testable import CBDDevice
@@ -48,6 +49,29 @@ import Testing
         #expect(try Tools.run("cbd", ["convert", "-q", raw, out]).status == 0)
         #expect(!FileManager.default.fileExists(atPath: stale), "a dead process's temporary output is left")
         #expect(FileManager.default.fileExists(atPath: live), "pid 1 is alive: its file is not ours to remove")
+    }
+
+    /// -V is --version, as in e2fsprogs, for every tool; after -- it is an operand.
+    @Test(arguments: ["cbd", "mkfs.cbd", "fsck.cbd", "cbddump"])
+    func dashVIsVersion(_ tool: String) throws {
+        let long = try Tools.run(tool, ["--version"]), short = try Tools.run(tool, ["-V"])
+        #expect(short.status == 0 && short.stdout == long.stdout && long.stdout.hasPrefix(tool + " "), "\(short.stderr)")
+        #expect(ToolVersion.arguments(["-f", "--", "-V"]) == ["-f", "--", "-V"])
+    }
+
+    /// Errors about a range or a size name the file they are about (they did not).
+    @Test func sizeAndRangeErrorsNameTheFile() throws {
+        let s = try Scratch()
+        let dev = s.file("d.cbd"), raw = s.file("in.img"), out = s.file("small.cbd")
+        #expect(try Tools.run("mkfs.cbd", ["-q", dev, "4M"]).status == 0)
+        for args in [["read", dev, "-o", "1T"], ["read", dev, "-o", "0", "-l", "1T"], ["write", dev, "-o", "1T"]] {
+            let r = try Tools.run("cbd", args)
+            #expect(r.status == 1 && r.stderr.hasPrefix("cbd: \(dev): ") && r.stderr.contains("past the logical size"),
+                    "\(args): \(r.stderr)")
+        }
+        try Data((0 ..< (4 << 20)).map { _ in UInt8.random(in: 0 ... 255) }).write(to: URL(fileURLWithPath: raw))
+        let r = try Tools.run("cbd", ["convert", "-q", "-s", "1M", raw, out])
+        #expect(r.status == 1 && r.stderr.contains("\(out): physical size"), "\(r.stderr)")
     }
 
     @Test func cbdWithoutOrWithAWrongCommandIsAUsageError() throws {

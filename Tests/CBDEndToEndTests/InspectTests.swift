@@ -170,7 +170,7 @@ import CBDCLI
         expectSame(text: text, json: js)
         let contents = js["contents"] as? String ?? ""
         #expect(contents.hasPrefix("ext4") && contents.contains("UUID=\(uuid)") && contents.contains("LABEL=cbdlabel"), "\(contents)")
-        #expect(js["state"] as? String == "clean" && js["consistent"] as? Bool == true)
+        #expect(js["state"] as? String == "clean" && js["consistent"] as? Bool == true && js["repair"] == nil)
         let vol = try Volume(device: try FileDevice(path: img, mode: .readOnly))
         var compressed = 0, raws = 0
         for n in 0..<vol.geometry.nrLblk {
@@ -197,6 +197,7 @@ import CBDCLI
         let j = try json(r)
         #expect(j["blocks"] as? Int == 384 && j["compressed_blocks"] != nil && j["used"] != nil)
         #expect(j["consistent"] as? Bool == false)
+        #expect(j["repair"] as? String == "fsck.cbd -f \(dev)", "not consistent says what to run")
         #expect((j["unreadable"] as? String)?.contains("logical block 0") == true, "\(j)")
     }
 }

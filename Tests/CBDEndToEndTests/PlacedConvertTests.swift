@@ -55,14 +55,14 @@ import Testing
     @Test func aNearbyGuessedLayoutIsKept() throws {
         let c = RawToCBD()
         let nrLblk = 1_638_400, d = 81_917
-        let best = try c.chooseGeometry(dataPblks: d, nrLblk: nrLblk)
-        let guess = try c.chooseGeometry(dataPblks: 79_891, nrLblk: nrLblk)
+        let best = try c.chooseGeometry(dataPblks: d, nrLblk: nrLblk, for: "out.cbd")
+        let guess = try c.chooseGeometry(dataPblks: 79_891, nrLblk: nrLblk, for: "out.cbd")
         #expect(guess.tableBlocks != best.tableBlocks)
-        let kept = try c.chooseGeometry(dataPblks: d, nrLblk: nrLblk, near: guess)
+        let kept = try c.chooseGeometry(dataPblks: d, nrLblk: nrLblk, near: guess, for: "out.cbd")
         #expect(kept.tableBlocks == guess.tableBlocks && kept.lblkPerZoneShift == guess.lblkPerZoneShift)
         #expect(kept.totalDataPblks >= d + d / 64 && kept.nrLblk == nrLblk)
         #expect(kept.nrPblk <= best.nrPblk + best.nrPblk / 64)
-        let far = try c.chooseGeometry(dataPblks: 10_000_000, nrLblk: nrLblk)
-        #expect(try c.chooseGeometry(dataPblks: d, nrLblk: nrLblk, near: far) == best)
+        let far = try c.chooseGeometry(dataPblks: 10_000_000, nrLblk: nrLblk, for: "out.cbd")
+        #expect(try c.chooseGeometry(dataPblks: d, nrLblk: nrLblk, near: far, for: "out.cbd") == best)
     }
 }

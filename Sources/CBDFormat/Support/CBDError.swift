@@ -79,7 +79,7 @@ public enum SizeError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A block device output smaller than the conversion needs.
     case deviceTooSmall(path: String, has: Int, needs: Int)
     /// The requested physical size holds fewer data pblks than the data needs.
-    case physicalTooSmall(physicalBytes: Int, holds: Int, needs: Int)
+    case physicalTooSmall(path: String, physicalBytes: Int, holds: Int, needs: Int)
     /// The zones of `physicalBytes` cannot hold `maxBlocks` entries of `lblkSize` bytes.
     case logicalTooLarge(logicalBytes: Int, physicalBytes: Int, maxBlocks: Int, lblkSize: Int)
     /// A resize target too small for the data in use; `minimum` is the smallest that fits.
@@ -92,8 +92,8 @@ public enum SizeError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case .deviceTooSmall(let path, let has, let needs):
             return "\(path): device has \(size(has)), \(size(needs)) needed"
-        case .physicalTooSmall(let p, let holds, let needs):
-            return "physical size \(size(p)) holds \(holds) data pblks; the data needs \(needs)"
+        case .physicalTooSmall(let path, let p, let holds, let needs):
+            return "\(path): physical size \(size(p)) holds \(holds) data pblks; the data needs \(needs)"
         case .logicalTooLarge(let l, let p, let maxBlocks, let lblkSize):
             return "logical size \(size(l)) is too large for \(size(p)): the zones hold at most "
                 + "\(maxBlocks) blocks of \(lblkSize) bytes"
