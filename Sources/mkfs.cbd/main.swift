@@ -108,10 +108,14 @@ struct Mkfs: ParsableCommand {
         } ?? LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
         if headerOnly { return try writeHeaderOnly(dev, g) }
 
+        var refusal: Error?
         if let d = dev {
             let found = Signatures.probe(fd: d.fd)
             // A dry run shows what it would wipe (and that -f is needed) instead of refusing.
-            if !found.isEmpty && !force && !dryRun { throw Options.signatureRefusal(device, found) }
+            if !found.isEmpty && !force {
+                refusal = Options.signatureRefusal(device, found)
+                if !dryRun, let refusal { throw refusal }
+            }
             if !found.isEmpty && !quiet {
                 print("\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))"
                     + (dryRun && !force ? " (needs -f)" : ""))
@@ -122,6 +126,8 @@ struct Mkfs: ParsableCommand {
         if !quiet, let note = Options.blockSizeNote(lblkShift: lblkShift) { print(note) }
         guard !dryRun, let d = dev else {
             if !quiet { print("Dry run: nothing written.") }
+            // The run itself would stop here: the dry run says so and exits as it would.
+            if let refusal { throw refusal }
             return
         }
         if physical > d.size { try d.setSize(physical) }
