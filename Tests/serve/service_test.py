@@ -112,8 +112,9 @@ def main():
         check(refused > 0, 'the device filled up')
         h.shutdown()
         p.send_signal(signal.SIGTERM)
-        check(p.wait(timeout=60) == 0, 'a clean SIGTERM stop exits 0')
+        code = p.wait(timeout=60)
     log = open(f'{work}/err1').read()
+    check(code == 0, f'a clean SIGTERM stop exits 0, not {code}: {log[-400:]}')
     check('no space left on the device' in log, f'ENOSPC refusals reach stderr: {log[-500:]}')
     warning = [line for line in log.splitlines() if 'free space is below' in line]
     check(len(warning) == 1 and 'warning:' in warning[0] and 'error' not in warning[0],
