@@ -7,9 +7,13 @@ import CBDDevice
 public enum ToolRunner {
     /// Runs a tool's body; a library error becomes `tool: message` and exit status `failure`
     /// (1, or 2 where 1 is an answer, as for `cbd compare`).
-    public static func run(_ tool: String, failure: Int32 = 1, _ body: () throws -> Void) throws {
+    /// With `json` (the subject: the device or input named), a script that asked for JSON gets
+    /// JSON on failure too: one error object on standard output, as fsck.cbd --json prints.
+    public static func run(_ tool: String, failure: Int32 = 1, json subject: String? = nil,
+                           _ body: () throws -> Void) throws {
         do { try body() } catch {
             guard let line = message(for: error) else { throw error }
+            if let subject { print(JSON.line(["device": subject, "error": line, "exit_code": Int(failure)])) }
             FileHandleStderr.write("\(tool): \(line)\n")
             throw ExitCode(failure)
         }

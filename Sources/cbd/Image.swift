@@ -22,12 +22,14 @@ struct ImageCommand: ParsableCommand {
 
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Argument(help: "Output file.", completion: .file()) var output: String
-    @Flag(help: "Metadata only (the one kind of image there is; required).") var metadata = false
-    @Flag(name: .shortAndLong, help: "Replace an existing output file.") var force = false
-
-    func validate() throws {
-        guard metadata else { throw ValidationError("give --metadata: the image holds the metadata only") }
+    /// The kinds of image (one so far): a flag without a default, so help shows it required.
+    enum Kind: String, EnumerableFlag {
+        case metadata
+        static func help(for value: Kind) -> ArgumentHelp? { "Metadata only (the one kind of image there is)." }
     }
+
+    @Flag var kind: Kind
+    @Flag(name: .shortAndLong, help: "Replace an existing output file.") var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {

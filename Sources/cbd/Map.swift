@@ -21,7 +21,7 @@ struct MapCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        try ToolRunner.run("cbd") {
+        try ToolRunner.run("cbd", json: json ? device : nil) {
             let map = try BlockMap(device: try FileDevice(path: device, mode: .readOnly))
             let size = map.geometry.lblkSize
             if json { print("[", terminator: "") } else {

@@ -24,7 +24,7 @@ struct Measure: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        try ToolRunner.run("cbd") {
+        try ToolRunner.run("cbd", json: json ? input : nil) {
             var m = Measurer()
             m.lblkShift = blockSize.lblkShift
             m.level = level

@@ -32,7 +32,7 @@ struct Dump: ParsableCommand {
     }
 
     func run() throws {
-        try ToolRunner.run("cbddump") {
+        try ToolRunner.run("cbddump", json: json ? device : nil) {
             let inspector = try Inspector(device: try FileDevice(path: device, mode: .readOnly))
             let report: Report
             if let z = zone { report = try inspector.zoneReport(z) }

@@ -74,6 +74,23 @@ import Testing
         #expect(r.status == 1 && r.stderr.contains("\(out): physical size"), "\(r.stderr)")
     }
 
+    /// A script that asked for JSON gets JSON on failure too, from every tool that takes --json
+    /// (map, measure and cbddump printed nothing on standard output); `cbd image`'s help shows
+    /// --metadata as required (it showed [--metadata]).
+    @Test func jsonOnErrorAndRequiredFlags() throws {
+        let s = try Scratch()
+        let missing = s.file("missing.cbd")
+        for (tool, args) in [("cbd", ["info", "--json", missing]), ("cbd", ["map", "--json", missing]),
+                             ("cbd", ["measure", "--json", missing]), ("cbddump", ["--json", missing])] {
+            let r = try Tools.run(tool, args)
+            let object = try? JSONSerialization.jsonObject(with: r.out) as? [String: Any]
+            #expect(r.status == 1 && object?["error"] is String && object?["exit_code"] as? Int == 1,
+                    "\(tool) \(args): \(r.stdout)")
+        }
+        let help = try Tools.run("cbd", ["image", "--help"]).stdout
+        #expect(help.contains("<output> --metadata") && !help.contains("[--metadata]"), "\(help)")
+    }
+
     @Test func cbdWithoutOrWithAWrongCommandIsAUsageError() throws {
         let none = try Tools.run("cbd", [])
         #expect(none.status == 64 && none.stderr.contains("Usage: cbd"), "\(none.stderr)")
