@@ -32,8 +32,9 @@ struct Resize: ParsableCommand {
     @Option(name: .customLong("logical"), parsing: .unconditional, help: .hidden) var logicalOld: RelativeSize?
     @Flag(name: .customShort("M"), help: "Shrink to the minimum size that holds the data.") var minimum = false
     @Flag(name: .customShort("P"), help: "Print the minimum size and change nothing.") var printMinimum = false
-    @Flag(name: .customShort("p"), help: "Print each step.") var progress = false
+    @Flag(name: [.customShort("p"), .customLong("progress")], help: "Print each step.") var progress = false
     @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
+    @Flag(name: .shortAndLong, help: "Print nothing but errors (as the other writers' -q).") var quiet = false
     @Option(name: .customShort("z"),
         help: ArgumentHelp("Undo file (must not exist): save every pblk before the resize overwrites it.",
                            valueName: "undo-file"), completion: .file()) var undoFile: String?
@@ -46,6 +47,7 @@ struct Resize: ParsableCommand {
         if logicalSize != nil && logicalOld != nil { throw ValidationError("give the logical size once") }
         if minimum && newSize != nil { throw ValidationError("-M and SIZE exclude each other") }
         if printMinimum && (minimum || newSize != nil) { throw ValidationError("-P changes nothing: give it alone") }
+        if quiet && (progress || printMinimum) { throw ValidationError("-q excludes -p and -P") }
     }
 
     func run() throws {
@@ -73,6 +75,7 @@ struct Resize: ParsableCommand {
                 throw CBDError("\(u): undo file already exists; give a new name")
             }
             if plan.new == plan.old {
+                if quiet { return }
                 print("\(device): already \(ByteSize.format(g.physicalBytes)) physical, "
                     + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
                 return
@@ -86,6 +89,7 @@ struct Resize: ParsableCommand {
                 print("\(device): \(how)")
             }
             try resizer.resize(plan, undoPath: undoFile, scratch: OutputFile.directory(of: undoFile ?? device))
+            if quiet { return }
             print("\(device): resized to \(ByteSize.format(plan.new.physicalBytes)) physical "
                   + "(\(plan.new.nrPblk) pblks, \(plan.new.nrZones) zones, \(plan.new.variantName)), "
                   + "\(ByteSize.format(plan.new.logicalBytes)) logical")

@@ -91,6 +91,18 @@ import Testing
         #expect(help.contains("<output> --metadata") && !help.contains("[--metadata]"), "\(help)")
     }
 
+    /// cbd resize takes the table's spellings: -q/--quiet (it had none) and -p/--progress (only -p).
+    @Test func resizeTakesQuietAndProgress() throws {
+        let s = try Scratch()
+        let dev = s.file("d.cbd")
+        #expect(try Tools.run("mkfs.cbd", ["-q", dev, "16M"]).status == 0)
+        let quiet = try Tools.run("cbd", ["resize", "-q", dev, "20M"])
+        #expect(quiet.status == 0 && quiet.stdout.isEmpty && quiet.stderr.isEmpty, "\(quiet.stdout)\(quiet.stderr)")
+        let loud = try Tools.run("cbd", ["resize", "--progress", dev, "24M"])
+        #expect(loud.status == 0 && loud.stdout.contains("resized to"), "\(loud.stdout)\(loud.stderr)")
+        #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
+    }
+
     @Test func cbdWithoutOrWithAWrongCommandIsAUsageError() throws {
         let none = try Tools.run("cbd", [])
         #expect(none.status == 64 && none.stderr.contains("Usage: cbd"), "\(none.stderr)")
