@@ -19,6 +19,17 @@ import Testing
         return r
     }
 
+    /// Every lblk a `fsck.cbd --json` run names, as a problem's block or a suspect.
+    func namedLblks(_ r: Tools.Result) throws -> Set<Int> {
+        let json = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        var named = Set<Int>()
+        for p in json["problems"] as? [[String: Any]] ?? [] {
+            if let n = p["lblk"] as? Int { named.insert(n) }
+            named.formUnion(p["suspect_lblks"] as? [Int] ?? [])
+        }
+        return named
+    }
+
     /// Pblk 0 zeroed on a converted ext4: -n finds the geometry, says so and prints the
     /// command; -y writes the header; every block reads back as before and e2fsck agrees.
     @Test func zeroedHeaderOfExt4IsFoundAgain() throws {
@@ -69,12 +80,7 @@ import Testing
         try #require(truncate(dev, off_t(size - (2 << 20))) == 0)   // the last MiB of a converted image is free
         let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
         #expect(FileFacts.size(dev) == size)
-        let json = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
-        var named = Set<Int>()
-        for p in json["problems"] as? [[String: Any]] ?? [] {
-            if let n = p["lblk"] as? Int { named.insert(n) }
-            named.formUnion(p["suspect_lblks"] as? [Int] ?? [])
-        }
+        let named = try namedLblks(r)
         #expect(!named.isEmpty)
         let want = [UInt8](try FileFacts.bytes(raw))
         let got = [UInt8](try Tools.run("cbd", ["read", dev, "-l", "\(want.count)"]).out)
@@ -96,12 +102,7 @@ import Testing
         try #require(truncate(dev, off_t(size - (1 << 20))) == 0)
         let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
         #expect(FileFacts.size(dev) == size)
-        let json = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
-        var named = Set<Int>()
-        for p in json["problems"] as? [[String: Any]] ?? [] {
-            if let n = p["lblk"] as? Int { named.insert(n) }
-            named.formUnion(p["suspect_lblks"] as? [Int] ?? [])
-        }
+        let named = try namedLblks(r)
         let want = [UInt8](try FileFacts.bytes(raw))
         let got = [UInt8](try Tools.run("cbd", ["read", dev, "-l", "\(want.count)"]).out)
         try #require(got.count == want.count)

@@ -15,6 +15,16 @@ import Testing
             .appendingPathComponent("serve/serve_test.py").path
     }()
 
+    /// Runs a script of Tests/serve with the system's python3 (Debian's python3-libnbd) and
+    /// expects every one of its checks to pass.
+    static func runScript(_ name: String) throws {
+        let python = "/usr/bin/python3"
+        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
+        let script = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent(name).path
+        let r = try Tools.run(python, [script, Tools.binDir])
+        #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(name): \(r.stdout)\(r.stderr.suffix(2000))")
+    }
+
     @Test func realClients() throws {
         try Tools.require("nbdkit", "nbdcopy", "nbdinfo", "nbdfuse", "qemu-img", "mke2fs")
         // libnbd's Python bindings are Debian's (python3-libnbd): the system's python3.
@@ -33,11 +43,7 @@ import Testing
     /// is old or new.
     @Test func failingBackingStore() throws {
         try Tools.require("nbdkit", "nbdfuse")
-        let python = "/usr/bin/python3"
-        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
-        let script = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent("fault_test.py").path
-        let r = try Tools.run(python, [script, Tools.binDir])
-        #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(r.stdout)\(r.stderr.suffix(2000))")
+        try Self.runScript("fault_test.py")
     }
 
     /// cbd serve as an operator runs it (Tests/serve/service_test.py): in the foreground its
@@ -47,11 +53,7 @@ import Testing
     /// --pid-file.
     @Test func asAService() throws {
         try Tools.require("nbdkit")
-        let python = "/usr/bin/python3"
-        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
-        let script = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent("service_test.py").path
-        let r = try Tools.run(python, [script, Tools.binDir])
-        #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(r.stdout)\(r.stderr.suffix(2000))")
+        try Self.runScript("service_test.py")
     }
 
     /// The plugin is where cbd serve looks for it, and nbdkit loads it.

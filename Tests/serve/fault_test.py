@@ -28,31 +28,19 @@ import time
 
 import nbd
 
+import checks
+
 BIN = sys.argv[1]
 BS = 65536
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print('FAIL:', what)
+check = checks.check
 
 
 def block(i):
     return bytes((i * 7 + j // 1000) % 251 for j in range(BS))
 
 
-def wait_for(path, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        if os.path.exists(path):
-            return True
-        time.sleep(0.05)
-    return False
+def appears(path):
+    return checks.wait_for(lambda: os.path.exists(path), timeout=10)
 
 
 def build_filter(work):
@@ -77,15 +65,15 @@ class Stack:
         self.backing = subprocess.Popen(['nbdkit', '-f', '-U', self.bsock, *filters, 'file', self.back,
                                          *[a.replace('TRIGGER', self.trig) for a in filters_args(filters)]])
         self.procs.append(self.backing)
-        assert wait_for(self.bsock), 'backing nbdkit did not start'
+        assert appears(self.bsock), 'backing nbdkit did not start'
         self.procs.append(subprocess.Popen(['nbdfuse', self.mnt, f'nbd+unix:///?socket={self.bsock}']))
-        assert wait_for(f'{self.mnt}/nbd'), 'nbdfuse did not start'
+        assert appears(f'{self.mnt}/nbd'), 'nbdfuse did not start'
         self.dev = f'{self.mnt}/nbd'
         if not serve:
             return
         self.serve = subprocess.Popen([f'{BIN}/cbd', 'serve', '--socket', self.csock, *serve_args, self.dev],
                                       stderr=subprocess.PIPE, text=True)
-        assert wait_for(self.csock), 'cbd serve did not start'
+        assert appears(self.csock), 'cbd serve did not start'
         time.sleep(0.3)
         self.h = nbd.NBD()
         self.h.connect_uri(f'nbd+unix:///?socket={self.csock}')
@@ -256,14 +244,8 @@ def main():
         offline_tools(work, ['--filter=error'])
     finally:
         subprocess.run(['rm', '-rf', work])
-    print(f'{passed} passed, {failed} failed')
-    sys.exit(1 if failed else 0)
+    checks.finish()
 
 
 if __name__ == '__main__':
-    # The servers started here must stop on SIGTERM: a test runner may have left signals
-    # blocked or ignored, which every child would inherit (nbdfuse then waits out a timeout).
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    main()
+    checks.run(main)

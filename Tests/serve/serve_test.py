@@ -22,6 +22,8 @@ sys.path.insert(0, os.path.join(HERE, '..', 'fsck'))
 import cbdimg  # noqa: E402  (the independent reader and checker)
 import nbd  # noqa: E402
 
+import checks  # noqa: E402  (beside this script)
+
 BIN = os.path.abspath(sys.argv[1])
 BS = 65536   # the block size mkfs.cbd gives the test devices
 CASES = []
@@ -540,9 +542,4 @@ def main():
 
 
 if __name__ == '__main__':
-    # The servers started here must stop on SIGTERM: a test runner may have left signals
-    # blocked or ignored, which every child would inherit (nbdfuse then waits out a timeout).
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    main()
+    checks.run(main)

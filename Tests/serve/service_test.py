@@ -17,35 +17,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import nbd
 
+import checks
+
 BIN = sys.argv[1]
 BS = 65536
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print('FAIL:', what)
+check = checks.check
 
 
 def tool(*args):
     return subprocess.run([f'{BIN}/{args[0]}', *args[1:]], capture_output=True, text=True)
 
 
-def wait_for(cond, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+wait_for = checks.wait_for
 
 
 def alive(pid):
@@ -169,14 +155,8 @@ def main():
     check(not os.path.exists(sock) and not os.path.exists(pidfile), 'its socket and pid file are removed')
     check(tool('fsck.cbd', '-fn', dev).returncode == 0, 'the device is clean after the forked server stops')
     subprocess.run(['rm', '-rf', work])
-    print(f'{passed} passed, {failed} failed')
-    sys.exit(1 if failed else 0)
+    checks.finish()
 
 
 if __name__ == '__main__':
-    # The servers started here must stop on SIGTERM: a test runner may have left signals
-    # blocked or ignored, which every child would inherit (nbdfuse then waits out a timeout).
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    main()
+    checks.run(main)
