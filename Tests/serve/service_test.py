@@ -143,6 +143,8 @@ def main():
     r = subprocess.run([f'{BIN}/cbd', 'serve', '--fork', '--pid-file', pidfile, '--socket', sock, dev],
                        capture_output=True, text=True, timeout=60)
     check(r.returncode == 0 and os.path.exists(sock), f'--fork returns with the socket listening: {r.stderr}')
+    # nbdkit's parent returns once the socket listens; its child writes the pid file just after.
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip() != '', timeout=10)
     pid = int(open(pidfile).read().split()[0]) if os.path.exists(pidfile) else -1
     check(pid > 0 and alive(pid), f'the pid file names a running process: {pid}')
     check(info(dev).get('server_pid') == pid, f'cbd info names the forked server: {info(dev)}')
