@@ -28,7 +28,7 @@ plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
 for f in usr/sbin/mkfs.cbd usr/sbin/fsck.cbd usr/sbin/cbddump usr/bin/cbd "${plugindir#/}/nbdkit-cbd-plugin.so" \
          usr/share/man/man5/cbd.5 usr/share/man/man8/fsck.cbd.8 usr/share/man/man1/nbdkit-cbd-plugin.1 \
          usr/share/bash-completion/completions/cbd usr/share/zsh/site-functions/_fsck.cbd \
-         usr/share/fish/vendor_completions.d/mkfs.cbd.fish usr/lib/systemd/system/cbd-serve@.service; do
+         usr/share/fish/vendor_completions.d/mkfs.cbd.fish usr/lib/systemd/system/cbd-serve@.service usr/lib/systemd/system/cbd-serve@.socket; do
   [ -f "$dest/$f" ] || fail "make install did not put /$f"
 done
 ok "make install PREFIX=/usr DESTDIR=$dest: $(find "$dest" -type f | wc -l) files"
@@ -114,24 +114,32 @@ unit=/usr/lib/systemd/system/cbd-serve@.service
 image=$work/unit.cbd
 /usr/sbin/mkfs.cbd -q "$image" 16M
 instance=$(systemd-escape --path "$image")
+instance_sed=${instance//\\/\\\\}   # the instance in a sed replacement (\x2d must stay \x2d)
 analyzed=no
 if command -v systemd-analyze >/dev/null; then
   cp "$unit" "$work/cbd-serve@$instance.service"
-  out=$(systemd-analyze verify "$work/cbd-serve@$instance.service" 2>&1) || fail "systemd-analyze verify: $out"
+  cp "${unit%.service}.socket" "$work/cbd-serve@$instance.socket"
+  out=$(systemd-analyze verify "$work/cbd-serve@$instance.service" "$work/cbd-serve@$instance.socket" 2>&1) \
+    || fail "systemd-analyze verify: $out"
   [ -z "$out" ] || fail "systemd-analyze verify: $out"
   analyzed=yes
 fi
 mkdir -p /etc/cbd-serve /run/cbd-serve
 echo 'CBD_SERVE_OPTIONS="--cache 8M --low-water 5"' > "/etc/cbd-serve/$instance.env"
-exec_start=$(sed -n 's/^ExecStart=//p' "$unit" | sed "s|%i|$instance|g; s|%f|$image|g")
-( CBD_SERVE_OPTIONS=; . "/etc/cbd-serve/$instance.env"
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit" | sed "s|%i|$instance_sed|g; s|%f|$image|g")
+# The unit's ExecStart as systemd runs it, after the words given (systemd-socket-activate);
+# run it with & only: the background job's own process execs the server, so $! is the server.
+run_exec_start() {
+  CBD_SERVE_OPTIONS=; . "/etc/cbd-serve/$instance.env"
   read -ra words <<< "$exec_start"
   argv=()
   for w in "${words[@]}"; do
     # shellcheck disable=SC2206  # systemd splits an unbraced $VAR at whitespace, as this does
     if [ "$w" = '$CBD_SERVE_OPTIONS' ]; then argv+=($CBD_SERVE_OPTIONS); else argv+=("$w"); fi
   done
-  exec "${argv[@]}" ) 2>"$work/unit.log" &
+  exec "$@" "${argv[@]}"
+}
+run_exec_start 2>"$work/unit.log" &
 server=$!
 sock=/run/cbd-serve/$instance.sock
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
@@ -143,9 +151,27 @@ kill -TERM "$server"
 wait "$server" || fail "the unit's server did not stop with exit 0 on SIGTERM: $(cat "$work/unit.log")"
 [ ! -e "$sock" ] || fail "the unit's socket $sock is left after the stop"
 /usr/sbin/fsck.cbd -fn "$image" >/dev/null || fail "the device is not clean after the unit's stop"
+# Socket activation: cbd-serve@.socket's ListenStream passed by systemd-socket-activate as
+# systemd passes it; the same ExecStart serves on it, stops cleanly and leaves it to systemd.
+activated=no
+if command -v systemd-socket-activate >/dev/null; then
+  listen=$(sed -n 's/^ListenStream=//p' "${unit%.service}.socket" | sed "s|%i|$instance_sed|g")
+  [ "$listen" = "$sock" ] || fail "the socket unit listens on $listen, the service on $sock"
+  run_exec_start systemd-socket-activate -l "$listen" 2>"$work/socket.log" &
+  server=$!
+  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+  encoded=$(/usr/bin/python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$sock")
+  size=$(nbdinfo --size "nbd+unix:///?socket=$encoded" 2>&1) \
+    || fail "the socket-activated server does not serve: $size $(cat "$work/socket.log")"
+  kill -TERM "$server"
+  wait "$server" || fail "the socket-activated server did not stop with exit 0: $(cat "$work/socket.log")"
+  /usr/sbin/fsck.cbd -fn "$image" >/dev/null || fail "the device is not clean after the socket-activated stop"
+  rm -f "$sock"
+  activated=yes
+fi
 rm -f "/etc/cbd-serve/$instance.env"; rmdir /etc/cbd-serve /run/cbd-serve 2>/dev/null || true
 files=$(dpkg -L cbd-tools | while read -r f; do [ -f "$f" ] && echo "$f"; done)
 dpkg -r cbd-tools >/dev/null || fail "dpkg -r cbd-tools"
 for f in $files; do [ ! -e "$f" ] || fail "dpkg -r left $f"; done
 ok "$(basename "$deb") ($(du -k "$deb" | cut -f1) KiB): same files as make install, Depends: $depends; $lint" \
-   "dpkg -i, fsck -t cbd, cbd serve, the systemd unit (verified: $analyzed; ExecStart served and stopped), dpkg -r"
+   "dpkg -i, fsck -t cbd, cbd serve, the systemd units (verified: $analyzed; ExecStart served and stopped; socket-activated: $activated), dpkg -r"

@@ -65,6 +65,7 @@ install_all() {
   tmp=$(mktemp -d)
   sed "s|@BINDIR@|$PREFIX/bin|" systemd/cbd-serve@.service.in > "$tmp/cbd-serve@.service"
   put 644 "$tmp/cbd-serve@.service" "$root/lib/systemd/system/cbd-serve@.service"
+  put 644 systemd/cbd-serve@.socket "$root/lib/systemd/system/cbd-serve@.socket"
   for t in cbd mkfs.cbd fsck.cbd cbddump; do
     "$bin/$t" --generate-completion-script bash > "$tmp/$t.bash"
     "$bin/$t" --generate-completion-script zsh > "$tmp/_$t"

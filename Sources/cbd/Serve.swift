@@ -27,7 +27,9 @@ struct Serve: ParsableCommand {
             store every acknowledged write exits 1. A device not closed \
             cleanly (DIRTY) is served read-only only. A write that does not fit fails with \
             ENOSPC and changes nothing; every write that succeeded is kept. cbd info shows the \
-            live use of a served device, the serving process and its URI.
+            live use of a served device, the serving process and its URI. Started by systemd's \
+            socket activation (LISTEN_FDS, cbd-serve@.socket), it serves on the socket passed; \
+            --socket may name only that one.
             """)
 
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
@@ -67,7 +69,11 @@ struct Serve: ParsableCommand {
             var args = [nbdkit]
             if readOnly { args.append("-r") }
             let uri: String?
-            if let s = socket {
+            let activation = SocketActivation.inherited()
+            if let a = activation {
+                try Serve.check(activation: a, socket: socket, others: port != nil || fork || command != nil)
+                uri = a.path.map(SocketPath.uri)
+            } else if let s = socket {
                 try SocketPath.claim(s)
                 args += ["-U", s]
                 uri = SocketPath.uri(s)
@@ -81,7 +87,7 @@ struct Serve: ParsableCommand {
                 args += ["-i", "127.0.0.1", "-p", "10809"]
                 uri = "nbd://127.0.0.1:10809"
             }
-            if !fork { args.append("-f") }
+            if !fork && activation == nil { args.append("-f") }
             // nbdkit's default, 16 threads a connection, on a machine of a few cores makes the
             // slowest requests wait behind the others' decompression: the 99th percentile of
             // 4 KiB random reads was 20 ms with 16 threads, 5 ms with 2, at the same IOPS.
@@ -90,7 +96,7 @@ struct Serve: ParsableCommand {
             if let cmd = command { args += ["--run", cmd] }
             args += [plugin, "file=\(device)"]
             if let u = uri { args.append("uri=\(u)") }
-            if let s = socket { args.append("socket=\(s)") }
+            if let s = socket, activation == nil { args.append("socket=\(s)") }
             if let p = pidFile { args.append("pidfile=\(p)") }
             if let c = cache { args.append("cache=\(c.bytes)") }
             if let l = level { args.append("level=\(l)") }
@@ -98,6 +104,19 @@ struct Serve: ParsableCommand {
             if readOnly { args.append("readonly=true") }
             if let u = uri { FileHandleStderr.write("cbd: serving \(device) at \(u)\n") }
             try Executables.exec(args)
+        }
+    }
+
+    /// A server started by systemd's socket activation listens on the socket systemd passed:
+    /// --socket may only name that same socket (so that one unit serves with or without
+    /// cbd-serve@.socket), and --port, --fork and --run do not apply.
+    static func check(activation: SocketActivation, socket: String?, others: Bool) throws {
+        if others {
+            throw CBDError("started by socket activation (LISTEN_FDS): the socket comes from systemd; "
+                + "--port, --fork and --run do not apply")
+        }
+        if let s = socket, let passed = activation.path, s != passed {
+            throw CBDError("--socket \(s) is not the socket systemd passed (\(passed))")
         }
     }
 

@@ -7,7 +7,8 @@ that pid and the URI; ENOSPC refusals and the low-water warning reach its stderr
 a warning; SIGTERM leaves the device clean, removes the socket and exits 0. Killed with -9 after
 a flush: the flushed data survives fsck.cbd, and a restart on the same socket replaces the stale
 socket file. A live socket is refused. --fork returns once the socket listens; --pid-file names
-the serving process, which cbd info names too; both files go at the stop.
+the serving process, which cbd info names too; both files go at the stop. Socket activation
+(systemd-socket-activate, as cbd-serve@.socket): the server serves on the passed socket.
 
 usage: service_test.py BIN_DIR      (prints 'N passed, N failed')
 """
@@ -156,8 +157,51 @@ def main():
     check(wait_for(lambda: not alive(pid), 60), 'the forked server stops on SIGTERM')
     check(not os.path.exists(sock) and not os.path.exists(pidfile), 'its socket and pid file are removed')
     check(tool('fsck.cbd', '-fn', dev).returncode == 0, 'the device is clean after the forked server stops')
+    socket_activation(work, dev)
     subprocess.run(['rm', '-rf', work])
     checks.finish()
+
+
+def socket_activation(work, dev):
+    """Started by socket activation (systemd-socket-activate passes the listening socket as
+    systemd does for cbd-serve@.socket): the server takes it, cbd info names it and its URI, a
+    SIGTERM stops it cleanly and leaves the socket to its owner; a --socket naming another path
+    is refused with one line."""
+    activate = '/usr/bin/systemd-socket-activate'
+    if not os.path.exists(activate):
+        print('skipped: socket activation (systemd-socket-activate is not installed)')
+        return
+    sock = f'{work}/activated.sock'
+    with open(f'{work}/err4', 'w') as err:
+        p = subprocess.Popen([activate, '-l', sock, f'{BIN}/cbd', 'serve', '--socket', sock, dev], stderr=err)
+        check(wait_for(lambda: os.path.exists(sock)), 'systemd-socket-activate listens')
+        h = connect(sock)                   # the first connection starts the server
+        h.pwrite(b'\x7c' * BS, 7 * BS)
+        h.flush()
+        i = info(dev)
+        check(i.get('server_pid') == p.pid and i.get('uri') == f'nbd+unix:///?socket={sock}',
+              f'cbd info names the activated server {p.pid} and its URI: {i}')
+        h.shutdown()
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(timeout=60)
+    check(code == 0, f'the activated server stops cleanly on SIGTERM: {code} {open(work + "/err4").read()[-300:]}')
+    check(os.path.exists(sock), 'the socket stays with its owner (systemd), not removed by the server')
+    check(tool('fsck.cbd', '-fn', dev).returncode == 0, 'the device is clean after the activated server stops')
+    r = subprocess.run([f'{BIN}/cbd', 'read', '-o', str(7 * BS), '-l', str(BS), dev], capture_output=True)
+    check(r.returncode == 0 and r.stdout == b'\x7c' * BS, 'the block written through the activated server is there')
+    os.unlink(sock)
+    with open(f'{work}/err5', 'w') as err:
+        p = subprocess.Popen([activate, '-l', sock, f'{BIN}/cbd', 'serve', '--socket', f'{work}/other.sock', dev],
+                             stderr=err)
+        check(wait_for(lambda: os.path.exists(sock)), 'systemd-socket-activate listens again')
+        try:
+            connect(sock).shutdown()
+        except nbd.Error:
+            pass
+        code = p.wait(timeout=60)
+    log = open(f'{work}/err5').read()
+    check(code != 0 and 'is not the socket systemd passed' in log,
+          f'a --socket other than the passed one is refused: {code} {log[-300:]}')
 
 
 if __name__ == '__main__':
