@@ -16,7 +16,16 @@ extension Geometry {
             ("entry variant", "\(variantName) (\(entryLen) bytes per entry)"),
             ("table pblks per zone", "\(tableBlocks)"),
             ("data pblks", "\(totalDataPblks)"),
+            ("grows in place to", inPlaceGrowthText),
         ]
+    }
+
+    /// How far the device grows without a re-layout (`cbd resize` beyond it rewrites every
+    /// zone), physically and logically.
+    public var inPlaceGrowthText: String {
+        let limit = LayoutPlanner.inPlaceLimit(of: self)
+        return "\(ByteSize.format(limit.physicalBytes)) physical, \(ByteSize.format(limit.logicalBytes)) logical"
+            + (limit.nrPblk == nrPblk ? " (no room: the largest device with \(pblkBytes)-byte pblk numbers)" : "")
     }
 }
 

@@ -28,6 +28,16 @@ public final class OutputFile: OutputTarget {
         scratchDirectory = isBlockDevice ? deviceScratch : OutputFile.directory(of: path)
     }
 
+    /// An output that replaces the regular file `device` is open on, whose lock its caller
+    /// already holds (a re-layout of an image file into a new one): held until the rename.
+    public init(replacing device: FileDevice) {
+        path = device.path
+        overwrite = true
+        isBlockDevice = false
+        scratchDirectory = OutputFile.directory(of: path)
+        replaced = device
+    }
+
     deinit { if let t = tempPath { unlink(t) } }
 
     public func open(size: Int) throws -> any BlockDevice {

@@ -9,8 +9,10 @@ import CBDVolume
 /// A resize that keeps the geometry (same entry width, same lblk_per_zone_shift) touches only
 /// the end of the device: growing adds zones and extends the last one; shrinking first moves
 /// every block out of the region being cut, copy-on-write (copy, mark, repoint, then the cut).
-/// Any other resize changes the layout of every zone: it is a full in-place re-layout from a
-/// packed copy of the data, allowed only with an undo file that saves every pblk first.
+/// Any other resize changes the layout of every zone: a full re-layout from a packed copy of
+/// the data. On a block device that is in place, allowed only with an undo file that saves
+/// every pblk first; an image file is instead written anew beside itself and renamed over the
+/// old one (as convert writes its output), so that a crash leaves the old file or the new.
 public final class Resizer {
     public let device: BlockDevice
     /// What a resize that keeps the layout writes through: the device, or an undo recorder.
@@ -22,7 +24,8 @@ public final class Resizer {
     public struct Plan: Sendable {
         public let old: Geometry
         public let new: Geometry
-        /// False when every zone's layout changes (needs an undo file).
+        /// False when every zone's layout changes (a re-layout: a new image file, or an undo
+        /// file for a device written in place).
         public let keepsGeometry: Bool
         public let usedPblks: Int
     }
@@ -125,14 +128,31 @@ public final class Resizer {
                 throw error
             }
         } else {
-            guard let undo = undoPath else {
+            if let undo = undoPath {
+                try relayout(plan.new, undoPath: undo, scratch: scratch)
+            } else if let file = imageFile {
+                try relayout(plan.new, replacing: file, scratch: scratch)
+            } else {
                 throw CBDError("\(device.path): this resize changes the layout of every zone "
                                + "(\(plan.old.variantName), lblk_per_zone_shift \(plan.old.lblkPerZoneShift) -> "
                                + "\(plan.new.variantName), \(plan.new.lblkPerZoneShift)); "
                                + "it rewrites the whole device in place", hint: .undoFile)
             }
-            try relayout(plan.new, undoPath: undo, scratch: scratch)
         }
+    }
+
+    /// The device as a regular file that a re-layout may replace, nil for a block device
+    /// (or a device in memory), which can only be rewritten in place.
+    var imageFile: FileDevice? {
+        var st = stat()
+        guard let file = device as? FileDevice, fstat(file.fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG
+        else { return nil }
+        return file
+    }
+
+    /// True when `plan` is carried out by writing a new image file (no undo file needed).
+    public func rewritesFile(_ plan: Plan, undoPath: String?) -> Bool {
+        !plan.keepsGeometry && undoPath == nil && imageFile != nil
     }
 
     private func resizeKeepingGeometry(_ new: Geometry) throws {
@@ -207,9 +227,42 @@ public final class Resizer {
         try writer.sync()
     }
 
-    /// Packs every block's stored bytes into a spill, then lays the device out anew through an
-    /// undo recorder.
+    /// Lays the device out anew in place, through an undo recorder.
     private func relayout(_ new: Geometry, undoPath: String, scratch: String) throws {
+        let (data, lengths) = try packedCopy(for: new, scratch: scratch)
+        let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath, targetSize: new.physicalBytes)
+        do {
+            if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
+            try Assembler(geometry: new, data: data, lengths: lengths)
+                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: Undo.absolutePath(undoPath)))
+            header = Formatter.header(for: new)
+            if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
+            try recorder.finish()
+        } catch {
+            recorder.discardIfEmpty()
+            throw error
+        }
+    }
+
+    /// Lays the image file out anew in a new file beside it (same mode), synced, then renamed
+    /// over it: the old file is whole until the rename, the new one whole after.
+    private func relayout(_ new: Geometry, replacing file: FileDevice, scratch: String) throws {
+        let (data, lengths) = try packedCopy(for: new, scratch: scratch)
+        let output = OutputFile(replacing: file)
+        do {
+            let out = try output.open(size: new.physicalBytes)
+            try Assembler(geometry: new, data: data, lengths: lengths).write(into: out, fresh: true)
+            try output.commit()
+            header = Formatter.header(for: new)
+        } catch {
+            output.abandon()
+            throw error
+        }
+    }
+
+    /// Every block's stored bytes packed into a spill, with the log of their lengths (what
+    /// the Assembler lays out), for the lblks below `new.nrLblk`.
+    private func packedCopy(for new: Geometry, scratch: String) throws -> (data: Spill, lengths: Spill) {
         let data = try Spill(directory: scratch), lengths = try Spill(directory: scratch)
         // The lengths log is written a chunk of lblks at a time (allocated entries come in lblk
         // order), so memory does not grow with the logical size; chunks without one stay holes.
@@ -235,17 +288,6 @@ public final class Resizer {
         }
         try flush()
         try lengths.extend(to: new.nrLblk * 4)
-        let recorder = try UndoRecorder(wrapping: device, undoPath: undoPath, targetSize: new.physicalBytes)
-        do {
-            if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
-            try Assembler(geometry: new, data: data, lengths: lengths)
-                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: Undo.absolutePath(undoPath)))
-            header = Formatter.header(for: new)
-            if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
-            try recorder.finish()
-        } catch {
-            recorder.discardIfEmpty()
-            throw error
-        }
+        return (data, lengths)
     }
 }

@@ -15,8 +15,10 @@ struct Resize: ParsableCommand {
             SIZE is the new physical size: absolute (10G), or relative (+1G, or -- -512M: a negative \
             size comes after --, or it would read as options); by default \
             the whole underlying file or device. A resize that changes the layout of every zone \
-            (the pblk count crosses 2^16 or 2^32, or the logical size needs more entries per zone) \
-            rewrites the device in place and needs -z UNDO_FILE; `cbd undo` restores from it.
+            (the pblk count crosses 2^16 or 2^32, or the logical size needs more entries per zone; \
+            cbd info says how far a device grows without one) writes an image file anew beside \
+            itself and renames it over the old one (a crash leaves the old file); a block device \
+            is rewritten in place, which needs -z UNDO_FILE; `cbd undo` restores from it.
             """)
 
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
@@ -61,7 +63,8 @@ struct Resize: ParsableCommand {
                 let m = try resizer.minimum(logicalBytes: newLogical)
                 print("Estimated minimum size of the device: \(m.new.physicalBytes) bytes "
                     + "(\(ByteSize.format(m.new.physicalBytes)))"
-                      + (m.keepsGeometry ? "" : ", with a new layout (\(m.new.variantName)); needs -z"))
+                      + (m.keepsGeometry ? "" : ", with a new layout (\(m.new.variantName))"
+                          + (resizer.rewritesFile(m, undoPath: nil) ? ", written as a new file" : "; needs -z")))
                 return
             }
             let plan: Resizer.Plan
@@ -80,11 +83,19 @@ struct Resize: ParsableCommand {
                     + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
                 return
             }
-            Interrupts.install(tool: "cbd", message: undoFile == nil
-                ? "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)"
-                : "interrupted; restore \(device) with: cbd undo \(undoFile ?? "") \(device)")
+            let newFile = resizer.rewritesFile(plan, undoPath: undoFile)
+            if newFile {
+                Interrupts.install(tool: "cbd", message: "interrupted; \(device) unchanged (the new layout was not "
+                    + "renamed into place)")
+                Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: device))
+            } else {
+                Interrupts.install(tool: "cbd", message: undoFile == nil
+                    ? "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)"
+                    : "interrupted; restore \(device) with: cbd undo \(undoFile ?? "") \(device)")
+            }
             if progress {
                 let how = plan.keepsGeometry ? "keeping the layout"
+                    : newFile ? "re-layout of every zone into a new file, renamed over the old one"
                     : "re-layout of every zone (undo file \(undoFile ?? "-"))"
                 print("\(device): \(how)")
             }

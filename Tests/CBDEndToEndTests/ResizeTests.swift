@@ -59,6 +59,25 @@ import CBDCLI
         #expect(try headerAndGeometry(mem).0.isDirty == false)
     }
 
+    /// What mkfs.cbd and cbd info print as "grows in place to" is what a resize keeps without
+    /// a re-layout, and one zone or one block more is not: 2-byte pblk numbers end at 2^16
+    /// pblks, 4-byte ones at 2^32 (16 TiB).
+    @Test(arguments: [(88 << 20, 256 << 20), (256 << 20, 768 << 20), (1 << 30, 3 << 30)])
+    func inPlaceLimitIsWhatAResizeKeeps(physical: Int, logical: Int) throws {
+        let (mem, _) = try populated(physical: physical, logical: logical, blocks: 4)
+        let r = try Resizer(device: mem, force: false)
+        let limit = LayoutPlanner.inPlaceLimit(of: r.geometry)
+        #expect(limit.pblkBytes == r.geometry.pblkBytes && limit.nrPblk >= r.geometry.nrPblk)
+        #expect(limit.nrPblk == (r.geometry.pblkBytes == 2 ? 1 << 16 : 1 << 32), "\(limit)")
+        let keep = try r.plan(physicalBytes: limit.physicalBytes, logicalBytes: limit.logicalBytes)
+        #expect(keep.keepsGeometry && keep.new == limit)
+        let wider = try r.plan(physicalBytes: limit.physicalBytes + limit.zoneSpan * 4096,
+                               logicalBytes: limit.logicalBytes)
+        #expect(!wider.keepsGeometry)
+        let longer = try r.plan(physicalBytes: limit.physicalBytes, logicalBytes: limit.logicalBytes + limit.lblkSize)
+        #expect(!longer.keepsGeometry)
+    }
+
     @Test func refusals() throws {
         let (mem, _) = try populated(physical: 64 << 20, logical: 64 << 20, blocks: 100)
         let r = try Resizer(device: mem, force: false)
@@ -315,11 +334,26 @@ import CBDCLI
         #expect(try Tools.run("e2fsck", ["-fn", raw]).status == 0)
         let min = try Tools.run("cbd", ["resize", "-P", img])
         #expect(min.status == 0 && min.stdout.contains("minimum"))
-        // Across 2^16 pblks: refused without -z, done with it, undone byte for byte.
+        // Across 2^16 pblks: without -z an image file is written anew and renamed over the old
+        // one (a new inode, the same mode, the same logical bytes, nothing left beside it);
+        // with -z it is rewritten in place and undone byte for byte.
         let before = try FileFacts.bytes(img)
-        let refused = try Tools.run("cbd", ["resize", img, "1G"])
-        #expect(refused.status == 1 && refused.stderr.contains("-z"), "\(refused.stderr)")
-        #expect(try FileFacts.bytes(img) == before)
+        let limit = try Tools.run("cbd", ["info", img]).stdout
+        #expect(limit.contains("grows_in_place_to:         256.00 MiB"), "\(limit)")
+        let copy = s.file("copy.cbd")
+        try Data(before).write(to: URL(fileURLWithPath: copy))
+        chmod(copy, 0o640)
+        let inode = try FileManager.default.attributesOfItem(atPath: copy)[.systemFileNumber] as? Int
+        let anew = try Tools.run("cbd", ["resize", copy, "1G"])
+        #expect(anew.status == 0, "\(anew.stderr)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: copy)
+        #expect(FileFacts.size(copy) == 1 << 30 && attributes[.systemFileNumber] as? Int != inode)
+        #expect(attributes[.posixPermissions] as? Int == 0o640)
+        #expect(try Tools.run("fsck.cbd", ["-fn", copy]).status == 0)
+        #expect(try Tools.run("cbd", ["compare", img, copy]).status == 0)
+        #expect(try Tools.run("cbd", ["info", copy]).stdout.contains("grows_in_place_to:         16.00 TiB"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: s.path).filter { $0.contains(".tmp-") }
+        #expect(left.isEmpty, "\(left)")
         let undo = s.file("undo")
         #expect(try Tools.run("cbd", ["resize", "-z", undo, img, "1G"]).status == 0)
         #expect(FileFacts.size(img) == 1 << 30)

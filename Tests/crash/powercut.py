@@ -144,11 +144,13 @@ class Recording:
                 del c[e.a:]
                 c.extend(bytes(max(0, e.a - len(c))))
             elif e.op == 'R':
-                old, new = e.path.split('\0')
+                # Paths as the program named them ('./.out.tmp-1'): the same normal form as the
+                # names of the files written (from /proc/self/fd), or the rename is never seen.
+                old, new = (os.path.normpath(p) for p in e.path.split('\0'))
                 if old in names:
                     names[new] = names.pop(old)
             elif e.op == 'U':
-                names.pop(e.path, None)
+                names.pop(os.path.normpath(e.path), None)
             for j, (s, t) in enumerate(e.pieces()):
                 if (i, j) in lost:
                     continue
@@ -288,6 +290,14 @@ class Relayout(SameContent):
         return None
 
 
+class RelayoutFile(Relayout):
+    """cbd resize without -z on an image file: the same re-layout written to a new file beside
+    it, synced and renamed over it. Old (the rename not yet on disk) or new, never a mix."""
+
+    def command(self):
+        return [self.tool('cbd'), 'resize', '-L', str(16 * cp.NR_LBLK * cp.BS), 'dev.cbd']
+
+
 class Undo(Relayout):
     """cbd undo of a completed re-layout, cut anywhere: run again (what a user does after an
     interrupted command), the device is the original byte for byte."""
@@ -410,7 +420,8 @@ class Control(power(cp.Write)):
 
 SCENARIOS = {
     'write': power(cp.Write), 'discard': power(cp.Discard), 'fsck': power(cp.Fsck),
-    'shrink': power(cp.Resize), 'grow': Grow, 'minimize': Minimize, 'relayout': Relayout, 'undo': Undo,
+    'shrink': power(cp.Resize), 'grow': Grow, 'minimize': Minimize, 'relayout': Relayout,
+    'relayoutfile': RelayoutFile, 'undo': Undo,
     'convert': power(cp.Convert), 'convert-back': power(cp.ConvertBack), 'fulldiscard': power(cp.FullDiscard),
     'serve': Serve, 'control': Control,
 }

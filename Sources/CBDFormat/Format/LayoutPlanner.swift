@@ -54,6 +54,21 @@ public enum LayoutPlanner {
         return nil
     }
 
+    /// The largest device `g` grows into without moving a zone: the same entry variant (the
+    /// pblk width is fixed by the pblk count: 2 bytes up to 2^16 pblks, 4 up to 2^32, 6
+    /// beyond) and the same zones, the last one filled; its logical size is every entry of
+    /// every zone. Beyond it every table changes (a re-layout).
+    public static func inPlaceLimit(of g: Geometry) -> Geometry {
+        let classEnd = g.pblkBytes == 2 ? 1 << 16 : g.pblkBytes == 4 ? 1 << 32 : Int(Units.maxPblks)
+        guard let full = trimmed(maxPblk: classEnd, lblkShift: g.lblkShift, zoneShift: g.lblkPerZoneShift,
+                                 nrLblk: g.nrLblk),
+              full.pblkBytes == g.pblkBytes, full.nrPblk >= g.nrPblk else { return g }
+        let (entries, overflow) = full.nrZones.multipliedReportingOverflow(by: g.lblkPerZone)
+        let lblks = overflow ? Int.max / g.lblkSize : min(entries, Int.max / g.lblkSize)
+        return (try? Geometry(unchecked: full.nrPblk, lblkShift: g.lblkShift, lblkPerZoneShift: g.lblkPerZoneShift,
+                              nrLblk: max(lblks, g.nrLblk))) ?? full
+    }
+
     static func validated(_ g: Geometry) throws -> Geometry {
         do {
             return try Geometry(nrPblk: g.nrPblk, lblkShift: g.lblkShift,
