@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
 import Glibc
 import CBDFormat
 
@@ -33,6 +34,24 @@ public final class ProgressBar {
     }
 
     public func finish() { if shown { FileHandleStderr.write("\n") } }
+
+    /// The bar as a library operation's progress handler.
+    public var handler: ProgressHandler { { [self] in update($0, $1) } }
+}
+
+/// `-p, --progress`, one spelling for every long-running command (convert, resize, undo,
+/// compare, measure, image): a bar on stderr, drawn when stderr is a terminal and forced by
+/// the flag, never with -q.
+public struct ProgressOption: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.")
+    public var progress = false
+
+    public init() {}
+
+    /// The bar to draw, or nil.
+    public func bar(_ label: String, unit: String? = nil, quiet: Bool = false) -> ProgressBar? {
+        ProgressBar.enabled(force: progress, quiet: quiet) ? ProgressBar(label: label, unit: unit) : nil
+    }
 }
 
 /// Monotonic time in seconds.

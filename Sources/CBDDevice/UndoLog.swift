@@ -198,7 +198,8 @@ public enum Undo {
     /// call (which, under way, does not ask the device to be as the rewrite left it), and a
     /// finished one run again does nothing and succeeds.
     @discardableResult
-    public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false) throws -> Result {
+    public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false,
+                             progress: ProgressHandler? = nil) throws -> Result {
         let fd = open(undoPath, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("cannot open undo file", undoPath, errno: errno) }
         defer { close(fd) }
@@ -217,11 +218,12 @@ public enum Undo {
         try device.writePblks(ResizeMarker.encode(undoPath: absolutePath(undoPath)), at: 0)
         try device.sync()
         var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
-        for (i, p) in zip(file.recordIndices, file.pblks) where p != 0 {
+        for (n, (i, p)) in zip(file.recordIndices, file.pblks).enumerated() where p != 0 {
             try preadAll(fd, &record, record.count, UndoFile.headBytes + i * UndoFile.recordBytes, what: undoPath)
             try record.withUnsafeBytes {
                 try device.write(UnsafeRawBufferPointer(rebasing: $0[16...]), at: p * Units.pblkSize)
             }
+            progress?(n + 1, file.pblks.count)
         }
         try device.sync()
         // Last, the original pblk 0 (the head keeps it): the device is itself again.

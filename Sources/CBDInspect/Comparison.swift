@@ -22,6 +22,8 @@ public struct Comparison {
     public var strict = false
     /// Bytes compared per read.
     public var chunkBytes = 1 << 20
+    /// Told (offset reached, end) as the comparison goes.
+    public var progress: ProgressHandler?
 
     public init() {}
 
@@ -47,9 +49,11 @@ public struct Comparison {
                     return .contentDiffers(offset: off + i)
                 }
                 off += n
+                progress?(off, end)
             }
             pos = stop
         }
+        progress?(end, end)
         return .same
     }
 

@@ -43,7 +43,7 @@ public enum DeviceInfo {
         r.add("provisioning_ratio", g.provisioningRatio)
         let limit = LayoutPlanner.inPlaceLimit(of: g)
         r.add("grows_in_place_to", size: limit.physicalBytes)
-        r.add("logical_grows_in_place_to", size: limit.logicalBytes)
+        r.add("logical_grows_to", size: limit.logicalBytes)
         r.add("state", h.isDirty ? "DIRTY" : "clean")
         if h.isDirty, let note = FailureNote.read(for: dev.path) { r.add("stopped_by", note) }
         let consistent = unreadable.isEmpty && check.problems.isEmpty

@@ -34,4 +34,3 @@ public struct ConvertSummary: Sendable {
 }
 
 /// Progress reports: (bytes done, bytes total).
-public typealias ProgressHandler = (Int, Int) -> Void

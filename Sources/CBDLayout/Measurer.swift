@@ -10,6 +10,8 @@ public struct Measurer {
     public var lblkShift = 4
     public var level = CompressionLevel.fast
     public var exact = false
+    /// Told (input bytes packed, input size) by an exact measurement.
+    public var progress: ProgressHandler?
     /// Blocks sampled: 1 in `sampleDivisor` of those with data, within `sampleRange`.
     public static let sampleDivisor = 64
     public static let sampleRange = 256...8192
@@ -42,6 +44,7 @@ public struct Measurer {
         var c = RawToCBD()
         c.lblkShift = lblkShift
         c.level = level
+        c.progress = progress
         let lblkSize = Units.pblkSize << lblkShift
         guard input.size > 0 else { throw CBDError("\(input.path): input is empty") }
         var m = Measurement()

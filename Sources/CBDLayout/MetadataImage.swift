@@ -10,6 +10,9 @@ import CBDVolume
 /// compressed blocks read as zeros and do not decompress). Only zones that hold metadata are
 /// read (one seek each on a sparse image), and only table chunks that hold data are written.
 public struct MetadataImage {
+    /// Told (zones read, zones) as the image is written.
+    public var progress: ProgressHandler?
+
     public init() {}
 
     public struct Summary: Sendable {
@@ -48,6 +51,7 @@ public struct MetadataImage {
                     summary.metadataPblks += 1
                 }
             }
+            progress?(z + 1, g.nrZones)
         }
         // Journal pblks as the header names them: only those the device holds are copied.
         for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(min(g.nrPblk, device.size / Units.pblkSize))

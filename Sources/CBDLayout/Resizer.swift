@@ -19,6 +19,9 @@ public final class Resizer {
     private var writer: BlockDevice
     public private(set) var header: Header
     public let geometry: Geometry
+    /// Told (blocks done, blocks) as a re-layout packs the data (by lblk) and as a shrink moves
+    /// the blocks in the region cut.
+    public var progress: ProgressHandler?
     let codec: EntryCodec
 
     public struct Plan: Sendable {
@@ -205,7 +208,8 @@ public final class Resizer {
         let allocator = PblkAllocator(meta: meta, layout: new)
         let buffer = ByteBuffer(count: Units.pblkSize)
         var moved: [(Int, AllocationEntry)] = []
-        for (n, e) in moving {
+        for (i, (n, e)) in moving.enumerated() {
+            progress?(i + 1, moving.count)
             var fresh: [Pblk] = []
             for p in e.pblks {
                 guard Int(p) >= limit else { fresh.append(p); continue }
@@ -277,6 +281,7 @@ public final class Resizer {
         let buffer = ByteBuffer(count: geometry.lblkSize)
         try forEachEntry { n, e in
             guard n < new.nrLblk else { return }
+            progress?(n + 1, geometry.nrLblk)
             try device.readPblkRuns(e.pblks, into: buffer.base)
             try data.append(buffer.base, e.pblks.count * Units.pblkSize)
             if n / chunk != current { try flush(); current = n / chunk }

@@ -19,13 +19,17 @@ struct Compare: ParsableCommand {
     @Flag(name: [.customShort("s"), .long], help: "Strict: the sizes and where data is allocated must match too.")
     var strict = false
     @Flag(name: .shortAndLong, help: "Print nothing; the exit status says.") var quiet = false
+    @OptionGroup var progress: ProgressOption
 
     func run() throws {
         var result = Comparison.Result.same
         try ToolRunner.run("cbd", failure: 2) {
             var c = Comparison()
             c.strict = strict
+            let bar = progress.bar("compare", quiet: quiet)
+            c.progress = bar?.handler
             result = try c.compare(LogicalImage.open(first), LogicalImage.open(second))
+            bar?.finish()
         }
         let line: String
         switch result {

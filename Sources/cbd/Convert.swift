@@ -35,7 +35,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Compression of a CBD output: 1 fast (default), 2 to 12 LZ4HC (smaller, slower to write; read as fast).")
     var level = CompressionLevel.fast
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
-    @Flag(name: .shortAndLong, help: "Show a progress bar even when stderr is not a terminal.") var progress = false
+    @OptionGroup var progress: ProgressOption
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Convert IN to CBD as raw data, even if it looks like a CBD device.") var raw = false
     @Option(help: "What to write: raw or cbd (default: the other kind than IN).") var to: OutputKind?
@@ -43,7 +43,7 @@ struct Convert: ParsableCommand {
     var salvage = false
 
     func validate() throws {
-        if progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
+        if progress.progress && quiet { throw ValidationError("--progress and --quiet exclude each other") }
         if salvage && to == .cbd { throw ValidationError("--salvage applies to a conversion to raw") }
     }
 
@@ -63,8 +63,7 @@ struct Convert: ParsableCommand {
             }
             let wipe = try signaturesToWipe()
             let target = OutputFile(path: output, overwrite: force, deviceScratch: ScratchDirectory.path)
-            let bar = ProgressBar.enabled(force: progress, quiet: quiet)
-                ? ProgressBar(label: toRaw ? "cbd → raw" : inputIsCBD ? "cbd → cbd" : "raw → cbd") : nil
+            let bar = progress.bar(toRaw ? "cbd → raw" : inputIsCBD ? "cbd → cbd" : "raw → cbd", quiet: quiet)
             if inputIsCBD && !quiet, let opened = try? OpenedDevice(inDev, allowing: .interruptedUpdate),
                opened.header.isDirty {
                 warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
@@ -75,7 +74,7 @@ struct Convert: ParsableCommand {
                 var c = CBDToRaw()
                 c.wipeSignatures = wipe
                 c.salvage = salvage
-                c.progress = bar.map { b in { b.update($0, $1) } }
+                c.progress = bar?.handler
                 summary = try c.convert(input: inDev, to: output == "-" ? StreamOutput() : target)
             } else {
                 var c = RawToCBD()
@@ -84,7 +83,7 @@ struct Convert: ParsableCommand {
                 c.physicalBytes = physicalSize?.bytes
                 c.level = level
                 c.wipeSignatures = wipe
-                c.progress = bar.map { b in { b.update($0, $1) } }
+                c.progress = bar?.handler
                 // A CBD input is read as its logical device: its unallocated blocks are holes.
                 summary = try c.convert(input: inputIsCBD ? LogicalDevice(device: inDev) : inDev, to: target)
             }

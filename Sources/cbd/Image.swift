@@ -30,6 +30,7 @@ struct ImageCommand: ParsableCommand {
 
     @Flag var kind: Kind
     @Flag(name: .shortAndLong, help: "Replace an existing output file.") var force = false
+    @OptionGroup var progress: ProgressOption
 
     func run() throws {
         try ToolRunner.run("cbd") {
@@ -39,7 +40,11 @@ struct ImageCommand: ParsableCommand {
             Interrupts.install(tool: "cbd", message: "interrupted; \(output) not written")
             Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: output))
             let dev = try FileDevice(path: device, mode: .readOnly)
-            let s = try MetadataImage().write(from: try OpenedDevice.recovering(dev), to: OutputFile(path: output, overwrite: force))
+            var image = MetadataImage()
+            let bar = progress.bar("image", unit: "zones")
+            image.progress = bar?.handler
+            let s = try image.write(from: try OpenedDevice.recovering(dev), to: OutputFile(path: output, overwrite: force))
+            bar?.finish()
             print("\(device) -> \(output): \(s.metadataPblks) metadata pblks "
                 + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")
         }

@@ -22,6 +22,7 @@ struct Measure: ParsableCommand {
     @Option(help: "Compression: 1 fast (default), 2 to 12 LZ4HC.") var level = CompressionLevel.fast
     @Flag(help: "Compress every block for an exact answer.") var exact = false
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var progress: ProgressOption
 
     func run() throws {
         try ToolRunner.run("cbd", json: json ? input : nil) {
@@ -29,7 +30,10 @@ struct Measure: ParsableCommand {
             m.lblkShift = blockSize.lblkShift
             m.level = level
             m.exact = exact
+            let bar = exact ? progress.bar("measure") : nil   // a sample takes a moment only
+            m.progress = bar?.handler
             let r = try m.measure(input: LogicalImage.open(input), scratch: ScratchDirectory.path)
+            bar?.finish()
             if json {
                 print("{\"logical_size\": \(r.logicalBytes), \"blocks\": \(r.blocks), \"allocated_blocks\": "
                     + "\(r.allocatedBlocks), \"data_size\": \(r.dataBytes), \"data_size_error\": \(r.errorBytes), "

@@ -34,7 +34,8 @@ struct Resize: ParsableCommand {
     @Option(name: .customLong("logical"), parsing: .unconditional, help: .hidden) var logicalOld: RelativeSize?
     @Flag(name: .customShort("M"), help: "Shrink to the minimum size that holds the data.") var minimum = false
     @Flag(name: .customShort("P"), help: "Print the minimum size and change nothing.") var printMinimum = false
-    @Flag(name: [.customShort("p"), .customLong("progress")], help: "Print each step.") var progress = false
+    @Flag(name: [.customShort("p"), .customLong("progress")],
+        help: "Print each step, and show a progress bar even when stderr is not a terminal.") var progress = false
     @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors (as the other writers' -q).") var quiet = false
     @Option(name: .customShort("z"),
@@ -99,7 +100,10 @@ struct Resize: ParsableCommand {
                     : "re-layout of every zone (undo file \(undoFile ?? "-"))"
                 print("\(device): \(how)")
             }
+            let bar = ProgressBar.enabled(force: progress, quiet: quiet) ? ProgressBar(label: "resize", unit: "blocks") : nil
+            resizer.progress = bar?.handler
             try resizer.resize(plan, undoPath: undoFile, scratch: OutputFile.directory(of: undoFile ?? device))
+            bar?.finish()
             if quiet { return }
             print("\(device): resized to \(ByteSize.format(plan.new.physicalBytes)) physical "
                   + "(\(plan.new.nrPblk) pblks, \(plan.new.nrZones) zones, \(plan.new.variantName)), "
@@ -114,12 +118,15 @@ struct UndoCommand: ParsableCommand {
     @Argument(help: "The undo file written by cbd resize -z.", completion: .file()) var undoFile: String
     @Argument(help: "The device or image to restore.", completion: .file()) var device: String
     @Flag(name: .shortAndLong, help: "Apply even to a device that does not match the undo file.") var force = false
+    @OptionGroup var progress: ProgressOption
 
     func run() throws {
         try ToolRunner.run("cbd") {
             let dev = try FileDevice(path: device, mode: .readWrite)
             Interrupts.install(tool: "cbd", message: "interrupted; run the same cbd undo again to finish")
-            let r = try Undo.apply(undoPath: undoFile, to: dev, force: force)
+            let bar = progress.bar("undo", unit: "pblks")
+            let r = try Undo.apply(undoPath: undoFile, to: dev, force: force, progress: bar?.handler)
+            bar?.finish()
             if r.alreadyApplied {
                 print("\(device): \(undoFile) was already applied; the device is as it restored it")
                 return

@@ -34,20 +34,26 @@ struct Serve: ParsableCommand {
 
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Flag(name: [.customShort("r"), .customLong("readonly")], help: "Serve read-only.") var readOnly = false
-    @Option(help: "Listen on this Unix socket.", completion: .file()) var socket: String?
-    @Option(help: "Listen on this TCP port of 127.0.0.1.") var port: Int?
+    @Option(help: ArgumentHelp("Listen on this Unix socket.", valueName: "path"), completion: .file())
+    var socket: String?
+    @Option(help: ArgumentHelp("Listen on this TCP port of 127.0.0.1.", valueName: "n")) var port: Int?
     @Option(name: .customLong("run"),
-        help: "Run CMD with $uri set; stop the server when it ends (its exit status is ours).")
+        help: ArgumentHelp("Run CMD with $uri set; stop the server when it ends (its exit status is ours).",
+                           valueName: "cmd"))
     var command: String?
-    @Option(help: "Logical block cache of the server.") var cache: SizeArgument?
-    @Option(help: "Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.") var level: CompressionLevel?
+    @Option(help: ArgumentHelp("Logical block cache of the server.", valueName: "size")) var cache: SizeArgument?
+    @Option(help: ArgumentHelp("Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.", valueName: "n"))
+    var level: CompressionLevel?
     @Flag(help: "Go to the background once the socket listens (log to syslog).") var fork = false
-    @Option(name: .customLong("pid-file"), help: "Write the serving process's pid to FILE.", completion: .file()) var pidFile: String?
+    @Option(name: .customLong("pid-file"), help: ArgumentHelp("Write the serving process's pid to FILE.", valueName: "file"),
+        completion: .file()) var pidFile: String?
     @Flag(help: .hidden) var foreground = false
-    @Option(help: "Requests served at once per connection (nbdkit's --threads; default: the number of cores).")
+    @Option(help: ArgumentHelp("Requests served at once per connection (nbdkit's --threads; default: the number of "
+        + "cores).", valueName: "n"))
     var threads: Int?
     @Option(name: .customLong("low-water"),
-        help: "Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.")
+        help: ArgumentHelp("Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.",
+                           valueName: "percent"))
     var lowWater = 10
 
     func validate() throws {

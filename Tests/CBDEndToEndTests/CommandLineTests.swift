@@ -103,6 +103,30 @@ import Testing
         #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
     }
 
+    /// `-p, --progress` on every long-running command draws the one progress bar on stderr
+    /// (to 100 %), stdout unchanged; without it, and stderr not a terminal, no bar.
+    @Test func progressOnEveryLongRunningCommand() throws {
+        let s = try Scratch()
+        let raw = s.file("in.img"), dev = s.file("d.cbd"), undo = s.file("undo")
+        var bytes = [UInt8](repeating: 0, count: 8 << 20)
+        for i in stride(from: 0, to: bytes.count, by: 7) { bytes[i] = UInt8(truncatingIfNeeded: i / 4096) }
+        try Data(bytes).write(to: URL(fileURLWithPath: raw))
+        #expect(try Tools.run("cbd", ["convert", "-q", raw, dev]).status == 0)
+        let runs: [[String]] = [
+            ["convert", "-p", raw, s.file("again.cbd")], ["compare", "-p", raw, dev], ["measure", "-p", "--exact", raw],
+            ["image", "-p", "--metadata", dev, s.file("meta")], ["resize", "-p", "-z", undo, dev, "-L", "1G"],
+            ["undo", "-p", undo, dev],
+        ]
+        for args in runs {
+            let r = try Tools.run("cbd", args)
+            #expect(r.status == 0 && r.stderr.contains("] 100%"), "\(args): \(r.stderr)")
+        }
+        for args in runs.prefix(4) {   // again, without -p, to new outputs: no bar
+            let plain = try Tools.run("cbd", args.filter { $0 != "-p" }.map { $0.hasPrefix(s.path) && $0 != raw && $0 != dev ? $0 + "2" : $0 })
+            #expect(plain.status == 0 && !plain.stderr.contains("%"), "\(args) without -p: \(plain.stderr)")
+        }
+    }
+
     @Test func cbdWithoutOrWithAWrongCommandIsAUsageError() throws {
         let none = try Tools.run("cbd", [])
         #expect(none.status == 64 && none.stderr.contains("Usage: cbd"), "\(none.stderr)")
