@@ -17,6 +17,8 @@ public struct CBDToRaw {
     /// in the summary (`lostBlocks`, the first few named in `lost`); the rest converts.
     public var salvage = false
     public var bytesPerWorker = 8 << 20
+    /// What the windows' buffers and the workers' scratch may take (huge blocks: fewer).
+    public var memory = MemoryBudget.standard
 
     public init() {}
 
@@ -58,9 +60,13 @@ public struct CBDToRaw {
     private func decode(_ input: any BlockDevice, _ g: Geometry, into out: BlockDevice,
         zeroHoles: Bool) throws -> ConvertSummary {
         let codec = EntryCodec(g)
-        let workers = Parallel.workers
-        let perWindow = max(1, bytesPerWorker / g.lblkSize) * workers
-        let windows = [Window(blocks: perWindow, lblkSize: g.lblkSize), Window(blocks: perWindow, lblkSize: g.lblkSize)]
+        // Each block of a window takes its output buffer; each worker a block of scratch (one
+        // kept aside), and no more workers than a window has blocks or the budget allows.
+        let fit = memory.windows(preferred: max(1, bytesPerWorker / g.lblkSize) * Parallel.workers,
+                                 blockBytes: g.lblkSize, buffersPerBlock: 1, fixed: g.lblkSize)
+        let perWindow = fit.blocks
+        let workers = max(1, min(Parallel.workers, perWindow, memory.bytes / g.lblkSize - perWindow * fit.count))
+        let windows = (0..<fit.count).map { _ in Window(blocks: perWindow, lblkSize: g.lblkSize) }
         let scratch = (0..<workers).map { _ in ByteBuffer(count: g.lblkSize) }
         let counts = Counters(workers)
         // Windows of the zones that hold metadata; between them (zones whose tables are holes
@@ -109,8 +115,9 @@ public struct CBDToRaw {
                 continue
             }
             if let p = previous { p.done.wait(); if let e = p.error.first { throw e } }
-            let w = windows[slot % 2]
+            let w = windows[slot % windows.count]
             slot += 1
+            if let p = previous, p === w { try finish(p); previous = nil }   // one window: written before reuse
             w.first = first
             w.count = count
             let job = UncheckedBox((input, g, codec, scratch, counts, salvage))

@@ -31,6 +31,8 @@ public struct RawToCBD {
     var packedPblksGuess: Int?
     /// Input bytes each worker handles per window.
     public var bytesPerWorker = 8 << 20
+    /// What the windows' buffers may take (huge blocks: fewer blocks in flight).
+    public var memory = MemoryBudget.standard
 
     /// Compact devices keep 1/64 of their data size free, and at least this many pblks.
     public static let headroomDivisor = 64
@@ -129,9 +131,11 @@ public struct RawToCBD {
 
     package func compress(_ input: any BlockDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
         let lblkSize = Units.pblkSize << lblkShift
-        let window = max(1, bytesPerWorker / lblkSize) * Parallel.workers
+        // Each block of a window takes an input and an output buffer.
+        let (window, windows) = memory.windows(preferred: max(1, bytesPerWorker / lblkSize) * Parallel.workers,
+                                               blockBytes: lblkSize, buffersPerBlock: 2)
         let chunkBlocks = max(1, RawToCBD.chunkBytes / lblkSize)
-        let batches = (0..<2).map { _ in Batch(blocks: window, lblkSize: lblkSize, chunkBlocks: chunkBlocks) }
+        let batches = (0..<windows).map { _ in Batch(blocks: window, lblkSize: lblkSize, chunkBlocks: chunkBlocks) }
         var summary = ConvertSummary()
         summary.blocks = nrLblk
         var pending: Batch?
@@ -167,8 +171,9 @@ public struct RawToCBD {
                 progress?(min(first * lblkSize, input.size), input.size)
                 continue
             }
-            let b = batches[slot % 2]
+            let b = batches[slot % batches.count]
             slot += 1
+            if let p = pending, p === b { try finish(p); pending = nil }   // one window: written before reuse
             b.first = first
             b.count = min(window, nrLblk - first)
             b.extents = holes.dataRanges(in: first * lblkSize ..< min((first + b.count) * lblkSize, input.size))

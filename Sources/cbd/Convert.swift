@@ -36,6 +36,9 @@ struct Convert: ParsableCommand {
     var level = CompressionLevel.fast
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
     @OptionGroup var progress: ProgressOption
+    @Option(help: ArgumentHelp("Memory for blocks in flight (default: a quarter of RAM, at most 1G; never less "
+        + "than two blocks).", valueName: "size"))
+    var memory: SizeArgument?
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Convert IN to CBD as raw data, even if it looks like a CBD device.") var raw = false
     @Option(help: "What to write: raw or cbd (default: the other kind than IN).") var to: OutputKind?
@@ -74,6 +77,7 @@ struct Convert: ParsableCommand {
                 var c = CBDToRaw()
                 c.wipeSignatures = wipe
                 c.salvage = salvage
+                if let m = memory { c.memory = MemoryBudget(bytes: m.bytes) }
                 c.progress = bar?.handler
                 summary = try c.convert(input: inDev, to: output == "-" ? StreamOutput() : target)
             } else {
@@ -83,6 +87,7 @@ struct Convert: ParsableCommand {
                 c.physicalBytes = physicalSize?.bytes
                 c.level = level
                 c.wipeSignatures = wipe
+                if let m = memory { c.memory = MemoryBudget(bytes: m.bytes) }
                 c.progress = bar?.handler
                 // A CBD input is read as its logical device: its unallocated blocks are holes.
                 summary = try c.convert(input: inputIsCBD ? LogicalDevice(device: inDev) : inDev, to: target)

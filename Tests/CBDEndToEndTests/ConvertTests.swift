@@ -27,8 +27,9 @@ import Testing
         var got = [UInt8](repeating: 0, count: v.logicalSize)
         try got.withUnsafeMutableBytes { try v.read(into: $0, at: 0) }
         #expect(v.logicalSize >= want.count && v.logicalSize - want.count < v.geometry.lblkSize)
-        #expect(got.prefix(want.count).elementsEqual(want))
-        #expect(got.dropFirst(want.count).allSatisfy { $0 == 0 })
+        let same = got.prefix(want.count).elementsEqual(want), zeroTail = got.dropFirst(want.count).allSatisfy { $0 == 0 }
+        #expect(same, "the logical bytes differ from the raw image")
+        #expect(zeroTail)
         #expect(try bitmapMismatches(v).isEmpty)
     }
 
@@ -51,6 +52,36 @@ import Testing
         if block != "4K" { #expect(FileFacts.size(cbd) < FileFacts.size(img)) }
         // The raw output is sparse: unallocated blocks are holes.
         #expect(FileFacts.allocated(back) < FileFacts.size(back))
+    }
+
+    /// A memory budget too small for two windows (`--memory 1`: the floor, one block in flight,
+    /// one window written before it is reused) converts both ways the same, byte for byte.
+    @Test(arguments: ["64K", "1M"])
+    func roundTripAtTheMemoryFloor(block: String) throws {
+        let s = try Scratch()
+        let img = try ext4Image(s, size: "24M")
+        let cbd = s.file("fs.cbd"), back = s.file("back.img")
+        let a = try Tools.run("cbd", ["convert", "-q", "--memory", "1", "-b", block, img, cbd])
+        #expect(a.status == 0, "\(a.stderr)")
+        let b = try Tools.run("cbd", ["convert", "-q", "--memory", "1", cbd, back])
+        #expect(b.status == 0, "\(b.stderr)")
+        #expect(try Tools.run("cmp", [img, back]).status == 0)
+        #expect(try Tools.run("e2fsck", ["-fn", back]).status == 0)
+        try expectSameContent(cbd, img)
+        let normal = s.file("normal.cbd")
+        #expect(try Tools.run("cbd", ["convert", "-q", "-b", block, img, normal]).status == 0)
+        #expect(try FileFacts.bytes(normal) == FileFacts.bytes(cbd), "the budget changes nothing in the output")
+    }
+
+    /// Windows within the budget: as many blocks as preferred, double-buffered, when they fit;
+    /// fewer when they do not; one block single-buffered at the floor (1 GiB blocks by default).
+    @Test func memoryBudgetCutsTheWindow() {
+        let gib = 1 << 30
+        #expect(MemoryBudget(bytes: gib).windows(preferred: 256, blockBytes: 64 << 10, buffersPerBlock: 2) == (256, 2))
+        #expect(MemoryBudget(bytes: gib).windows(preferred: 2, blockBytes: 256 << 20, buffersPerBlock: 2) == (1, 2))
+        #expect(MemoryBudget(bytes: gib).windows(preferred: 2, blockBytes: gib, buffersPerBlock: 2) == (1, 1))
+        #expect(MemoryBudget(bytes: 1).windows(preferred: 8, blockBytes: 64 << 10, buffersPerBlock: 1) == (1, 1))
+        #expect(MemoryBudget.standard.bytes <= gib && MemoryBudget.standard.bytes > 0)
     }
 
     @Test func incompressibleAndOddSizedImage() throws {
