@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", argumentParser]),
         .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
         .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBDCLI", argumentParser]),
-        .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
+        .executableTarget(name: "cbddump", dependencies: ["CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
                                                       "CBDInspect", "CBDCLI", argumentParser]),
         // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import CBDFormat
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import CBDFormat
-import CBDDevice
 
 /// Sizes as people type them, with util-linux's suffixes: `1048576`, `512K` or `512KiB`
 /// (binary: K M G T P E, powers of 1024), `64kB`/`64MB`/`1GB` (decimal: kB MB GB TB PB EB,

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import CBDDevice
 /// `hexdump -C` style lines, for showing a pblk's bytes.
 public enum HexDump {
     /// Sixteen bytes a line with offset and ASCII; runs of identical lines collapse into `*`.

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
-import CBDDevice
 
 /// What a writing tool does on SIGINT, SIGTERM or SIGHUP: remove what it created and has not
 /// finished (a half-written output), say in one line what state it leaves, and exit with

@@ -1,6 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import CBDFormat
-import CBDDevice
 import CBDInspect
 
 /// The two views of a `Report`: aligned `key: value` text and JSON.

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
-import CBDFormat
 
 /// A listening socket handed over by systemd (socket activation: `LISTEN_PID` names this
 /// process, `LISTEN_FDS` counts the sockets from fd 3). nbdkit takes such sockets itself when

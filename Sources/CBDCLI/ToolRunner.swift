@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import CBDFormat
-import CBDDevice
 
 /// How every tool turns a library error into one line on standard error and an exit status.
 public enum ToolRunner {

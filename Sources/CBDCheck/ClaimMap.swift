@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDVolume
 
 /// Which data pblks some entry uses: one bit per data pblk, kept in 4 KiB pages of one zone
 /// each, a page only for a zone that holds a claim. So its memory follows the zones in use

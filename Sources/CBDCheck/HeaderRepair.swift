@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDDevice
 
 /// Pass 0's repairs of pblk 0 itself (found by `Checker.init` through `HeaderRecovery`): a
 /// header found again from the zones is written, reserved bytes are cleared, a truncated

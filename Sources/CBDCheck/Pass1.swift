@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import CBDFormat
-import CBDDevice
 import CBDVolume
 /// Pass 1: every zone's table, on all cores, in large sequential reads.
 extension Checker {

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDDevice
 import CBDVolume
 /// Pass 1B: data pblks claimed by more than one entry (e2fsck's pass 1B-1D). The first owner,
 /// in lblk order, keeps the pblk; every later owner gets a copy of its own, or is cleared

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDDevice
-import CBDVolume
 /// Pass 2: each zone's bitmap against the claims of pass 1 and 1B.
 extension Checker {
     func pass2() throws {

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDDevice
 import CBDVolume
 
 /// Pass 3: data that no entry names. Pass 2 finds pblks marked in use that no entry claims;

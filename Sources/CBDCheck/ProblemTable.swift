@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDVolume
 /// Every problem fsck.cbd can find, described once, as e2fsck's problem.c: the pass that
 /// finds it, the question asked before fixing it, whether preening (-p) may fix it without
 /// asking (only fixes that lose no data), and its message.

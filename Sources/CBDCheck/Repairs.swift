@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDDevice
 import CBDVolume
 /// The repairs decided by the passes, written in format-v1's copy-on-write order: cloned data,
 /// then entries and table padding, then bitmaps, each synced before the next; DIRTY is set

@@ -3,7 +3,6 @@ import Dispatch
 import Glibc
 import CBDFormat
 import CBDDevice
-import CBDVolume
 
 /// Converts a raw image (or block device) into a CBD device.
 ///

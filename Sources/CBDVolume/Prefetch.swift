@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
-import CBDDevice
 
 /// The blocks a write changes only in part, read and decompressed ahead of it by the calling
 /// thread while other requests go on (the nbdkit plugin takes them under its shared lock, as

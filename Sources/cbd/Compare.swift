@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import CBDCLI
-import CBDFormat
 import CBDInspect
 
 /// cbd compare: the logical contents of two images, raw or CBD, as `qemu-img compare`.

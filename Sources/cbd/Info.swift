@@ -4,7 +4,6 @@ import CBDCLI
 import CBDFormat
 import CBDDevice
 import CBDLayout
-import CBDCheck
 import CBDInspect
 
 struct Info: ParsableCommand {

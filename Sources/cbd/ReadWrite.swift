@@ -8,7 +8,6 @@ import CBDDevice
 import CBDVolume
 import CBDLayout
 import CBDCheck
-import CBDInspect
 #endif
 
 /// Options naming a range of the logical device.

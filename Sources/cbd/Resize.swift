@@ -3,9 +3,7 @@ import ArgumentParser
 import CBDCLI
 import CBDFormat
 import CBDDevice
-import CBDVolume
 import CBDLayout
-import CBDCheck
 import Glibc
 
 struct Resize: ParsableCommand {

@@ -2,9 +2,6 @@
 import ArgumentParser
 import Glibc
 import CBDCLI
-import CBDFormat
-import CBDDevice
-import CBDLayout
 
 /// cbd: the umbrella for everything but mkfs, fsck and dump.
 struct Cbd: ParsableCommand {

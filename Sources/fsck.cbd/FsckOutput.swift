@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDCLI
 import CBDFormat
-import CBDDevice
 import CBDCheck
 
 /// What fsck.cbd prints: e2fsck-style lines as it goes, or one JSON object at the end.

@@ -73,6 +73,70 @@ import Testing
         #expect(checked > 100)
     }
 
+    /// The names a module gives its importers: its public and package types and top-level
+    /// functions, and the members of its extensions of other modules' types (a file may use a
+    /// module only through those).
+    static func exportedNames(of module: String) throws -> Set<String> {
+        let dir = root.appendingPathComponent("Sources/\(module)")
+        guard let files = FileManager.default.enumerator(atPath: dir.path) else { return [] }
+        let type = try NSRegularExpression(pattern: #"\b(?:public|package|open)\s+(?:final\s+|indirect\s+)*(?:class|struct|enum|protocol|typealias|actor)\s+(\w+)"#)
+        let function = try NSRegularExpression(pattern: #"(?m)^(?:public|package)\s+func\s+(\w+)"#)
+        let member = try NSRegularExpression(pattern: #"\b(?:public|package)\s+(?:static\s+)?(?:func|var|let)\s+(\w+)"#)
+        var names = Set<String>(), texts: [String] = []
+        for case let file as String in files where file.hasSuffix(".swift") {
+            texts.append(try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8))
+        }
+        func matches(_ r: NSRegularExpression, _ t: String) -> [String] {
+            r.matches(in: t, range: NSRange(t.startIndex..., in: t)).compactMap { Range($0.range(at: 1), in: t).map { String(t[$0]) } }
+        }
+        for t in texts { names.formUnion(matches(type, t)); names.formUnion(matches(function, t)) }
+        for t in texts {
+            // The body of each `extension Other` up to the next closing brace at column 0.
+            var rest = Substring(t)
+            while let r = rest.range(of: "\nextension ") ?? rest.range(of: "\npublic extension ")
+                    ?? rest.range(of: "\npackage extension ") {
+                let base = rest[r.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+                let body = rest[r.upperBound...]
+                let end = body.range(of: "\n}")?.lowerBound ?? body.endIndex
+                if !names.contains(String(base)) { names.formUnion(matches(member, String(body[..<end]))) }
+                rest = body[end...]
+            }
+        }
+        return names
+    }
+
+    /// No file imports one of our modules without using a name it gives (removing such an
+    /// import still compiles: Swift's member lookup sees what other imports bring), and every
+    /// declared dependency is imported somewhere in its target.
+    @Test func everyImportAndDependencyIsUsed() throws {
+        let package = try Self.packageTargets()
+        var exported: [String: Set<String>] = [:]
+        for module in package.keys where module.hasPrefix("CBD") || module == "NBDKitCBD" {
+            exported[module] = try Self.exportedNames(of: module)
+        }
+        #expect(exported["CBDFormat"]?.contains("Geometry") == true, "parsed nothing")
+        for (name, deps) in package {
+            let dir = Self.root.appendingPathComponent(name == "cbd-fuzz" ? "Fuzz" : "Sources/\(name)")
+            guard let files = FileManager.default.enumerator(atPath: dir.path) else { continue }
+            var imported = Set<String>()
+            for case let file as String in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                let words = Set(lines.filter { !$0.hasPrefix("import ") }.joined(separator: "\n")
+                    .split { !($0.isLetter || $0.isNumber || $0 == "_") }.map(String.init))
+                for line in lines where line.hasPrefix("import ") {
+                    let module = String(line.dropFirst("import ".count))
+                    imported.insert(module)
+                    guard let names = exported[module] else { continue }
+                    #expect(!names.isDisjoint(with: words), "\(name)/\(file) imports \(module) and uses none of its names")
+                }
+            }
+            for dep in deps where !dep.hasPrefix("C") || dep.hasPrefix("CBD") {
+                #expect(imported.contains(dep), "\(name) declares \(dep) and no file of it imports it")
+            }
+        }
+    }
+
     /// Every source file and script names its license (Apache-2.0, LICENSE) in an SPDX line.
     @Test func everySourceFileNamesItsLicense() throws {
         var checked = 0
