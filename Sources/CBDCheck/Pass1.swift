@@ -27,9 +27,13 @@ extension Checker {
     static let zonesAheadPerWorker = 8
 
     func pass1() throws {
-        let workers = Parallel.workers
-        // Per-worker buffers, allocated once: compressed input and output for -c, a table chunk.
-        let scratch = (0..<workers).map { _ in ByteBuffer(count: 2 * geometry.lblkSize) }
+        // Per-worker buffers, allocated once: a table chunk, and for -c the compressed input
+        // and output of a block (two blocks: with 1 GiB blocks no more workers than the memory
+        // budget holds; without -c none is allocated).
+        let blockBuffers = options.verifyData ? 2 * geometry.lblkSize : 0
+        let workers = options.verifyData
+            ? max(1, min(Parallel.workers, MemoryBudget.standard.bytes / blockBuffers)) : Parallel.workers
+        let scratch = (0..<workers).map { _ in ByteBuffer(count: blockBuffers) }
         let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
         // Only zones that hold metadata have entries (the others' tables are holes).
         let zones = bitmaps.active
@@ -202,7 +206,7 @@ extension Checker {
         if let zc = scan.claims {
             if zc.namesSomePblkTwice || zc.claimsUnmarked(in: bitmaps[z]) {
                 rescannedZones += 1
-                scan = try scanZone(z, scratch: ByteBuffer(count: 2 * geometry.lblkSize),
+                scan = try scanZone(z, scratch: ByteBuffer(count: options.verifyData ? 2 * geometry.lblkSize : 0),
                                     table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
             } else {
                 for p in claims.fold(zc) { duplicates.insert(p) }

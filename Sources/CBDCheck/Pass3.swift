@@ -24,7 +24,8 @@ extension Checker {
 
     func pass3() throws {
         let zones = Dictionary(grouping: orphanRuns) { geometry.dataZone(ofPblk: $0.lowerBound) ?? -1 }
-        let parser = OrphanParser(device: device, geometry: geometry)
+        // Its buffer is two blocks (2 GiB with 1 GiB blocks): made only for a device with orphans.
+        lazy var parser = OrphanParser(device: device, geometry: geometry)
         for (i, z) in zones.keys.sorted().enumerated() where z >= 0 && !stop {
             options.progress?(.orphans, i + 1, zones.count)
             let live = try liveBlocks(ofZone: z)

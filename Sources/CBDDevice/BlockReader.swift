@@ -25,6 +25,33 @@ extension BlockDevice {
         }
     }
 
+    /// Reads bytes `part` of the block that entry `e` of lblk `n` names into `out`
+    /// (`part.count` bytes; left as they are for an unallocated block), reading only what they
+    /// need: a raw block's pblks that hold them, a compressed block's bytes decoded up to the
+    /// part's end (in buffers of the compressed length and of `part.upperBound` bytes, made
+    /// here). A 4 KiB read of a 1 GiB block so costs its compressed bytes, not two blocks.
+    package func readBlock(_ e: AllocationEntry, lblk n: Int, lblkSize: Int, part: Range<Int>,
+                           into out: UnsafeMutableRawPointer) throws {
+        let pblk = Units.pblkSize
+        switch e {
+        case .unallocated:
+            break
+        case .raw(let pblks):
+            let slots = Array(pblks[part.lowerBound / pblk ..< (part.upperBound + pblk - 1) / pblk])
+            let buffer = ByteBuffer(count: slots.count * pblk)
+            try readPblkRuns(slots, into: buffer.base)
+            out.copyMemory(from: buffer.base + part.lowerBound % pblk, byteCount: part.count)
+        case .compressed(let length, let pblks):
+            let input = ByteBuffer(count: pblks.count * pblk), decoded = ByteBuffer(count: part.upperBound)
+            try readPblkRuns(pblks, into: input.base)
+            guard LZ4Codec.decompress(input.base, count: length, into: decoded.base, prefix: part.upperBound) else {
+                throw CBDError("\(path): logical block \(n) (bytes \(n * lblkSize)-\((n + 1) * lblkSize - 1)): "
+                    + "compressed data is corrupt", kind: .corrupt)
+            }
+            out.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
+        }
+    }
+
     /// Whether the compressed block of lblk `n` (`length` bytes in `pblks`) decompresses; `scratch`
     /// holds at least two blocks. Other read errors are thrown.
     package func decompresses(lblk n: Int, length: Int, pblks: [Pblk], lblkSize: Int, scratch: UnsafeMutableRawPointer) throws -> Bool {

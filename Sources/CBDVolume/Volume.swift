@@ -41,7 +41,10 @@ public final class Volume {
     private let force: Bool
     /// How hard written blocks are compressed (LZ4HC from 2): a writer's choice, read the same.
     public var level = CompressionLevel.fast
-    private var scratch: [UInt8]
+    /// Compressed input of a block being loaded (made at the first load: a volume that is only
+    /// read in parts never holds a whole block of it).
+    /// (A buffer object, not a lazy array: a lazy property's in-place access copies it.)
+    private lazy var scratch = ByteBuffer(count: geometry.lblkSize)
     /// Guards the caches for `readShared` callers, who run at once.
     let sharedLock = Lock()
     /// Counts the publications of entries (commits, replays): a block read ahead of a write
@@ -79,7 +82,6 @@ public final class Volume {
         allocator.beforeTaking = { [trust] z in try trust.require(zone: z) }
         ledger = SpaceLedger(allocator: allocator, keep: journal.pblksPerRecord)
         blocks = LRU(capacity: max(1, cacheBytes / geometry.lblkSize))
-        scratch = [UInt8](repeating: 0, count: geometry.lblkSize)
     }
 
     public var logicalSize: Int { geometry.logicalBytes }
@@ -114,8 +116,9 @@ public final class Volume {
         try checkRange(offset, buffer.count)
         try requireNoIntent()
         let size = geometry.lblkSize
-        // Two blocks of buffer (compressed input, a partly read block), made only when a
-        // block must come from disk: a read served from the cache allocates nothing.
+        // A block of buffer (compressed input) for whole blocks, made only when one must come
+        // from disk: a read served from the cache allocates nothing; part of a block is read
+        // alone (`readBlock(part:)`).
         var buffers: ByteBuffer?
         try forEachBlock(offset, buffer.count) { n, inner, done, len in
             let dst = buffer.baseAddress! + done
@@ -131,14 +134,12 @@ public final class Volume {
                 dst.initializeMemory(as: UInt8.self, repeating: 0, count: len)
                 return
             }
-            let b = buffers ?? ByteBuffer(count: 2 * size)
-            buffers = b
-            let scratch = b.base, partial = b.base + size
             if len == size {
-                try load(n, e, into: dst, scratch: scratch)
+                let b = buffers ?? ByteBuffer(count: size)
+                buffers = b
+                try load(n, e, into: dst, scratch: b.base)
             } else {
-                try load(n, e, into: partial, scratch: scratch)
-                dst.copyMemory(from: partial + inner, byteCount: len)
+                try device.readBlock(e, lblk: n, lblkSize: size, part: inner ..< inner + len, into: dst)
             }
         }
     }
@@ -397,7 +398,7 @@ public final class Volume {
         var out = [UInt8](repeating: 0, count: geometry.lblkSize)
         let e = try entry(n)
         try out.withUnsafeMutableBytes { dst in
-            try scratch.withUnsafeMutableBytes { try load(n, e, into: dst.baseAddress!, scratch: $0.baseAddress!) }
+            try load(n, e, into: dst.baseAddress!, scratch: scratch.base)
         }
         return out
     }

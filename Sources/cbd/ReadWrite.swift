@@ -38,6 +38,14 @@ struct Read: ParsableCommand {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readOnly))
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize, of: device)
+            if len < vol.geometry.lblkSize {
+                // Less than a block: read alone, decoded only as far as it goes (no whole
+                // block in memory: 4 KiB of a 1 GiB block costs its compressed bytes).
+                let part = ByteBuffer(count: len)
+                try vol.readShared(into: part[0..<len], at: off)
+                try writeAll(1, part.base, len, "standard output")
+                return
+            }
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
             while done < len {

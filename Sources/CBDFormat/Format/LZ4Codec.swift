@@ -46,4 +46,16 @@ package enum LZ4Codec {
                                     Int32(count), Int32(expected))
         return Int(n) == expected
     }
+
+    /// Decompresses only the first `prefix` bytes of a block (liblz4's partial decoding stops
+    /// once they are out): a small read of a huge block costs what precedes it, not the block.
+    /// False when the data is corrupt or ends before `prefix` bytes.
+    package static func decompress(_ src: UnsafeRawPointer, count: Int,
+                                  into dst: UnsafeMutableRawPointer, prefix: Int) -> Bool {
+        guard count > 0, count <= Int(Int32.max), prefix > 0, prefix <= Int(Int32.max) else { return false }
+        let n = LZ4_decompress_safe_partial(src.assumingMemoryBound(to: CChar.self),
+                                            dst.assumingMemoryBound(to: CChar.self),
+                                            Int32(count), Int32(prefix), Int32(prefix))
+        return Int(n) == prefix
+    }
 }
