@@ -17,7 +17,15 @@ extension Geometry {
             ("table pblks per zone", "\(tableBlocks)"),
             ("data pblks", "\(totalDataPblks)"),
             ("grows in place to", inPlaceGrowthText),
-        ]
+        ] + reserveLine
+    }
+
+    /// What tables sized for more than the logical size (-E resize=) cost, when they are.
+    var reserveLine: [(String, String)] {
+        let extra = LayoutPlanner.reservePblks(of: self)
+        guard extra > 0 else { return [] }
+        let percent = Double(extra) * 100 / Double(nrPblk)
+        return [("growth reserve", "\(plural(extra, "table pblk")) (\(String(format2: percent)) % of the device)")]
     }
 
     /// How far the device grows without a re-layout (`cbd resize` beyond it rewrites every

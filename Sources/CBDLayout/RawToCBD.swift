@@ -19,6 +19,9 @@ public struct RawToCBD {
     public var lblkShift = 4
     /// Physical size of the output; nil for a compact device (data plus headroom).
     public var physicalBytes: Int?
+    /// A logical size the output can grow to in place (`-E resize=`): its tables are sized
+    /// for it. Nil: for its own logical size.
+    public var growLogicalTo: Int?
     /// Erase the signatures (filesystems, partition tables, a CBD) an output block device
     /// holds, after pass 1 and just before writing: a conversion that fails before (input
     /// unreadable, no room for the spill, too large for the device) leaves it as it was.
@@ -251,6 +254,15 @@ public struct RawToCBD {
     /// `name`: the output, named by a refusal.
     func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil, for name: String) throws -> Geometry {
         let logical = nrLblk * (Units.pblkSize << lblkShift)
+        if let grow = growLogicalTo {
+            // Planned for the larger size, then holding this one: the same zones and tables.
+            let lblk = Units.pblkSize << lblkShift
+            var c = self
+            c.growLogicalTo = nil
+            let planned = try c.chooseGeometry(dataPblks: d, nrLblk: max(nrLblk, (grow + lblk - 1) / lblk), near: guess,
+                                               for: name)
+            return try LayoutPlanner.holding(logicalBytes: logical, in: planned)
+        }
         if let p = physicalBytes {
             let g = try LayoutPlanner.plan(physicalBytes: p, logicalBytes: logical, lblkShift: lblkShift)
             guard g.totalDataPblks >= d else {

@@ -36,6 +36,10 @@ struct Convert: ParsableCommand {
     var level = CompressionLevel.fast
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
     @OptionGroup var progress: ProgressOption
+    @Option(name: .customShort("E"), help: ArgumentHelp(
+        "Extended options of a CBD output: resize=SIZE, the logical size it can grow to in place.",
+        valueName: "options"))
+    var extended: ExtendedOptions?
     @Option(help: ArgumentHelp("Memory for blocks in flight (default: a quarter of RAM, at most 1G; never less "
         + "than two blocks).", valueName: "size"))
     var memory: SizeArgument?
@@ -74,6 +78,7 @@ struct Convert: ParsableCommand {
             let summary: ConvertSummary
             if toRaw {
                 guard physicalSize == nil else { throw CBDError("--physical-size applies to a CBD output only") }
+                guard extended == nil else { throw CBDError("-E applies to a CBD output only") }
                 var c = CBDToRaw()
                 c.wipeSignatures = wipe
                 c.salvage = salvage
@@ -85,6 +90,7 @@ struct Convert: ParsableCommand {
                 c.lblkShift = blockSize.lblkShift
                 if !quiet, let note = Options.blockSizeNote(lblkShift: c.lblkShift) { warn(note) }
                 c.physicalBytes = physicalSize?.bytes
+                c.growLogicalTo = extended?.resize
                 c.level = level
                 c.wipeSignatures = wipe
                 if let m = memory { c.memory = MemoryBudget(bytes: m.bytes) }

@@ -42,8 +42,24 @@ struct Mkfs: ParsableCommand {
     @Option(name: .customLong("zone-shift"), help: ArgumentHelp(
         "lblk_per_zone_shift of the header (default: the one mkfs would choose).", valueName: "n"))
     var zoneShift: Int?
+    @Option(name: .customShort("E"), help: ArgumentHelp(
+        "Extended options: resize=SIZE, the logical size the device can grow to in place (its tables are "
+            + "sized for it).", valueName: "options"))
+    var extended: ExtendedOptions?
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
+
+    /// The layout mkfs chooses; with -E resize=, planned for that logical size and holding
+    /// this one (the same zones and tables).
+    func plan(physical: Int, logical: Int, lblkShift: Int) throws -> Geometry {
+        let lblkSize = Units.pblkSize << lblkShift
+        guard let grow = extended?.resize, grow > logical else {
+            return try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
+        }
+        let planned = try LayoutPlanner.plan(physicalBytes: physical,
+                                             logicalBytes: (grow + lblkSize - 1) / lblkSize * lblkSize, lblkShift: lblkShift)
+        return try LayoutPlanner.holding(logicalBytes: logical, in: planned)
+    }
 
     func validate() throws {
         if size != nil && physicalSize != nil { throw ValidationError("give the physical size once: SIZE or -s") }
@@ -105,7 +121,7 @@ struct Mkfs: ParsableCommand {
         let g = try zoneShift.map {
             try Geometry(nrPblk: usable / Units.pblkSize, lblkShift: lblkShift, lblkPerZoneShift: $0,
                          nrLblk: logical / lblkSize)
-        } ?? LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
+        } ?? plan(physical: physical, logical: logical, lblkShift: lblkShift)
         if headerOnly { return try writeHeaderOnly(dev, g) }
 
         var refusal: Error?

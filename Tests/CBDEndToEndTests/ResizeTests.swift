@@ -78,6 +78,34 @@ import CBDCLI
         #expect(!longer.keepsGeometry)
     }
 
+    /// `-E resize=SIZE` (mkfs.cbd and convert, as mke2fs's): the tables are sized for that
+    /// logical size, the reserve is printed, and `cbd resize -L SIZE` then keeps the layout
+    /// (the same file, written in place); without it the same growth re-lays the device out.
+    @Test func extendedResizeLeavesRoomToGrowLogically() throws {
+        let s = try Scratch()
+        let roomy = s.file("roomy.cbd"), plain = s.file("plain.cbd")
+        let made = try Tools.run("mkfs.cbd", ["-E", "resize=4G", roomy, "64M"])
+        #expect(made.status == 0 && made.stdout.contains("growth reserve:"), "\(made.stdout)\(made.stderr)")
+        #expect(try Tools.run("mkfs.cbd", ["-q", plain, "64M"]).status == 0)
+        for (dev, keeps) in [(roomy, true), (plain, false)] {
+            let inode = try FileManager.default.attributesOfItem(atPath: dev)[.systemFileNumber] as? Int
+            let r = try Tools.run("cbd", ["resize", "-p", dev, "-L", "4G"])
+            #expect(r.status == 0 && r.stdout.contains("keeping the layout") == keeps, "\(dev): \(r.stdout)\(r.stderr)")
+            let after = try FileManager.default.attributesOfItem(atPath: dev)[.systemFileNumber] as? Int
+            #expect((after == inode) == keeps)
+            #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
+        }
+        // convert -E: the same room in a converted image, its data kept through the growth.
+        try Tools.require("mke2fs")
+        let raw = s.file("fs.img"), img = s.file("fs.cbd")
+        #expect(try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", "/usr/share/perl5", raw, "24M"]).status == 0)
+        #expect(try Tools.run("cbd", ["convert", "-q", "-E", "resize=1G", raw, img]).status == 0)
+        let grow = try Tools.run("cbd", ["resize", "-p", img, "-L", "1G"])
+        #expect(grow.status == 0 && grow.stdout.contains("keeping the layout"), "\(grow.stdout)\(grow.stderr)")
+        #expect(try Tools.run("cbd", ["compare", raw, img]).status == 0)
+        #expect(try Tools.run("cbd", ["convert", "-E", "resize=x", raw, s.file("bad.cbd")]).status == 64)
+    }
+
     @Test func refusals() throws {
         let (mem, _) = try populated(physical: 64 << 20, logical: 64 << 20, blocks: 100)
         let r = try Resizer(device: mem, force: false)

@@ -54,6 +54,26 @@ public enum LayoutPlanner {
         return nil
     }
 
+    /// `g` (planned for a logical size of at least `logicalBytes`) holding `logicalBytes`: the
+    /// same zones and tables, so that the device grows in place to the size it was planned for
+    /// (mke2fs's `-E resize=`). The price is the larger tables, `reserveBytes(_:_:)`.
+    public static func holding(logicalBytes: Int, in g: Geometry) throws -> Geometry {
+        guard logicalBytes > 0, logicalBytes % g.lblkSize == 0, logicalBytes <= g.logicalBytes else {
+            throw CBDError("logical size \(logicalBytes) is not a positive multiple of the block size "
+                + "\(g.lblkSize) at most \(g.logicalBytes)")
+        }
+        return try validated(Geometry(unchecked: g.nrPblk, lblkShift: g.lblkShift,
+                                      lblkPerZoneShift: g.lblkPerZoneShift, nrLblk: logicalBytes / g.lblkSize))
+    }
+
+    /// The table pblks a layout `g` takes beyond the one planned for its own logical size at
+    /// the same physical size (what room to grow costs), 0 when none.
+    public static func reservePblks(of g: Geometry) -> Int {
+        guard let base = try? plan(physicalBytes: g.physicalBytes, logicalBytes: g.logicalBytes, lblkShift: g.lblkShift)
+        else { return 0 }
+        return max(0, g.nrZones * g.tableBlocks - base.nrZones * base.tableBlocks)
+    }
+
     /// The largest device `g` grows into without moving a zone: the same entry variant (the
     /// pblk width is fixed by the pblk count: 2 bytes up to 2^16 pblks, 4 up to 2^32, 6
     /// beyond) and the same zones, the last one filled; its logical size is every entry of
