@@ -42,15 +42,10 @@ public final class StreamOutput: BlockDevice, OutputTarget {
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
         guard offset == position else { throw CBDError("\(path): written out of order at byte \(offset)") }
         guard let base = buffer.baseAddress else { return }
-        var done = 0
-        while done < buffer.count {
-            let n = Glibc.write(fd, base + done, buffer.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw systemError("write error at byte \(offset + done)", path, errno: errno)
-            }
-            done += n
+        let done = try transfer(buffer.count, { Glibc.write(fd, base + $0, buffer.count - $0) }) {
+            systemError("write error at byte \(offset + $1)", path, errno: $0)
         }
+        if done < buffer.count { throw systemError("write error at byte \(offset + done)", path, errno: EIO) }
         position += buffer.count
     }
 

@@ -3,27 +3,39 @@ import CSysShim
 import Glibc
 import CBDFormat
 
-/// pwrite(2) until every byte is written.
-package func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: Int, what: String) throws {
+/// The loop of every whole transfer (one home, as swift-system's `Syscalls.swift`):
+/// `step(done)` moves bytes from `done` on and returns how many, 0 at the end of the input, or
+/// -1 with errno set. An interrupted call (EINTR) is made again; another error throws
+/// `failure(errno, done)`. Returns the bytes moved: `count`, or fewer at the end.
+package func transfer(_ count: Int, _ step: (Int) -> Int, failure: (Int32, Int) -> Error) throws -> Int {
     var done = 0
     while done < count {
-        let n = pwrite(fd, p + done, count - done, off_t(offset + done))
-        if n < 0 { if errno == EINTR { continue }; throw systemError("write error at byte \(offset + done)", what,
-            errno: errno) }
+        let n = step(done)
+        if n < 0 {
+            let code = errno
+            if code == EINTR { continue }
+            throw failure(code, done)
+        }
+        if n == 0 { break }
         done += n
     }
+    return done
+}
+
+/// pwrite(2) until every byte is written.
+package func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: Int, what: String) throws {
+    let done = try transfer(count, { pwrite(fd, p + $0, count - $0, off_t(offset + $0)) }) {
+        systemError("write error at byte \(offset + $1)", what, errno: $0)
+    }
+    if done < count { throw systemError("write error at byte \(offset + done)", what, errno: EIO) }
 }
 
 /// pread(2) until every byte is read; the end of the file is an error.
 package func preadAll(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, _ offset: Int, what: String) throws {
-    var done = 0
-    while done < count {
-        let n = pread(fd, p + done, count - done, off_t(offset + done))
-        if n < 0 { if errno == EINTR { continue }; throw systemError("read error at byte \(offset + done)", what,
-            errno: errno) }
-        if n == 0 { throw CBDError("\(what): unexpected end of device at byte \(offset + done)") }
-        done += n
+    let done = try transfer(count, { pread(fd, p + $0, count - $0, off_t(offset + $0)) }) {
+        systemError("read error at byte \(offset + $1)", what, errno: $0)
     }
+    if done < count { throw CBDError("\(what): unexpected end of device at byte \(offset + done)") }
 }
 
 /// The first byte at or after `offset` of file `fd` that is not in a hole (SEEK_DATA); nil
@@ -38,12 +50,7 @@ func seekData(_ fd: Int32, from offset: Int) -> Int? {
 /// (copy_file_range: no round trip through a buffer, a reflink where the filesystem can).
 /// False, with nothing promised about the target, when the kernel cannot do it here.
 package func copyFileRange(_ count: Int, from: Int32, at offset: Int, to: Int32, at target: Int) -> Bool {
-    var done = 0
-    while done < count {
-        let n = cbd_copy_range(from, Int64(offset + done), to, Int64(target + done), Int64(count - done))
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { return false }
-        done += Int(n)
-    }
-    return true
+    let done = try? transfer(count, { Int(cbd_copy_range(from, Int64(offset + $0), to, Int64(target + $0),
+                                                         Int64(count - $0))) }) { code, _ in CBDError("", kind: .system(code)) }
+    return done == count
 }

@@ -34,7 +34,7 @@ enum Server {
         do { return try body() } catch {
             let (message, code): (String, Int32)
             switch error {
-            case let e as CBDError: (message, code) = (e.message, e.errno)
+            case let e as CBDError: (message, code) = (e.message, e.nbdErrno)
             default: (message, code) = ("\(error)", EIO)
             }
             cbd_plugin_error("cbd: " + message, code)

@@ -170,24 +170,15 @@ struct Discard: ParsableCommand {
 }
 
 func writeAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ what: String) throws {
-    var done = 0
-    while done < count {
-        let n = Glibc.write(fd, p + done, count - done)
-        if n < 0 { if errno == EINTR { continue }; throw CBDError("\(what): write error: "
-            + "\(String(cString: strerror(errno)))") }
-        done += n
+    let done = try transfer(count, { Glibc.write(fd, p + $0, count - $0) }) { code, _ in
+        CBDError("\(what): write error: \(String(cString: strerror(code)))")
     }
+    if done < count { throw CBDError("\(what): write error: nothing written") }
 }
 
 /// Fills up to `count` bytes from `fd` (a pipe may deliver less at a time); 0 at end of input.
 func readSome(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
-    var done = 0
-    while done < count {
-        let n = Glibc.read(fd, p + done, count - done)
-        if n < 0 { if errno == EINTR { continue }; throw CBDError("standard input: read error: "
-            + "\(String(cString: strerror(errno)))") }
-        if n == 0 { break }
-        done += n
+    try transfer(count, { Glibc.read(fd, p + $0, count - $0) }) { code, _ in
+        CBDError("standard input: read error: \(String(cString: strerror(code)))")
     }
-    return done
 }

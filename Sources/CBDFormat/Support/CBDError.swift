@@ -52,18 +52,6 @@ public struct CBDError: Error, CustomStringConvertible, Equatable, Sendable {
         self.kind = kind
     }
 
-    /// The errno an NBD server answers with for this error.
-    public var errno: Int32 {
-        switch kind {
-        case .other: return EIO
-        case .noSpace: return ENOSPC
-        case .readOnly: return EROFS
-        case .outOfRange: return EINVAL
-        case .busy: return EBUSY
-        case .corrupt: return EIO
-        case .system(let code): return code
-        }
-    }
     public var description: String { message }
 }
 
