@@ -158,7 +158,7 @@ import Testing
     /// damaged pblk 0 for `OpenedDevice`; the undo file compares a device's header with the one
     /// it saved; cbddump shows the fields of a header that does not validate.)
     @Test func aDeviceIsOpenedInOnePlace() throws {
-        let mayDecode: Set = ["CBDVolume/OpenedDevice.swift", "CBDVolume/HeaderRecovery.swift", "CBDDevice/UndoLog.swift"]
+        let mayDecode: Set = ["CBDVolume/OpenedDevice.swift", "CBDVolume/HeaderRecovery.swift", "CBDDevice/Undo.swift"]
         let refusals = ["an update of the allocation tables was interrupted", "not cleanly closed (DIRTY)\", hint: .checkOrForce",
                         "too small to hold a CBD header"]
         var decoders: [String] = [], refusalHomes: [String: [String]] = [:]
