@@ -43,7 +43,11 @@ struct ImageCommand: ParsableCommand {
             var image = MetadataImage()
             let bar = progress.bar("image", unit: "zones")
             image.progress = bar?.handler
-            let s = try image.write(from: try OpenedDevice.recovering(dev), to: OutputFile(path: output, overwrite: force))
+            let opened: OpenedDevice
+            do { opened = try OpenedDevice.recovering(dev) } catch let failure as HeaderRecovery.Failure {
+                throw CBDError("\(device): \(failure); fsck.cbd \(device) says more")
+            }
+            let s = try image.write(from: opened, to: OutputFile(path: output, overwrite: force))
             bar?.finish()
             print("\(device) -> \(output): \(s.metadataPblks) metadata pblks "
                 + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")

@@ -52,6 +52,13 @@ struct Mkfs: ParsableCommand {
     /// The layout mkfs chooses; with -E resize=, planned for that logical size and holding
     /// this one (the same zones and tables).
     func plan(physical: Int, logical: Int, lblkShift: Int) throws -> Geometry {
+        do { return try plan(logical: logical, physical: physical, lblkShift: lblkShift) } catch var e as CBDError {
+            e.message = "\(device): " + e.message   // the sizes alone do not say which device
+            throw e
+        }
+    }
+
+    private func plan(logical: Int, physical: Int, lblkShift: Int) throws -> Geometry {
         let lblkSize = Units.pblkSize << lblkShift
         guard let grow = extended?.resize, grow > logical else {
             return try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
