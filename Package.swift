@@ -51,10 +51,10 @@ let package = Package(
         // Devices for tests and fuzzing: memory, with fault injection (as NIOEmbedded).
         .target(name: "CBDTestSupport", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.
-        .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", argumentParser]),
+        .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", argumentParser]),
         .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
         .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBDCLI", argumentParser]),
-        .executableTarget(name: "cbddump", dependencies: ["CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
+        .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
         .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
                                                       "CBDInspect", "CBDCLI", argumentParser]),
         // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.

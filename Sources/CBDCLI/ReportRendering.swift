@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import CBDInspect
+import CBDFormat
 
 /// The two views of a `Report`: aligned `key: value` text and JSON.
 extension Report {
