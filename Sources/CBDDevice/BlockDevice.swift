@@ -54,13 +54,8 @@ extension BlockDevice {
 
     /// Releases the space of `pblks`, a run of neighbours at a time.
     public func release(pblks: [Pblk]) {
-        let sorted = pblks.map { Int($0) }.sorted()
-        var i = 0
-        while i < sorted.count {
-            var j = i + 1
-            while j < sorted.count && sorted[j] == sorted[j - 1] + 1 { j += 1 }
-            release(sorted[i] * Units.pblkSize ..< (sorted[j - 1] + 1) * Units.pblkSize)
-            i = j
+        for run in PblkRuns(pblks.map { Int($0) }.sorted()) {
+            release(run.first * Units.pblkSize ..< (run.first + run.slots.count) * Units.pblkSize)
         }
     }
 
@@ -79,14 +74,10 @@ extension BlockDevice {
 
     /// Reads the pblks of an entry, in slot order, into `dst`: one read per contiguous run.
     public func readPblkRuns(_ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
-        var i = 0
-        while i < pblks.count {
-            var j = i + 1
-            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
-            try read(into: UnsafeMutableRawBufferPointer(start: dst + i * Units.pblkSize,
-                count: (j - i) * Units.pblkSize),
-                     at: Int(pblks[i]) * Units.pblkSize)
-            i = j
+        for run in PblkRuns(pblks) {
+            try read(into: UnsafeMutableRawBufferPointer(start: dst + run.slots.lowerBound * Units.pblkSize,
+                                                         count: run.slots.count * Units.pblkSize),
+                     at: run.first * Units.pblkSize)
         }
     }
 

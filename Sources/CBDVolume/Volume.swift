@@ -578,13 +578,10 @@ public final class Volume {
 
     /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.
     private func writeRuns(_ src: UnsafeRawPointer, _ pblks: [Pblk]) throws {
-        var i = 0
-        while i < pblks.count {
-            var j = i + 1
-            while j < pblks.count && pblks[j] == pblks[j - 1] + 1 { j += 1 }
-            try device.write(UnsafeRawBufferPointer(start: src + i * Units.pblkSize, count: (j - i) * Units.pblkSize),
-                             at: Int(pblks[i]) * Units.pblkSize)
-            i = j
+        for run in PblkRuns(pblks) {
+            try device.write(UnsafeRawBufferPointer(start: src + run.slots.lowerBound * Units.pblkSize,
+                                                    count: run.slots.count * Units.pblkSize),
+                             at: run.first * Units.pblkSize)
         }
     }
 }
