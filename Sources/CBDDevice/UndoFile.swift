@@ -102,15 +102,15 @@ enum UndoFile {
         guard fileSize >= 8 else { throw CBDError("\(path): not a cbd undo file") }
         var head = [UInt8](repeating: 0, count: min(fileSize, headBytes))
         try preadAll(fd, &head, head.count, 0, what: path)
-        let magic = Array(head[0..<8])
-        guard magic == magic || magic == appliedMagic || magic == applyingMagic else {
+        let found = Array(head[0..<8])
+        guard found == magic || found == appliedMagic || found == applyingMagic else {
             throw CBDError("\(path): not a cbd undo file")
         }
         guard head.count == headBytes, LE.get(head, 16, 8) == UInt64(Units.pblkSize),
               LE.get(head, 8, 8) <= UInt64(Int.max / 2), LE.get(head, 24, 8) <= UInt64(Int.max / 2) else {
             throw CBDError("\(path): incomplete or damaged undo file (its head)")
         }
-        var parsed = Parsed(applied: magic == appliedMagic, underWay: magic == applyingMagic,
+        var parsed = Parsed(applied: found == appliedMagic, underWay: found == applyingMagic,
                             original: Int(LE.get(head, 8, 8)), target: Int(LE.get(head, 24, 8)),
                             header: Array(head[32...]), records: 0, recordIndices: [], pblks: [], trailer: nil)
         var body = fileSize - headBytes

@@ -66,7 +66,7 @@ package final class PblkAllocator {
         let g = layout
         let at = meta.device.nextData(from: g.bitmapPblk(z) * Units.pblkSize).map { $0 / Units.pblkSize }
         // Zones whose bitmap pblk lies before the next data.
-        var end = at.map { min(g.nrZones, ($0 - 1 + g.zoneSpan - 1) / g.zoneSpan) } ?? g.nrZones
+        var end = at.map { g.zones(withBitmapBefore: $0) } ?? g.nrZones
         if let cached = meta.cachedBitmapZones.filter({ $0 >= z }).min() { end = min(end, cached) }
         return max(0, end - z)
     }

@@ -24,7 +24,7 @@ package struct TableScanner {
         var z = first
         while z < g.nrZones, let at = device.nextData(from: g.zoneStart(z) * Units.pblkSize) {
             let p = at / Units.pblkSize
-            z = (p - 1) / g.zoneSpan
+            z = g.zone(spanning: p)
             guard z < g.nrZones else { break }
             if p < g.dataStart(z) { out.append(z) }
             z += 1

@@ -211,10 +211,9 @@ public final class Volume {
             let count = (at - off) / g.entryLen
             return count > 0 ? min(m + count, g.lblks(inZone: z).upperBound) : nil
         }
-        // The rest of zone z's table is a hole, and so is that of every zone z' whose table
-        // ends at or before the next data: 2 + tableBlocks + z' * span <= at (in pblks).
-        var zEnd = at.map { max(z + 1, min(g.nrZones, ($0 / Units.pblkSize - 2 - g.tableBlocks) / g.zoneSpan + 1)) }
-            ?? g.nrZones
+        // The rest of zone z's table is a hole, and so is that of every zone whose table ends
+        // at or before the next data.
+        var zEnd = at.map { max(z + 1, g.zones(withTableEndingBy: $0 / Units.pblkSize)) } ?? g.nrZones
         if let w = waiting.filter({ $0 > z }).min() { zEnd = min(zEnd, w) }
         return min(g.nrLblk, zEnd << g.lblkPerZoneShift)
     }

@@ -138,12 +138,25 @@ public struct Geometry: Equatable, Sendable {
     public func place(ofPblk p: Int) -> Place {
         if p == 0 { return .header }
         guard p > 0, p < nrPblk else { return .beyondEnd }
-        let z = (p - 1) / zoneSpan
+        let z = zone(spanning: p)
         let off = p - zoneStart(z)
         if off == 0 { return .bitmap(zone: z) }
         if off <= tableBlocks { return .table(zone: z, block: off - 1) }
         return .data(zone: z, index: off - 1 - tableBlocks)
     }
+
+    /// The zone whose span holds pblk `p` (at least 1; past the last zone for a pblk beyond
+    /// the end): where a search that found data at `p` (SEEK_DATA) has arrived.
+    public func zone(spanning p: Int) -> Int { (p - 1) / zoneSpan }
+
+    /// How many zones have their bitmap pblk before pblk `p` (`p` at least 1): the zones a
+    /// search that found the next data at `p` has shown to have a hole for a bitmap.
+    public func zones(withBitmapBefore p: Int) -> Int { min(nrZones, (p - 1 + zoneSpan - 1) / zoneSpan) }
+
+    /// How many zones have their whole table at or before pblk `p` (at least one): the zones
+    /// whose tables a search that found the next data at `p` has shown to be holes, past the
+    /// one it started in.
+    public func zones(withTableEndingBy p: Int) -> Int { min(nrZones, (p - 2 - tableBlocks) / zoneSpan + 1) }
 
     /// The zone whose data area holds `p`, or nil when `p` is not a data pblk.
     public func dataZone(ofPblk p: Int) -> Int? {
