@@ -11,7 +11,7 @@ DESTDIR  ?=
 # Release builds link the Swift runtime statically: installed tools run without a toolchain.
 RELEASE  := $(SWIFT) build -c release --static-swift-stdlib
 
-.PHONY: all deps build release test install-test install uninstall deb demo lint-man vm-test bench fsck-expect fuzz hostile asan tsan clean
+.PHONY: all deps build release test install-test install uninstall deb demo lint-man lint-swift vm-test bench fsck-expect fuzz hostile asan tsan clean
 
 all: build
 
@@ -36,7 +36,7 @@ release: deps
 	$(RELEASE)
 
 ## test: every test (unit, end to end, man page lint, install and package)
-test: deps lint-man
+test: deps lint-man lint-swift
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	./scripts/install-test.sh
@@ -58,6 +58,11 @@ vm-test: build
 
 lint-man: deps
 	mandoc -T lint -W warning man/*.[0-9]
+
+## lint-swift: the project's style (.swift-format: 4 spaces, 120 columns), as swift-format
+## (shipped with the toolchain) checks it; `swift format -i -r Sources Tests Package.swift Fuzz` fixes it
+lint-swift:
+	$(SWIFT) format lint --strict -r Sources Tests Package.swift Fuzz
 
 ## demo: build, then run the main job on a sample image
 demo: release

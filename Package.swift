@@ -20,10 +20,10 @@ let package = Package(
         .executable(name: "cbddump", targets: ["cbddump"]),
         .executable(name: "cbd", targets: ["cbd"]),
         // The nbdkit plugin: libnbdkit-cbd-plugin.so (installed as nbdkit-cbd-plugin.so).
-        .library(name: "nbdkit-cbd-plugin", type: .dynamic, targets: ["NBDKitCBD"]),
+        .library(name: "nbdkit-cbd-plugin", type: .dynamic, targets: ["NBDKitCBD"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // The system's liblz4, libblkid and zlib, found by pkg-config.
@@ -52,28 +52,49 @@ let package = Package(
         .target(name: "CBDTestSupport", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.
         .target(name: "CBDCLI", dependencies: ["CBDFormat", "CBDDevice", argumentParser]),
-        .executableTarget(name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
-        .executableTarget(name: "fsck.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBDCLI", argumentParser]),
-        .executableTarget(name: "cbddump", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
-        .executableTarget(name: "cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
-                                                      "CBDInspect", "CBDCLI", argumentParser]),
+        .executableTarget(
+            name: "mkfs.cbd", dependencies: ["CBDFormat", "CBDDevice", "CBDLayout", "CBDCLI", argumentParser]),
+        .executableTarget(
+            name: "fsck.cbd",
+            dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBDCLI", argumentParser]),
+        .executableTarget(
+            name: "cbddump", dependencies: ["CBDFormat", "CBDDevice", "CBDInspect", "CBDCLI", argumentParser]),
+        .executableTarget(
+            name: "cbd",
+            dependencies: [
+                "CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
+                "CBDInspect", "CBDCLI", argumentParser
+            ]),
         // nbdkit's plugin structure in C (nbdkit-plugin.h), calling the Swift plugin.
         .target(name: "CNBDKitCBD", cSettings: [versionDefine]),
         // Release builds link the Swift runtime into the plugin, as `--static-swift-stdlib`
         // does for the tools (SwiftPM applies it to executables only): nbdkit loads it anywhere.
-        .target(name: "NBDKitCBD", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CNBDKitCBD"],
-                linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
+        .target(
+            name: "NBDKitCBD", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CNBDKitCBD"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.
-        .executableTarget(name: "cbd-fuzz", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck",
-                                                           "CBDTestSupport"], path: "Fuzz",
-                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+        .executableTarget(
+            name: "cbd-fuzz",
+            dependencies: [
+                "CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck",
+                "CBDTestSupport"
+            ], path: "Fuzz",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         // Unit tests need no built tool (`swift test --filter` runs them alone); the end-to-end
         // tests run the tools, nbdkit and the scripts under Tests/.
-        .testTarget(name: "CBDUnitTests", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
-                                                         "CBDTestSupport", "CBDCLI"]),
-        .testTarget(name: "CBDEndToEndTests", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout",
-                                                             "CBDCheck", "CBDInspect", "CBDTestSupport", "CBDCLI"]),
+        .testTarget(
+            name: "CBDUnitTests",
+            dependencies: [
+                "CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout", "CBDCheck",
+                "CBDTestSupport", "CBDCLI"
+            ]),
+        .testTarget(
+            name: "CBDEndToEndTests",
+            dependencies: [
+                "CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout",
+                "CBDCheck", "CBDInspect", "CBDTestSupport", "CBDCLI"
+            ])
     ],
     swiftLanguageModes: [.v6]
 )

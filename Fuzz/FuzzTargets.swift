@@ -74,8 +74,11 @@ enum FuzzTargets {
         options.mode = .fixAll
         options.lostFound = fuzzLostFound.map { LostFound(directory: $0.file("lost+found")) }
         guard let fix = try? Checker(device: dev, options: options), (try? fix.run()) != nil else { return }
-        guard let again = try? Checker(device: dev,
-            options: options) else { fatalError("fsck -y left an unreadable header") }
+        guard
+            let again = try? Checker(
+                device: dev,
+                options: options)
+        else { fatalError("fsck -y left an unreadable header") }
         try? again.run()
         precondition(again.problems.isEmpty, "fsck did not converge: \(again.problems.map { $0.message })")
     }

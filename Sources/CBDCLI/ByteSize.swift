@@ -8,7 +8,8 @@ import CBDFormat
 public enum ByteSize {
     static let units: [(String, Int)] = [("K", 10), ("M", 20), ("G", 30), ("T", 40), ("P", 50), ("E", 60)]
     /// What the help texts say sizes accept.
-    public static let help = "a number of bytes, with K M G T P E (powers of 1024, KiB... also) or kB MB GB TB "
+    public static let help =
+        "a number of bytes, with K M G T P E (powers of 1024, KiB... also) or kB MB GB TB "
         + "(powers of 1000)"
 
     /// Parses a non-negative size in bytes; nil for anything malformed or too large.

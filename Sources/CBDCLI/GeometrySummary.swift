@@ -10,13 +10,16 @@ extension Geometry {
             ("logical size", "\(ByteSize.format(logicalBytes)) (\(plural(nrLblk, "block")))"),
             ("logical block size", "\(lblkSize) (lblk_shift \(lblkShift))"),
             ("provisioning ratio", "\(String(format2: provisioningRatio)) (logical / physical)"),
-            ("zones", "\(nrZones) (zone span \(zoneSpan) pblks"
-                + (lastData < Units.pblksPerBitmap ? ", last zone \(lastData) data pblks)" : ")")),
+            (
+                "zones",
+                "\(nrZones) (zone span \(zoneSpan) pblks"
+                    + (lastData < Units.pblksPerBitmap ? ", last zone \(lastData) data pblks)" : ")")
+            ),
             ("blocks per zone", "\(lblkPerZone) (lblk_per_zone_shift \(lblkPerZoneShift))"),
             ("entry variant", "\(variantName) (\(entryLen) bytes per entry)"),
             ("table pblks per zone", "\(tableBlocks)"),
             ("data pblks", "\(totalDataPblks)"),
-            ("grows in place to", inPlaceGrowthText),
+            ("grows in place to", inPlaceGrowthText)
         ] + reserveLine
     }
 

@@ -10,7 +10,7 @@ import Glibc
 public enum Interrupts {
     /// Installs the handlers with the line to print, e.g. "interrupted; out.cbd not written".
     public static func install(tool: String, message: String) {
-        _ = State.paths   // allocated here, not in the handler
+        _ = State.paths  // allocated here, not in the handler
         update(tool: tool, message: message)
         var set = sigset_t()
         sigemptyset(&set)
@@ -62,7 +62,7 @@ public enum Interrupts {
 
 private func onSignal(_ sig: Int32) {
     for i in 0..<Interrupts.State.count { if let p = Interrupts.State.paths[i] { unlink(p) } }
-    if isatty(2) != 0 { _ = write(2, "\n", 1) }   // off a progress bar's line
+    if isatty(2) != 0 { _ = write(2, "\n", 1) }  // off a progress bar's line
     if let m = Interrupts.State.message { _ = write(2, m, Interrupts.State.messageLength) }
     _exit(128 + sig)
 }

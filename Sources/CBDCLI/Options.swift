@@ -6,8 +6,9 @@ import CBDDevice
 public enum Options {
     /// What a user should know about a block size: 4 KiB blocks never compress.
     public static func blockSizeNote(lblkShift: Int) -> String? {
-        lblkShift == 0 ? "Note: with 4 KiB blocks nothing is compressed (a block never fits in less than one "
-            + "4 KiB pblk); only all-zero blocks take no space. Use -b 16K or more to compress." : nil
+        lblkShift == 0
+            ? "Note: with 4 KiB blocks nothing is compressed (a block never fits in less than one "
+                + "4 KiB pblk); only all-zero blocks take no space. Use -b 16K or more to compress." : nil
     }
 
     /// The refusal of a target that holds other data, unless the user asked to overwrite.

@@ -13,7 +13,10 @@ extension Report {
             switch v {
             case .object(let r): out += pad + k + ":\n" + r.text(indent: indent + 2)
             case .bytes(let b): out += pad + k + ":\n" + HexDump.lines(b).map { pad + "  " + $0 + "\n" }.joined()
-            case .list(let items) where items.contains(where: { if case .object = $0 { return true }; return false }):
+            case .list(let items)
+            where items.contains(where: {
+                if case .object = $0 { return true }; return false
+            }):
                 out += pad + k + ": \(items.count)\n"
                 for item in items { if case .object(let r) = item { out += pad + "  " + r.inline() + "\n" } }
             default: out += label + Report.plain(v) + "\n"

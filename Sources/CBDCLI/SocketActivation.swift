@@ -17,9 +17,9 @@ public struct SocketActivation {
     /// (no `LISTEN_FDS`, or a `LISTEN_PID` naming another process, as sd_listen_fds(3) reads it).
     public static func inherited() -> SocketActivation? {
         guard let pidText = getenv("LISTEN_PID").map({ String(cString: $0) }),
-              let pid = Int32(pidText), pid == getpid(),
-              let countText = getenv("LISTEN_FDS").map({ String(cString: $0) }),
-              let count = Int(countText), count >= 1
+            let pid = Int32(pidText), pid == getpid(),
+            let countText = getenv("LISTEN_FDS").map({ String(cString: $0) }),
+            let count = Int(countText), count >= 1
         else { return nil }
         return SocketActivation(path: unixPath(of: 3), count: count)
     }

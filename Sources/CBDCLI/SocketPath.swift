@@ -9,7 +9,7 @@ public enum SocketPath {
     /// Makes `path` free for a new listener, or throws naming why it cannot be.
     public static func claim(_ path: String) throws {
         var st = stat()
-        guard lstat(path, &st) == 0 else { return }   // nothing there
+        guard lstat(path, &st) == 0 else { return }  // nothing there
         guard st.st_mode & S_IFMT == S_IFSOCK else {
             throw CBDError("\(path): exists and is not a socket; give another --socket")
         }
@@ -54,7 +54,9 @@ public enum SocketPath {
             for (i, b) in bytes.enumerated() { dst[i] = b }
         }
         let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         if r == 0 { return true }
         return errno == ECONNREFUSED ? false : nil

@@ -8,8 +8,10 @@ public enum ToolRunner {
     /// (1, or 2 where 1 is an answer, as for `cbd compare`).
     /// With `json` (the subject: the device or input named), a script that asked for JSON gets
     /// JSON on failure too: one error object on standard output, as fsck.cbd --json prints.
-    public static func run(_ tool: String, failure: Int32 = 1, json subject: String? = nil,
-                           _ body: () throws -> Void) throws {
+    public static func run(
+        _ tool: String, failure: Int32 = 1, json subject: String? = nil,
+        _ body: () throws -> Void
+    ) throws {
         do { try body() } catch {
             guard let line = message(for: error) else { throw error }
             if let subject { print(JSON.line(["device": subject, "error": line, "exit_code": Int(failure)])) }

@@ -191,7 +191,9 @@ public final class Checker {
             p.fixed = p.preenSafe
             if !p.preenSafe { stoppedForPerson = true }
         case .interactive:
-            if fixEverything { p.fixed = true } else {
+            if fixEverything {
+                p.fixed = true
+            } else {
                 switch options.ask?(p) ?? .no {
                 case .yes: p.fixed = true
                 case .all: p.fixed = true; fixEverything = true
@@ -228,7 +230,7 @@ public final class Checker {
 
     /// Records that lblk `n` uses `pblks`: a second claim makes a duplicate for pass 1B.
     func claim<S: Sequence>(_ pblks: S, lblk: Int) where S.Element: BinaryInteger {
-        var seen: (zone: Int, bitmap: Bitmap)?   // the zone last seen (an entry's pblks share one)
+        var seen: (zone: Int, bitmap: Bitmap)?  // the zone last seen (an entry's pblks share one)
         for pblk in pblks {
             let p = Int(pblk)
             guard case .data(let z, let k) = geometry.place(ofPblk: p) else { continue }

@@ -66,7 +66,9 @@ final class ClaimMap {
         if !reserved.isEmpty { reserved.remove(i) }
         let z = i / Units.pblksPerBitmap, k = i % Units.pblksPerBitmap
         let p: Page
-        if let found = page(z) { p = found } else {
+        if let found = page(z) {
+            p = found
+        } else {
             p = Page()
             pages[z] = p
             lastPage = p
@@ -85,7 +87,9 @@ final class ClaimMap {
         let z = zc.zone
         guard (0..<ClaimMap.wordsPerPage).contains(where: { zc.bits[$0] != 0 }) else { return [] }
         let p: Page
-        if let found = page(z) { p = found } else {
+        if let found = page(z) {
+            p = found
+        } else {
             p = Page()
             pages[z] = p
             lastPage = p
@@ -135,7 +139,7 @@ final class ClaimMap {
         return have.bytes.withUnsafeBytes { b in
             (0..<ClaimMap.wordsPerPage).allSatisfy { w in
                 let stored = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self))
-                let below = limit - w * 64   // data pblks in this word, the rest padding (set)
+                let below = limit - w * 64  // data pblks in this word, the rest padding (set)
                 let padding: UInt64 = below >= 64 ? 0 : below <= 0 ? ~0 : ~0 << UInt64(below)
                 return stored == (words?[w] ?? 0) | padding
             }

@@ -20,9 +20,12 @@ extension Checker {
         case .deviceShort(let has):
             // Entries that lay past the cut read as zeros now: their blocks are lost.
             let lost = lblksWithEntriesPast(has)
-            f.detail = "\(has) bytes of the \(geometry.physicalBytes) its header gives (a truncated image)"
-                + (lost.isEmpty ? "" : "; the entries of logical blocks \(lost.lowerBound)-\(lost.upperBound - 1) "
-                    + "(bytes \(lost.lowerBound * geometry.lblkSize)-\(lost.upperBound * geometry.lblkSize - 1)) were past the cut")
+            f.detail =
+                "\(has) bytes of the \(geometry.physicalBytes) its header gives (a truncated image)"
+                + (lost.isEmpty
+                    ? ""
+                    : "; the entries of logical blocks \(lost.lowerBound)-\(lost.upperBound - 1) "
+                        + "(bytes \(lost.lowerBound * geometry.lblkSize)-\(lost.upperBound * geometry.lblkSize - 1)) were past the cut")
             let named = lost.count <= Self.namedLblksLimit ? Array(lost) : []
             let fix = decide(Problem(.deviceShort, f, suspectLblks: named))
             if !fix && options.mode != .readOnly { stoppedForPerson = true }
@@ -34,12 +37,12 @@ extension Checker {
     /// since zones, and the entries in each, follow each other on the device.
     private func lblksWithEntriesPast(_ end: Int) -> Range<Int> {
         let g = geometry
-        for z in 0 ..< g.nrZones where g.tablePblks(z).upperBound * Units.pblkSize > end {
+        for z in 0..<g.nrZones where g.tablePblks(z).upperBound * Units.pblkSize > end {
             let base = g.entryOffset(zone: z, index: 0)
-            let first = max(0, (end - base) / g.entryLen)   // the first entry not wholly before `end`
-            return min(g.nrLblk, (z << g.lblkPerZoneShift) + first) ..< g.nrLblk
+            let first = max(0, (end - base) / g.entryLen)  // the first entry not wholly before `end`
+            return min(g.nrLblk, (z << g.lblkPerZoneShift) + first)..<g.nrLblk
         }
-        return g.nrLblk ..< g.nrLblk
+        return g.nrLblk..<g.nrLblk
     }
 
     /// Named one by one (JSON `suspect_lblks`) up to this many; a longer run only in the message.

@@ -16,17 +16,20 @@ extension HeaderRecovery {
     public static func search(_ device: BlockDevice, physicalBytes: Int? = nil) throws -> [Candidate] {
         let nrPblk = min((physicalBytes ?? device.size) / Units.pblkSize, Int(Units.maxPblks))
         var plausible: [(Geometry, Int)] = []
-        for lblkShift in 0 ... Units.maxLblkShift {
-            for zoneShift in 0 ... Units.maxLblkPerZoneShift {
+        for lblkShift in 0...Units.maxLblkShift {
+            for zoneShift in 0...Units.maxLblkPerZoneShift {
                 guard let g = layout(nrPblk: nrPblk, lblkShift: lblkShift, zoneShift: zoneShift),
-                      let entries = try quickLook(device, g) else { continue }
+                    let entries = try quickLook(device, g)
+                else { continue }
                 plausible.append((g, entries))
             }
         }
         // The most entries first: a layout that reads more of the tables as entries is likelier.
         // Among equals (an empty device fits many), the layout mkfs.cbd chooses by default.
-        let usual = (try? LayoutPlanner.plan(physicalBytes: nrPblk * Units.pblkSize,
-                                             logicalBytes: 3 * nrPblk * Units.pblkSize / 65536 * 65536, lblkShift: 4))
+        let usual =
+            (try? LayoutPlanner.plan(
+                physicalBytes: nrPblk * Units.pblkSize,
+                logicalBytes: 3 * nrPblk * Units.pblkSize / 65536 * 65536, lblkShift: 4))
         func distance(_ g: Geometry) -> Int {
             abs(g.lblkShift - (usual?.lblkShift ?? 4)) * 100 + abs(g.lblkPerZoneShift - (usual?.lblkPerZoneShift ?? 0))
         }
@@ -39,7 +42,9 @@ extension HeaderRecovery {
             try checker.run()
             out.append(Candidate(header: h, geometry: g, entries: entries, problems: checker.problems.count))
         }
-        return out.sorted { ($0.problems, -$0.entries, distance($0.geometry)) < ($1.problems, -$1.entries, distance($1.geometry)) }
+        return out.sorted {
+            ($0.problems, -$0.entries, distance($0.geometry)) < ($1.problems, -$1.entries, distance($1.geometry))
+        }
     }
 
     /// Why no header could be found again: the reason pblk 0 is unusable, and the layouts
@@ -48,9 +53,11 @@ extension HeaderRecovery {
         public let reason: String
         public let candidates: [Candidate]
         public var description: String {
-            candidates.isEmpty ? "\(reason), and no layout fits the zones"
-                : candidates.count == 1 ? "\(reason); one layout fits the zones, but no entry confirms it"
-                : "\(reason); \(candidates.count) layouts fit the zones equally well"
+            candidates.isEmpty
+                ? "\(reason), and no layout fits the zones"
+                : candidates.count == 1
+                    ? "\(reason); one layout fits the zones, but no entry confirms it"
+                    : "\(reason); \(candidates.count) layouts fit the zones equally well"
         }
     }
 
@@ -70,17 +77,22 @@ extension HeaderRecovery {
         // only in how many lblks they hold. The largest is taken, so that the logical size is
         // never smaller than the one lost (entries past a device's end are zero).
         let g = best.geometry
-        guard ties.allSatisfy({ $0.geometry.lblkShift == g.lblkShift && $0.geometry.tableBlocks == g.tableBlocks
-                                && $0.geometry.nrZones == g.nrZones }) else { return nil }
+        guard
+            ties.allSatisfy({
+                $0.geometry.lblkShift == g.lblkShift && $0.geometry.tableBlocks == g.tableBlocks
+                    && $0.geometry.nrZones == g.nrZones
+            })
+        else { return nil }
         return ties.max { $0.geometry.lblkPerZoneShift < $1.geometry.lblkPerZoneShift }
     }
 
     /// The header a recovered geometry gets: version 1.0 (the repair writes it DIRTY, so
     /// that the device stays checked until the repairs are done).
     static func header(for g: Geometry) -> Header {
-        Header(nrPhysicalSectors: UInt64(g.nrPblk * Units.sectorsPerPblk),
-               nrLogicalSectors: UInt64(g.nrLblk) * UInt64(Units.sectorsPerPblk << g.lblkShift),
-               lblkShift: UInt16(g.lblkShift), lblkPerZoneShift: UInt16(g.lblkPerZoneShift))
+        Header(
+            nrPhysicalSectors: UInt64(g.nrPblk * Units.sectorsPerPblk),
+            nrLogicalSectors: UInt64(g.nrLblk) * UInt64(Units.sectorsPerPblk << g.lblkShift),
+            lblkShift: UInt16(g.lblkShift), lblkPerZoneShift: UInt16(g.lblkPerZoneShift))
     }
 
     /// The geometry of `nrPblk` pblks with these shifts and the most lblks its zones hold;
@@ -91,8 +103,9 @@ extension HeaderRecovery {
         let (capacity, over) = probe.nrZones.multipliedReportingOverflow(by: probe.lblkPerZone)
         guard !over else { return nil }
         let maxLblks = Int(Header.maxLogicalSectors) / (Units.sectorsPerPblk << lblkShift)
-        return try? Geometry(nrPblk: nrPblk, lblkShift: lblkShift, lblkPerZoneShift: zoneShift,
-                             nrLblk: min(capacity, maxLblks))
+        return try? Geometry(
+            nrPblk: nrPblk, lblkShift: lblkShift, lblkPerZoneShift: zoneShift,
+            nrLblk: min(capacity, maxLblks))
     }
 
     /// The cheap questions, on zone 0 and the last zone: every non-zero entry of zone 0's first
@@ -102,7 +115,7 @@ extension HeaderRecovery {
         let last = g.nrZones - 1, limit = g.dataPblkCount(last)
         if limit < Units.pblksPerBitmap {
             let bitmap = Bitmap(bytes: try device.readPblks(g.bitmapPblk(last)))
-            guard (limit ..< Units.pblksPerBitmap).allSatisfy({ bitmap.isSet($0) }) else { return nil }
+            guard (limit..<Units.pblksPerBitmap).allSatisfy({ bitmap.isSet($0) }) else { return nil }
         }
         let pblks = min(g.tableBlocks, 16)
         let bytes = try device.readPblks(g.tablePblks(0).lowerBound, count: pblks)
@@ -111,7 +124,7 @@ extension HeaderRecovery {
         var entries = 0
         let ok: Bool = bytes.withUnsafeBytes { raw in
             guard let base = raw.baseAddress else { return false }
-            for i in 0 ..< count {
+            for i in 0..<count {
                 let p = base + i * g.entryLen
                 if isAllZero(p, g.entryLen) { continue }
                 guard i < g.nrLblk, (try? codec.decodeChecked(p)) != nil else { return false }

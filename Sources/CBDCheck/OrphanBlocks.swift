@@ -17,7 +17,7 @@ enum OrphanPiece: Equatable {
         case .fragment(let r): return r
         case .block(let e):
             let p = e.pblks.map { Int($0) }
-            return (p.first ?? 0) ..< (p.last ?? -1) + 1
+            return (p.first ?? 0)..<(p.last ?? -1) + 1
         }
     }
 }
@@ -47,16 +47,16 @@ struct OrphanParser {
         var p = run.lowerBound
         while p < run.upperBound {
             let avail = min(perBlock, run.upperBound - p)
-            try device.read(into: buffer[0 ..< avail * Units.pblkSize], at: p * Units.pblkSize)
+            try device.read(into: buffer[0..<avail * Units.pblkSize], at: p * Units.pblkSize)
             if let length = compressedLength(available: avail) {
                 let k = (length + Units.pblkSize - 1) / Units.pblkSize
-                out.append(.block(.compressed(length: length, pblks: (p ..< p + k).map { Pblk($0) })))
+                out.append(.block(.compressed(length: length, pblks: (p..<p + k).map { Pblk($0) })))
                 p += k
             } else if avail == perBlock {
-                out.append(.block(.raw(pblks: (p ..< p + perBlock).map { Pblk($0) })))
+                out.append(.block(.raw(pblks: (p..<p + perBlock).map { Pblk($0) })))
                 p += perBlock
             } else {
-                out.append(.fragment(p ..< run.upperBound))
+                out.append(.fragment(p..<run.upperBound))
                 p = run.upperBound
             }
         }
@@ -69,13 +69,16 @@ struct OrphanParser {
         let lblkSize = geometry.lblkSize, pblk = Units.pblkSize
         let out = buffer.base + lblkSize
         // A compressed block saves at least one pblk: fewer pblks than a block has.
-        for k in 1 ..< min(geometry.pblkPerLblk, avail + 1) {
+        for k in 1..<min(geometry.pblkPerLblk, avail + 1) {
             guard let last = lastNonZero(below: k * pblk) else { continue }
             let low = max((k - 1) * pblk + 1, last + 1)
             let high = min(k * pblk, last + 1 + Self.trailingZeroLiterals, lblkSize - pblk)
             guard low <= high else { continue }
-            for length in low ... high where LZ4Codec.decompress(buffer.base, count: length, into: out,
-                                                                 expected: lblkSize) {
+            for length in low...high
+            where LZ4Codec.decompress(
+                buffer.base, count: length, into: out,
+                expected: lblkSize)
+            {
                 return length
             }
         }
@@ -97,11 +100,11 @@ struct OrphanParser {
         switch piece {
         case .block(let e):
             try device.readBlock(e, lblk: 0, lblkSize: lblkSize, into: buffer.base + lblkSize, scratch: buffer.base)
-            return try body(UnsafeRawBufferPointer(buffer[lblkSize ..< 2 * lblkSize]))
+            return try body(UnsafeRawBufferPointer(buffer[lblkSize..<2 * lblkSize]))
         case .fragment(let r):
             let n = r.count * Units.pblkSize
-            try device.read(into: buffer[0 ..< n], at: r.lowerBound * Units.pblkSize)
-            return try body(UnsafeRawBufferPointer(buffer[0 ..< n]))
+            try device.read(into: buffer[0..<n], at: r.lowerBound * Units.pblkSize)
+            return try body(UnsafeRawBufferPointer(buffer[0..<n]))
         }
     }
 }

@@ -31,7 +31,8 @@ extension Checker {
         // and output of a block (two blocks: with 1 GiB blocks no more workers than the memory
         // budget holds; without -c none is allocated).
         let blockBuffers = options.verifyData ? 2 * geometry.lblkSize : 0
-        let workers = options.verifyData
+        let workers =
+            options.verifyData
             ? max(1, min(Parallel.workers, MemoryBudget.standard.bytes / blockBuffers)) : Parallel.workers
         let scratch = (0..<workers).map { _ in ByteBuffer(count: blockBuffers) }
         let tables = (0..<workers).map { _ in TableScanner(device: device, geometry: geometry).makeBuffer() }
@@ -39,22 +40,26 @@ extension Checker {
         let zones = bitmaps.active
         let me = UncheckedBox(self)
         // Scans on all cores; merging (this thread, in zone order) overlaps them.
-        try Parallel.pipeline(count: zones.count, workers: workers, window: workers * Self.zonesAheadPerWorker,
-                              produce: { w, i in try me.value.scanZone(zones[i], scratch: scratch[w], table: tables[w]) },
-                              consume: { i, scan in
-            guard !stop else { return false }
-            try merge(zone: zones[i], scan)
-            options.progress?(.tables, i + 1, zones.count)
-            return !stop
-        })
+        try Parallel.pipeline(
+            count: zones.count, workers: workers, window: workers * Self.zonesAheadPerWorker,
+            produce: { w, i in try me.value.scanZone(zones[i], scratch: scratch[w], table: tables[w]) },
+            consume: { i, scan in
+                guard !stop else { return false }
+                try merge(zone: zones[i], scan)
+                options.progress?(.tables, i + 1, zones.count)
+                return !stop
+            })
     }
 
     /// Checks every entry of zone `z`, and its table padding. With `gather`, entries that stay
     /// in their zone are claimed in the scan's `ZoneClaims` (see there), not listed one by one.
-    private func scanZone(_ z: Int, scratch: ByteBuffer, table: ByteBuffer,
-                          gather: Bool = true) throws -> ZoneScan {
+    private func scanZone(
+        _ z: Int, scratch: ByteBuffer, table: ByteBuffer,
+        gather: Bool = true
+    ) throws -> ZoneScan {
         var scan = ZoneScan()
-        let claims = gather && options.gatherClaims && !options.verifyData && truncatedAt == nil ? ZoneClaims(zone: z) : nil
+        let claims =
+            gather && options.gatherClaims && !options.verifyData && truncatedAt == nil ? ZoneClaims(zone: z) : nil
         scan.claims = claims
         let first = Pblk(geometry.dataStart(z)), count = Pblk(geometry.dataPblkCount(z)), nrLblk = geometry.nrLblk
         let scanner = TableScanner(device: device, geometry: geometry)
@@ -72,14 +77,17 @@ extension Checker {
                 // Literal widths for the common variants, so that the loop is specialized.
                 switch (codec.lenBytes, codec.pblkBytes) {
                 case (2, 4):
-                    try Self.gather(entries, n, inDevice, codec, lenBytes: 2, pblkBytes: 4, first: first, count: count,
-                                    &acc, &gathered, general)
+                    try Self.gather(
+                        entries, n, inDevice, codec, lenBytes: 2, pblkBytes: 4, first: first, count: count,
+                        &acc, &gathered, general)
                 case (4, 4):
-                    try Self.gather(entries, n, inDevice, codec, lenBytes: 4, pblkBytes: 4, first: first, count: count,
-                                    &acc, &gathered, general)
+                    try Self.gather(
+                        entries, n, inDevice, codec, lenBytes: 4, pblkBytes: 4, first: first, count: count,
+                        &acc, &gathered, general)
                 default:
-                    try Self.gather(entries, n, inDevice, codec, lenBytes: codec.lenBytes, pblkBytes: codec.pblkBytes,
-                                    first: first, count: count, &acc, &gathered, general)
+                    try Self.gather(
+                        entries, n, inDevice, codec, lenBytes: codec.lenBytes, pblkBytes: codec.pblkBytes,
+                        first: first, count: count, &acc, &gathered, general)
                 }
             }
             claims.claims = gathered.usedPblks
@@ -104,15 +112,18 @@ extension Checker {
     /// device's end). Inlined where the widths are literals: the loop is the hot path of
     /// checking a densely written device.
     @inline(__always)
-    private static func gather(_ entries: UnsafeRawPointer, _ n: Int, _ inDevice: Int, _ codec: borrowing EntryCodec,
-                               lenBytes: Int, pblkBytes: Int, first: Pblk, count: Pblk,
-                               _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats,
-                               _ general: (Int, UnsafeRawPointer) throws -> Void) rethrows {
+    private static func gather(
+        _ entries: UnsafeRawPointer, _ n: Int, _ inDevice: Int, _ codec: borrowing EntryCodec,
+        lenBytes: Int, pblkBytes: Int, first: Pblk, count: Pblk,
+        _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats,
+        _ general: (Int, UnsafeRawPointer) throws -> Void
+    ) rethrows {
         let entryLen = codec.entryLen
         var i = 0
         while i < n {
-            i = claimWhileCommon(entries, from: i, to: inDevice, codec, lenBytes: lenBytes, pblkBytes: pblkBytes,
-                                 first: first, count: count, &acc, &stats)
+            i = claimWhileCommon(
+                entries, from: i, to: inDevice, codec, lenBytes: lenBytes, pblkBytes: pblkBytes,
+                first: first, count: count, &acc, &stats)
             guard i < n else { break }
             let p = entries + i * entryLen
             if !isAllZero(p, entryLen) { try general(i, p) }
@@ -124,10 +135,12 @@ extension Checker {
     /// returns the index of the first that does not (or `end`). No call inside, so that the
     /// loop keeps its state in registers.
     @inline(__always)
-    private static func claimWhileCommon(_ entries: UnsafeRawPointer, from i: Int, to end: Int,
-                                         _ codec: borrowing EntryCodec, lenBytes: Int, pblkBytes: Int,
-                                         first: Pblk, count: Pblk,
-                                         _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats) -> Int {
+    private static func claimWhileCommon(
+        _ entries: UnsafeRawPointer, from i: Int, to end: Int,
+        _ codec: borrowing EntryCodec, lenBytes: Int, pblkBytes: Int,
+        first: Pblk, count: Pblk,
+        _ acc: inout ZoneClaims.Accumulator, _ stats: inout CheckStats
+    ) -> Int {
         let entryLen = codec.entryLen, raw = codec.rawLength
         var a = acc
         var i = i, p = entries + i * entryLen, compressed = 0, rawBlocks = 0, used = 0
@@ -150,7 +163,8 @@ extension Checker {
                 }
                 runEnd &+= r.used
                 used &+= r.used
-            } else if let u = codec.usedSlots(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes) {
+            } else if let u = codec.usedSlots(p, within: first, count: count, lenBytes: lenBytes, pblkBytes: pblkBytes)
+            {
                 let q = p + lenBytes
                 for s in 0..<u { a.claim(Int(truncatingIfNeeded: LE.get(q + s &* pblkBytes, pblkBytes) &- first)) }
                 used &+= u
@@ -168,8 +182,10 @@ extension Checker {
         return i
     }
 
-    private func checkEntry(lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
-                            scratch: ByteBuffer) throws {
+    private func checkEntry(
+        lblk n: Int, at p: UnsafeRawPointer, zone z: Int, into scan: inout ZoneScan,
+        scratch: ByteBuffer
+    ) throws {
         let g = geometry
         func bad(_ kind: ProblemKind, _ detail: String = "") {
             // Slots that name data pblks: what a kept (not cleared) bad entry still holds.
@@ -191,7 +207,8 @@ extension Checker {
             return bad(.dataPastEnd, "\(p)")
         }
         if options.verifyData, case .compressed(let len, let pblks) = entry,
-           try !device.decompresses(lblk: n, length: len, pblks: pblks, lblkSize: g.lblkSize, scratch: scratch.base) {
+            try !device.decompresses(lblk: n, length: len, pblks: pblks, lblkSize: g.lblkSize, scratch: scratch.base)
+        {
             return bad(.corruptData)
         }
         scan.ok.append((n, entry))
@@ -206,8 +223,9 @@ extension Checker {
         if let zc = scan.claims {
             if zc.namesSomePblkTwice || zc.claimsUnmarked(in: bitmaps[z]) {
                 rescannedZones += 1
-                scan = try scanZone(z, scratch: ByteBuffer(count: options.verifyData ? 2 * geometry.lblkSize : 0),
-                                    table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
+                scan = try scanZone(
+                    z, scratch: ByteBuffer(count: options.verifyData ? 2 * geometry.lblkSize : 0),
+                    table: TableScanner(device: device, geometry: geometry).makeBuffer(), gather: false)
             } else {
                 for p in claims.fold(zc) { duplicates.insert(p) }
                 stats.compressed += scan.gathered.compressed

@@ -15,7 +15,7 @@ extension Checker {
         // A bad entry the person chose to keep is neither read nor cloned: its slots may
         // name pblks outside the data areas, even past the end of the device.
         let lblks = bitmaps.active.lazy.flatMap { z in
-            z << self.geometry.lblkPerZoneShift ..< min((z + 1) << self.geometry.lblkPerZoneShift, self.geometry.nrLblk)
+            z << self.geometry.lblkPerZoneShift..<min((z + 1) << self.geometry.lblkPerZoneShift, self.geometry.nrLblk)
         }
         for n in lblks where newEntries[n] == nil && !keptBad.contains(n) {
             guard let e = try? codec.decode(try meta.entryBytes(n)) else { continue }
@@ -26,7 +26,7 @@ extension Checker {
         }
         try clearUndecodableClaimants(owners: &owners, entries: &entries)
         // Every owner after the first gets a copy of its own.
-        var toClone: [Int: Set<Int>] = [:]   // lblk -> lblks it shares with
+        var toClone: [Int: Set<Int>] = [:]  // lblk -> lblks it shares with
         for list in owners.values {
             for n in list.dropFirst() { toClone[n, default: []].formUnion(list.filter { $0 != n }) }
         }
@@ -55,14 +55,18 @@ extension Checker {
     /// A compressed claimant of a shared pblk whose bytes do not decompress has lost its data
     /// to the other claimant: it is cleared rather than given a copy of someone else's bytes.
     /// (With -c, pass 1 already cleared every such block.)
-    private func clearUndecodableClaimants(owners: inout [Int: [Int]],
-                                           entries: inout [Int: AllocationEntry]) throws {
+    private func clearUndecodableClaimants(
+        owners: inout [Int: [Int]],
+        entries: inout [Int: AllocationEntry]
+    ) throws {
         guard !options.verifyData else { return }
         let scratch = ByteBuffer(count: 2 * geometry.lblkSize)
         for n in entries.keys.sorted() where !stop {
             guard let e = entries[n], case .compressed(let len, let pblks) = e,
-                  try !device.decompresses(lblk: n, length: len, pblks: pblks, lblkSize: geometry.lblkSize,
-                                           scratch: scratch.base) else { continue }
+                try !device.decompresses(
+                    lblk: n, length: len, pblks: pblks, lblkSize: geometry.lblkSize,
+                    scratch: scratch.base)
+            else { continue }
             var f = facts(lblk: n, zone: geometry.zone(ofLblk: n))
             f.pblks = pblks.map { Int($0) }.filter { duplicates.contains($0) }
             f.others = Set(f.pblks.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
@@ -94,7 +98,8 @@ extension Checker {
     private func cloneEntry(_ e: AllocationEntry, lblk n: Int) -> AllocationEntry {
         let fresh = e.pblks.compactMap { old -> Pblk? in
             guard let p = claims.allocate(near: geometry.zone(ofLblk: n)),
-                  case .data(let z, let k) = geometry.place(ofPblk: p) else { return nil }
+                case .data(let z, let k) = geometry.place(ofPblk: p)
+            else { return nil }
             bitmaps[z].set(k)
             changedBitmaps.insert(z)
             clonedData.append((Int(old), p))

@@ -58,10 +58,10 @@ extension Checker {
         var k = r.lowerBound
         while k < r.upperBound {
             let n = min(chunk, r.upperBound - k)
-            let bytes = (start + k) * pblk ..< (start + k + n) * pblk
+            let bytes = (start + k) * pblk..<(start + k + n) * pblk
             if !device.isHole(bytes) {
-                try device.read(into: buffer[0 ..< n * pblk], at: bytes.lowerBound)
-                for j in 0 ..< n where !isAllZero(buffer.base + j * pblk, pblk) {
+                try device.read(into: buffer[0..<n * pblk], at: bytes.lowerBound)
+                for j in 0..<n where !isAllZero(buffer.base + j * pblk, pblk) {
                     if first == nil { first = k + j }
                     last = k + j
                 }
@@ -69,8 +69,8 @@ extension Checker {
             k += n
         }
         guard let first else { return [r] }
-        orphanRuns.append(start + first ..< start + last + 1)
-        return [r.lowerBound ..< first, last + 1 ..< r.upperBound].filter { !$0.isEmpty }
+        orphanRuns.append(start + first..<start + last + 1)
+        return [r.lowerBound..<first, last + 1..<r.upperBound].filter { !$0.isEmpty }
     }
 
     /// "43-44,50" and "and N more ranges" past eight.

@@ -34,8 +34,9 @@ extension Checker {
             let inOrder = zip(live, live.dropFirst()).allSatisfy { $0.lblk < $1.lblk }
             for var gap in gaps(zones[z] ?? [], live: live) where !stop {
                 gap.pieces = try gap.runs.flatMap { try parser.pieces(of: $0) }
-                let lost = try lostLblks(zone: z, between: inOrder ? gap.before : nil, inOrder ? gap.after : nil,
-                                         wholeZone: !inOrder)
+                let lost = try lostLblks(
+                    zone: z, between: inOrder ? gap.before : nil, inOrder ? gap.after : nil,
+                    wholeZone: !inOrder)
                 if try !(inOrder && relink(gap, lost: lost, zone: z)) { save(gap, lost: lost, zone: z) }
             }
         }
@@ -44,7 +45,7 @@ extension Checker {
     /// Zone `z`'s allocated lblks whose data lies in its own data area, as they will be once
     /// the repairs are written: (first pblk, lblk), sorted by pblk.
     private func liveBlocks(ofZone z: Int) throws -> [(pblk: Int, lblk: Int)] {
-        let area = geometry.dataStart(z) ..< geometry.dataEnd(z)
+        let area = geometry.dataStart(z)..<geometry.dataEnd(z)
         var live: [(pblk: Int, lblk: Int)] = []
         let scanner = TableScanner(device: device, geometry: geometry)
         try scanner.forEachEntry(zone: z, buffer: scanner.makeBuffer()) { n, p in
@@ -81,7 +82,7 @@ extension Checker {
         let zone = geometry.lblks(inZone: z)
         var range = zone
         if !wholeZone && (before ?? Int.min) < (after ?? Int.max) {
-            range = max(zone.lowerBound, (before ?? -1) + 1) ..< min(zone.upperBound, after ?? zone.upperBound)
+            range = max(zone.lowerBound, (before ?? -1) + 1)..<min(zone.upperBound, after ?? zone.upperBound)
         }
         guard !range.isEmpty else { return [] }
         var lost = Set(newEntries.compactMap { n, r in range.contains(n) && r.entry == .unallocated ? n : nil })
@@ -93,12 +94,12 @@ extension Checker {
         var t = firstByte / pblk
         while t * pblk < endByte {
             let count = min(256, (endByte + pblk - 1) / pblk - t)
-            try device.read(into: buffer[0 ..< count * pblk], at: t * pblk)
-            for j in 0 ..< count where isAllZero(buffer.base + j * pblk, pblk) {
+            try device.read(into: buffer[0..<count * pblk], at: t * pblk)
+            for j in 0..<count where isAllZero(buffer.base + j * pblk, pblk) {
                 // The entries that touch table pblk t + j.
                 let start = (t + j) * pblk - tableStart, end = start + pblk
                 let i0 = max(0, start / entryLen), i1 = min(geometry.lblkPerZone, (end + entryLen - 1) / entryLen)
-                for i in i0 ..< i1 {
+                for i in i0..<i1 {
                     let n = z << geometry.lblkPerZoneShift + i
                     // An entry inside the zero pblk is zero; only one that straddles it is read.
                     let inside = i * entryLen >= start && (i + 1) * entryLen <= end
@@ -124,7 +125,9 @@ extension Checker {
     /// as many as `lost`. True when relinked.
     private func relink(_ gap: Gap, lost: [Int], zone z: Int) throws -> Bool {
         let inOrder = (gap.before ?? Int.min) < (gap.after ?? Int.max)
-        let blocks: [AllocationEntry] = gap.pieces.compactMap { if case .block(let e) = $0 { return e } else { return nil } }
+        let blocks: [AllocationEntry] = gap.pieces.compactMap {
+            if case .block(let e) = $0 { return e } else { return nil }
+        }
         guard inOrder, !lost.isEmpty, blocks.count == gap.pieces.count, blocks.count == lost.count else { return false }
         var f = facts(zone: z)
         f.pblks = gap.runs.flatMap { Array($0) }
@@ -174,7 +177,8 @@ extension Checker {
             let name = r.count == 1 ? "pblk-\(r.lowerBound)" : "pblks-\(r.lowerBound)-\(r.upperBound - 1)"
             let what: String
             switch piece {
-            case .block(.compressed(let len, _)): what = "compressed \(len) bytes, decoded to \(geometry.lblkSize) bytes"
+            case .block(.compressed(let len, _)):
+                what = "compressed \(len) bytes, decoded to \(geometry.lblkSize) bytes"
             case .block: what = "raw block of \(geometry.lblkSize) bytes, as stored"
             case .fragment: what = "\(r.count * Units.pblkSize) bytes as stored (not a whole block)"
             }

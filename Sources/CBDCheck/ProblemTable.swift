@@ -53,7 +53,9 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
                 "Header: the device was not closed cleanly (DIRTY)" + (f.detail.isEmpty ? "" : "; \(f.detail)")
             }
         case .headerReserved:
-            return ProblemRow(.header, .clear, preen: true) { f in "Header: reserved byte at offset \(f.detail) is not zero" }
+            return ProblemRow(.header, .clear, preen: true) { f in
+                "Header: reserved byte at offset \(f.detail) is not zero"
+            }
         case .headerLost:
             return ProblemRow(.header, .write, preen: false) { f in "Header: pblk 0 is not a CBD header: \(f.detail)" }
         case .deviceShort:
@@ -67,7 +69,9 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
         case .malformedEntry:
             return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) has a malformed entry: \(f.detail)" }
         case .slotOutsideData:
-            return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) names pblk \(f.detail), which is not a data pblk" }
+            return ProblemRow(.tables, .clear, preen: false) { f in
+                "\(block(f)) names pblk \(f.detail), which is not a data pblk"
+            }
         case .entryBeyondSize:
             return ProblemRow(.tables, .clear, preen: true) { f in
                 "Logical block \(f.lblk ?? 0), beyond the logical size (\(f.nrLblk) blocks), has a non-zero entry"
@@ -77,7 +81,9 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
                 "Zone \(f.zone ?? 0): table padding after the last entry is not zero"
             }
         case .corruptData:
-            return ProblemRow(.tables, .clear, preen: false) { f in "\(block(f)) does not decompress to \(f.lblkSize) bytes" }
+            return ProblemRow(.tables, .clear, preen: false) { f in
+                "\(block(f)) does not decompress to \(f.lblkSize) bytes"
+            }
         case .crossLinked:
             return ProblemRow(.sharedPblks, .clone, preen: false) { f in shares(f) }
         case .crossLinkedCorrupt:
@@ -85,7 +91,9 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
                 "\(shares(f)) and does not decompress to \(f.lblkSize) bytes"
             }
         case .crossLinkedNoRoom:
-            return ProblemRow(.sharedPblks, .clear, preen: false) { f in "\(shares(f)) and no free pblk is left for a copy" }
+            return ProblemRow(.sharedPblks, .clear, preen: false) { f in
+                "\(shares(f)) and no free pblk is left for a copy"
+            }
         case .leakedPblks:
             return ProblemRow(.bitmaps, .free, preen: true) { f in
                 "Zone \(f.zone ?? 0): pblks marked in use but used by no entry: \(f.detail)"
@@ -106,8 +114,11 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
         case .orphanedData:
             return ProblemRow(.orphans, .save, preen: true) { f in
                 "Zone \(f.zone ?? 0): \(pblksHold(f)) data no entry names (\(f.blocks) block\(f.blocks == 1 ? "" : "s"))"
-                    + (f.others.isEmpty ? "" : "; \(lblkRanges(f.others, f)), whose "
-                        + (f.others.count == 1 ? "entry was lost, may have held it" : "entries were lost, may have held it"))
+                    + (f.others.isEmpty
+                        ? ""
+                        : "; \(lblkRanges(f.others, f)), whose "
+                            + (f.others.count == 1
+                                ? "entry was lost, may have held it" : "entries were lost, may have held it"))
             }
         }
     }
@@ -148,8 +159,10 @@ private func block(_ f: Problem.Facts) -> String {
 private func lblkRanges(_ lblks: [Int], _ f: Problem.Facts) -> String {
     var runs: [Range<Int>] = []
     for n in lblks {
-        if let last = runs.last, last.upperBound == n { runs[runs.count - 1] = last.lowerBound ..< n + 1 } else {
-            runs.append(n ..< n + 1)
+        if let last = runs.last, last.upperBound == n {
+            runs[runs.count - 1] = last.lowerBound..<n + 1
+        } else {
+            runs.append(n..<n + 1)
         }
     }
     let shown = runs.prefix(8).map { r in

@@ -55,7 +55,7 @@ extension BlockDevice {
     /// Releases the space of `pblks`, a run of neighbours at a time.
     public func release(pblks: [Pblk]) {
         for run in PblkRuns(pblks.map { Int($0) }.sorted()) {
-            release(run.first * Units.pblkSize ..< (run.first + run.slots.count) * Units.pblkSize)
+            release(run.first * Units.pblkSize..<(run.first + run.slots.count) * Units.pblkSize)
         }
     }
 
@@ -75,9 +75,11 @@ extension BlockDevice {
     /// Reads the pblks of an entry, in slot order, into `dst`: one read per contiguous run.
     public func readPblkRuns(_ pblks: [Pblk], into dst: UnsafeMutableRawPointer) throws {
         for run in PblkRuns(pblks) {
-            try read(into: UnsafeMutableRawBufferPointer(start: dst + run.slots.lowerBound * Units.pblkSize,
-                                                         count: run.slots.count * Units.pblkSize),
-                     at: run.first * Units.pblkSize)
+            try read(
+                into: UnsafeMutableRawBufferPointer(
+                    start: dst + run.slots.lowerBound * Units.pblkSize,
+                    count: run.slots.count * Units.pblkSize),
+                at: run.first * Units.pblkSize)
         }
     }
 
@@ -85,4 +87,3 @@ extension BlockDevice {
         try bytes.withUnsafeBytes { try write($0, at: p * Units.pblkSize) }
     }
 }
-

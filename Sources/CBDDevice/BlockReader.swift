@@ -9,8 +9,10 @@ extension BlockDevice {
     /// Reads the block that entry `e` of lblk `n` names into `out` (`lblkSize` bytes; left as
     /// it is for an unallocated block), through `scratch` (`lblkSize` bytes) when compressed.
     /// Compressed data that does not decompress is a `.corrupt` error naming the block.
-    package func readBlock(_ e: AllocationEntry, lblk n: Int, lblkSize: Int, into out: UnsafeMutableRawPointer,
-                           scratch: UnsafeMutableRawPointer) throws {
+    package func readBlock(
+        _ e: AllocationEntry, lblk n: Int, lblkSize: Int, into out: UnsafeMutableRawPointer,
+        scratch: UnsafeMutableRawPointer
+    ) throws {
         switch e {
         case .unallocated:
             break
@@ -19,8 +21,9 @@ extension BlockDevice {
         case .compressed(let length, let pblks):
             try readPblkRuns(pblks, into: scratch)
             guard LZ4Codec.decompress(scratch, count: length, into: out, expected: lblkSize) else {
-                throw CBDError("\(path): logical block \(n) (bytes \(n * lblkSize)-\((n + 1) * lblkSize - 1)): "
-                    + "compressed data is corrupt", kind: .corrupt)
+                throw CBDError(
+                    "\(path): logical block \(n) (bytes \(n * lblkSize)-\((n + 1) * lblkSize - 1)): "
+                        + "compressed data is corrupt", kind: .corrupt)
             }
         }
     }
@@ -30,14 +33,16 @@ extension BlockDevice {
     /// need: a raw block's pblks that hold them, a compressed block's bytes decoded up to the
     /// part's end (in buffers of the compressed length and of `part.upperBound` bytes, made
     /// here). A 4 KiB read of a 1 GiB block so costs its compressed bytes, not two blocks.
-    package func readBlock(_ e: AllocationEntry, lblk n: Int, lblkSize: Int, part: Range<Int>,
-                           into out: UnsafeMutableRawPointer) throws {
+    package func readBlock(
+        _ e: AllocationEntry, lblk n: Int, lblkSize: Int, part: Range<Int>,
+        into out: UnsafeMutableRawPointer
+    ) throws {
         let pblk = Units.pblkSize
         switch e {
         case .unallocated:
             break
         case .raw(let pblks):
-            let slots = Array(pblks[part.lowerBound / pblk ..< (part.upperBound + pblk - 1) / pblk])
+            let slots = Array(pblks[part.lowerBound / pblk..<(part.upperBound + pblk - 1) / pblk])
             let buffer = ByteBuffer(count: slots.count * pblk)
             try readPblkRuns(slots, into: buffer.base)
             out.copyMemory(from: buffer.base + part.lowerBound % pblk, byteCount: part.count)
@@ -45,8 +50,9 @@ extension BlockDevice {
             let input = ByteBuffer(count: pblks.count * pblk), decoded = ByteBuffer(count: part.upperBound)
             try readPblkRuns(pblks, into: input.base)
             guard LZ4Codec.decompress(input.base, count: length, into: decoded.base, prefix: part.upperBound) else {
-                throw CBDError("\(path): logical block \(n) (bytes \(n * lblkSize)-\((n + 1) * lblkSize - 1)): "
-                    + "compressed data is corrupt", kind: .corrupt)
+                throw CBDError(
+                    "\(path): logical block \(n) (bytes \(n * lblkSize)-\((n + 1) * lblkSize - 1)): "
+                        + "compressed data is corrupt", kind: .corrupt)
             }
             out.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
         }
@@ -54,10 +60,13 @@ extension BlockDevice {
 
     /// Whether the compressed block of lblk `n` (`length` bytes in `pblks`) decompresses; `scratch`
     /// holds at least two blocks. Other read errors are thrown.
-    package func decompresses(lblk n: Int, length: Int, pblks: [Pblk], lblkSize: Int, scratch: UnsafeMutableRawPointer) throws -> Bool {
+    package func decompresses(lblk n: Int, length: Int, pblks: [Pblk], lblkSize: Int, scratch: UnsafeMutableRawPointer)
+        throws -> Bool
+    {
         do {
-            try readBlock(.compressed(length: length, pblks: pblks), lblk: n, lblkSize: lblkSize,
-                          into: scratch + lblkSize, scratch: scratch)
+            try readBlock(
+                .compressed(length: length, pblks: pblks), lblk: n, lblkSize: lblkSize,
+                into: scratch + lblkSize, scratch: scratch)
             return true
         } catch let error as CBDError where error.kind == .corrupt {
             return false

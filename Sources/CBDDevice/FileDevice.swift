@@ -42,8 +42,10 @@ public final class FileDevice: BlockDevice, @unchecked Sendable {
         }
         let kind = st.st_mode & S_IFMT
         guard kind == S_IFREG || kind == S_IFBLK else {
-            throw CBDError(kind == S_IFDIR ? "\(path): is a directory"
-                                           : "\(path): not a regular file or block device")
+            throw CBDError(
+                kind == S_IFDIR
+                    ? "\(path): is a directory"
+                    : "\(path): not a regular file or block device")
         }
         isBlockDevice = kind == S_IFBLK
         // Root may open a mode-0444 file for writing; a tool that changes data should not.
@@ -191,14 +193,18 @@ enum LoopDevices {
         guard let dir = opendir("/sys/block") else { return nil }
         defer { closedir(dir) }
         while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }),
-                as: UTF8.self) }
+            let name = withUnsafeBytes(of: ent.pointee.d_name) {
+                String(
+                    decoding: $0.prefix(while: { $0 != 0 }),
+                    as: UTF8.self)
+            }
             guard name.hasPrefix("loop") else { continue }
             guard let f = fopen("/sys/block/\(name)/loop/backing_file", "r") else { continue }
             defer { fclose(f) }
             var line = [CChar](repeating: 0, count: 4096)
             guard fgets(&line, Int32(line.count), f) != nil else { continue }
-            let backing = String(decoding: line.prefix(while: { $0 != 0 && $0 != 10 }).map { UInt8(bitPattern: $0) },
+            let backing = String(
+                decoding: line.prefix(while: { $0 != 0 && $0 != 10 }).map { UInt8(bitPattern: $0) },
                 as: UTF8.self)
             if backing == target { return "/dev/\(name)" }
         }

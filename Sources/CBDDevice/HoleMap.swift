@@ -15,9 +15,9 @@ package struct HoleMap {
     package mutating func data(after offset: Int) -> Range<Int>? {
         if offset < asked || (extent.map { offset >= $0.upperBound } ?? false) {
             asked = offset
-            extent = device.nextData(from: offset).map { $0 ..< device.nextHole(from: $0) }
+            extent = device.nextData(from: offset).map { $0..<device.nextHole(from: $0) }
         }
-        return extent.map { max($0.lowerBound, offset) ..< $0.upperBound }
+        return extent.map { max($0.lowerBound, offset)..<$0.upperBound }
     }
 
     package mutating func isHole(_ range: Range<Int>) -> Bool {
@@ -30,7 +30,7 @@ package struct HoleMap {
         var out: [Range<Int>] = []
         var pos = range.lowerBound
         while pos < range.upperBound, let e = data(after: pos), e.lowerBound < range.upperBound {
-            out.append(e.lowerBound ..< min(e.upperBound, range.upperBound))
+            out.append(e.lowerBound..<min(e.upperBound, range.upperBound))
             pos = e.upperBound
         }
         return out

@@ -60,7 +60,7 @@ public final class OutputFile: OutputTarget {
         OutputFile.removeStaleTemporaries(for: path)
         let d = try FileDevice(path: temp, mode: .readWrite, createSize: size)
         tempPath = temp
-        if replaced != nil { fchmod(d.fd, st.st_mode & 0o7777) }   // the new file keeps the old one's mode
+        if replaced != nil { fchmod(d.fd, st.st_mode & 0o7777) }  // the new file keeps the old one's mode
         device = d
         return d
     }
@@ -128,7 +128,7 @@ public final class OutputFile: OutputTarget {
         guard n > 0 else { return path }
         let link = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let resolved = link.hasPrefix("/") ? link : "\(directory(of: path))/\(link)"
-        return target(of: resolved, depth: depth + 1)   // a chain of links, to its end
+        return target(of: resolved, depth: depth + 1)  // a chain of links, to its end
     }
 
     public static func directory(of path: String) -> String {

@@ -31,15 +31,20 @@ public struct ServeStatus: Equatable, Sendable {
     /// told (cbd serve tells it; the plugin under another nbdkit command line may not know).
     public var uri: String?
 
-    public init(pid: Int32, readOnly: Bool, geometry: Geometry, usage: (dataPblks: Int, free: Int, promised: Int),
-                refusals: Int) {
-        self.init(pid: pid, readOnly: readOnly, physicalBytes: geometry.physicalBytes,
-                  logicalBytes: geometry.logicalBytes, lblkSize: geometry.lblkSize, dataPblks: usage.dataPblks,
-                  freePblks: usage.free, promisedPblks: usage.promised, refusals: refusals)
+    public init(
+        pid: Int32, readOnly: Bool, geometry: Geometry, usage: (dataPblks: Int, free: Int, promised: Int),
+        refusals: Int
+    ) {
+        self.init(
+            pid: pid, readOnly: readOnly, physicalBytes: geometry.physicalBytes,
+            logicalBytes: geometry.logicalBytes, lblkSize: geometry.lblkSize, dataPblks: usage.dataPblks,
+            freePblks: usage.free, promisedPblks: usage.promised, refusals: refusals)
     }
 
-    private init(pid: Int32, readOnly: Bool, physicalBytes: Int, logicalBytes: Int, lblkSize: Int, dataPblks: Int,
-                 freePblks: Int, promisedPblks: Int, refusals: Int) {
+    private init(
+        pid: Int32, readOnly: Bool, physicalBytes: Int, logicalBytes: Int, lblkSize: Int, dataPblks: Int,
+        freePblks: Int, promisedPblks: Int, refusals: Int
+    ) {
         self.pid = pid
         self.readOnly = readOnly
         self.physicalBytes = physicalBytes
@@ -55,9 +60,11 @@ public struct ServeStatus: Equatable, Sendable {
     public var availablePblks: Int { max(0, freePblks - promisedPblks) }
 
     private var fields: [(String, Int)] {
-        [("pid", Int(pid)), ("readonly", readOnly ? 1 : 0), ("physical_bytes", physicalBytes),
-         ("logical_bytes", logicalBytes), ("lblk_size", lblkSize), ("data_pblks", dataPblks),
-         ("free_pblks", freePblks), ("promised_pblks", promisedPblks), ("refusals", refusals)]
+        [
+            ("pid", Int(pid)), ("readonly", readOnly ? 1 : 0), ("physical_bytes", physicalBytes),
+            ("logical_bytes", logicalBytes), ("lblk_size", lblkSize), ("data_pblks", dataPblks),
+            ("free_pblks", freePblks), ("promised_pblks", promisedPblks), ("refusals", refusals)
+        ]
     }
 
     /// The file's bytes: `key=value` lines (the URI last, the only text, percent-free as
@@ -99,13 +106,15 @@ public struct ServeStatus: Equatable, Sendable {
         let maxPblks = 1 << 48, maxBytes = maxPblks * Units.pblkSize
         func get(_ k: String, below limit: Int) -> Int? { values[k].flatMap { (0..<limit).contains($0) ? $0 : nil } }
         guard let pid = get("pid", below: Int(Int32.max)), let ro = get("readonly", below: 2),
-              let phys = get("physical_bytes", below: maxBytes), let logi = get("logical_bytes", below: maxBytes),
-              let lblk = get("lblk_size", below: 1 << 31), let data = get("data_pblks", below: maxPblks),
-              let free = get("free_pblks", below: data + 1), let promised = get("promised_pblks", below: maxPblks),
-              let refusals = get("refusals", below: Int.max), pid > 0 else { return nil }
-        var s = ServeStatus(pid: Int32(pid), readOnly: ro != 0, physicalBytes: phys, logicalBytes: logi,
-                            lblkSize: lblk, dataPblks: data, freePblks: free, promisedPblks: promised,
-                            refusals: refusals)
+            let phys = get("physical_bytes", below: maxBytes), let logi = get("logical_bytes", below: maxBytes),
+            let lblk = get("lblk_size", below: 1 << 31), let data = get("data_pblks", below: maxPblks),
+            let free = get("free_pblks", below: data + 1), let promised = get("promised_pblks", below: maxPblks),
+            let refusals = get("refusals", below: Int.max), pid > 0
+        else { return nil }
+        var s = ServeStatus(
+            pid: Int32(pid), readOnly: ro != 0, physicalBytes: phys, logicalBytes: logi,
+            lblkSize: lblk, dataPblks: data, freePblks: free, promisedPblks: promised,
+            refusals: refusals)
         s.failed = get("failed", below: 2) == 1
         s.uri = uri
         return s

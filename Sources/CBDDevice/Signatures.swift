@@ -55,7 +55,8 @@ public enum Signatures {
         defer { blkid_free_probe(pr) }
         guard blkid_probe_set_device(pr, fd, 0, 0) == 0 else { return }
         blkid_probe_enable_superblocks(pr, 1)
-        blkid_probe_set_superblocks_flags(pr,
+        blkid_probe_set_superblocks_flags(
+            pr,
             Int32(BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE | BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_BADCSUM))
         blkid_probe_enable_partitions(pr, 1)
         blkid_probe_set_partitions_flags(pr, Int32(BLKID_PARTS_MAGIC))

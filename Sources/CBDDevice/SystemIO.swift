@@ -50,7 +50,14 @@ func seekData(_ fd: Int32, from offset: Int) -> Int? {
 /// (copy_file_range: no round trip through a buffer, a reflink where the filesystem can).
 /// False, with nothing promised about the target, when the kernel cannot do it here.
 package func copyFileRange(_ count: Int, from: Int32, at offset: Int, to: Int32, at target: Int) -> Bool {
-    let done = try? transfer(count, { Int(cbd_copy_range(from, Int64(offset + $0), to, Int64(target + $0),
-                                                         Int64(count - $0))) }) { code, _ in CBDError("", kind: .system(code)) }
+    let done = try? transfer(
+        count,
+        {
+            Int(
+                cbd_copy_range(
+                    from, Int64(offset + $0), to, Int64(target + $0),
+                    Int64(count - $0)))
+        }
+    ) { code, _ in CBDError("", kind: .system(code)) }
     return done == count
 }

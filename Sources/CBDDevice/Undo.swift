@@ -28,8 +28,10 @@ public enum Undo {
     /// call (which, under way, does not ask the device to be as the rewrite left it), and a
     /// finished one run again does nothing and succeeds.
     @discardableResult
-    public static func apply(undoPath: String, to device: BlockDevice, force: Bool = false,
-                             progress: ProgressHandler? = nil) throws -> Result {
+    public static func apply(
+        undoPath: String, to device: BlockDevice, force: Bool = false,
+        progress: ProgressHandler? = nil
+    ) throws -> Result {
         let fd = open(undoPath, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw systemError("cannot open undo file", undoPath, errno: errno) }
         defer { close(fd) }
@@ -66,7 +68,9 @@ public enum Undo {
 
     /// Whether `device` is what applying `file` left: its original size, its original pblk 0
     /// and every saved pblk's old contents ("applied" is written only once all were synced).
-    static func holdsRestored(_ file: UndoFile.Parsed, _ fd: Int32, _ undoPath: String, _ device: BlockDevice) throws -> Bool {
+    static func holdsRestored(_ file: UndoFile.Parsed, _ fd: Int32, _ undoPath: String, _ device: BlockDevice) throws
+        -> Bool
+    {
         guard device.size == file.original, try device.readPblks(0) == file.header else { return false }
         var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
         for (i, p) in zip(file.recordIndices, file.pblks) where p != 0 {
@@ -90,8 +94,10 @@ public enum Undo {
             // Checked when it started; the device is half restored now. Its size is one of the
             // three it has had.
             let sizes = [file.original, file.target] + (file.trailer.map { [$0.size] } ?? [])
-            return sizes.contains(device.size) ? nil : "written for a device of \(file.original) bytes, this one has "
-                + "\(device.size)"
+            return sizes.contains(device.size)
+                ? nil
+                : "written for a device of \(file.original) bytes, this one has "
+                    + "\(device.size)"
         }
         if let t = file.trailer {
             guard device.size == t.size else {

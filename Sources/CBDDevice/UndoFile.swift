@@ -107,27 +107,35 @@ enum UndoFile {
             throw CBDError("\(path): not a cbd undo file")
         }
         guard head.count == headBytes, LE.get(head, 16, 8) == UInt64(Units.pblkSize),
-              LE.get(head, 8, 8) <= UInt64(Int.max / 2), LE.get(head, 24, 8) <= UInt64(Int.max / 2) else {
+            LE.get(head, 8, 8) <= UInt64(Int.max / 2), LE.get(head, 24, 8) <= UInt64(Int.max / 2)
+        else {
             throw CBDError("\(path): incomplete or damaged undo file (its head)")
         }
-        var parsed = Parsed(applied: found == appliedMagic, underWay: found == applyingMagic,
-                            original: Int(LE.get(head, 8, 8)), target: Int(LE.get(head, 24, 8)),
-                            header: Array(head[32...]), records: 0, recordIndices: [], pblks: [], trailer: nil)
+        var parsed = Parsed(
+            applied: found == appliedMagic, underWay: found == applyingMagic,
+            original: Int(LE.get(head, 8, 8)), target: Int(LE.get(head, 24, 8)),
+            header: Array(head[32...]), records: 0, recordIndices: [], pblks: [], trailer: nil)
         var body = fileSize - headBytes
         if body >= trailerBytes && (body - trailerBytes) % recordBytes == 0 {
             var t = [UInt8](repeating: 0, count: trailerBytes)
             try preadAll(fd, &t, t.count, fileSize - t.count, what: path)
             if Array(t[0..<8]) == trailerMagic && LE.get(t, 28, 4) == UInt64(crc(Array(t[0..<28]))) {
-                parsed.trailer = (Int(clamping: LE.get(t, 8, 8)), Int(clamping: LE.get(t, 16, 8)), UInt32(LE.get(t,
-                    24, 4)))
+                parsed.trailer = (
+                    Int(clamping: LE.get(t, 8, 8)), Int(clamping: LE.get(t, 16, 8)),
+                    UInt32(
+                        LE.get(
+                            t,
+                            24, 4))
+                )
                 body -= trailerBytes
             }
         }
         // Without a trailer the rewrite was interrupted: a torn last record was never used.
         parsed.records = body / recordBytes
         if let t = parsed.trailer, t.records != parsed.records {
-            throw CBDError("\(path): incomplete or damaged undo file (\(parsed.records) records, trailer says "
-                + "\(t.records))")
+            throw CBDError(
+                "\(path): incomplete or damaged undo file (\(parsed.records) records, trailer says "
+                    + "\(t.records))")
         }
         guard parsed.records > 0 else { throw CBDError("\(path): the undo file saved nothing; nothing to undo") }
         var record = [UInt8](repeating: 0, count: recordBytes)

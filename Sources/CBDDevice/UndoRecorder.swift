@@ -19,8 +19,9 @@ package final class UndoRecorder: BlockDevice {
         originalSize = inner.size
         let fd = open(undoPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw errno == EEXIST ? CBDError("\(undoPath): undo file already exists")
-                                  : systemError("cannot create undo file", undoPath, errno: errno)
+            throw errno == EEXIST
+                ? CBDError("\(undoPath): undo file already exists")
+                : systemError("cannot create undo file", undoPath, errno: errno)
         }
         self.fd = fd
         do {
@@ -30,7 +31,7 @@ package final class UndoRecorder: BlockDevice {
             try UndoRecorder.syncDirectory(of: undoPath)
         } catch {
             close(fd)
-            unlink(undoPath)   // nothing was changed yet: an empty undo file would only mislead
+            unlink(undoPath)  // nothing was changed yet: an empty undo file would only mislead
             throw error
         }
     }
@@ -57,10 +58,11 @@ package final class UndoRecorder: BlockDevice {
         guard !range.isEmpty else { return }
         var record = [UInt8](repeating: 0, count: UndoFile.recordBytes)
         var wrote = false
-        for p in range.lowerBound / Units.pblkSize ..< (range.upperBound + Units.pblkSize - 1) / Units.pblkSize {
+        for p in range.lowerBound / Units.pblkSize..<(range.upperBound + Units.pblkSize - 1) / Units.pblkSize {
             guard (p + 1) * Units.pblkSize <= originalSize, saved.insert(p).inserted else { continue }
             try record.withUnsafeMutableBytes { b in
-                try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: b[UndoFile.dataStart...]), at: p * Units.pblkSize)
+                try inner.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: b[UndoFile.dataStart...]), at: p * Units.pblkSize)
             }
             UndoFile.seal(&record, pblk: p)
             try pwriteAll(fd, record, record.count, end, what: undoPath)
@@ -97,7 +99,7 @@ package final class UndoRecorder: BlockDevice {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
-        try save(offset ..< offset + buffer.count)
+        try save(offset..<offset + buffer.count)
         try inner.write(buffer, at: offset)
     }
 
@@ -115,7 +117,7 @@ package final class UndoRecorder: BlockDevice {
             var p = bytes / Units.pblkSize
             while p * Units.pblkSize < min(inner.size, originalSize) {
                 let run = min(256, (min(inner.size, originalSize) / Units.pblkSize) - p)
-                let range = p * Units.pblkSize ..< (p + run) * Units.pblkSize
+                let range = p * Units.pblkSize..<(p + run) * Units.pblkSize
                 if !inner.isHole(range) { try save(range) }
                 p += run
             }

@@ -44,8 +44,9 @@ public struct BlockMap {
             let ints = pblks.map { Int($0) }
             let contiguous = zip(ints, ints.dropFirst()).allSatisfy { $1 == $0 + 1 }
             if var r = current, r.lblk + r.count == n, r.state == state,
-               state == .unallocated || state == .damaged
-                   || (r.contiguous && contiguous && ints.first.map { $0 == (r.lastPblk ?? -2) + 1 } == true) {
+                state == .unallocated || state == .damaged
+                    || (r.contiguous && contiguous && ints.first.map { $0 == (r.lastPblk ?? -2) + 1 } == true)
+            {
                 r.count += count
                 r.pblks += ints.count
                 r.lastPblk = ints.last ?? r.lastPblk
@@ -53,10 +54,11 @@ public struct BlockMap {
                 return
             }
             if let r = current { try body(r) }
-            current = Run(lblk: n, count: count, state: state, firstPblk: ints.first, pblks: ints.count,
-                          contiguous: contiguous, lastPblk: ints.last)
+            current = Run(
+                lblk: n, count: count, state: state, firstPblk: ints.first, pblks: ints.count,
+                contiguous: contiguous, lastPblk: ints.last)
         }
-        var next = 0   // lblks below are mapped
+        var next = 0  // lblks below are mapped
         for z in scanner.zonesWithMetadata() {
             try scanner.forEachEntry(zone: z, buffer: buffer) { n, p in
                 guard n < g.nrLblk else { return }

@@ -34,7 +34,7 @@ public struct Comparison {
         var pos = 0
         while pos < end {
             let da = Self.nextData(a, from: pos), db = Self.nextData(b, from: pos)
-            guard let start = [da, db].compactMap({ $0 }).min() else { break }   // holes on both sides
+            guard let start = [da, db].compactMap({ $0 }).min() else { break }  // holes on both sides
             if strict && da != db { return .allocationDiffers(offset: start) }
             // The segment up to the next change of either side (data to hole, hole to data).
             let stop = max(start + 1, min(Self.boundary(a, at: start, end: end), Self.boundary(b, at: start, end: end)))
@@ -44,8 +44,11 @@ public struct Comparison {
                 try Self.read(a, into: bufA, n, at: off)
                 try Self.read(b, into: bufB, n, at: off)
                 if memcmp(bufA.base, bufB.base, n) != 0 {
-                    let i = (0..<n).first { bufA.base.load(fromByteOffset: $0, as: UInt8.self)
-                        != bufB.base.load(fromByteOffset: $0, as: UInt8.self) } ?? 0
+                    let i =
+                        (0..<n).first {
+                            bufA.base.load(fromByteOffset: $0, as: UInt8.self)
+                                != bufB.base.load(fromByteOffset: $0, as: UInt8.self)
+                        } ?? 0
                     return .contentDiffers(offset: off + i)
                 }
                 off += n

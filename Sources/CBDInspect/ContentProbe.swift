@@ -35,7 +35,8 @@ extension Signatures {
         defer { blkid_free_probe(pr) }
         guard blkid_probe_set_device(pr, spill.fd, 0, 0) == 0 else { return nil }
         blkid_probe_enable_superblocks(pr, 1)
-        blkid_probe_set_superblocks_flags(pr,
+        blkid_probe_set_superblocks_flags(
+            pr,
             Int32(BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID | BLKID_SUBLKS_TYPE | BLKID_SUBLKS_VERSION))
         blkid_probe_enable_partitions(pr, 1)
         guard blkid_do_safeprobe(pr) == 0 else { return nil }

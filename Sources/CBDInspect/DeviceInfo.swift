@@ -52,7 +52,8 @@ public enum DeviceInfo {
         if !unreadable.isEmpty {
             r.add("contents", "unreadable")
         } else if let found {
-            r.add("contents",
+            r.add(
+                "contents",
                 found.map { $0.0 == "TYPE" || $0.0 == "PTTYPE" ? $0.1 : "\($0.0)=\($0.1)" }.joined(separator: ", "))
             var c = Report()
             for (k, v) in found { c.add(k.lowercased(), v) }
@@ -85,8 +86,10 @@ public enum DeviceInfo {
         r.add("free", size: s.availablePblks * Units.pblkSize)
         addUse(&r, dataPblks: s.dataPblks, available: s.availablePblks)
         r.add("refused_writes", s.refusals)
-        r.add("state", "served\(s.readOnly ? " read-only" : s.failed ? ", read-only after an I/O error" : "") "
-            + "by process \(s.pid) (live)")
+        r.add(
+            "state",
+            "served\(s.readOnly ? " read-only" : s.failed ? ", read-only after an I/O error" : "") "
+                + "by process \(s.pid) (live)")
         r.add("server_pid", Int(s.pid))
         if let u = s.uri { r.add("uri", u) }
         return r

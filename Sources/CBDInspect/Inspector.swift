@@ -106,7 +106,7 @@ public struct Inspector {
             Report.Value.range(g.dataStart(z) + e.lowerBound, g.dataStart(z) + e.upperBound - 1)
         }
         r.fields.append(("free_extents", .list(extents)))
-        let lblks = z << g.lblkPerZoneShift ..< (z << g.lblkPerZoneShift) + g.lblkPerZone
+        let lblks = z << g.lblkPerZoneShift..<(z << g.lblkPerZoneShift) + g.lblkPerZone
         var entries: [Report] = []
         try forEachEntry(zone: z) { n, bytes in entries.append(entryReport(n, bytes, g)) }
         r.add("lblks", first: lblks.lowerBound, last: lblks.upperBound - 1)
@@ -161,8 +161,11 @@ public struct Inspector {
         if let e = try? EntryCodec(g).decode(bytes), !e.pblks.isEmpty {
             let stored = e.pblks.count * Units.pblkSize
             r.add("stored_bytes", stored)
-            r.add("compression_ratio", Ratios.compression(allocatedBlocks: 1, lblkSize: g.lblkSize,
-                pblks: e.pblks.count))
+            r.add(
+                "compression_ratio",
+                Ratios.compression(
+                    allocatedBlocks: 1, lblkSize: g.lblkSize,
+                    pblks: e.pblks.count))
         }
         return r
     }
@@ -210,8 +213,14 @@ public struct Inspector {
         let codec = EntryCodec(g)
         for z in TableScanner(device: device, geometry: g).zonesWithMetadata() {
             try forEachEntry(zone: z) { n, bytes in
-                let named = bytes.withUnsafeBytes { b in (0..<codec.slots).contains { Int(codec.slot($0,
-                    at: b.baseAddress!)) == p } }
+                let named = bytes.withUnsafeBytes { b in
+                    (0..<codec.slots).contains {
+                        Int(
+                            codec.slot(
+                                $0,
+                                at: b.baseAddress!)) == p
+                    }
+                }
                 if named { out.append(n) }
             }
         }

@@ -32,8 +32,10 @@ struct Assembler {
         }
         // Data: the stream fills zone after zone.
         let runs = (0..<g.nrZones).map { z in
-            (from: data.offset(ofStreamPblk: z * Units.pblksPerBitmap), to: g.dataStart(z) * Units.pblkSize,
-             count: max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z))) * Units.pblkSize)
+            (
+                from: data.offset(ofStreamPblk: z * Units.pblksPerBitmap), to: g.dataStart(z) * Units.pblkSize,
+                count: max(0, min(d - z * Units.pblksPerBitmap, g.dataPblkCount(z))) * Units.pblkSize
+            )
         }
         let inPlace = data.placedIn === out
         if inPlace, runs.contains(where: { $0.count > 0 && $0.from != $0.to }) {

@@ -57,13 +57,16 @@ public struct CBDToRaw {
 
     /// Decodes window k+1 on all cores while this thread writes window k: one writer keeps
     /// the output file's lock uncontended, and decompression overlaps the copy into the page cache.
-    private func decode(_ input: any BlockDevice, _ g: Geometry, into out: BlockDevice,
-        zeroHoles: Bool) throws -> ConvertSummary {
+    private func decode(
+        _ input: any BlockDevice, _ g: Geometry, into out: BlockDevice,
+        zeroHoles: Bool
+    ) throws -> ConvertSummary {
         let codec = EntryCodec(g)
         // Each block of a window takes its output buffer; each worker a block of scratch (one
         // kept aside), and no more workers than a window has blocks or the budget allows.
-        let fit = memory.windows(preferred: max(1, bytesPerWorker / g.lblkSize) * Parallel.workers,
-                                 blockBytes: g.lblkSize, buffersPerBlock: 1, fixed: g.lblkSize)
+        let fit = memory.windows(
+            preferred: max(1, bytesPerWorker / g.lblkSize) * Parallel.workers,
+            blockBytes: g.lblkSize, buffersPerBlock: 1, fixed: g.lblkSize)
         let perWindow = fit.blocks
         let workers = max(1, min(Parallel.workers, perWindow, memory.bytes / g.lblkSize - perWindow * fit.count))
         let windows = (0..<fit.count).map { _ in Window(blocks: perWindow, lblkSize: g.lblkSize) }
@@ -94,7 +97,7 @@ public struct CBDToRaw {
             if zeroHoles {
                 if let p = previous { try finish(p) }
                 previous = nil
-                try out.zero(done * g.lblkSize ..< lblk * g.lblkSize)
+                try out.zero(done * g.lblkSize..<lblk * g.lblkSize)
             }
             done = lblk
         }
@@ -104,27 +107,28 @@ public struct CBDToRaw {
             // A window whose table is a hole (a sparse image) holds only unallocated blocks:
             // nothing to read or decode, and a hole in the output (zeros on a device or stream,
             // written after the window before it).
-            let table = g.entryOffset(ofLblk: first) ..< g.entryOffset(ofLblk: first) + count * g.entryLen
+            let table = g.entryOffset(ofLblk: first)..<g.entryOffset(ofLblk: first) + count * g.entryLen
             if holes.isHole(table) {
                 holeBlocks += count
                 if zeroHoles {
                     if let p = previous { try finish(p) }
                     previous = nil
-                    try out.zero(first * g.lblkSize ..< (first + count) * g.lblkSize)
+                    try out.zero(first * g.lblkSize..<(first + count) * g.lblkSize)
                 }
                 continue
             }
             if let p = previous { p.done.wait(); if let e = p.error.first { throw e } }
             let w = windows[slot % windows.count]
             slot += 1
-            if let p = previous, p === w { try finish(p); previous = nil }   // one window: written before reuse
+            if let p = previous, p === w { try finish(p); previous = nil }  // one window: written before reuse
             w.first = first
             w.count = count
             let job = UncheckedBox((input, g, codec, scratch, counts, salvage))
             DispatchQueue.global().async(group: w.done) {
                 let (input, g, codec, scratch, counts, salvage) = job.value
-                do { try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts, salvage: salvage) }
-                catch { w.error.set(error) }
+                do {
+                    try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts, salvage: salvage)
+                } catch { w.error.set(error) }
             }
             if let p = previous { try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles) }
             previous = w
@@ -142,8 +146,10 @@ public struct CBDToRaw {
     }
 
     /// Reads the window's entries in one read and decodes its blocks on all cores.
-    static func decodeWindow(_ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
-                             scratch: [ByteBuffer], counts: Counters, salvage: Bool) throws {
+    static func decodeWindow(
+        _ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, _ w: Window,
+        scratch: [ByteBuffer], counts: Counters, salvage: Bool
+    ) throws {
         let startByte = g.entryOffset(ofLblk: w.first)
         let endByte = startByte + w.count * g.entryLen
         let pblks = (endByte + Units.pblkSize - 1) / Units.pblkSize - startByte / Units.pblkSize
@@ -155,11 +161,12 @@ public struct CBDToRaw {
                 let present = UncheckedBox(pr)
                 try Parallel.forEachSlice(count: w.count, parts: scratch.count) { worker, slice in
                     for i in slice {
-                        present.value[i] = try decodeBlock(input, g, codec, lblk: w.first + i,
-                                                           entry: tb.value + i * g.entryLen,
-                                                           into: w.out.base + i * g.lblkSize,
-                                                           scratch: scratch[worker], counts: counts, worker: worker,
-                                                           salvage: salvage)
+                        present.value[i] = try decodeBlock(
+                            input, g, codec, lblk: w.first + i,
+                            entry: tb.value + i * g.entryLen,
+                            into: w.out.base + i * g.lblkSize,
+                            scratch: scratch[worker], counts: counts, worker: worker,
+                            salvage: salvage)
                     }
                 }
             }
@@ -167,16 +174,18 @@ public struct CBDToRaw {
     }
 
     /// Decodes one block into `dst`; returns false when it is all zeros (nothing to write).
-    static func decodeBlock(_ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
-                            entry: UnsafeRawPointer, into dst: UnsafeMutableRawPointer,
-                            scratch: ByteBuffer, counts: Counters, worker w: Int, salvage: Bool) throws -> Bool {
+    static func decodeBlock(
+        _ input: any BlockDevice, _ g: Geometry, _ codec: EntryCodec, lblk n: Int,
+        entry: UnsafeRawPointer, into dst: UnsafeMutableRawPointer,
+        scratch: ByteBuffer, counts: Counters, worker w: Int, salvage: Bool
+    ) throws -> Bool {
         let e: AllocationEntry
         do {
             do { e = try codec.decodeChecked(entry) } catch { throw error.readError(path: input.path, lblk: n) }
             try input.readBlock(e, lblk: n, lblkSize: g.lblkSize, into: dst, scratch: scratch.base)
         } catch let error as CBDError where salvage {
             counts.lose(w, lblk: n, error.message)
-            return false   // a hole, or zeros where the output has no holes
+            return false  // a hole, or zeros where the output has no holes
         }
         switch e {
         case .unallocated:
@@ -198,9 +207,9 @@ public struct CBDToRaw {
             while k < w.count && w.present[k] == w.present[j] { k += 1 }
             let offset = (w.first + j) * g.lblkSize
             if w.present[j] {
-                try out.write(UnsafeRawBufferPointer(w.out[j * g.lblkSize ..< k * g.lblkSize]), at: offset)
+                try out.write(UnsafeRawBufferPointer(w.out[j * g.lblkSize..<k * g.lblkSize]), at: offset)
             } else if zeroHoles {
-                try out.zero(offset ..< offset + (k - j) * g.lblkSize)
+                try out.zero(offset..<offset + (k - j) * g.lblkSize)
             }
             j = k
         }

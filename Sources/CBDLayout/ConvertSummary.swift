@@ -28,8 +28,9 @@ public struct ConvertSummary: Sendable {
     /// The compression ratio of the blocks stored (the same number fsck.cbd and cbd info print).
     public var compressionRatio: Double {
         guard blocks > 0 else { return 0 }
-        return Ratios.compression(allocatedBlocks: compressedBlocks + rawBlocks, lblkSize: logicalBytes / blocks,
-                                  pblks: dataPblks)
+        return Ratios.compression(
+            allocatedBlocks: compressedBlocks + rawBlocks, lblkSize: logicalBytes / blocks,
+            pblks: dataPblks)
     }
 }
 

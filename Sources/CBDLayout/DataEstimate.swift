@@ -44,13 +44,13 @@ extension RawToCBD {
         // At most 64 MiB read per 64 samples: blocks too large for that are taken as raw.
         let samples = min(wanted, out.blocksWithData, (64 << 20) / lblkSize * max(1, wanted / RawToCBD.estimateSamples))
         guard dataBytes > 0 else { return out }
-        guard samples > 0 else {   // blocks too large to sample: all raw
+        guard samples > 0 else {  // blocks too large to sample: all raw
             out.pblks = out.blocksWithData << lblkShift
             return out
         }
         // The sampled lblks, spread evenly over the data bytes; then packed on all cores.
         var lblks: [Int] = []
-        var e = 0, before = 0   // extent e starts at data byte `before`
+        var e = 0, before = 0  // extent e starts at data byte `before`
         for k in 0..<samples {
             let target = (2 * k + 1) * (dataBytes / (2 * samples))
             while e + 1 < extents.count && before + extents[e].count <= target {
@@ -78,7 +78,8 @@ extension RawToCBD {
         out.pblks = sum * total / samples
         out.zeroFraction = Double(zeros) / Double(samples)
         let mean = Double(sum) / Double(samples)
-        let variance = samples > 1 ? max(0, (Double(sumSquares) - Double(samples) * mean * mean) / Double(samples - 1)) : 0
+        let variance =
+            samples > 1 ? max(0, (Double(sumSquares) - Double(samples) * mean * mean) / Double(samples - 1)) : 0
         let correction = total > 1 ? max(0, Double(total - samples) / Double(total - 1)) : 0
         out.standardError = Double(total) * (variance / Double(samples) * correction).squareRoot()
         return out

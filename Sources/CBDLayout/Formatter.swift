@@ -7,15 +7,18 @@ import CBDVolume
 public enum Formatter {
     /// The header a freshly formatted device with geometry `g` carries.
     public static func header(for g: Geometry) -> Header {
-        Header(nrPhysicalSectors: UInt64(g.nrPblk * Units.sectorsPerPblk),
-               nrLogicalSectors: UInt64(g.nrLblk * (Units.sectorsPerPblk << g.lblkShift)),
-               lblkShift: UInt16(g.lblkShift), lblkPerZoneShift: UInt16(g.lblkPerZoneShift))
+        Header(
+            nrPhysicalSectors: UInt64(g.nrPblk * Units.sectorsPerPblk),
+            nrLogicalSectors: UInt64(g.nrLblk * (Units.sectorsPerPblk << g.lblkShift)),
+            lblkShift: UInt16(g.lblkShift), lblkPerZoneShift: UInt16(g.lblkPerZoneShift))
     }
 
     /// Formats `device` with `g`. Data pblks are left as they are: a clear bitmap makes them free.
     /// `progress` is called with (zones done, zones) now and then.
-    public static func format(_ device: BlockDevice, geometry g: Geometry,
-                              progress: ((Int, Int) -> Void)? = nil) throws {
+    public static func format(
+        _ device: BlockDevice, geometry g: Geometry,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws {
         guard g.physicalBytes <= device.size else {
             throw CBDError("\(device.path): device has \(device.size) bytes, geometry needs \(g.physicalBytes)")
         }

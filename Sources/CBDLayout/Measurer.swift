@@ -35,8 +35,9 @@ public struct Measurer {
 
         public var compressionRatio: Double {
             guard dataBytes > 0, blocks > 0 else { return 0 }
-            return Ratios.compression(allocatedBlocks: allocatedBlocks, lblkSize: logicalBytes / blocks,
-                                      pblks: dataBytes / Units.pblkSize)
+            return Ratios.compression(
+                allocatedBlocks: allocatedBlocks, lblkSize: logicalBytes / blocks,
+                pblks: dataBytes / Units.pblkSize)
         }
     }
 
@@ -53,13 +54,17 @@ public struct Measurer {
         m.exact = exact
         var pblks: Int, errorPblks: Int
         if exact {
-            let summary = try c.compress(input, nrLblk: m.blocks, data: DiscardedStream(), lengths: Spill(directory: scratch))
+            let summary = try c.compress(
+                input, nrLblk: m.blocks, data: DiscardedStream(), lengths: Spill(directory: scratch))
             pblks = summary.dataPblks
             errorPblks = 0
             m.allocatedBlocks = summary.compressedBlocks + summary.rawBlocks
         } else {
-            let want = min(Measurer.sampleRange.upperBound, max(Measurer.sampleRange.lowerBound,
-                                                                 m.blocks / Measurer.sampleDivisor))
+            let want = min(
+                Measurer.sampleRange.upperBound,
+                max(
+                    Measurer.sampleRange.lowerBound,
+                    m.blocks / Measurer.sampleDivisor))
             let s = try c.sample(input, blocks: want)
             pblks = s.pblks
             errorPblks = Int((2 * s.standardError).rounded(.up))
@@ -69,7 +74,8 @@ public struct Measurer {
         m.dataBytes = pblks * Units.pblkSize
         m.errorBytes = errorPblks * Units.pblkSize
         m.physicalBytes = try c.chooseGeometry(dataPblks: pblks, nrLblk: m.blocks, for: input.path).physicalBytes
-        m.physicalBytesBound = try c.chooseGeometry(dataPblks: pblks + errorPblks, nrLblk: m.blocks, for: input.path).physicalBytes
+        m.physicalBytesBound = try c.chooseGeometry(dataPblks: pblks + errorPblks, nrLblk: m.blocks, for: input.path)
+            .physicalBytes
         return m
     }
 }

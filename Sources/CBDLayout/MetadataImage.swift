@@ -36,26 +36,29 @@ public struct MetadataImage {
         let chunk = ByteBuffer(count: 1 << 20)
         let pblksPerChunk = chunk.count / Units.pblkSize
         for z in TableScanner(device: device, geometry: g).zonesWithMetadata() {
-            let metadata = g.bitmapPblk(z) ..< g.tablePblks(z).upperBound
+            let metadata = g.bitmapPblk(z)..<g.tablePblks(z).upperBound
             var p = metadata.lowerBound
             // A truncated device holds nothing past its end.
             while p < min(metadata.upperBound, device.size / Units.pblkSize) {
                 let n = min(pblksPerChunk, min(metadata.upperBound, device.size / Units.pblkSize) - p)
-                let bytes = p * Units.pblkSize ..< (p + n) * Units.pblkSize
+                let bytes = p * Units.pblkSize..<(p + n) * Units.pblkSize
                 defer { p += n }
                 if device.isHole(bytes) { continue }
-                try device.read(into: chunk[0 ..< bytes.count], at: bytes.lowerBound)
+                try device.read(into: chunk[0..<bytes.count], at: bytes.lowerBound)
                 for k in 0..<n where !isAllZero(chunk.base + k * Units.pblkSize, Units.pblkSize) {
-                    try out.write(UnsafeRawBufferPointer(chunk[k * Units.pblkSize ..< (k + 1) * Units.pblkSize]),
-                                  at: (p + k) * Units.pblkSize)
+                    try out.write(
+                        UnsafeRawBufferPointer(chunk[k * Units.pblkSize..<(k + 1) * Units.pblkSize]),
+                        at: (p + k) * Units.pblkSize)
                     summary.metadataPblks += 1
                 }
             }
             progress?(z + 1, g.nrZones)
         }
         // Journal pblks as the header names them: only those the device holds are copied.
-        for j in h.intent?.journal ?? [] where j > 0 && j < UInt64(min(g.nrPblk, device.size / Units.pblkSize))
-            && !device.isHole(Int(j) * Units.pblkSize ..< (Int(j) + 1) * Units.pblkSize) {
+        for j in h.intent?.journal ?? []
+        where j > 0 && j < UInt64(min(g.nrPblk, device.size / Units.pblkSize))
+            && !device.isHole(Int(j) * Units.pblkSize..<(Int(j) + 1) * Units.pblkSize)
+        {
             try out.writePblks(try device.readPblks(Int(j)), at: Int(j))
             summary.metadataPblks += 1
         }

@@ -46,8 +46,9 @@ final class PlacedStream: PackedStream {
             let t = (size + done) / Units.pblkSize
             let room = (Units.pblksPerBitmap - t % Units.pblksPerBitmap) * Units.pblkSize
             let n = min(count - done, room)
-            try device.write(UnsafeRawBufferPointer(start: p + done, count: n),
-                             at: layout.dataPblk(streamIndex: t) * Units.pblkSize)
+            try device.write(
+                UnsafeRawBufferPointer(start: p + done, count: n),
+                at: layout.dataPblk(streamIndex: t) * Units.pblkSize)
             done += n
         }
         size += count

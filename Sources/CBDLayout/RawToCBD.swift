@@ -56,8 +56,9 @@ public struct RawToCBD {
         if target.isFresh {
             (summary, g) = try convertInPlace(input, nrLblk: nrLblk, to: target, lengths: lengths)
         } else {
-            (summary, g) = try convertThroughSpill(input, nrLblk: nrLblk, to: target, lengths: lengths,
-                                                   spill: Spill(directory: target.scratchDirectory))
+            (summary, g) = try convertThroughSpill(
+                input, nrLblk: nrLblk, to: target, lengths: lengths,
+                spill: Spill(directory: target.scratchDirectory))
         }
         summary.inputBytes = input.size
         summary.logicalBytes = g.logicalBytes
@@ -68,8 +69,10 @@ public struct RawToCBD {
     /// A fresh output: the data is written where a guessed layout puts it; when the real data
     /// size calls for tables of another size, that output is abandoned (a file gives up its
     /// name) and its data copied into a new one.
-    private func convertInPlace(_ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
-                                lengths: Spill) throws -> (ConvertSummary, Geometry) {
+    private func convertInPlace(
+        _ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
+        lengths: Spill
+    ) throws -> (ConvertSummary, Geometry) {
         let expected = physicalBytes == nil ? try packedPblksGuess ?? estimatePackedPblks(input) : 0
         let guess = try chooseGeometry(dataPblks: expected, nrLblk: nrLblk, for: target.name)
         let first = try target.open(size: guess.physicalBytes)
@@ -90,8 +93,10 @@ public struct RawToCBD {
     }
 
     /// An existing device: nothing is written to it until pass 1 has succeeded.
-    private func convertThroughSpill(_ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
-                                     lengths: Spill, spill: Spill) throws -> (ConvertSummary, Geometry) {
+    private func convertThroughSpill(
+        _ input: any BlockDevice, nrLblk: Int, to target: any OutputTarget,
+        lengths: Spill, spill: Spill
+    ) throws -> (ConvertSummary, Geometry) {
         var summary = try compress(input, nrLblk: nrLblk, data: spill, lengths: lengths)
         summary.dataCopied = true
         let g = try chooseGeometry(dataPblks: spill.size / Units.pblkSize, nrLblk: nrLblk, for: target.name)
@@ -131,11 +136,14 @@ public struct RawToCBD {
     /// output sees few writes.
     static let chunkBytes = 1 << 20
 
-    package func compress(_ input: any BlockDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws -> ConvertSummary {
+    package func compress(_ input: any BlockDevice, nrLblk: Int, data: any PackedStream, lengths: Spill) throws
+        -> ConvertSummary
+    {
         let lblkSize = Units.pblkSize << lblkShift
         // Each block of a window takes an input and an output buffer.
-        let (window, windows) = memory.windows(preferred: max(1, bytesPerWorker / lblkSize) * Parallel.workers,
-                                               blockBytes: lblkSize, buffersPerBlock: 2)
+        let (window, windows) = memory.windows(
+            preferred: max(1, bytesPerWorker / lblkSize) * Parallel.workers,
+            blockBytes: lblkSize, buffersPerBlock: 2)
         let chunkBlocks = max(1, RawToCBD.chunkBytes / lblkSize)
         let batches = (0..<windows).map { _ in Batch(blocks: window, lblkSize: lblkSize, chunkBlocks: chunkBlocks) }
         var summary = ConvertSummary()
@@ -175,10 +183,10 @@ public struct RawToCBD {
             }
             let b = batches[slot % batches.count]
             slot += 1
-            if let p = pending, p === b { try finish(p); pending = nil }   // one window: written before reuse
+            if let p = pending, p === b { try finish(p); pending = nil }  // one window: written before reuse
             b.first = first
             b.count = min(window, nrLblk - first)
-            b.extents = holes.dataRanges(in: first * lblkSize ..< min((first + b.count) * lblkSize, input.size))
+            b.extents = holes.dataRanges(in: first * lblkSize..<min((first + b.count) * lblkSize, input.size))
             let job = UncheckedBox((self, input))
             DispatchQueue.global().async(group: b.done) {
                 do { try job.value.0.compressBatch(job.value.1, b) } catch { b.error.set(error) }
@@ -211,8 +219,9 @@ public struct RawToCBD {
                 try Parallel.forEachSlice(count: b.chunks, parts: b.chunks) { c, _ in
                     let lo = c * b.chunkBlocks, hi = min(lo + b.chunkBlocks, b.count)
                     let src0 = b.input.base + lo * lblkSize, out = b.output.base + lo * lblkSize
-                    try read(input, lblks: b.first + lo..<b.first + hi, extents: b.extents,
-                             into: b.input[lo * lblkSize..<hi * lblkSize])
+                    try read(
+                        input, lblks: b.first + lo..<b.first + hi, extents: b.extents,
+                        into: b.input[lo * lblkSize..<hi * lblkSize])
                     var used = 0
                     for i in 0..<hi - lo {
                         let (len, bytes) = pack(src0 + i * lblkSize, into: out + used)
@@ -227,16 +236,19 @@ public struct RawToCBD {
 
     /// Fills `buffer` with the blocks `lblks`, reading only the input's data `extents`
     /// (sorted); the rest reads as zeros.
-    func read(_ input: any BlockDevice, lblks: Range<Int>, extents: [Range<Int>],
-                      into buffer: UnsafeMutableRawBufferPointer) throws {
+    func read(
+        _ input: any BlockDevice, lblks: Range<Int>, extents: [Range<Int>],
+        into buffer: UnsafeMutableRawBufferPointer
+    ) throws {
         let lblkSize = Units.pblkSize << lblkShift
         let start = lblks.lowerBound * lblkSize, end = lblks.upperBound * lblkSize
         var pos = start
         for e in extents where e.upperBound > start && e.lowerBound < end {
             let from = max(e.lowerBound, start), to = min(e.upperBound, end)
             if from > pos { zero(buffer, pos - start..<from - start) }
-            try input.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[(from - start)..<(to - start)]),
-                           at: from)
+            try input.read(
+                into: UnsafeMutableRawBufferPointer(rebasing: buffer[(from - start)..<(to - start)]),
+                at: from)
             pos = to
         }
         if pos < end { zero(buffer, pos - start..<end - start) }
@@ -252,15 +264,17 @@ public struct RawToCBD {
     /// headroom. `near`: a layout the data already lies in; its table size is kept when that
     /// costs at most 1/64 more space than the smallest (a copy of all the data saved).
     /// `name`: the output, named by a refusal.
-    func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil, for name: String) throws -> Geometry {
+    func chooseGeometry(dataPblks d: Int, nrLblk: Int, near guess: Geometry? = nil, for name: String) throws -> Geometry
+    {
         let logical = nrLblk * (Units.pblkSize << lblkShift)
         if let grow = growLogicalTo {
             // Planned for the larger size, then holding this one: the same zones and tables.
             let lblk = Units.pblkSize << lblkShift
             var c = self
             c.growLogicalTo = nil
-            let planned = try c.chooseGeometry(dataPblks: d, nrLblk: max(nrLblk, (grow + lblk - 1) / lblk), near: guess,
-                                               for: name)
+            let planned = try c.chooseGeometry(
+                dataPblks: d, nrLblk: max(nrLblk, (grow + lblk - 1) / lblk), near: guess,
+                for: name)
             return try LayoutPlanner.holding(logicalBytes: logical, in: planned)
         }
         if let p = physicalBytes {
@@ -273,10 +287,12 @@ public struct RawToCBD {
         let need = d + max(d / RawToCBD.headroomDivisor, RawToCBD.minHeadroomPblks)
         let best = try LayoutPlanner.compact(dataPblks: need, logicalBytes: logical, lblkShift: lblkShift)
         guard let guess, best.tableBlocks != guess.tableBlocks,
-              let kept = try? LayoutPlanner.compact(dataPblks: need, logicalBytes: logical, lblkShift: lblkShift,
-                                                    zoneShifts: guess.lblkPerZoneShift...guess.lblkPerZoneShift),
-              kept.tableBlocks == guess.tableBlocks,
-              kept.nrPblk <= best.nrPblk + best.nrPblk / RawToCBD.headroomDivisor else { return best }
+            let kept = try? LayoutPlanner.compact(
+                dataPblks: need, logicalBytes: logical, lblkShift: lblkShift,
+                zoneShifts: guess.lblkPerZoneShift...guess.lblkPerZoneShift),
+            kept.tableBlocks == guess.tableBlocks,
+            kept.nrPblk <= best.nrPblk + best.nrPblk / RawToCBD.headroomDivisor
+        else { return best }
         return kept
     }
 }

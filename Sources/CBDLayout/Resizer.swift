@@ -85,27 +85,33 @@ public final class Resizer {
         let nrLblk = logicalBytes / g.lblkSize
         let (used, firstBeyond) = try usage(firstAllocatedFrom: nrLblk)
         if let n = firstBeyond {
-            throw CBDError("\(device.path): logical offset \(n * g.lblkSize) is still in use; shrink what is inside "
-                + "first")
+            throw CBDError(
+                "\(device.path): logical offset \(n * g.lblkSize) is still in use; shrink what is inside "
+                    + "first")
         }
         let maxPblk = min(physicalBytes / Units.pblkSize, Int(Units.maxPblks))
         var new: Geometry
         var keeps = false
-        if let t = LayoutPlanner.trimmed(maxPblk: maxPblk, lblkShift: g.lblkShift, zoneShift: g.lblkPerZoneShift,
+        if let t = LayoutPlanner.trimmed(
+            maxPblk: maxPblk, lblkShift: g.lblkShift, zoneShift: g.lblkPerZoneShift,
             nrLblk: nrLblk),
-           t.pblkBytes == g.pblkBytes,
-           let valid = try? Geometry(nrPblk: t.nrPblk, lblkShift: g.lblkShift, lblkPerZoneShift: g.lblkPerZoneShift,
-               nrLblk: nrLblk) {
+            t.pblkBytes == g.pblkBytes,
+            let valid = try? Geometry(
+                nrPblk: t.nrPblk, lblkShift: g.lblkShift, lblkPerZoneShift: g.lblkPerZoneShift,
+                nrLblk: nrLblk)
+        {
             new = valid
             keeps = true
         } else {
-            new = try LayoutPlanner.plan(physicalBytes: physicalBytes, logicalBytes: logicalBytes,
+            new = try LayoutPlanner.plan(
+                physicalBytes: physicalBytes, logicalBytes: logicalBytes,
                 lblkShift: g.lblkShift)
         }
         guard new.totalDataPblks >= used else {
             let min = try LayoutPlanner.compact(dataPblks: used, logicalBytes: logicalBytes, lblkShift: g.lblkShift)
-            throw SizeError.dataDoesNotFit(path: device.path, usedPblks: used, physicalBytes: physicalBytes,
-                                           minimum: min.physicalBytes)
+            throw SizeError.dataDoesNotFit(
+                path: device.path, usedPblks: used, physicalBytes: physicalBytes,
+                minimum: min.physicalBytes)
         }
         return Plan(old: g, new: new, keepsGeometry: keeps, usedPblks: used)
     }
@@ -136,10 +142,11 @@ public final class Resizer {
             } else if let file = imageFile {
                 try relayout(plan.new, replacing: file, scratch: scratch)
             } else {
-                throw CBDError("\(device.path): this resize changes the layout of every zone "
-                               + "(\(plan.old.variantName), lblk_per_zone_shift \(plan.old.lblkPerZoneShift) -> "
-                               + "\(plan.new.variantName), \(plan.new.lblkPerZoneShift)); "
-                               + "it rewrites the whole device in place", hint: .undoFile)
+                throw CBDError(
+                    "\(device.path): this resize changes the layout of every zone "
+                        + "(\(plan.old.variantName), lblk_per_zone_shift \(plan.old.lblkPerZoneShift) -> "
+                        + "\(plan.new.variantName), \(plan.new.lblkPerZoneShift)); "
+                        + "it rewrites the whole device in place", hint: .undoFile)
             }
         }
     }
@@ -227,7 +234,7 @@ public final class Resizer {
         try EntryJournal(device: writer, geometry: old).write(
             moved.map { ($0.0, codec.encode($0.1)) }, meta: meta, header: &header,
             reserve: { try allocator.allocate($0, near: 0) }, release: { try allocator.free($0) })
-        try meta.writeDirtyBitmaps()   // the journal's pblks are free again
+        try meta.writeDirtyBitmaps()  // the journal's pblks are free again
         try writer.sync()
     }
 
@@ -238,7 +245,9 @@ public final class Resizer {
         do {
             if new.physicalBytes > device.size { try recorder.setSize(new.physicalBytes) }
             try Assembler(geometry: new, data: data, lengths: lengths)
-                .write(into: recorder, fresh: false, placeholder: ResizeMarker.encode(undoPath: Undo.absolutePath(undoPath)))
+                .write(
+                    into: recorder, fresh: false,
+                    placeholder: ResizeMarker.encode(undoPath: Undo.absolutePath(undoPath)))
             header = Formatter.header(for: new)
             if new.physicalBytes < device.size { try recorder.setSize(new.physicalBytes) }
             try recorder.finish()
@@ -272,7 +281,7 @@ public final class Resizer {
         // order), so memory does not grow with the logical size; chunks without one stay holes.
         let chunk = 1 << 16
         var lens = [UInt32](repeating: 0, count: chunk)
-        var current = -1   // the chunk `lens` holds; -1 before the first entry
+        var current = -1  // the chunk `lens` holds; -1 before the first entry
         func flush() throws {
             guard current >= 0 else { return }
             try lens.withUnsafeBytes { try lengths.write($0.baseAddress!, $0.count, at: current * chunk * 4) }

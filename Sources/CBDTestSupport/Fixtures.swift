@@ -55,15 +55,19 @@ public func memoryDevice(physical: Int, logical: Int, lblkShift: Int) throws -> 
 
 /// A device in memory with `blocks` blocks written every `every` lblks from lblk 0 (random,
 /// or compressible, by a seeded draw); returns it and its logical bytes up to the last one.
-public func populatedDevice(physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1,
-                            seed: UInt64 = 1) throws -> (MemoryDevice, [UInt8]) {
+public func populatedDevice(
+    physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1,
+    seed: UInt64 = 1
+) throws -> (MemoryDevice, [UInt8]) {
     let mem = try memoryDevice(physical: physical, logical: logical, lblkShift: lblkShift)
     let vol = try Volume(device: mem)
     var rng = SplitMix(seed: seed)
     let bs = vol.geometry.lblkSize
     for n in stride(from: 0, to: min(blocks * every, vol.geometry.nrLblk), by: every) {
         let kind = rng.next() % 3
-        let block: [UInt8] = (0..<bs).map { i in kind == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 11 + n) }
+        let block: [UInt8] = (0..<bs).map { i in
+            kind == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 11 + n)
+        }
         try block.withUnsafeBytes { try vol.write($0, at: n * bs) }
     }
     try vol.close()

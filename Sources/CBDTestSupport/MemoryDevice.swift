@@ -67,7 +67,9 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
         var off = range.lowerBound
         while off < range.upperBound {
             let n = min(Units.pblkSize - off % Units.pblkSize, range.upperBound - off)
-            if n == Units.pblkSize { pblks[off / Units.pblkSize] = nil } else {
+            if n == Units.pblkSize {
+                pblks[off / Units.pblkSize] = nil
+            } else {
                 try zeros.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: off) }
             }
             off += n
@@ -75,7 +77,7 @@ public final class MemoryDevice: BlockDevice, @unchecked Sendable {
     }
 
     public func release(_ range: Range<Int>) {
-        for p in range.lowerBound / Units.pblkSize ..< range.upperBound / Units.pblkSize { pblks[p] = nil }
+        for p in range.lowerBound / Units.pblkSize..<range.upperBound / Units.pblkSize { pblks[p] = nil }
     }
 
     public func setSize(_ bytes: Int) throws {

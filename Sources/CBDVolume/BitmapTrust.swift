@@ -36,15 +36,17 @@ package final class BitmapTrust {
             guard problem == nil else { return }
             let e: AllocationEntry
             do { e = try codec.decodeChecked(p) } catch {
-                problem = CBDError("\(device.path): logical block \(n) has a malformed entry (\(error)); "
-                    + "nothing was written", hint: .check, kind: .corrupt)
+                problem = CBDError(
+                    "\(device.path): logical block \(n) has a malformed entry (\(error)); "
+                        + "nothing was written", hint: .check, kind: .corrupt)
                 return
             }
             for pblk in e.pblks {
                 guard case .data(let zone, let k) = geometry.place(ofPblk: Int(pblk)) else { continue }
                 if try !meta.bitmap(zone).isSet(k) {
-                    problem = CBDError("\(device.path): zone \(zone)'s bitmap does not mark pblk \(pblk), which "
-                        + "logical block \(n) uses; nothing was written", hint: .check, kind: .corrupt)
+                    problem = CBDError(
+                        "\(device.path): zone \(zone)'s bitmap does not mark pblk \(pblk), which "
+                            + "logical block \(n) uses; nothing was written", hint: .check, kind: .corrupt)
                     return
                 }
             }

@@ -19,7 +19,7 @@ final class ZeroTail: BlockDevice {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
         let real = max(0, min(buffer.count, inner.size - offset))
-        if real > 0 { try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0 ..< real]), at: offset) }
+        if real > 0 { try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<real]), at: offset) }
         if real < buffer.count, let base = buffer.baseAddress {
             (base + real).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - real)
         }
@@ -65,5 +65,7 @@ package final class HeaderOverlay: BlockDevice {
     package func sync() throws {}
     package func isHole(_ range: Range<Int>) -> Bool { range.lowerBound >= Units.pblkSize && inner.isHole(range) }
     package func nextData(from offset: Int) -> Int? { offset < Units.pblkSize ? offset : inner.nextData(from: offset) }
-    package func nextHole(from offset: Int) -> Int { offset < Units.pblkSize ? Units.pblkSize : inner.nextHole(from: offset) }
+    package func nextHole(from offset: Int) -> Int {
+        offset < Units.pblkSize ? Units.pblkSize : inner.nextHole(from: offset)
+    }
 }

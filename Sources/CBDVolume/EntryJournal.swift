@@ -42,9 +42,11 @@ package struct EntryJournal {
     /// is written again before that sync. `published` turns true just before the first write
     /// that can make any entry change (an intent, or a table pblk): a failure before it changed
     /// nothing a reader or a replay sees.
-    package func write(_ entries: [(lblk: Int, bytes: [UInt8])], meta: MetadataCache, header: inout Header,
-               roundPblks: Int = Intent.maxJournalPblks, published: UnsafeMutablePointer<Bool>? = nil,
-               reserve: (Int) throws -> [Pblk]?, release: ([Pblk]) throws -> Void) throws {
+    package func write(
+        _ entries: [(lblk: Int, bytes: [UInt8])], meta: MetadataCache, header: inout Header,
+        roundPblks: Int = Intent.maxJournalPblks, published: UnsafeMutablePointer<Bool>? = nil,
+        reserve: (Int) throws -> [Pblk]?, release: ([Pblk]) throws -> Void
+    ) throws {
         let straddling = entries.filter { straddles($0.lblk) }
         var rounds = chunks(straddling, roundPblks: roundPblks)
         if rounds.isEmpty { rounds = [[]] }
@@ -55,8 +57,9 @@ package struct EntryJournal {
                 if needsJournalPblks {
                     let count = (payload.count + Units.pblkSize - 1) / Units.pblkSize
                     guard let pblks = try reserve(count) else {
-                        throw CBDError("\(device.path): no space left on the device for the entry journal",
-                                       kind: .noSpace)
+                        throw CBDError(
+                            "\(device.path): no space left on the device for the entry journal",
+                            kind: .noSpace)
                     }
                     journal = pblks
                     try writePayload(payload, to: journal)
@@ -87,18 +90,20 @@ package struct EntryJournal {
     /// Straddling entries in groups whose payload fits one intent's journal.
     private func chunks(_ entries: [(lblk: Int, bytes: [UInt8])], roundPblks: Int) -> [[(lblk: Int, bytes: [UInt8])]] {
         let record = Intent.recordBytes(entryLen: geometry.entryLen)
-        let perRound = needsJournalPblks ? max(1, min(roundPblks, Intent.maxJournalPblks) * Units.pblkSize / record)
-                                         : Intent.inlineRecords(entryLen: geometry.entryLen)
+        let perRound =
+            needsJournalPblks
+            ? max(1, min(roundPblks, Intent.maxJournalPblks) * Units.pblkSize / record)
+            : Intent.inlineRecords(entryLen: geometry.entryLen)
         return stride(from: 0, to: entries.count, by: perRound).map {
-            Array(entries[$0 ..< min($0 + perRound, entries.count)])
+            Array(entries[$0..<min($0 + perRound, entries.count)])
         }
     }
 
     private func writePayload(_ payload: [UInt8], to journal: [Pblk]) throws {
         for (i, p) in journal.enumerated() {
             var block = [UInt8](repeating: 0, count: Units.pblkSize)
-            let piece = payload[i * Units.pblkSize ..< min(payload.count, (i + 1) * Units.pblkSize)]
-            block.replaceSubrange(0 ..< piece.count, with: piece)
+            let piece = payload[i * Units.pblkSize..<min(payload.count, (i + 1) * Units.pblkSize)]
+            block.replaceSubrange(0..<piece.count, with: piece)
             try device.writePblks(block, at: Int(p))
         }
     }

@@ -38,7 +38,8 @@ public enum HeaderRecovery {
             // A truncated image keeps its entry variant; a size field that is wrong (far larger)
             // gives another one: that header's size is not to be believed, the zones are.
             let short = Geometry.pblkBytes(forPblkCount: device.size / Units.pblkSize) == g.pblkBytes
-            return short ? .deviceShort(h, g, deviceBytes: device.size)
+            return short
+                ? .deviceShort(h, g, deviceBytes: device.size)
                 : .unusable("header claims \(g.physicalBytes) bytes, far more than the device's \(device.size)")
         } catch let e as HeaderError where e.mustNotBeRewritten {
             return .foreign(e.description)
@@ -46,7 +47,7 @@ public enum HeaderRecovery {
             // Version 1.0's fields with the reserved bytes cleared (a 1.1 intent record lies in
             // them: such a header is not guessed at, the zones decide).
             var clean = b
-            for i in Header.fieldBytes ..< Units.pblkSize { clean[i] = 0 }
+            for i in Header.fieldBytes..<Units.pblkSize { clean[i] = 0 }
             let reason = HeaderError.reservedNotZero(offset: offset).description
             guard let h = try? Header.decode(clean), let g = try? Geometry(header: h) else { return .unusable(reason) }
             // Reserved bytes and a size past the device: two fields wrong, the zones decide.
@@ -75,7 +76,8 @@ public enum HeaderRecovery {
         /// One line: the layout and its evidence.
         public var evidence: String {
             let g = geometry
-            return "\(g.lblkSize >> 10) KiB blocks, \(g.nrPblk) pblks, \(g.nrZones) zone\(g.nrZones == 1 ? "" : "s") of "
+            return
+                "\(g.lblkSize >> 10) KiB blocks, \(g.nrPblk) pblks, \(g.nrZones) zone\(g.nrZones == 1 ? "" : "s") of "
                 + "\(g.lblkPerZone) lblks (\(g.variantName)): \(entries) allocated entries, "
                 + (problems == 0 ? "every rule holds" : "\(problems) problem\(problems == 1 ? "" : "s") found")
         }

@@ -17,8 +17,9 @@ public enum ImageKind: Sendable, Equatable {
             return .cbd
         } catch let e as CBDError {
             guard FileProbe.hasCBDMagic(device.path) else { return .raw }
-            throw CBDError("\(e.message); a damaged CBD device, not raw data: check it with fsck.cbd",
-                           hint: e.hint, kind: .corrupt)
+            throw CBDError(
+                "\(e.message); a damaged CBD device, not raw data: check it with fsck.cbd",
+                hint: e.hint, kind: .corrupt)
         }
     }
 }

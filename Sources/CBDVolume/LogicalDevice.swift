@@ -47,7 +47,7 @@ public final class LogicalDevice: BlockDevice, @unchecked Sendable {
         guard offset < size else { return nil }
         let n = offset / geometry.lblkSize
         guard let run = try? lock.withLock({ try holes.allocationRun(from: n, below: geometry.nrLblk) }) else {
-            return offset   // cannot tell: data
+            return offset  // cannot tell: data
         }
         if run.allocated { return offset }
         return run.end < geometry.nrLblk ? run.end * geometry.lblkSize : nil
@@ -58,7 +58,8 @@ public final class LogicalDevice: BlockDevice, @unchecked Sendable {
         guard offset < size else { return size }
         let n = offset / geometry.lblkSize
         guard let run = try? lock.withLock({ try holes.allocationRun(from: n, below: geometry.nrLblk) }),
-              run.allocated else { return size }   // cannot tell: data to the end
+            run.allocated
+        else { return size }  // cannot tell: data to the end
         return min(size, run.end * geometry.lblkSize)
     }
 

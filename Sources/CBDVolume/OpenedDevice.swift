@@ -111,8 +111,9 @@ public struct OpenedDevice {
         }
         let b = try device.readPblks(0)
         if let undo = ResizeMarker.undoPath(in: b) {
-            throw CBDError("\(path): a resize was interrupted while it rewrote this device",
-                           hint: .undo(file: undo, device: path))
+            throw CBDError(
+                "\(path): a resize was interrupted while it rewrote this device",
+                hint: .undo(file: undo, device: path))
         }
         let h: Header
         let g: Geometry

@@ -46,7 +46,8 @@ package final class PblkAllocator {
             let holes = freeZones(from: countedZones)
             if holes > 0 {
                 let z = countedZones, last = layout.nrZones - 1
-                countedFree += holes * Units.pblksPerBitmap
+                countedFree +=
+                    holes * Units.pblksPerBitmap
                     - (z + holes > last ? Units.pblksPerBitmap - layout.dataPblkCount(last) : 0)
                 countedZones += holes
                 continue
@@ -83,8 +84,12 @@ package final class PblkAllocator {
             var k = hint[z] ?? 0
             var taken: [Int] = []
             while out.count + taken.count < count {
-                guard let f = bm.firstClear(from: k, below: limit) ?? (k > 0 ? bm.firstClear(from: 0,
-                    below: limit) : nil)
+                guard
+                    let f = bm.firstClear(from: k, below: limit)
+                        ?? (k > 0
+                            ? bm.firstClear(
+                                from: 0,
+                                below: limit) : nil)
                 else { break }
                 if taken.isEmpty { try beforeTaking?(z) }
                 bm.set(f)

@@ -53,8 +53,10 @@ package struct TableScanner {
     /// entries: `count` entries back to back from `entries`, the first for `lblk`; chunks
     /// that are holes or all zero are skipped. For a reader whose per-entry work is so small
     /// that a call per entry would be most of it (fsck's pass 1); it skips zero entries itself.
-    package func forEachChunk(zone z: Int, buffer: ByteBuffer,
-                              _ body: (Int, UnsafeRawPointer, Int) throws -> Void) throws {
+    package func forEachChunk(
+        zone z: Int, buffer: ByteBuffer,
+        _ body: (Int, UnsafeRawPointer, Int) throws -> Void
+    ) throws {
         let g = geometry
         let perChunk = max(1, TableScanner.chunkBytes / g.entryLen)
         var i0 = 0
@@ -62,8 +64,9 @@ package struct TableScanner {
             let i1 = min(g.lblkPerZone, i0 + perChunk)
             // Whole pblks around the chunk's entries (the first and last may straddle).
             let startByte = g.entryOffset(zone: z, index: i0), endByte = g.entryOffset(zone: z, index: i1)
-            let bytes = startByte / Units.pblkSize * Units.pblkSize
-                ..< (endByte + Units.pblkSize - 1) / Units.pblkSize * Units.pblkSize
+            let bytes =
+                startByte / Units.pblkSize * Units.pblkSize..<(endByte + Units.pblkSize - 1) / Units.pblkSize
+                * Units.pblkSize
             defer { i0 = i1 }
             if device.isHole(bytes) { continue }
             try device.read(into: buffer[0..<bytes.count], at: bytes.lowerBound)

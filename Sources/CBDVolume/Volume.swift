@@ -139,7 +139,7 @@ public final class Volume {
                 buffers = b
                 try load(n, e, into: dst, scratch: b.base)
             } else {
-                try device.readBlock(e, lblk: n, lblkSize: size, part: inner ..< inner + len, into: dst)
+                try device.readBlock(e, lblk: n, lblkSize: size, part: inner..<inner + len, into: dst)
             }
         }
     }
@@ -235,14 +235,17 @@ public final class Volume {
 
     func checkRange(_ offset: Int, _ length: Int) throws {
         guard offset >= 0, length >= 0, offset <= logicalSize, length <= logicalSize - offset else {
-            throw CBDError("\(device.path): range \(offset)+\(length) is outside the logical size \(logicalSize)",
-                           kind: .outOfRange)
+            throw CBDError(
+                "\(device.path): range \(offset)+\(length) is outside the logical size \(logicalSize)",
+                kind: .outOfRange)
         }
     }
 
     /// Calls `body(lblk, offset in block, offset in buffer, length)` for each block of a range.
-    func forEachBlock(_ offset: Int, _ length: Int,
-                              _ body: (Int, Int, Int, Int) throws -> Void) rethrows {
+    func forEachBlock(
+        _ offset: Int, _ length: Int,
+        _ body: (Int, Int, Int, Int) throws -> Void
+    ) rethrows {
         var done = 0
         while done < length {
             let pos = offset + done
@@ -316,7 +319,9 @@ public final class Volume {
 
     /// The one change a block's bytes undergo: `len` bytes from `source`, or zeros when nil.
     private func put(_ source: UnsafeRawPointer?, into to: UnsafeMutableRawPointer, _ len: Int) {
-        if let source { to.copyMemory(from: source, byteCount: len) } else {
+        if let source {
+            to.copyMemory(from: source, byteCount: len)
+        } else {
             to.initializeMemory(as: UInt8.self, repeating: 0, count: len)
         }
     }
@@ -337,8 +342,9 @@ public final class Volume {
         if try ledger.reserve(worst.reduce(0, +)) { return worst }
         let exact = try exactNeeds(offset, length, source)
         if try ledger.reserve(exact.reduce(0, +)) { return exact }
-        throw CBDError("\(device.path): no space left on the device for \(length) bytes at offset \(offset)",
-                       kind: .noSpace)
+        throw CBDError(
+            "\(device.path): no space left on the device for \(length) bytes at offset \(offset)",
+            kind: .noSpace)
     }
 
     /// The pblks each block of the range would take with its new contents, packed by the rule
@@ -349,9 +355,11 @@ public final class Volume {
         var needs: [Int] = []
         var first = 0
         while first < pieces.count {
-            let chunk = try pieces[first ..< min(first + packBlocks, pieces.count)].map { p in
-                var data = p.len == geometry.lblkSize ? [UInt8](repeating: 0, count: p.len)
-                                                       : try blocks.peek(p.n)?.data ?? loadBlock(p.n)
+            let chunk = try pieces[first..<min(first + packBlocks, pieces.count)].map { p in
+                var data =
+                    p.len == geometry.lblkSize
+                    ? [UInt8](repeating: 0, count: p.len)
+                    : try blocks.peek(p.n)?.data ?? loadBlock(p.n)
                 data.withUnsafeMutableBytes { put(source.map { $0 + p.done }, into: $0.baseAddress! + p.inner, p.len) }
                 return (p.n, CachedBlock(data))
             }
@@ -378,7 +386,8 @@ public final class Volume {
                 if let victim = blocks.oldestKey() { blocks.remove(victim) }
             }
         }
-        let b = CachedBlock(load ? try takePrefetched(n) ?? loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
+        let b = CachedBlock(
+            load ? try takePrefetched(n) ?? loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
         _ = blocks.insert(n, b)
         return b
     }
@@ -404,8 +413,10 @@ public final class Volume {
 
     /// Reads the block that entry `e` of lblk `n` names into `out` (lblkSize bytes; left as it
     /// is for an unallocated block), through `scratch` (lblkSize bytes) when compressed.
-    func load(_ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
-                      scratch: UnsafeMutableRawPointer) throws {
+    func load(
+        _ n: Int, _ e: AllocationEntry, into out: UnsafeMutableRawPointer,
+        scratch: UnsafeMutableRawPointer
+    ) throws {
         try device.readBlock(e, lblk: n, lblkSize: geometry.lblkSize, into: out, scratch: scratch)
     }
 
@@ -434,8 +445,9 @@ public final class Volume {
             // read-only mode); what is in the cache stays readable, and a later commit may
             // still store it where nothing was published yet.
             if readOnlyAfter == nil {
-                readOnlyAfter = CBDError("\(device.path): read-only after a failed write to the device (\(error))",
-                                         hint: .check)
+                readOnlyAfter = CBDError(
+                    "\(device.path): read-only after a failed write to the device (\(error))",
+                    hint: .check)
             }
             throw error
         }
@@ -458,14 +470,15 @@ public final class Volume {
             let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
             var first = 0
             while first < batch.count {
-                let chunk = Array(batch[first ..< min(first + packBlocks, batch.count)])
+                let chunk = Array(batch[first..<min(first + packBlocks, batch.count)])
                 let packed = pack(chunk)
                 for (j, (n, b)) in chunk.enumerated() {
                     // Checked when the block was first changed (`requireSound`): a failure here is
                     // damage since, and the commit stops rather than guess what the block held.
                     let old = try entry(n)
-                    let e = try store(b.data, lblk: n, as: packed[j],
-                                      packed: packBuffer.base + j * codec.maxCompressedLength)
+                    let e = try store(
+                        b.data, lblk: n, as: packed[j],
+                        packed: packBuffer.base + j * codec.maxCompressedLength)
                     out.append((n, e, old))
                 }
                 first += chunk.count
@@ -544,7 +557,8 @@ public final class Volume {
                 for i in slice {
                     chunk[i].1.data.withUnsafeBytes { src in
                         guard let base = src.baseAddress else { return }
-                        result.value[i] = PackedBlock.pack(base, lblkSize: size, into: out.base + i * stride, level: level)
+                        result.value[i] = PackedBlock.pack(
+                            base, lblkSize: size, into: out.base + i * stride, level: level)
                     }
                 }
             }
@@ -554,23 +568,28 @@ public final class Volume {
 
     /// Writes a packed block to fresh pblks (contiguous ones in one write); returns its entry.
     /// Its reservation guarantees the pblks: running out here is a bug in the accounting.
-    private func store(_ data: [UInt8], lblk n: Int, as block: PackedBlock, packed: UnsafeRawPointer) throws -> AllocationEntry {
+    private func store(_ data: [UInt8], lblk n: Int, as block: PackedBlock, packed: UnsafeRawPointer) throws
+        -> AllocationEntry
+    {
         if block == .zero { return .unallocated }
-        guard let pblks = try allocator.allocate(block.pblks(lblkSize: geometry.lblkSize),
-                                                 near: geometry.zone(ofLblk: n)) else {
+        guard
+            let pblks = try allocator.allocate(
+                block.pblks(lblkSize: geometry.lblkSize),
+                near: geometry.zone(ofLblk: n))
+        else {
             throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
         }
         do {
             switch block {
             case .compressed(let length):
-                try writeRuns(packed, pblks)   // padded with zeros by pack
+                try writeRuns(packed, pblks)  // padded with zeros by pack
                 return .compressed(length: length, pblks: pblks)
             case .raw, .zero:
                 try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
                 return .raw(pblks: pblks)
             }
         } catch {
-            try? allocator.free(pblks)   // named by no entry, not even the batch's list yet
+            try? allocator.free(pblks)  // named by no entry, not even the batch's list yet
             throw error
         }
     }
@@ -578,9 +597,11 @@ public final class Volume {
     /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.
     private func writeRuns(_ src: UnsafeRawPointer, _ pblks: [Pblk]) throws {
         for run in PblkRuns(pblks) {
-            try device.write(UnsafeRawBufferPointer(start: src + run.slots.lowerBound * Units.pblkSize,
-                                                    count: run.slots.count * Units.pblkSize),
-                             at: run.first * Units.pblkSize)
+            try device.write(
+                UnsafeRawBufferPointer(
+                    start: src + run.slots.lowerBound * Units.pblkSize,
+                    count: run.slots.count * Units.pblkSize),
+                at: run.first * Units.pblkSize)
         }
     }
 }

@@ -71,9 +71,12 @@ enum Server {
     static func announceReadOnly(_ v: Volume) {
         guard let why = v.readOnlyAfter, !announcedReadOnly else { return }
         announcedReadOnly = true
-        cbd_plugin_log("cbd: \(why.message); writes, trims and zeroes now fail with EIO, reads go on; "
-            + "\(v.unstoredBlocks) acknowledged blocks are held in memory only: stop the server, then run fsck.cbd")
-        if let path { FailureNote.record("the server stopped taking writes after an I/O error: \(why.message)", for: path) }
+        cbd_plugin_log(
+            "cbd: \(why.message); writes, trims and zeroes now fail with EIO, reads go on; "
+                + "\(v.unstoredBlocks) acknowledged blocks are held in memory only: stop the server, then run fsck.cbd")
+        if let path {
+            FailureNote.record("the server stopped taking writes after an I/O error: \(why.message)", for: path)
+        }
     }
 
     /// Removes nbdkit's socket file at the stop, if it is still a socket (a stale one answers
@@ -96,9 +99,10 @@ enum Server {
     /// Opens the device; a lock held for a moment by a reader (a `cbd info` polling the device
     /// while a service restarts) is waited for, up to two seconds, rather than failing the start.
     static func openWaitingBriefly(_ path: String) throws -> FileDevice {
-        for _ in 0 ..< 40 {
+        for _ in 0..<40 {
             do { return try FileDevice(path: path, mode: readOnly ? .readOnly : .readWrite) } catch let e as CBDError
-                where e.kind == .busy {
+                where e.kind == .busy
+            {
                 usleep(50_000)
             }
         }
@@ -119,7 +123,7 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
         case "file": Server.path = v
         case "cache":
             let n = cbd_plugin_parse_size(value)
-            guard n >= 0 else { return -1 }   // nbdkit said why
+            guard n >= 0 else { return -1 }  // nbdkit said why
             guard n > 0, let bytes = Int(exactly: n) else { throw CBDError("cache=\(v): must be more than 0") }
             Server.cacheBytes = bytes
         case "lowwater":
@@ -129,21 +133,23 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
             Server.lowWater = Int(n)
         case "readonly":
             let b = cbd_plugin_parse_bool(value)
-            guard b >= 0 else { return -1 }   // nbdkit said why
+            guard b >= 0 else { return -1 }  // nbdkit said why
             Server.readOnly = b == 1
         case "level":
             var n: UInt32 = 0
             guard cbd_plugin_parse_unsigned("level", value, &n) == 0 else { return -1 }
             guard let level = CompressionLevel(Int(n)) else {
-                throw CBDError("level=\(v): from \(CompressionLevel.range.lowerBound) (fast) to "
-                    + "\(CompressionLevel.range.upperBound) (LZ4HC's highest)")
+                throw CBDError(
+                    "level=\(v): from \(CompressionLevel.range.lowerBound) (fast) to "
+                        + "\(CompressionLevel.range.upperBound) (LZ4HC's highest)")
             }
             Server.level = level
         case "uri": Server.uri = v
         case "socket": Server.socket = v
         case "pidfile": Server.pidFile = v
         default:
-            throw CBDError("unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, uri=, socket=, pidfile=)")
+            throw CBDError(
+                "unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, uri=, socket=, pidfile=)")
         }
         return 0
     }
@@ -165,7 +171,7 @@ func pluginGetReady() -> Int32 {
         guard let path = Server.path else { throw CBDError("file=DEVICE is required") }
         let dev = try Server.openWaitingBriefly(path)
         let opened = try OpenedDevice(dev, allowing: .interruptedUpdate)
-        if !opened.header.isDirty { FailureNote.clear(for: path) }   // checked and repaired since
+        if !opened.header.isDirty { FailureNote.clear(for: path) }  // checked and repaired since
         if opened.header.isDirty && !Server.readOnly {
             throw CBDError("\(path): not cleanly closed (DIRTY); check it with fsck.cbd first, or serve it read-only")
         }
@@ -202,15 +208,19 @@ func pluginCleanup() {
                 let lost = v.unstoredBlocks
                 Server.stopFailed = true
                 if let path = Server.path {
-                    FailureNote.record(lost > 0 ? "the server stopped with \(lost) acknowledged block\(lost == 1 ? "" : "s") "
-                        + "not stored, after an I/O error (\(error))" : "the server could not mark the device clean (\(error))",
+                    FailureNote.record(
+                        lost > 0
+                            ? "the server stopped with \(lost) acknowledged block\(lost == 1 ? "" : "s") "
+                                + "not stored, after an I/O error (\(error))"
+                            : "the server could not mark the device clean (\(error))",
                         for: path)
                 }
-                cbd_plugin_log(lost > 0
-                    ? "cbd: stopping with \(lost) acknowledged block\(lost == 1 ? "" : "s") not stored on the device, "
-                        + "which failed (\(error)); the device is left DIRTY: run fsck.cbd"
-                    : "cbd: every acknowledged write is stored, but the device could not be marked clean (\(error)): "
-                        + "run fsck.cbd")
+                cbd_plugin_log(
+                    lost > 0
+                        ? "cbd: stopping with \(lost) acknowledged block\(lost == 1 ? "" : "s") not stored on the device, "
+                            + "which failed (\(error)); the device is left DIRTY: run fsck.cbd"
+                        : "cbd: every acknowledged write is stored, but the device could not be marked clean (\(error)): "
+                            + "run fsck.cbd")
                 throw error
             }
         }
@@ -242,7 +252,8 @@ func pluginBlockSize() -> Int64 {
 @_cdecl("cbd_plugin_pread")
 func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt64) -> Int32 {
     Server.call {
-        try Server.requireVolume().readShared(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(count)),
+        try Server.requireVolume().readShared(
+            into: UnsafeMutableRawBufferPointer(start: buf, count: Int(count)),
             at: Int(offset))
         return 0
     }
@@ -255,12 +266,14 @@ func pluginPrefetch(_ count: UInt32, _ offset: UInt64) -> UnsafeMutableRawPointe
 }
 
 @_cdecl("cbd_plugin_pwrite")
-func pluginPwrite(_ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32,
-                  _ prefetched: UnsafeMutableRawPointer?) -> Int32 {
+func pluginPwrite(
+    _ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32,
+    _ prefetched: UnsafeMutableRawPointer?
+) -> Int32 {
     let ahead = prefetched.map { Unmanaged<Prefetch>.fromOpaque($0).takeRetainedValue() }
     return Server.changing { v in
         try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), prefetched: ahead)
-        if fua != 0 { try v.flush() }   // committed (and synced) before the reply
+        if fua != 0 { try v.flush() }  // committed (and synced) before the reply
     }
 }
 
@@ -296,8 +309,10 @@ func pluginClose() -> Int32 {
 }
 
 @_cdecl("cbd_plugin_extents")
-func pluginExtents(_ count: UInt32, _ offset: UInt64, _ one: Int32, _ context: UnsafeMutableRawPointer?,
-                   _ add: @convention(c) (UnsafeMutableRawPointer?, UInt64, UInt64, Int32) -> Int32) -> Int32 {
+func pluginExtents(
+    _ count: UInt32, _ offset: UInt64, _ one: Int32, _ context: UnsafeMutableRawPointer?,
+    _ add: @convention(c) (UnsafeMutableRawPointer?, UInt64, UInt64, Int32) -> Int32
+) -> Int32 {
     Server.call {
         let v = try Server.requireVolume()
         let bs = v.geometry.lblkSize

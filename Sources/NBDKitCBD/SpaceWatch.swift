@@ -39,17 +39,19 @@ struct SpaceWatch {
             warned = false
         } else if !readOnly && !warned {
             warned = true
-            cbd_plugin_warn("\(v.device.path): free space is below \(Server.lowWater)% ("
-                + "\(available) of \(usage.dataPblks) data pblks free); writes fail with ENOSPC when "
-                + "it runs out: discard (trim) unused blocks or grow the device")
+            cbd_plugin_warn(
+                "\(v.device.path): free space is below \(Server.lowWater)% ("
+                    + "\(available) of \(usage.dataPblks) data pblks free); writes fail with ENOSPC when "
+                    + "it runs out: discard (trim) unused blocks or grow the device")
         }
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
         let seconds = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
         guard now || seconds - lastPublished >= SpaceWatch.interval else { return }
         lastPublished = seconds
-        var status = ServeStatus(pid: getpid(), readOnly: readOnly, geometry: v.geometry, usage: usage,
-                                 refusals: refusals)
+        var status = ServeStatus(
+            pid: getpid(), readOnly: readOnly, geometry: v.geometry, usage: usage,
+            refusals: refusals)
         status.uri = Server.uri
         status.failed = v.readOnlyAfter != nil
         publisher?.publish(status)

@@ -26,27 +26,37 @@ struct Convert: ParsableCommand {
             """)
 
     @Argument(help: "Input: a raw image, a CBD image, or a block device.", completion: .file()) var input: String
-    @Argument(help: "Output file or block device; - for standard output (CBD to raw only).", completion: .file()) var output: String
-    @Option(name: [.short, .customLong("block-size")],
+    @Argument(help: "Output file or block device; - for standard output (CBD to raw only).", completion: .file())
+    var output: String
+    @Option(
+        name: [.short, .customLong("block-size")],
         help: "Logical block size of a CBD output (4K..1G; 4K never compresses).")
     var blockSize = BlockSizeArgument(argument: "64K")!
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size of a CBD output.")
     var physicalSize: SizeArgument?
-    @Option(help: "Compression of a CBD output: 1 fast (default), 2 to 12 LZ4HC (smaller, slower to write; read as fast).")
+    @Option(
+        help: "Compression of a CBD output: 1 fast (default), 2 to 12 LZ4HC (smaller, slower to write; read as fast).")
     var level = CompressionLevel.fast
     @Flag(name: .shortAndLong, help: "Overwrite an existing output file or signatures on a device.") var force = false
     @OptionGroup var progress: ProgressOption
-    @Option(name: .customShort("E"), help: ArgumentHelp(
-        "Extended options of a CBD output: resize=SIZE, the logical size it can grow to in place.",
-        valueName: "options"))
+    @Option(
+        name: .customShort("E"),
+        help: ArgumentHelp(
+            "Extended options of a CBD output: resize=SIZE, the logical size it can grow to in place.",
+            valueName: "options"))
     var extended: ExtendedOptions?
-    @Option(help: ArgumentHelp("Memory for blocks in flight (default: a quarter of RAM, at most 1G; never less "
-        + "than two blocks).", valueName: "size"))
+    @Option(
+        help: ArgumentHelp(
+            "Memory for blocks in flight (default: a quarter of RAM, at most 1G; never less "
+                + "than two blocks).", valueName: "size"))
     var memory: SizeArgument?
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Convert IN to CBD as raw data, even if it looks like a CBD device.") var raw = false
     @Option(help: "What to write: raw or cbd (default: the other kind than IN).") var to: OutputKind?
-    @Flag(help: "CBD to raw: write zeros for blocks that cannot be read (malformed entry, corrupt data), name them, and go on.")
+    @Flag(
+        help:
+            "CBD to raw: write zeros for blocks that cannot be read (malformed entry, corrupt data), name them, and go on."
+    )
     var salvage = false
 
     func validate() throws {
@@ -61,18 +71,22 @@ struct Convert: ParsableCommand {
             let start = Clock.seconds()
             let inDev = try FileDevice(path: input, mode: .readOnly)
             let inputIsCBD = try direction(of: inDev)
-            if to == .raw && !inputIsCBD { throw CBDError("\(input): not a CBD device; --to raw converts a CBD device") }
+            if to == .raw && !inputIsCBD {
+                throw CBDError("\(input): not a CBD device; --to raw converts a CBD device")
+            }
             let toRaw = inputIsCBD && to != .cbd
             if salvage && !toRaw { throw CBDError("--salvage applies to a CBD device converted to raw") }
             guard output != "-" || toRaw else {
-                throw CBDError("a CBD device cannot be written to standard output (it is not written in order); "
-                    + "give a file or a block device")
+                throw CBDError(
+                    "a CBD device cannot be written to standard output (it is not written in order); "
+                        + "give a file or a block device")
             }
             let wipe = try signaturesToWipe()
             let target = OutputFile(path: output, overwrite: force, deviceScratch: ScratchDirectory.path)
             let bar = progress.bar(toRaw ? "cbd → raw" : inputIsCBD ? "cbd → cbd" : "raw → cbd", quiet: quiet)
             if inputIsCBD && !quiet, let opened = try? OpenedDevice(inDev, allowing: .interruptedUpdate),
-               opened.header.isDirty {
+                opened.header.isDirty
+            {
                 warn("warning: \(input) was not closed cleanly (DIRTY); check it with fsck.cbd \(input)")
             }
             let summary: ConvertSummary
@@ -99,10 +113,13 @@ struct Convert: ParsableCommand {
                 summary = try c.convert(input: inputIsCBD ? LogicalDevice(device: inDev) : inDev, to: target)
             }
             bar?.finish()
-            if summary.lostBlocks > 0 { reportLosses(summary, blockSize: summary.blocks > 0 ? summary.logicalBytes / summary.blocks : 0) }
+            if summary.lostBlocks > 0 {
+                reportLosses(summary, blockSize: summary.blocks > 0 ? summary.logicalBytes / summary.blocks : 0)
+            }
             if !quiet && output != "-" {
-                printSummary(summary, kind: toRaw ? "CBD to raw" : inputIsCBD ? "CBD to CBD" : "raw to CBD",
-                             toRaw: toRaw, seconds: Clock.seconds() - start)
+                printSummary(
+                    summary, kind: toRaw ? "CBD to raw" : inputIsCBD ? "CBD to CBD" : "raw to CBD",
+                    toRaw: toRaw, seconds: Clock.seconds() - start)
             }
         }
     }
@@ -133,20 +150,26 @@ struct Convert: ParsableCommand {
     /// Salvage: each lost block named once (the first 8), then how many in all.
     func reportLosses(_ s: ConvertSummary, blockSize: Int) {
         for l in s.lost {
-            warn("lblk \(l.lblk) (bytes \(l.lblk * blockSize)-\(l.lblk * blockSize + blockSize - 1)) written as zeros: \(l.reason)")
+            warn(
+                "lblk \(l.lblk) (bytes \(l.lblk * blockSize)-\(l.lblk * blockSize + blockSize - 1)) written as zeros: \(l.reason)"
+            )
         }
         if s.lostBlocks > s.lost.count { warn("... and \(s.lostBlocks - s.lost.count) more blocks written as zeros") }
-        warn("salvage: \(s.lostBlocks) block\(s.lostBlocks == 1 ? "" : "s") lost (written as zeros), the rest converted")
+        warn(
+            "salvage: \(s.lostBlocks) block\(s.lostBlocks == 1 ? "" : "s") lost (written as zeros), the rest converted")
     }
 
     func printSummary(_ s: ConvertSummary, kind: String, toRaw: Bool, seconds: Double) {
         print("\(input) -> \(output) (\(kind))")
-        print("  logical size:       \(ByteSize.format(s.logicalBytes)) in \(s.blocks) "
-            + "block\(s.blocks == 1 ? "" : "s")")
-        print("  physical size:      \(ByteSize.format(s.physicalBytes)), data "
-            + "\(ByteSize.format(s.dataPblks * Units.pblkSize))")
-        print("  blocks:             \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) "
-            + "unallocated")
+        print(
+            "  logical size:       \(ByteSize.format(s.logicalBytes)) in \(s.blocks) "
+                + "block\(s.blocks == 1 ? "" : "s")")
+        print(
+            "  physical size:      \(ByteSize.format(s.physicalBytes)), data "
+                + "\(ByteSize.format(s.dataPblks * Units.pblkSize))")
+        print(
+            "  blocks:             \(s.compressedBlocks) compressed, \(s.rawBlocks) raw, \(s.unallocatedBlocks) "
+                + "unallocated")
         print("  compression ratio:  \(String(format2: s.compressionRatio)) (allocated blocks / their pblks)")
         if s.physicalBytes > 0 {
             let provisioning = Double(s.logicalBytes) / Double(s.physicalBytes)

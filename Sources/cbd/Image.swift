@@ -49,8 +49,9 @@ struct ImageCommand: ParsableCommand {
             }
             let s = try image.write(from: opened, to: OutputFile(path: output, overwrite: force))
             bar?.finish()
-            print("\(device) -> \(output): \(s.metadataPblks) metadata pblks "
-                + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")
+            print(
+                "\(device) -> \(output): \(s.metadataPblks) metadata pblks "
+                    + "(\(ByteSize.format(s.metadataPblks * Units.pblkSize))) of \(ByteSize.format(s.physicalBytes))")
         }
     }
 }

@@ -23,14 +23,18 @@ struct MapCommand: ParsableCommand {
         try ToolRunner.run("cbd", json: json ? device : nil) {
             let map = try BlockMap(device: try FileDevice(path: device, mode: .readOnly))
             let size = map.geometry.lblkSize
-            if json { print("[", terminator: "") } else {
+            if json {
+                print("[", terminator: "")
+            } else {
                 print("Offset              Length              State         First pblk      Pblks  Contiguous")
             }
             var first = true
             try map.forEachRun { r in
                 if json {
-                    var fields = ["\"start\": \(r.lblk * size)", "\"length\": \(r.count * size)",
-                                  "\"lblk\": \(r.lblk)", "\"blocks\": \(r.count)", "\"state\": \"\(r.state.rawValue)\""]
+                    var fields = [
+                        "\"start\": \(r.lblk * size)", "\"length\": \(r.count * size)",
+                        "\"lblk\": \(r.lblk)", "\"blocks\": \(r.count)", "\"state\": \"\(r.state.rawValue)\""
+                    ]
                     if let p = r.firstPblk {
                         fields += ["\"pblk\": \(p)", "\"pblks\": \(r.pblks)", "\"contiguous\": \(r.contiguous)"]
                     }
@@ -38,9 +42,12 @@ struct MapCommand: ParsableCommand {
                 } else {
                     let pblk = r.firstPblk.map { String($0) } ?? "-"
                     let pad = { (s: String, w: Int) in s + String(repeating: " ", count: max(1, w - s.count)) }
-                    print(pad("0x" + String(r.lblk * size, radix: 16), 20) + pad("0x" + String(r.count * size, radix: 16), 20)
-                        + pad(r.state.rawValue, 14) + pad(pblk, 16) + pad(r.firstPblk == nil ? "-" : "\(r.pblks)", 7)
-                        + (r.firstPblk == nil ? "-" : r.contiguous ? "yes" : "no"))
+                    print(
+                        pad("0x" + String(r.lblk * size, radix: 16), 20)
+                            + pad("0x" + String(r.count * size, radix: 16), 20)
+                            + pad(r.state.rawValue, 14) + pad(pblk, 16)
+                            + pad(r.firstPblk == nil ? "-" : "\(r.pblks)", 7)
+                            + (r.firstPblk == nil ? "-" : r.contiguous ? "yes" : "no"))
                 }
                 first = false
             }

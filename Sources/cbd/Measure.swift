@@ -30,25 +30,30 @@ struct Measure: ParsableCommand {
             m.lblkShift = blockSize.lblkShift
             m.level = level
             m.exact = exact
-            let bar = exact ? progress.bar("measure") : nil   // a sample takes a moment only
+            let bar = exact ? progress.bar("measure") : nil  // a sample takes a moment only
             m.progress = bar?.handler
             let r = try m.measure(input: LogicalImage.open(input), scratch: ScratchDirectory.path)
             bar?.finish()
             if json {
-                print("{\"logical_size\": \(r.logicalBytes), \"blocks\": \(r.blocks), \"allocated_blocks\": "
-                    + "\(r.allocatedBlocks), \"data_size\": \(r.dataBytes), \"data_size_error\": \(r.errorBytes), "
-                    + "\"physical_size\": \(r.physicalBytes), \"physical_size_bound\": \(r.physicalBytesBound), "
-                    + "\"compression_ratio\": \(String(format2: r.compressionRatio)), \"sampled_blocks\": "
-                    + "\(r.sampledBlocks), \"exact\": \(r.exact)}")
+                print(
+                    "{\"logical_size\": \(r.logicalBytes), \"blocks\": \(r.blocks), \"allocated_blocks\": "
+                        + "\(r.allocatedBlocks), \"data_size\": \(r.dataBytes), \"data_size_error\": \(r.errorBytes), "
+                        + "\"physical_size\": \(r.physicalBytes), \"physical_size_bound\": \(r.physicalBytesBound), "
+                        + "\"compression_ratio\": \(String(format2: r.compressionRatio)), \"sampled_blocks\": "
+                        + "\(r.sampledBlocks), \"exact\": \(r.exact)}")
                 return
             }
-            print("logical size:      \(ByteSize.format(r.logicalBytes)) in \(r.blocks) block\(r.blocks == 1 ? "" : "s")")
+            print(
+                "logical size:      \(ByteSize.format(r.logicalBytes)) in \(r.blocks) block\(r.blocks == 1 ? "" : "s")")
             print("allocated blocks:  \(r.exact ? "" : "about ")\(r.allocatedBlocks) (the rest are holes or zeros)")
             let error = r.exact ? "exact" : "± \(ByteSize.format(r.errorBytes)), from \(r.sampledBlocks) sampled blocks"
             print("data:              \(ByteSize.format(r.dataBytes)) (\(error))")
-            print("physical size:     \(ByteSize.format(r.physicalBytes)) (\(r.physicalBytes) bytes: data and the "
-                + "default headroom, as cbd convert makes it)")
-            if !r.exact { print("at most:           \(ByteSize.format(r.physicalBytesBound)) (\(r.physicalBytesBound) bytes)") }
+            print(
+                "physical size:     \(ByteSize.format(r.physicalBytes)) (\(r.physicalBytes) bytes: data and the "
+                    + "default headroom, as cbd convert makes it)")
+            if !r.exact {
+                print("at most:           \(ByteSize.format(r.physicalBytesBound)) (\(r.physicalBytesBound) bytes)")
+            }
             print("compression ratio: \(String(format2: r.compressionRatio))")
         }
     }

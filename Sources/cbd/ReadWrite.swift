@@ -3,16 +3,17 @@ import ArgumentParser
 import CBDCLI
 import CBDFormat
 #if canImport(Glibc)
-import Glibc
-import CBDDevice
-import CBDVolume
-import CBDLayout
-import CBDCheck
+    import Glibc
+    import CBDDevice
+    import CBDVolume
+    import CBDLayout
+    import CBDCheck
 #endif
 
 /// Options naming a range of the logical device.
 struct RangeOptions: ParsableArguments {
-    @Option(name: [.customShort("o"), .long], parsing: .unconditional,
+    @Option(
+        name: [.customShort("o"), .long], parsing: .unconditional,
         help: "Byte offset in the logical device (default 0; K, M, G... suffixes).")
     var offset = SizeArgument(bytes: 0)
     @Option(name: [.customShort("l"), .long], parsing: .unconditional, help: "Number of bytes (default: to the end).")
@@ -20,7 +21,9 @@ struct RangeOptions: ParsableArguments {
 
     func resolve(logicalSize: Int, of device: String) throws -> (Int, Int) {
         let off = offset.bytes
-        guard off <= logicalSize else { throw CBDError("\(device): offset \(off) is past the logical size \(logicalSize)") }
+        guard off <= logicalSize else {
+            throw CBDError("\(device): offset \(off) is past the logical size \(logicalSize)")
+        }
         let len = length?.bytes ?? (logicalSize - off)
         guard len <= logicalSize - off else {
             throw CBDError("\(device): range \(off)+\(len) is past the logical size \(logicalSize)")
@@ -62,7 +65,8 @@ struct Write: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write standard input into the logical device at an offset.")
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
-    @Option(name: [.customShort("o"), .long], parsing: .unconditional,
+    @Option(
+        name: [.customShort("o"), .long], parsing: .unconditional,
         help: "Byte offset in the logical device (default 0).")
     var offset = SizeArgument(bytes: 0)
     @Option(help: "Compression: 1 fast (default), 2 to 12 LZ4HC (smaller, slower to write; read as fast).")
@@ -73,16 +77,21 @@ struct Write: ParsableCommand {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
             vol.level = level
-            Interrupts.install(tool: "cbd",
+            Interrupts.install(
+                tool: "cbd",
                 message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let off = offset.bytes
-            guard off <= vol.logicalSize else { throw CBDError("\(device): offset \(off) is past the logical size "
-                + "\(vol.logicalSize)") }
+            guard off <= vol.logicalSize else {
+                throw CBDError(
+                    "\(device): offset \(off) is past the logical size "
+                        + "\(vol.logicalSize)")
+            }
             // The whole input is measured before the first byte is written.
             let input = try StagedInput(room: vol.logicalSize - off)
             guard input.length <= vol.logicalSize - off else {
-                throw CBDError("\(device): input of \(input.length) bytes runs past the logical size "
-                    + "\(vol.logicalSize) at offset \(off); nothing written")
+                throw CBDError(
+                    "\(device): input of \(input.length) bytes runs past the logical size "
+                        + "\(vol.logicalSize) at offset \(off); nothing written")
             }
             let buf = ByteBuffer(count: 1 << 20)
             var done = 0
@@ -101,8 +110,9 @@ struct Write: ParsableCommand {
                 guard done > 0 else {
                     throw CBDError("\(e.message): nothing written; the device is unchanged", kind: .noSpace)
                 }
-                throw CBDError("\(e.message): wrote \(done) of \(input.length) bytes (offsets \(off) to "
-                    + "\(off + done - 1)); the rest was not written and the device is consistent", kind: .noSpace)
+                throw CBDError(
+                    "\(e.message): wrote \(done) of \(input.length) bytes (offsets \(off) to "
+                        + "\(off + done - 1)); the rest was not written and the device is consistent", kind: .noSpace)
             }
         }
     }
@@ -149,20 +159,22 @@ struct Discard: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Discard a range: it reads as zeros afterwards.")
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @OptionGroup var range: RangeOptions
-    @Flag(name: .shortAndLong,
-          help: "Discard the whole device when no range is given, or a device not cleanly closed (DIRTY).")
+    @Flag(
+        name: .shortAndLong,
+        help: "Discard the whole device when no range is given, or a device not cleanly closed (DIRTY).")
     var force = false
 
     func run() throws {
         try ToolRunner.run("cbd") {
             let vol = try Volume(device: try FileDevice(path: device, mode: .readWrite), force: force)
-            Interrupts.install(tool: "cbd",
+            Interrupts.install(
+                tool: "cbd",
                 message: "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)")
             let (off, len) = try range.resolve(logicalSize: vol.logicalSize, of: device)
             guard force || range.length != nil || range.offset.bytes != 0 else {
                 throw CBDError("\(device): no range given: this discards the whole device", hint: .force)
             }
-            defer { try? vol.close() }   // a refused discard leaves the device clean, too
+            defer { try? vol.close() }  // a refused discard leaves the device clean, too
             try vol.discard(offset: off, length: len)
             try vol.close()
         }

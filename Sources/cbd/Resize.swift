@@ -22,23 +22,28 @@ struct Resize: ParsableCommand {
     @Argument(help: "CBD device or image.", completion: .file()) var device: String
     @Argument(help: "New physical size: N, +N or -N (put -- before a negative size; also -s).")
     var size: RelativeSize?
-    @Option(name: [.customShort("s"), .customLong("physical-size")], parsing: .unconditional,
+    @Option(
+        name: [.customShort("s"), .customLong("physical-size")], parsing: .unconditional,
         help: "New physical size: N, +N or -N.")
     var physicalSize: RelativeSize?
-    @Option(name: [.customShort("L"), .customLong("logical-size")], parsing: .unconditional,
+    @Option(
+        name: [.customShort("L"), .customLong("logical-size")], parsing: .unconditional,
         help: "New logical size: N, +N or -N.")
     var logicalSize: RelativeSize?
     /// The old spelling of -L.
     @Option(name: .customLong("logical"), parsing: .unconditional, help: .hidden) var logicalOld: RelativeSize?
     @Flag(name: .customShort("M"), help: "Shrink to the minimum size that holds the data.") var minimum = false
     @Flag(name: .customShort("P"), help: "Print the minimum size and change nothing.") var printMinimum = false
-    @Flag(name: [.customShort("p"), .customLong("progress")],
+    @Flag(
+        name: [.customShort("p"), .customLong("progress")],
         help: "Print each step, and show a progress bar even when stderr is not a terminal.") var progress = false
     @Flag(name: .customShort("f"), help: "Resize even a device not cleanly closed (DIRTY).") var force = false
     @Flag(name: .shortAndLong, help: "Print nothing but errors (as the other writers' -q).") var quiet = false
-    @Option(name: .customShort("z"),
-        help: ArgumentHelp("Undo file (must not exist): save every pblk before the resize overwrites it.",
-                           valueName: "undo-file"), completion: .file()) var undoFile: String?
+    @Option(
+        name: .customShort("z"),
+        help: ArgumentHelp(
+            "Undo file (must not exist): save every pblk before the resize overwrites it.",
+            valueName: "undo-file"), completion: .file()) var undoFile: String?
 
     var newSize: RelativeSize? { size ?? physicalSize }
     var logical: RelativeSize? { logicalSize ?? logicalOld }
@@ -56,14 +61,18 @@ struct Resize: ParsableCommand {
             let dev = try FileDevice(path: device, mode: printMinimum ? .readOnly : .readWrite)
             let resizer = try Resizer(device: dev, force: force || printMinimum)
             let g = resizer.geometry
-            let newLogical = try logical.map { try $0.resolve(current: g.logicalBytes, name: "logical size") }
+            let newLogical =
+                try logical.map { try $0.resolve(current: g.logicalBytes, name: "logical size") }
                 ?? g.logicalBytes
             if printMinimum {
                 let m = try resizer.minimum(logicalBytes: newLogical)
-                print("Estimated minimum size of the device: \(m.new.physicalBytes) bytes "
-                    + "(\(ByteSize.format(m.new.physicalBytes)))"
-                      + (m.keepsGeometry ? "" : ", with a new layout (\(m.new.variantName))"
-                          + (resizer.rewritesFile(m, undoPath: nil) ? ", written as a new file" : "; needs -z")))
+                print(
+                    "Estimated minimum size of the device: \(m.new.physicalBytes) bytes "
+                        + "(\(ByteSize.format(m.new.physicalBytes)))"
+                        + (m.keepsGeometry
+                            ? ""
+                            : ", with a new layout (\(m.new.variantName))"
+                                + (resizer.rewritesFile(m, undoPath: nil) ? ", written as a new file" : "; needs -z")))
                 return
             }
             let plan: Resizer.Plan
@@ -78,34 +87,44 @@ struct Resize: ParsableCommand {
             }
             if plan.new == plan.old {
                 if quiet { return }
-                print("\(device): already \(ByteSize.format(g.physicalBytes)) physical, "
-                    + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
+                print(
+                    "\(device): already \(ByteSize.format(g.physicalBytes)) physical, "
+                        + "\(ByteSize.format(g.logicalBytes)) logical; nothing to do")
                 return
             }
             let newFile = resizer.rewritesFile(plan, undoPath: undoFile)
             if newFile {
-                Interrupts.install(tool: "cbd", message: "interrupted; \(device) unchanged (the new layout was not "
-                    + "renamed into place)")
+                Interrupts.install(
+                    tool: "cbd",
+                    message: "interrupted; \(device) unchanged (the new layout was not "
+                        + "renamed into place)")
                 Interrupts.removeOnInterrupt(OutputFile.temporaryPath(for: device))
             } else {
-                Interrupts.install(tool: "cbd", message: undoFile == nil
-                    ? "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)"
-                    : "interrupted; restore \(device) with: cbd undo \(undoFile ?? "") \(device)")
+                Interrupts.install(
+                    tool: "cbd",
+                    message: undoFile == nil
+                        ? "interrupted; \(device) left DIRTY: check it with fsck.cbd \(device)"
+                        : "interrupted; restore \(device) with: cbd undo \(undoFile ?? "") \(device)")
             }
             if progress {
-                let how = plan.keepsGeometry ? "keeping the layout"
-                    : newFile ? "re-layout of every zone into a new file, renamed over the old one"
-                    : "re-layout of every zone (undo file \(undoFile ?? "-"))"
+                let how =
+                    plan.keepsGeometry
+                    ? "keeping the layout"
+                    : newFile
+                        ? "re-layout of every zone into a new file, renamed over the old one"
+                        : "re-layout of every zone (undo file \(undoFile ?? "-"))"
                 print("\(device): \(how)")
             }
-            let bar = ProgressBar.enabled(force: progress, quiet: quiet) ? ProgressBar(label: "resize", unit: "blocks") : nil
+            let bar =
+                ProgressBar.enabled(force: progress, quiet: quiet) ? ProgressBar(label: "resize", unit: "blocks") : nil
             resizer.progress = bar?.handler
             try resizer.resize(plan, undoPath: undoFile, scratch: OutputFile.directory(of: undoFile ?? device))
             bar?.finish()
             if quiet { return }
-            print("\(device): resized to \(ByteSize.format(plan.new.physicalBytes)) physical "
-                  + "(\(plan.new.nrPblk) pblks, \(plan.new.nrZones) zones, \(plan.new.variantName)), "
-                  + "\(ByteSize.format(plan.new.logicalBytes)) logical")
+            print(
+                "\(device): resized to \(ByteSize.format(plan.new.physicalBytes)) physical "
+                    + "(\(plan.new.nrPblk) pblks, \(plan.new.nrZones) zones, \(plan.new.variantName)), "
+                    + "\(ByteSize.format(plan.new.logicalBytes)) logical")
         }
     }
 }
@@ -129,9 +148,11 @@ struct UndoCommand: ParsableCommand {
                 print("\(device): \(undoFile) was already applied; the device is as it restored it")
                 return
             }
-            print("\(device): restored \(r.restored) pblks from \(undoFile)"
-                + (r.skipped > 0 ? " (\(r.skipped) records never synced were skipped: their pblks were never "
-                    + "overwritten)" : ""))
+            print(
+                "\(device): restored \(r.restored) pblks from \(undoFile)"
+                    + (r.skipped > 0
+                        ? " (\(r.skipped) records never synced were skipped: their pblks were never "
+                            + "overwritten)" : ""))
         }
     }
 }

@@ -37,23 +37,31 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("Listen on this Unix socket.", valueName: "path"), completion: .file())
     var socket: String?
     @Option(help: ArgumentHelp("Listen on this TCP port of 127.0.0.1.", valueName: "n")) var port: Int?
-    @Option(name: .customLong("run"),
-        help: ArgumentHelp("Run CMD with $uri set; stop the server when it ends (its exit status is ours).",
-                           valueName: "cmd"))
+    @Option(
+        name: .customLong("run"),
+        help: ArgumentHelp(
+            "Run CMD with $uri set; stop the server when it ends (its exit status is ours).",
+            valueName: "cmd"))
     var command: String?
     @Option(help: ArgumentHelp("Logical block cache of the server.", valueName: "size")) var cache: SizeArgument?
     @Option(help: ArgumentHelp("Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.", valueName: "n"))
     var level: CompressionLevel?
     @Flag(help: "Go to the background once the socket listens (log to syslog).") var fork = false
-    @Option(name: .customLong("pid-file"), help: ArgumentHelp("Write the serving process's pid to FILE.", valueName: "file"),
+    @Option(
+        name: .customLong("pid-file"),
+        help: ArgumentHelp("Write the serving process's pid to FILE.", valueName: "file"),
         completion: .file()) var pidFile: String?
     @Flag(help: .hidden) var foreground = false
-    @Option(help: ArgumentHelp("Requests served at once per connection (nbdkit's --threads; default: the number of "
-        + "cores).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Requests served at once per connection (nbdkit's --threads; default: the number of "
+                + "cores).", valueName: "n"))
     var threads: Int?
-    @Option(name: .customLong("low-water"),
-        help: ArgumentHelp("Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.",
-                           valueName: "percent"))
+    @Option(
+        name: .customLong("low-water"),
+        help: ArgumentHelp(
+            "Log a warning in nbdkit's log when free space falls below PERCENT of the data pblks.",
+            valueName: "percent"))
     var lowWater = 10
 
     func validate() throws {
@@ -118,8 +126,9 @@ struct Serve: ParsableCommand {
     /// cbd-serve@.socket), and --port, --fork and --run do not apply.
     static func check(activation: SocketActivation, socket: String?, others: Bool) throws {
         if others {
-            throw CBDError("started by socket activation (LISTEN_FDS): the socket comes from systemd; "
-                + "--port, --fork and --run do not apply")
+            throw CBDError(
+                "started by socket activation (LISTEN_FDS): the socket comes from systemd; "
+                    + "--port, --fork and --run do not apply")
         }
         if let s = socket, let passed = activation.path, s != passed {
             throw CBDError("--socket \(s) is not the socket systemd passed (\(passed))")
@@ -132,16 +141,18 @@ struct Serve: ParsableCommand {
     static func plugin(nbdkit: String) throws -> String {
         let dir = Executables.ownDirectory()
         let config = Executables.output(of: "'\(nbdkit)' --dump-config 2>/dev/null") ?? ""
-        let pluginDir = config.split(separator: "\n").first { $0.hasPrefix("plugindir=") }
+        let pluginDir =
+            config.split(separator: "\n").first { $0.hasPrefix("plugindir=") }
             .map { String($0.dropFirst("plugindir=".count)) } ?? "/usr/lib/nbdkit/plugins"
         let candidates = [
             "\(dir)/libnbdkit-cbd-plugin.so",
             "\(dir)/../lib/nbdkit/plugins/nbdkit-cbd-plugin.so",
-            "\(pluginDir)/nbdkit-cbd-plugin.so",
+            "\(pluginDir)/nbdkit-cbd-plugin.so"
         ]
         guard let found = candidates.first(where: { access($0, R_OK) == 0 }) else {
-            throw CBDError("the cbd nbdkit plugin is not installed (looked for \(candidates[0]) and in nbdkit's "
-                + "plugin folder)")
+            throw CBDError(
+                "the cbd nbdkit plugin is not installed (looked for \(candidates[0]) and in nbdkit's "
+                    + "plugin folder)")
         }
         return found
     }

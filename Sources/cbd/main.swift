@@ -10,8 +10,11 @@ struct Cbd: ParsableCommand {
         abstract: "Work with compressed block devices (CBD).",
         discussion: "Exit status: 0 on success, 1 on failure, 64 on a usage error.",
         version: ToolVersion.line("cbd"),
-        subcommands: [Convert.self, Measure.self, Compare.self, MapCommand.self, ImageCommand.self, Info.self, Resize.self, UndoCommand.self, Read.self, Write.self, Discard.self,
-                      Serve.self])
+        subcommands: [
+            Convert.self, Measure.self, Compare.self, MapCommand.self, ImageCommand.self, Info.self, Resize.self,
+            UndoCommand.self, Read.self, Write.self, Discard.self,
+            Serve.self
+        ])
 }
 
 // No subcommand is a usage error, as is a word that names none (with the nearest one offered).

@@ -26,8 +26,12 @@ struct Dump: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
 
     func validate() throws {
-        if [zone, lblk,
-            pblk].compactMap({ $0 }).count > 1 { throw ValidationError("give one of --zone, --lblk and --pblk") }
+        if [
+            zone, lblk,
+            pblk
+        ].compactMap({ $0 }).count > 1 {
+            throw ValidationError("give one of --zone, --lblk and --pblk")
+        }
         if hex && pblk == nil { throw ValidationError("--hex goes with --pblk") }
     }
 
@@ -35,10 +39,15 @@ struct Dump: ParsableCommand {
         try ToolRunner.run("cbddump", json: json ? device : nil) {
             let inspector = try Inspector(device: try FileDevice(path: device, mode: .readOnly))
             let report: Report
-            if let z = zone { report = try inspector.zoneReport(z) }
-            else if let n = lblk { report = try inspector.lblkReport(n) }
-            else if let p = pblk { report = try inspector.pblkReport(p, hex: hex) }
-            else { report = inspector.headerReport() }
+            if let z = zone {
+                report = try inspector.zoneReport(z)
+            } else if let n = lblk {
+                report = try inspector.lblkReport(n)
+            } else if let p = pblk {
+                report = try inspector.pblkReport(p, hex: hex)
+            } else {
+                report = inspector.headerReport()
+            }
             print(json ? report.json() : report.text(), terminator: json ? "\n" : "")
             // The header view of a damaged device is shown, but the exit status says it.
             if zone == nil && lblk == nil && pblk == nil, let p = inspector.problem {

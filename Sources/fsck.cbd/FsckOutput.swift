@@ -41,7 +41,9 @@ struct FsckOutput {
     func note(_ message: String) { FileHandleStderr.write("fsck.cbd: \(message)\n") }
 
     func fatal(_ message: String) {
-        if json { emit(["device": device, "error": message, "exit_code": 8]) } else {
+        if json {
+            emit(["device": device, "error": message, "exit_code": 8])
+        } else {
             FileHandleStderr.write("fsck.cbd: \(message)\n")
         }
     }
@@ -65,11 +67,11 @@ struct FsckOutput {
                     "data_pblks": g.totalDataPblks, "used_pblks": s.usedPblks,
                     "blocks": g.nrLblk, "compressed": s.compressed, "raw": s.raw, "unallocated": unallocated,
                     "compression_ratio": (ratio * 100).rounded() / 100,
-                    "problems_found": found, "problems_fixed": fixed,
+                    "problems_found": found, "problems_fixed": fixed
                 ] as [String: Any],
                 "modified": c.modified,
                 "cancelled": c.cancelled,
-                "exit_code": Int(c.exitCode),
+                "exit_code": Int(c.exitCode)
             ])
             return
         }
@@ -79,9 +81,10 @@ struct FsckOutput {
         if c.cancelled { print("\(device): cancelled; nothing was written") }
         guard !c.stoppedForPerson && !c.cancelled else { return }
         if c.modified { print("\n\(device): ***** DEVICE WAS MODIFIED *****") }
-        print("\(device): \(s.usedPblks)/\(g.totalDataPblks) data pblks used, \(g.nrLblk) blocks "
-              + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), compression ratio "
-                  + "\(String(format2: ratio))")
+        print(
+            "\(device): \(s.usedPblks)/\(g.totalDataPblks) data pblks used, \(g.nrLblk) blocks "
+                + "(\(s.compressed) compressed, \(s.raw) raw, \(unallocated) unallocated), compression ratio "
+                + "\(String(format2: ratio))")
         print("\(device): \(found) problem\(found == 1 ? "" : "s") found, \(fixed) fixed")
         // Pblk 0's problems leave every other tool refusing the device: say what repairs it.
         let header = c.problems.filter { !$0.fixed && [.headerLost, .deviceShort, .headerReserved].contains($0.kind) }

@@ -19,18 +19,22 @@ struct Fsck: ParsableCommand {
 
     @Flag(name: .customShort("n"), help: "Open read-only, change nothing, answer no to every question.") var no = false
     @Flag(name: .customShort("y"), help: "Fix every problem without asking.") var yes = false
-    @Flag(name: .customShort("p"),
+    @Flag(
+        name: .customShort("p"),
         help: "Preen: fix what is safe without asking; stop (exit 4) at anything else.") var preen = false
     @Flag(name: .customShort("a"), help: "Same as -p.") var auto = false
     @Flag(name: .customShort("f"), help: "Check even when the device is marked clean.") var force = false
     @Flag(name: .customShort("v"), help: "Verbose: print the geometry and every pass.") var verbose = false
     @Flag(name: .customShort("c"), help: "Also decompress every compressed block.") var verifyData = false
-    @Option(name: .customShort("C"),
+    @Option(
+        name: .customShort("C"),
         help: ArgumentHelp("Progress to this file descriptor (0: a bar on the terminal).", valueName: "fd"))
     var progressFD: Int32?
-    @Option(name: .customLong("lost-found"), help: ArgumentHelp(
-        "Save orphaned data (held by pblks no entry names) in this folder before freeing it "
-            + "(default for an image file: IMAGE.lost+found beside it).", valueName: "dir"),
+    @Option(
+        name: .customLong("lost-found"),
+        help: ArgumentHelp(
+            "Save orphaned data (held by pblks no entry names) in this folder before freeing it "
+                + "(default for an image file: IMAGE.lost+found beside it).", valueName: "dir"),
         completion: .directory) var lostFound: String?
     @Flag(name: .long, help: "Print the result as one JSON object.") var json = false
     @Argument(help: "The device or image file.", completion: .file()) var device: String
@@ -65,7 +69,9 @@ struct Fsck: ParsableCommand {
             var options = Checker.Options()
             options.mode = mode
             options.verifyData = verifyData
-            if mode != .readOnly, let dir = lostFound ?? defaultLostFound(dev) { options.lostFound = LostFound(directory: dir) }
+            if mode != .readOnly, let dir = lostFound ?? defaultLostFound(dev) {
+                options.lostFound = LostFound(directory: dir)
+            }
             options.report = { output.problem($0) }
             options.dirtyReason = FailureNote.read(for: device)
             options.ask = { p in
@@ -83,7 +89,8 @@ struct Fsck: ParsableCommand {
             output.fatal("\(device): \(failure)")
             for c in failure.candidates { output.note("  \(c.evidence):\n    \(mkfsCommand(c))") }
             if !failure.candidates.isEmpty {
-                output.note("write the header of the right one with the command under it, then run fsck.cbd -f \(device)")
+                output.note(
+                    "write the header of the right one with the command under it, then run fsck.cbd -f \(device)")
             }
             return 8
         } catch {
@@ -109,7 +116,8 @@ struct Fsck: ParsableCommand {
     /// The mkfs.cbd -S command that writes the header of a layout the zones fit.
     func mkfsCommand(_ c: HeaderRecovery.Candidate) -> String {
         let g = c.geometry
-        return "mkfs.cbd -S -b \(g.lblkSize >> 10)K --zone-shift \(g.lblkPerZoneShift) -L \(g.logicalBytes) \(device) \(g.physicalBytes)"
+        return
+            "mkfs.cbd -S -b \(g.lblkSize >> 10)K --zone-shift \(g.lblkPerZoneShift) -L \(g.logicalBytes) \(device) \(g.physicalBytes)"
     }
 
     /// An image file's orphans go beside it (e2fsck always has its lost+found); a block

@@ -22,29 +22,39 @@ struct Mkfs: ParsableCommand {
     @Argument(help: "Physical size to use, e.g. 1G (also -s).") var size: SizeArgument?
     @Option(name: [.customShort("s"), .customLong("physical-size")], help: "Physical size to use.")
     var physicalSize: SizeArgument?
-    @Option(name: [.customShort("L"), .customLong("logical-size")],
+    @Option(
+        name: [.customShort("L"), .customLong("logical-size")],
         help: "Logical size of the device (default: provisioning ratio x physical).")
     var logicalSize: SizeArgument?
     /// The old spelling of -L (before -l meant a length elsewhere).
     @Option(name: .customShort("l"), help: .hidden) var logicalSizeOld: SizeArgument?
-    @Option(name: .shortAndLong,
+    @Option(
+        name: .shortAndLong,
         help: "Provisioning ratio: the logical size as a multiple of the physical size (default 3).")
     var ratio: Double?
-    @Option(name: [.short, .customLong("block-size")],
+    @Option(
+        name: [.short, .customLong("block-size")],
         help: "Logical block size, a power of two from 4K to 1G (4K never compresses).")
     var blockSize = BlockSizeArgument(argument: "64K")!
     @Flag(name: .shortAndLong, help: "Overwrite existing filesystem or partition signatures.") var force = false
-    @Flag(name: [.customShort("n"), .customLong("dry-run")],
+    @Flag(
+        name: [.customShort("n"), .customLong("dry-run")],
         help: "Print the geometry; write nothing.") var dryRun = false
-    @Flag(name: .customShort("S"), help: ArgumentHelp(
-        "Write only the header, for the geometry given, and mark the device DIRTY; run fsck.cbd after "
-            + "(as mke2fs -S: for a device whose header is destroyed).")) var headerOnly = false
-    @Option(name: .customLong("zone-shift"), help: ArgumentHelp(
-        "lblk_per_zone_shift of the header (default: the one mkfs would choose).", valueName: "n"))
+    @Flag(
+        name: .customShort("S"),
+        help: ArgumentHelp(
+            "Write only the header, for the geometry given, and mark the device DIRTY; run fsck.cbd after "
+                + "(as mke2fs -S: for a device whose header is destroyed).")) var headerOnly = false
+    @Option(
+        name: .customLong("zone-shift"),
+        help: ArgumentHelp(
+            "lblk_per_zone_shift of the header (default: the one mkfs would choose).", valueName: "n"))
     var zoneShift: Int?
-    @Option(name: .customShort("E"), help: ArgumentHelp(
-        "Extended options: resize=SIZE, the logical size the device can grow to in place (its tables are "
-            + "sized for it).", valueName: "options"))
+    @Option(
+        name: .customShort("E"),
+        help: ArgumentHelp(
+            "Extended options: resize=SIZE, the logical size the device can grow to in place (its tables are "
+                + "sized for it).", valueName: "options"))
     var extended: ExtendedOptions?
     @Flag(name: .shortAndLong, help: "Print nothing but errors.") var quiet = false
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
@@ -53,7 +63,7 @@ struct Mkfs: ParsableCommand {
     /// this one (the same zones and tables).
     func plan(physical: Int, logical: Int, lblkShift: Int) throws -> Geometry {
         do { return try plan(logical: logical, physical: physical, lblkShift: lblkShift) } catch var e as CBDError {
-            e.message = "\(device): " + e.message   // the sizes alone do not say which device
+            e.message = "\(device): " + e.message  // the sizes alone do not say which device
             throw e
         }
     }
@@ -63,20 +73,24 @@ struct Mkfs: ParsableCommand {
         guard let grow = extended?.resize, grow > logical else {
             return try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
         }
-        let planned = try LayoutPlanner.plan(physicalBytes: physical,
-                                             logicalBytes: (grow + lblkSize - 1) / lblkSize * lblkSize, lblkShift: lblkShift)
+        let planned = try LayoutPlanner.plan(
+            physicalBytes: physical,
+            logicalBytes: (grow + lblkSize - 1) / lblkSize * lblkSize, lblkShift: lblkShift)
         return try LayoutPlanner.holding(logicalBytes: logical, in: planned)
     }
 
     func validate() throws {
         if size != nil && physicalSize != nil { throw ValidationError("give the physical size once: SIZE or -s") }
         if logicalSize != nil && logicalSizeOld != nil { throw ValidationError("give the logical size once") }
-        if (logicalSize ?? logicalSizeOld) != nil && ratio != nil { throw ValidationError("--logical-size and --ratio "
-            + "exclude each other") }
+        if (logicalSize ?? logicalSizeOld) != nil && ratio != nil {
+            throw ValidationError(
+                "--logical-size and --ratio "
+                    + "exclude each other")
+        }
         if let r = ratio, !(r > 0 && r.isFinite) { throw ValidationError("--ratio must be a positive number") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
         if zoneShift != nil && !headerOnly { throw ValidationError("--zone-shift goes with -S") }
-        if let z = zoneShift, !(0 ... Units.maxLblkPerZoneShift).contains(z) {
+        if let z = zoneShift, !(0...Units.maxLblkPerZoneShift).contains(z) {
             throw ValidationError("--zone-shift must be from 0 to \(Units.maxLblkPerZoneShift)")
         }
     }
@@ -97,7 +111,9 @@ struct Mkfs: ParsableCommand {
             if !exists { Interrupts.removeOnInterrupt(device) }
         }
         // Open: create a missing image; a dry run never writes.
-        let dev: FileDevice? = dryRun && !exists ? nil
+        let dev: FileDevice? =
+            dryRun && !exists
+            ? nil
             : try FileDevice(path: device, mode: dryRun ? .readOnly : .readWrite, createSize: requested)
         let created = !exists && dev != nil
         do {
@@ -112,8 +128,9 @@ struct Mkfs: ParsableCommand {
     func format(_ dev: FileDevice?, requested: Int?, lblkShift: Int) throws {
         let physical = requested ?? dev?.size ?? 0
         if let d = dev, physical > d.size, d.isBlockDevice {
-            throw CBDError("\(device): size \(ByteSize.format(physical)) is larger than the device "
-                + "(\(ByteSize.format(d.size)))")
+            throw CBDError(
+                "\(device): size \(ByteSize.format(physical)) is larger than the device "
+                    + "(\(ByteSize.format(d.size)))")
         }
         let lblkSize = Units.pblkSize << lblkShift
         let usable = min(physical / Units.pblkSize, Int(Units.maxPblks)) * Units.pblkSize
@@ -125,10 +142,12 @@ struct Mkfs: ParsableCommand {
             guard v < 9e18 else { throw CBDError("ratio \(ratio ?? 3) gives a logical size too large") }
             logical = Int(v) / lblkSize * lblkSize
         }
-        let g = try zoneShift.map {
-            try Geometry(nrPblk: usable / Units.pblkSize, lblkShift: lblkShift, lblkPerZoneShift: $0,
-                         nrLblk: logical / lblkSize)
-        } ?? plan(physical: physical, logical: logical, lblkShift: lblkShift)
+        let g =
+            try zoneShift.map {
+                try Geometry(
+                    nrPblk: usable / Units.pblkSize, lblkShift: lblkShift, lblkPerZoneShift: $0,
+                    nrLblk: logical / lblkSize)
+            } ?? plan(physical: physical, logical: logical, lblkShift: lblkShift)
         if headerOnly { return try writeHeaderOnly(dev, g) }
 
         var refusal: Error?
@@ -140,8 +159,9 @@ struct Mkfs: ParsableCommand {
                 if !dryRun, let refusal { throw refusal }
             }
             if !found.isEmpty && !quiet {
-                print("\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))"
-                    + (dryRun && !force ? " (needs -f)" : ""))
+                print(
+                    "\(dryRun ? "Would wipe" : "Wiping") \(found.map(\.description).joined(separator: ", "))"
+                        + (dryRun && !force ? " (needs -f)" : ""))
             }
             if !found.isEmpty && !dryRun { try Signatures.wipe(device: d) }
         }
@@ -175,8 +195,9 @@ struct Mkfs: ParsableCommand {
         }
         if verbose {
             for z in 0..<g.nrZones {
-                print("  zone \(z): bitmap \(g.bitmapPblk(z)), table "
-                    + "\(g.tablePblks(z).lowerBound)-\(g.tablePblks(z).upperBound - 1), data "
+                print(
+                    "  zone \(z): bitmap \(g.bitmapPblk(z)), table "
+                        + "\(g.tablePblks(z).lowerBound)-\(g.tablePblks(z).upperBound - 1), data "
                         + "\(g.dataStart(z))-\(g.dataEnd(z) - 1)")
             }
         }

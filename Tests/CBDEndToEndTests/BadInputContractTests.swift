@@ -42,7 +42,7 @@ import Testing
         Command(tool: "cbd", args: ["read", "-l", "4K", "IN"], refuses: cbdOnly),
         Command(tool: "cbd", args: ["write", "-o", "0", "IN"], refuses: cbdOnly),
         Command(tool: "cbd", args: ["discard", "-l", "64K", "IN"], refuses: cbdOnly),
-        Command(tool: "cbd", args: ["serve", "--run", "true", "IN"], refuses: cbdOnly),
+        Command(tool: "cbd", args: ["serve", "--run", "true", "IN"], refuses: cbdOnly)
     ]
 
     /// The bad input `kind` made in `s`, and the valid CBD beside it.
@@ -54,8 +54,12 @@ import Testing
         case .missing: break
         case .directory: try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
         case .empty: try Data().write(to: URL(fileURLWithPath: path))
-        case .tiny: try Data((0..<100).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: URL(fileURLWithPath: path))
-        case .foreign: try Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: URL(fileURLWithPath: path))
+        case .tiny:
+            try Data((0..<100).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(
+                to: URL(fileURLWithPath: path))
+        case .foreign:
+            try Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(
+                to: URL(fileURLWithPath: path))
         case .badMagic:
             var bytes = try Data(contentsOf: URL(fileURLWithPath: good))
             bytes.replaceSubrange(0..<4, with: Array("XXXX".utf8))
@@ -89,8 +93,10 @@ import Testing
     }
 
     /// The writers refuse a device they may not write (a read-only file), unchanged, in one line.
-    @Test(arguments: [["fsck.cbd", "-fy"], ["mkfs.cbd", "-f", "-q"], ["cbd", "resize"], ["cbd", "write", "-o", "0"],
-                      ["cbd", "discard", "-l", "64K"], ["cbd", "undo", "UNDO"]])
+    @Test(arguments: [
+        ["fsck.cbd", "-fy"], ["mkfs.cbd", "-f", "-q"], ["cbd", "resize"], ["cbd", "write", "-o", "0"],
+        ["cbd", "discard", "-l", "64K"], ["cbd", "undo", "UNDO"]
+    ])
     func readOnlyDevicesAreRefused(_ command: [String]) throws {
         let s = try Scratch()
         let dev = s.file("ro.cbd")
@@ -102,19 +108,25 @@ import Testing
         chmod(dev, 0o444)
         defer { chmod(dev, 0o644) }
         let before = Self.contents(dev)
-        let args = Array(command.dropFirst()).map { $0 == "UNDO" ? undo : $0 } + [dev]
+        let args =
+            Array(command.dropFirst()).map { $0 == "UNDO" ? undo : $0 } + [dev]
             + (command.first == "mkfs.cbd" ? ["8M"] : [])
         let r = try Tools.run(command[0], args, stdin: Data([1, 2, 3]))
         let lines = r.stderr.split(separator: "\n")
         #expect(r.status == (command[0] == "fsck.cbd" ? 8 : 1), "\(command): \(r.status) \(r.stderr)")
-        #expect(lines.count == 1 && lines[0].hasPrefix("\(command[0]): ") && lines[0].contains("ro.cbd"),
-                "\(command): \(r.stderr)")
+        #expect(
+            lines.count == 1 && lines[0].hasPrefix("\(command[0]): ") && lines[0].contains("ro.cbd"),
+            "\(command): \(r.stderr)")
         #expect(Self.contents(dev) == before, "\(command) changed a read-only device")
     }
 
     /// `--help` and `--version` on every tool and subcommand: exit 0, on stdout.
-    @Test(arguments: ["mkfs.cbd", "fsck.cbd", "cbddump", "cbd"] + ["convert", "measure", "compare", "map", "image",
-          "info", "resize", "undo", "read", "write", "discard", "serve"].map { "cbd \($0)" })
+    @Test(
+        arguments: ["mkfs.cbd", "fsck.cbd", "cbddump", "cbd"]
+            + [
+                "convert", "measure", "compare", "map", "image",
+                "info", "resize", "undo", "read", "write", "discard", "serve"
+            ].map { "cbd \($0)" })
     func helpAndVersion(_ command: String) throws {
         let words = command.split(separator: " ").map(String.init)
         let help = try Tools.run(words[0], Array(words.dropFirst()) + ["--help"])
@@ -122,7 +134,9 @@ import Testing
         let version = try Tools.run(words[0], Array(words.dropFirst()) + ["--version"])
         let number = try String(contentsOfFile: Self.root + "/VERSION", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(version.status == 0 && version.stdout.hasPrefix("\(words[0]) \(number)"), "\(command) --version: \(version.stdout)")
+        #expect(
+            version.status == 0 && version.stdout.hasPrefix("\(words[0]) \(number)"),
+            "\(command) --version: \(version.stdout)")
     }
 
     /// A reader whose standard output is closed early (`| head`) stops without a word on stderr
@@ -132,8 +146,10 @@ import Testing
         let s = try Scratch()
         let dev = s.file("d.cbd")
         try #require(try Tools.run("mkfs.cbd", ["-q", dev, "64M"]).status == 0)
-        let line = ([Tools.binDir + "/" + command[0]] + command.dropFirst() + [dev]).map { "'\($0)'" }.joined(separator: " ")
-        let r = try Tools.run("bash", ["-c", "\(line) 2>\(s.file("err")) | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}"])
+        let line = ([Tools.binDir + "/" + command[0]] + command.dropFirst() + [dev]).map { "'\($0)'" }.joined(
+            separator: " ")
+        let r = try Tools.run(
+            "bash", ["-c", "\(line) 2>\(s.file("err")) | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}"])
         let status = Int32(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         let err = (try? String(contentsOfFile: s.file("err"), encoding: .utf8)) ?? "?"
         #expect([0, 141].contains(status) && err.isEmpty, "\(command): exit \(status), stderr: \(err)")

@@ -45,7 +45,7 @@ import Testing
             ("MAGIC", 0, 1, 0x58), ("MAJOR", 4, 2, 2), ("MINOR", 6, 2, 1), ("FLAGS", 28, 2, 4), ("ALGO", 30, 1, 1),
             ("LSHIFT", 24, 2, 19), ("ZSHIFT", 26, 2, 25), ("PHYS8", 8, 8, 8 * 1024 + 3), ("PHYSHUGE", 8, 8, 8 << 48),
             ("PHYSMAX", 8, 8, UInt64.max), ("LOGZERO", 16, 8, 0), ("LOGODD", 16, 8, 8 * 16 + 8),
-            ("CLAIMS", 8, 8, 8 * (1 << 40)), ("RESERVED", 200, 1, 1),
+            ("CLAIMS", 8, 8, 8 * (1 << 40)), ("RESERVED", 200, 1, 1)
         ]
         for (name, offset, width, value) in fields {
             let path = s.file("\(name).cbd")
@@ -60,14 +60,18 @@ import Testing
         return t
     }
 
-    static let headerImages = ["MAGIC", "MAJOR", "MINOR", "FLAGS", "ALGO", "LSHIFT", "ZSHIFT", "PHYS8", "PHYSHUGE",
-                               "PHYSMAX", "LOGZERO", "LOGODD", "CLAIMS", "RESERVED", "TRUNC", "EMPTY"]
+    static let headerImages = [
+        "MAGIC", "MAJOR", "MINOR", "FLAGS", "ALGO", "LSHIFT", "ZSHIFT", "PHYS8", "PHYSHUGE",
+        "PHYSMAX", "LOGZERO", "LOGODD", "CLAIMS", "RESERVED", "TRUNC", "EMPTY"
+    ]
     /// Damage fsck.cbd repairs (HeaderRecoveryTests): a field out of range or a wrong magic (the
     /// geometry found from the zones), reserved bytes, a truncated file. -n reports it (exit 4)
     /// and changes nothing; the other tools refuse these as they refuse every header image.
     /// A header of another version, with unknown flags or algorithm, is never rewritten.
-    static let repairableHeaders: Set = ["MAGIC", "LSHIFT", "ZSHIFT", "PHYS8", "PHYSHUGE", "PHYSMAX", "LOGZERO",
-                                         "LOGODD", "CLAIMS", "RESERVED", "TRUNC"]
+    static let repairableHeaders: Set = [
+        "MAGIC", "LSHIFT", "ZSHIFT", "PHYS8", "PHYSHUGE", "PHYSMAX", "LOGZERO",
+        "LOGODD", "CLAIMS", "RESERVED", "TRUNC"
+    ]
 
     static let rows: [Row] = {
         var r: [Row] = []
@@ -75,24 +79,35 @@ import Testing
         let uses: [(String, [String], Int32)] = [
             ("fsck.cbd", ["-n"], 8), ("fsck.cbd", ["-y"], 8), ("cbddump", [], 1), ("cbd", ["info"], 1),
             ("cbd", ["read"], 1), ("cbd", ["discard", "-o", "0", "-l", "4096"], 1), ("cbd", ["resize"], 1),
-            ("cbd", ["convert", "-q"], 1),
+            ("cbd", ["convert", "-q"], 1)
         ]
         for (tool, args, code) in uses {
             let tail = args.first == "convert" ? ["OUT"] : []
             r.append(Row(tool: tool, args: args + ["MISSING"] + tail, status: code, words: "no such file"))
             r.append(Row(tool: tool, args: args + ["DIR"] + tail, status: code, words: "is a directory"))
-            r.append(Row(tool: tool, args: args + ["/dev/null"] + tail, status: code, words: "not a regular file or block device"))
-            r.append(Row(tool: tool, args: args + ["/dev/zero"] + tail, status: code, words: "not a regular file or block device"))
-            if args.first == "convert" { continue }   // convert takes any raw input
+            r.append(
+                Row(
+                    tool: tool, args: args + ["/dev/null"] + tail, status: code,
+                    words: "not a regular file or block device"))
+            r.append(
+                Row(
+                    tool: tool, args: args + ["/dev/zero"] + tail, status: code,
+                    words: "not a regular file or block device"))
+            if args.first == "convert" { continue }  // convert takes any raw input
             for img in headerImages where !(tool == "fsck.cbd" && repairableHeaders.contains(img)) {
                 r.append(Row(tool: tool, args: args + [img], status: code, words: ""))
             }
             if tool == "fsck.cbd" && args == ["-n"] {
-                for img in repairableHeaders.sorted() { r.append(Row(tool: tool, args: args + [img], status: 4, words: "")) }
+                for img in repairableHeaders.sorted() {
+                    r.append(Row(tool: tool, args: args + [img], status: 4, words: ""))
+                }
             }
         }
         // Writers refuse a read-only image.
-        for (tool, args) in [("fsck.cbd", ["-y"]), ("cbd", ["discard", "-o", "0", "-l", "4096"]), ("cbd", ["resize"]), ("mkfs.cbd", ["-f"])] {
+        for (tool, args) in [
+            ("fsck.cbd", ["-y"]), ("cbd", ["discard", "-o", "0", "-l", "4096"]), ("cbd", ["resize"]),
+            ("mkfs.cbd", ["-f"])
+        ] {
             r.append(Row(tool: tool, args: args + ["RO"], status: tool == "fsck.cbd" ? 8 : 1, words: "read-only"))
         }
         r.append(Row(tool: "cbd", args: ["write", "RO", "-o", "0"], status: 1, words: "read-only"))
@@ -121,11 +136,13 @@ import Testing
             Row(tool: "cbd", args: ["resize", "GOOD", "abc"], status: 64, words: "'abc' is invalid"),
             Row(tool: "cbd", args: ["resize", "GOOD", "1K"], status: 1, words: ""),
             Row(tool: "cbd", args: ["resize", "-M", "GOOD", "1G"], status: 64, words: "exclude"),
-            Row(tool: "cbd", args: ["resize", "GOOD", "--logical", "1000"], status: 1, words: "multiple of the block size"),
+            Row(
+                tool: "cbd", args: ["resize", "GOOD", "--logical", "1000"], status: 1,
+                words: "multiple of the block size"),
             Row(tool: "cbd", args: ["convert", "-p", "-q", "GOOD", "OUT"], status: 64, words: "exclude"),
             Row(tool: "cbd", args: ["convert", "-b", "5K", "EMPTY", "OUT"], status: 64, words: "'5K' is invalid"),
             Row(tool: "cbd", args: ["convert", "GOOD", "GOOD"], status: 1, words: "is the input itself"),
-            Row(tool: "cbd", args: ["undo", "GOOD", "GOOD"], status: 1, words: "not a cbd undo file"),
+            Row(tool: "cbd", args: ["undo", "GOOD", "GOOD"], status: 1, words: "not a cbd undo file")
         ]
         return r
     }()
@@ -143,10 +160,13 @@ import Testing
         let lines = r.stderr.split(separator: "\n")
         if row.status == 4 {
             // fsck.cbd -n reporting pblk 0's damage: on standard output, as every problem.
-            #expect(r.stderr.isEmpty && r.stdout.contains("Header:") && r.stdout.contains("fsck.cbd -fy"),
-                    "\(row): \(r.stdout)\(r.stderr)")
+            #expect(
+                r.stderr.isEmpty && r.stdout.contains("Header:") && r.stdout.contains("fsck.cbd -fy"),
+                "\(row): \(r.stdout)\(r.stderr)")
         } else if row.status == 64 || row.status == 16 {
-            #expect(lines.first?.contains("Error") == true || lines.first?.contains(row.words) == true, "\(row): \(r.stderr)")
+            #expect(
+                lines.first?.contains("Error") == true || lines.first?.contains(row.words) == true,
+                "\(row): \(r.stderr)")
         } else {
             #expect(lines.count == 1, "\(row): \(r.stderr)")
         }
@@ -160,7 +180,8 @@ import Testing
         let s = try Scratch()
         let t = try Self.targets(s)
         for tool in [["fsck.cbd", "-fn"], ["cbddump"], ["cbd", "info"], ["cbd", "read"]] {
-            let r = try Tools.run("/usr/bin/time", ["-f", "%M"] + [Tools.binDir + "/" + tool[0]] + tool.dropFirst() + [t["CLAIMS"]!])
+            let r = try Tools.run(
+                "/usr/bin/time", ["-f", "%M"] + [Tools.binDir + "/" + tool[0]] + tool.dropFirst() + [t["CLAIMS"]!])
             let rssKB = Int(r.stderr.split(separator: "\n").last ?? "") ?? Int.max
             #expect(r.status != 0 && rssKB < 100_000, "\(tool): rss \(rssKB) KB, \(r.stderr)")
         }

@@ -60,11 +60,15 @@ final class LoopDevice {
         let s = try Scratch()
         let raw = s.file("raw.img"), disk = s.file("disk.img"), disk2 = s.file("disk2.img")
         var bytes = [UInt8](repeating: 0, count: 6 << 20)
-        for i in stride(from: 0, to: bytes.count, by: 3) where (i / 65536) % 3 != 1 { bytes[i] = UInt8(truncatingIfNeeded: i / 5) }
+        for i in stride(from: 0, to: bytes.count, by: 3) where (i / 65536) % 3 != 1 {
+            bytes[i] = UInt8(truncatingIfNeeded: i / 5)
+        }
         try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
         #expect(try Tools.run("truncate", ["-s", "16M", disk]).status == 0)
         try #require(FileManager.default.createFile(atPath: disk2, contents: Data(repeating: 0xCC, count: 6 << 20)))
-        guard let cbdDev = LoopDevice(image: disk), let rawDev = LoopDevice(image: disk2) else { print("SKIP: no loop device"); return }
+        guard let cbdDev = LoopDevice(image: disk), let rawDev = LoopDevice(image: disk2) else {
+            print("SKIP: no loop device"); return
+        }
         // Raw to CBD on a block device, then CBD (on that device) to raw on another device.
         let a = try Tools.run("cbd", ["convert", "-q", raw, cbdDev.path])
         #expect(a.status == 0, "\(a.stderr)")
@@ -80,10 +84,15 @@ final class LoopDevice {
         // The packed data of a conversion onto a device goes to $TMPDIR, not beside the
         // device (/dev, a small tmpfs): a missing folder is named, and the device is untouched.
         let missing = s.file("no-such-folder")
-        let spill = try Tools.run("env", ["TMPDIR=\(missing)", "\(Tools.binDir)/cbd", "convert", "-q", "-f", raw,
-                                          cbdDev.path])
-        #expect(spill.status == 1 && spill.stderr.contains(missing) && spill.stderr.contains("temporary file"),
-                "\(spill.stderr)")
+        let spill = try Tools.run(
+            "env",
+            [
+                "TMPDIR=\(missing)", "\(Tools.binDir)/cbd", "convert", "-q", "-f", raw,
+                cbdDev.path
+            ])
+        #expect(
+            spill.status == 1 && spill.stderr.contains(missing) && spill.stderr.contains("temporary file"),
+            "\(spill.stderr)")
         #expect(try headerAndGeometry(FileDevice(path: cbdDev.path, mode: .readOnly)).1 == g)
         // With -f, a successful conversion wipes what the device held, even past the CBD
         // (a GPT keeps a backup header in the device's last sector).

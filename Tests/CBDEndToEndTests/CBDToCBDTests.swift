@@ -17,8 +17,9 @@ import Testing
         try #require(c.status == 0, "\(c.stderr)")
         #expect(c.stdout.contains("(CBD to CBD)"), "\(c.stdout)")
         #expect(try Tools.run("fsck.cbd", ["-fn", "-c", b]).status == 0)
-        let info = try #require(JSONSerialization.jsonObject(with: try Tools.run("cbd", ["info", "--json", b]).out)
-            as? [String: Any])
+        let info = try #require(
+            JSONSerialization.jsonObject(with: try Tools.run("cbd", ["info", "--json", b]).out)
+                as? [String: Any])
         #expect(info["block_size"] as? Int == 131072 && info["logical_size"] as? Int == 64 << 30)
         // 24 MiB of data in 128 KiB blocks: at most 192 allocated, the rest holes.
         #expect((info["unallocated_blocks"] as? Int ?? 0) >= (64 << 30) / 131072 - 192, "\(info)")
@@ -34,8 +35,8 @@ import Testing
         let raw = s.file("r.img")
         try #require(FileManager.default.createFile(atPath: raw, contents: Data(repeating: 7, count: 1 << 20)))
         let cbd = s.file("c.cbd"), back = s.file("back.img")
-        #expect(try Tools.run("cbd", ["convert", "-q", raw, cbd]).status == 0)          // raw -> CBD
-        #expect(try Tools.run("cbd", ["convert", "-q", cbd, back]).status == 0)         // CBD -> raw
+        #expect(try Tools.run("cbd", ["convert", "-q", raw, cbd]).status == 0)  // raw -> CBD
+        #expect(try Tools.run("cbd", ["convert", "-q", cbd, back]).status == 0)  // CBD -> raw
         #expect(try FileFacts.bytes(back) == FileFacts.bytes(raw))
         let bad = try Tools.run("cbd", ["convert", "-q", "--to", "raw", raw, s.file("x")])
         #expect(bad.status == 1 && bad.stderr.contains("not a CBD device"), "\(bad.stderr)")

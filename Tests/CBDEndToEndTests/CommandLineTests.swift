@@ -12,8 +12,10 @@ import Testing
 @Suite struct CommandLineTests {
     /// Every argument that names a file completes as a path: bash's generated completion of
     /// each tool, sourced, offers the file for its first letters (before: nothing).
-    @Test(arguments: [["cbd", "info"], ["cbd", "convert"], ["cbd", "serve"], ["fsck.cbd"], ["mkfs.cbd"], ["cbddump"],
-                      ["cbd", "undo"]])
+    @Test(arguments: [
+        ["cbd", "info"], ["cbd", "convert"], ["cbd", "serve"], ["fsck.cbd"], ["mkfs.cbd"], ["cbddump"],
+        ["cbd", "undo"]
+    ])
     func pathArgumentsCompleteAsFiles(_ words: [String]) throws {
         let s = try Scratch()
         FileManager.default.createFile(atPath: s.file("zzfile1.cbd"), contents: Data())
@@ -31,7 +33,8 @@ import Testing
             printf '%s\\n' "${COMPREPLY[@]}"
             """
         let r = try Tools.run("bash", ["-c", probe])
-        #expect(r.stdout.split(separator: "\n").contains("zzfile1.cbd"), "\(line)<TAB> offered: \(r.stdout) \(r.stderr)")
+        #expect(
+            r.stdout.split(separator: "\n").contains("zzfile1.cbd"), "\(line)<TAB> offered: \(r.stdout) \(r.stderr)")
     }
 
     /// What a killed convert left (`.NAME.tmp-PID` of a process that is gone) is removed by the
@@ -55,7 +58,8 @@ import Testing
     @Test(arguments: ["cbd", "mkfs.cbd", "fsck.cbd", "cbddump"])
     func dashVIsVersion(_ tool: String) throws {
         let long = try Tools.run(tool, ["--version"]), short = try Tools.run(tool, ["-V"])
-        #expect(short.status == 0 && short.stdout == long.stdout && long.stdout.hasPrefix(tool + " "), "\(short.stderr)")
+        #expect(
+            short.status == 0 && short.stdout == long.stdout && long.stdout.hasPrefix(tool + " "), "\(short.stderr)")
         #expect(ToolVersion.arguments(["-f", "--", "-V"]) == ["-f", "--", "-V"])
     }
 
@@ -66,10 +70,11 @@ import Testing
         #expect(try Tools.run("mkfs.cbd", ["-q", dev, "4M"]).status == 0)
         for args in [["read", dev, "-o", "1T"], ["read", dev, "-o", "0", "-l", "1T"], ["write", dev, "-o", "1T"]] {
             let r = try Tools.run("cbd", args)
-            #expect(r.status == 1 && r.stderr.hasPrefix("cbd: \(dev): ") && r.stderr.contains("past the logical size"),
-                    "\(args): \(r.stderr)")
+            #expect(
+                r.status == 1 && r.stderr.hasPrefix("cbd: \(dev): ") && r.stderr.contains("past the logical size"),
+                "\(args): \(r.stderr)")
         }
-        try Data((0 ..< (4 << 20)).map { _ in UInt8.random(in: 0 ... 255) }).write(to: URL(fileURLWithPath: raw))
+        try Data((0..<(4 << 20)).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: raw))
         let r = try Tools.run("cbd", ["convert", "-q", "-s", "1M", raw, out])
         #expect(r.status == 1 && r.stderr.contains("\(out): physical size"), "\(r.stderr)")
     }
@@ -80,12 +85,15 @@ import Testing
     @Test func jsonOnErrorAndRequiredFlags() throws {
         let s = try Scratch()
         let missing = s.file("missing.cbd")
-        for (tool, args) in [("cbd", ["info", "--json", missing]), ("cbd", ["map", "--json", missing]),
-                             ("cbd", ["measure", "--json", missing]), ("cbddump", ["--json", missing])] {
+        for (tool, args) in [
+            ("cbd", ["info", "--json", missing]), ("cbd", ["map", "--json", missing]),
+            ("cbd", ["measure", "--json", missing]), ("cbddump", ["--json", missing])
+        ] {
             let r = try Tools.run(tool, args)
             let object = try? JSONSerialization.jsonObject(with: r.out) as? [String: Any]
-            #expect(r.status == 1 && object?["error"] is String && object?["exit_code"] as? Int == 1,
-                    "\(tool) \(args): \(r.stdout)")
+            #expect(
+                r.status == 1 && object?["error"] is String && object?["exit_code"] as? Int == 1,
+                "\(tool) \(args): \(r.stdout)")
         }
         let help = try Tools.run("cbd", ["image", "--help"]).stdout
         #expect(help.contains("<output> --metadata") && !help.contains("[--metadata]"), "\(help)")
@@ -115,14 +123,16 @@ import Testing
         let runs: [[String]] = [
             ["convert", "-p", raw, s.file("again.cbd")], ["compare", "-p", raw, dev], ["measure", "-p", "--exact", raw],
             ["image", "-p", "--metadata", dev, s.file("meta")], ["resize", "-p", "-z", undo, dev, "-L", "1G"],
-            ["undo", "-p", undo, dev],
+            ["undo", "-p", undo, dev]
         ]
         for args in runs {
             let r = try Tools.run("cbd", args)
             #expect(r.status == 0 && r.stderr.contains("] 100%"), "\(args): \(r.stderr)")
         }
-        for args in runs.prefix(4) {   // again, without -p, to new outputs: no bar
-            let plain = try Tools.run("cbd", args.filter { $0 != "-p" }.map { $0.hasPrefix(s.path) && $0 != raw && $0 != dev ? $0 + "2" : $0 })
+        for args in runs.prefix(4) {  // again, without -p, to new outputs: no bar
+            let plain = try Tools.run(
+                "cbd", args.filter { $0 != "-p" }.map { $0.hasPrefix(s.path) && $0 != raw && $0 != dev ? $0 + "2" : $0 }
+            )
             #expect(plain.status == 0 && !plain.stderr.contains("%"), "\(args) without -p: \(plain.stderr)")
         }
     }
@@ -158,7 +168,8 @@ import Testing
         let s = try Scratch()
         let m = try Tools.run("mkfs.cbd", ["-b", "4K", s.file("a.cbd"), "8M"])
         #expect(m.status == 0 && m.stdout.contains("nothing is compressed"), "\(m.stdout)")
-        try #require(FileManager.default.createFile(atPath: s.file("raw"), contents: Data(repeating: 1, count: 100_000)))
+        try #require(
+            FileManager.default.createFile(atPath: s.file("raw"), contents: Data(repeating: 1, count: 100_000)))
         let c = try Tools.run("cbd", ["convert", "-b", "4K", s.file("raw"), s.file("b.cbd")])
         #expect(c.status == 0 && c.stderr.contains("nothing is compressed"), "\(c.stderr)")
     }
@@ -166,7 +177,8 @@ import Testing
     /// Converting a device that was not closed cleanly warns and names fsck.cbd.
     @Test func convertingADirtyDeviceWarns() throws {
         let s = try Scratch()
-        try #require(FileManager.default.createFile(atPath: s.file("raw"), contents: Data(repeating: 3, count: 300_000)))
+        try #require(
+            FileManager.default.createFile(atPath: s.file("raw"), contents: Data(repeating: 3, count: 300_000)))
         try #require(try Tools.run("cbd", ["convert", "-q", s.file("raw"), s.file("d.cbd")]).status == 0)
         try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", s.file("d.cbd"), "set-dirty", "1"])
         let r = try Tools.run("cbd", ["convert", s.file("d.cbd"), s.file("back")])

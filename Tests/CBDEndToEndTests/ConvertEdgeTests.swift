@@ -16,7 +16,10 @@ import CBDCLI
         var rng = SplitMix(seed: 21)
         var bytes = [UInt8]()
         for n in 0..<48 {
-            bytes += (0..<65536).map { i in n % 4 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : n % 5 == 0 ? 0 : UInt8(truncatingIfNeeded: i / 33 + n) }
+            bytes += (0..<65536).map { i in
+                n % 4 == 0
+                    ? UInt8(truncatingIfNeeded: rng.next()) : n % 5 == 0 ? 0 : UInt8(truncatingIfNeeded: i / 33 + n)
+            }
         }
         let raw = s.file("raw.img"), cbd = s.file("dev.cbd")
         try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
@@ -43,7 +46,7 @@ import CBDCLI
         let (_, cbd) = try sample(s)
         let h = try FileHandle(forUpdating: URL(fileURLWithPath: cbd))
         try h.seek(toOffset: 4)
-        try h.write(contentsOf: Data([7, 0]))   // version_major 7: the magic is right, the rest is not
+        try h.write(contentsOf: Data([7, 0]))  // version_major 7: the magic is right, the rest is not
         try h.close()
         let out = s.file("out.cbd")
         let r = try Tools.run("cbd", ["convert", cbd, out])
@@ -60,7 +63,8 @@ import CBDCLI
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "target.img")
         let r = try Tools.run("cbd", ["convert", "-q", "-f", cbd, link])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == "target.img", "the link was replaced")
+        #expect(
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == "target.img", "the link was replaced")
         #expect(try FileFacts.bytes(target).prefix(FileFacts.size(raw)) == FileFacts.bytes(raw))
     }
 
@@ -103,12 +107,16 @@ import CBDCLI
         let ratio = try #require(line.split(separator: " ").first { Double($0) != nil }).description
         let fsck = try Tools.run("fsck.cbd", ["-fn", out])
         #expect(fsck.stdout.contains("compression ratio \(ratio)"), "\(ratio) vs \(fsck.stdout)")
-        let js = try #require(JSONSerialization.jsonObject(with: try Tools.run("fsck.cbd", ["-fn", "--json", out]).out) as? [String: Any])
+        let js = try #require(
+            JSONSerialization.jsonObject(with: try Tools.run("fsck.cbd", ["-fn", "--json", out]).out) as? [String: Any])
         #expect(String(format2: (js["summary"] as? [String: Any])?["compression_ratio"] as? Double ?? -1) == ratio)
         let info = try Tools.run("cbd", ["info", out])
-        #expect(info.stdout.contains("compression_ratio:  \(ratio)") || info.stdout.contains("compression_ratio: \(ratio)")
-                || info.stdout.split(separator: "\n").contains { $0.hasPrefix("compression_ratio:") && $0.hasSuffix(ratio) },
-                "\(info.stdout)")
+        #expect(
+            info.stdout.contains("compression_ratio:  \(ratio)") || info.stdout.contains("compression_ratio: \(ratio)")
+                || info.stdout.split(separator: "\n").contains {
+                    $0.hasPrefix("compression_ratio:") && $0.hasSuffix(ratio)
+                },
+            "\(info.stdout)")
         // The provisioning ratio is another quantity, named as such.
         #expect(conv.stdout.contains("provisioning ratio:"))
     }

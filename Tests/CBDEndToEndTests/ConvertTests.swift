@@ -27,7 +27,8 @@ import Testing
         var got = [UInt8](repeating: 0, count: v.logicalSize)
         try got.withUnsafeMutableBytes { try v.read(into: $0, at: 0) }
         #expect(v.logicalSize >= want.count && v.logicalSize - want.count < v.geometry.lblkSize)
-        let same = got.prefix(want.count).elementsEqual(want), zeroTail = got.dropFirst(want.count).allSatisfy { $0 == 0 }
+        let same = got.prefix(want.count).elementsEqual(want),
+            zeroTail = got.dropFirst(want.count).allSatisfy { $0 == 0 }
         #expect(same, "the logical bytes differ from the raw image")
         #expect(zeroTail)
         #expect(try bitmapMismatches(v).isEmpty)
@@ -88,9 +89,9 @@ import Testing
         let s = try Scratch()
         let img = s.file("random.img"), cbd = s.file("r.cbd"), back = s.file("back.img")
         var rng = SplitMix(seed: 42)
-        let size = 3 * 65536 * 7 + 12345   // not a multiple of the block size
+        let size = 3 * 65536 * 7 + 12345  // not a multiple of the block size
         var bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        for i in 65536..<(3 * 65536) { bytes[i] = UInt8(i % 7) }   // some compressible blocks too
+        for i in 65536..<(3 * 65536) { bytes[i] = UInt8(i % 7) }  // some compressible blocks too
         try #require(FileManager.default.createFile(atPath: img, contents: Data(bytes)))
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
         try expectSameContent(cbd, img)
@@ -159,7 +160,9 @@ import Testing
     @Test func corruptDeviceIsReportedNotConverted() throws {
         let s = try Scratch()
         let img = s.file("a.img"), cbd = s.file("a.cbd")
-        try #require(FileManager.default.createFile(atPath: img, contents: Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 / 3) })))
+        try #require(
+            FileManager.default.createFile(
+                atPath: img, contents: Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 / 3) })))
         #expect(try Tools.run("cbd", ["convert", "-q", img, cbd]).status == 0)
         // Damage the first entry's pblk slot to point at the header (and close the image:
         // while this writer holds it, readers are refused).
@@ -167,7 +170,7 @@ import Testing
             let dev = try FileDevice(path: cbd, mode: .readWrite)
             let (_, g) = try headerAndGeometry(dev)
             var t = try dev.readPblks(g.tablePblks(0).lowerBound)
-            LE.put(1, g.pblkBytes, &t, g.lenBytes)   // slot 0 names pblk 1: the bitmap, not data
+            LE.put(1, g.pblkBytes, &t, g.lenBytes)  // slot 0 names pblk 1: the bitmap, not data
             try dev.writePblks(t, at: g.tablePblks(0).lowerBound)
         }
         let r = try Tools.run("cbd", ["convert", cbd, s.file("back.img")])
@@ -190,7 +193,9 @@ import Testing
                 #expect(r.status == 0, "\(r.stderr)")
                 model.replaceSubrange(off..<off + len, with: repeatElement(0, count: len))
             } else {
-                let data = (0..<len).map { j in i % 2 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8((off + j) % 251) }
+                let data = (0..<len).map { j in
+                    i % 2 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8((off + j) % 251)
+                }
                 let r = try Tools.run("cbd", ["write", cbd, "--offset", "\(off)"], stdin: Data(data))
                 #expect(r.status == 0, "\(r.stderr)")
                 model.replaceSubrange(off..<off + len, with: data)

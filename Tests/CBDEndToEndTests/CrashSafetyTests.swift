@@ -22,7 +22,9 @@ import Testing
         var rng = SplitMix(seed: 3)
         var bytes = [UInt8]()
         for n in 0..<blocks {
-            bytes += (0..<65536).map { i in n % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 50 + n) }
+            bytes += (0..<65536).map { i in
+                n % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 50 + n)
+            }
         }
         let raw = s.file("raw.img"), cbd = s.file("dev.cbd")
         try #require(FileManager.default.createFile(atPath: raw, contents: Data(bytes)))
@@ -56,10 +58,14 @@ import Testing
         try Tools.require("python3", "nbdkit")
         let s = try Scratch()
         let shim = s.file("pwlog.so")
-        let source = URL(fileURLWithPath: Self.crashScript).deletingLastPathComponent().appendingPathComponent("pwlog.c").path
+        let source = URL(fileURLWithPath: Self.crashScript).deletingLastPathComponent().appendingPathComponent(
+            "pwlog.c"
+        ).path
         let cc = try Tools.run("clang", ["-shared", "-fPIC", "-O2", "-o", shim, source, "-ldl"])
         try #require(cc.status == 0, "the recorder does not build: \(cc.stderr)")
-        let script = URL(fileURLWithPath: Self.crashScript).deletingLastPathComponent().appendingPathComponent("powercut.py").path
+        let script = URL(fileURLWithPath: Self.crashScript).deletingLastPathComponent().appendingPathComponent(
+            "powercut.py"
+        ).path
         let r = try Tools.run("python3", [script, Tools.binDir, shim])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("12 passed, 0 failed"), "\(r.stdout)")
@@ -105,13 +111,15 @@ import Testing
         let offset = String(g.logicalBytes - room)
         for how in ["\"$0\" write -o \(offset) \"$1\" < \(input)", "cat \(input) | \"$0\" write -o \(offset) \"$1\""] {
             let r = try Tools.run("sh", ["-c", how, Tools.binDir + "/cbd", cbd])
-            #expect(r.status == 1 && r.stderr.contains("runs past") && r.stderr.contains("nothing written"),
-                    "\(how): \(r.stderr)")
+            #expect(
+                r.status == 1 && r.stderr.contains("runs past") && r.stderr.contains("nothing written"),
+                "\(how): \(r.stderr)")
             #expect(try FileFacts.bytes(cbd) == before, "\(how) changed the device")
         }
         // Exactly the room left fits.
         try FileHandle(forWritingTo: URL(fileURLWithPath: input)).truncate(atOffset: UInt64(room))
-        let fits = try Tools.run("sh", ["-c", "cat \(input) | \"$0\" write -o \(offset) \"$1\"", Tools.binDir + "/cbd", cbd])
+        let fits = try Tools.run(
+            "sh", ["-c", "cat \(input) | \"$0\" write -o \(offset) \"$1\"", Tools.binDir + "/cbd", cbd])
         #expect(fits.status == 0, "\(fits.stderr)")
     }
 
@@ -131,8 +139,11 @@ import Testing
         var accepted = 0
         do {
             for n in 0..<(data.count / bs) {
-                try data.withUnsafeBytes { try v.write(UnsafeRawBufferPointer(rebasing: $0[n * bs ..< (n + 1) * bs]),
-                                                       at: n * bs) }
+                try data.withUnsafeBytes {
+                    try v.write(
+                        UnsafeRawBufferPointer(rebasing: $0[n * bs..<(n + 1) * bs]),
+                        at: n * bs)
+                }
                 accepted += 1
             }
             Issue.record("a 1 MiB device took 4 MiB of random data")
@@ -159,11 +170,13 @@ import Testing
         try #require(try Tools.run("mkfs.cbd", ["-q", img, "2M"]).status == 0)
         try #require(FileManager.default.createFile(atPath: input, contents: Data(data)))
         let r = try Tools.run("sh", ["-c", "\"$0\" write -o 0 \"$1\" < \(input)", Tools.binDir + "/cbd", img])
-        #expect(r.status == 1 && r.stderr.contains("no space left") && r.stderr.contains("wrote 1048576 of 4194304 bytes"),
-                "\(r.stderr)")
+        #expect(
+            r.status == 1 && r.stderr.contains("no space left") && r.stderr.contains("wrote 1048576 of 4194304 bytes"),
+            "\(r.stderr)")
         #expect(try Tools.run("fsck.cbd", ["-fn", img]).status == 0, "left DIRTY or inconsistent")
         let read = try Tools.run("cbd", ["read", img])
-        #expect(read.status == 0 && read.out.prefix(1 << 20).elementsEqual(data.prefix(1 << 20))
+        #expect(
+            read.status == 0 && read.out.prefix(1 << 20).elementsEqual(data.prefix(1 << 20))
                 && read.out.dropFirst(1 << 20).allSatisfy { $0 == 0 }, "not what the tool said it wrote")
         // Nothing fits at all: nothing written, the device unchanged, and it says so.
         let full = try Tools.run("sh", ["-c", "\"$0\" write -o 1M \"$1\" < \(input)", Tools.binDir + "/cbd", img])
@@ -179,7 +192,7 @@ import Testing
         let raw = s.file("raw.img")
         let before = try FileFacts.bytes(cbd)
         do {
-            let writer = try FileDevice(path: cbd, mode: .readWrite)   // holds LOCK_EX, as cbd write does
+            let writer = try FileDevice(path: cbd, mode: .readWrite)  // holds LOCK_EX, as cbd write does
             let r = try Tools.run("cbd", ["convert", "-q", "-f", raw, cbd])
             #expect(r.status == 1 && r.stderr.contains("in use"), "\(r.stderr)")
             _ = writer

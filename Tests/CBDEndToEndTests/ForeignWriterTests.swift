@@ -17,24 +17,30 @@ import Testing
 
     struct Case: CustomStringConvertible, Sendable {
         var lblkShift: Int, zoneShift: Int, physical: Int, rawBytes: Int, ext4: Bool
-        var description: String { "shift \(lblkShift) zone \(zoneShift) phys \(physical) raw \(rawBytes)\(ext4 ? " ext4" : "")" }
+        var description: String {
+            "shift \(lblkShift) zone \(zoneShift) phys \(physical) raw \(rawBytes)\(ext4 ? " ext4" : "")"
+        }
     }
 
     static let cases: [Case] = [
-        Case(lblkShift: 0, zoneShift: 11, physical: 16 << 20, rawBytes: 6 << 20, ext4: false),       // 4 KiB, 16_16
-        Case(lblkShift: 6, zoneShift: 6, physical: 300 << 20, rawBytes: 8 << 20 + 12345, ext4: false), // 16_32, 3 zones
-        Case(lblkShift: 8, zoneShift: 5, physical: 48 << 20, rawBytes: 20 << 20, ext4: false),       // 1 MiB, 32_16
-        Case(lblkShift: 4, zoneShift: 8, physical: 24 << 20, rawBytes: 16 << 20, ext4: true),        // 64 KiB, ext4 inside
+        Case(lblkShift: 0, zoneShift: 11, physical: 16 << 20, rawBytes: 6 << 20, ext4: false),  // 4 KiB, 16_16
+        // 16_32, 3 zones
+        Case(lblkShift: 6, zoneShift: 6, physical: 300 << 20, rawBytes: 8 << 20 + 12345, ext4: false),
+        Case(lblkShift: 8, zoneShift: 5, physical: 48 << 20, rawBytes: 20 << 20, ext4: false),  // 1 MiB, 32_16
+        Case(lblkShift: 4, zoneShift: 8, physical: 24 << 20, rawBytes: 16 << 20, ext4: true)  // 64 KiB, ext4 inside
     ]
 
     /// The raw bytes of a case: an ext4 image made by mke2fs -d, or cbdimg's mixed test data.
     func rawImage(_ c: Case, _ s: Scratch) throws -> String {
         let raw = s.file("raw.img")
         if c.ext4 {
-            let r = try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", "/usr/share/perl5", raw, "\(c.rawBytes >> 10)K"])
+            let r = try Tools.run(
+                "mke2fs", ["-q", "-F", "-t", "ext4", "-d", "/usr/share/perl5", raw, "\(c.rawBytes >> 10)K"])
             try #require(r.status == 0, "mke2fs: \(r.stderr)")
         } else {
-            try #require(try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(c.rawBytes)", "\(c.lblkShift + 1)"]).status == 0)
+            try #require(
+                try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(c.rawBytes)", "\(c.lblkShift + 1)"]).status
+                    == 0)
         }
         return raw
     }
@@ -54,21 +60,27 @@ import Testing
         let s = try Scratch()
         let raw = try rawImage(c, s)
         let img = s.file("d.cbd")
-        let w = try Tools.run("python3", [Self.cbdimg, img, "write-image", raw, "\(c.physical)", "\(c.lblkShift)", "\(c.zoneShift)", "42"])
+        let w = try Tools.run(
+            "python3", [Self.cbdimg, img, "write-image", raw, "\(c.physical)", "\(c.lblkShift)", "\(c.zoneShift)", "42"]
+        )
         try #require(w.status == 0, "write-image: \(w.stderr)")
         let written = counts(w.stdout)
         // 4 KiB blocks have no compressed class (format-v1); otherwise both classes occur.
-        #expect((written["compressed", default: 0] > 0) == (c.lblkShift > 0) && written["raw", default: 0] > 0,
-                "mixed classes: \(w.stdout)")
+        #expect(
+            (written["compressed", default: 0] > 0) == (c.lblkShift > 0) && written["raw", default: 0] > 0,
+            "mixed classes: \(w.stdout)")
 
         // The checker finds it consistent, info counts what the foreign writer wrote.
         let f = try Tools.run("fsck.cbd", ["-fn", img])
         #expect(f.status == 0, "fsck: \(f.stdout)\(f.stderr)")
-        let info = try #require(JSONSerialization.jsonObject(with: try Tools.run("cbd", ["info", "--json", img]).out) as? [String: Any])
+        let info = try #require(
+            JSONSerialization.jsonObject(with: try Tools.run("cbd", ["info", "--json", img]).out) as? [String: Any])
         #expect(info["compressed_blocks"] as? Int == written["compressed"])
         #expect(info["raw_blocks"] as? Int == written["raw"])
         #expect(info["unallocated_blocks"] as? Int == written["unallocated"])
-        if c.ext4 { #expect((info["contents"] as? String ?? "").hasPrefix("ext4"), "contents: \(info["contents"] ?? "-")") }
+        if c.ext4 {
+            #expect((info["contents"] as? String ?? "").hasPrefix("ext4"), "contents: \(info["contents"] ?? "-")")
+        }
 
         // Convert back and read: the raw bytes, then zeros up to the logical size.
         var want = try FileFacts.bytes(raw)
@@ -116,8 +128,14 @@ import Testing
         let raw = s.file("raw.img"), img = s.file("d.cbd")
         let lblk = 4096 << lblkShift
         try #require(try Tools.run("python3", [cbdimg, raw, "make-raw", "\(96 * lblk)", "\(seed)"]).status == 0)
-        try #require(try Tools.run("python3", [cbdimg, img, "write-image", raw, "\(96 * lblk + (1 << 20))",
-                                               "\(lblkShift)", "7", "\(seed)"]).status == 0)
+        try #require(
+            try Tools.run(
+                "python3",
+                [
+                    cbdimg, img, "write-image", raw, "\(96 * lblk + (1 << 20))",
+                    "\(lblkShift)", "7", "\(seed)"
+                ]
+            ).status == 0)
         let before = try FileFacts.bytes(raw)
         // Who owns each data pblk, by the independent reader.
         var owners: [(pblk: Int, lblk: Int)] = []
@@ -162,7 +180,8 @@ import Testing
         let first = try Tools.run("fsck.cbd", ["-fy", "-c", "--json", img])
         #expect(first.status == 0 || first.status == 1, "first run exit \(first.status): \(first.stderr)")
         let report = try #require(JSONSerialization.jsonObject(with: first.out) as? [String: Any])
-        let reported = Set(((report["problems"] as? [[String: Any]]) ?? []).flatMap { ($0["suspect_lblks"] as? [Int]) ?? [] })
+        let reported = Set(
+            ((report["problems"] as? [[String: Any]]) ?? []).flatMap { ($0["suspect_lblks"] as? [Int]) ?? [] })
         let second = try Tools.run("fsck.cbd", ["-fy", "-c", img])
         #expect(second.status == 0, "second run: \(second.stdout)")
         let check = try Tools.run("python3", [cbdimg, img, "check"])
@@ -171,8 +190,9 @@ import Testing
         #expect(try Tools.run("python3", [cbdimg, img, "read-image", out]).status == 0)
         let after = try FileFacts.bytes(out)
         for n in 0..<96 where !reported.contains(n) && !damaged.contains(n) {
-            #expect(after[n * lblk ..< (n + 1) * lblk] == before[n * lblk ..< (n + 1) * lblk],
-                    "lblk \(n) changed without a report (seed \(seed)); damage \(log); fsck: \(first.stdout)")
+            #expect(
+                after[n * lblk..<(n + 1) * lblk] == before[n * lblk..<(n + 1) * lblk],
+                "lblk \(n) changed without a report (seed \(seed)); damage \(log); fsck: \(first.stdout)")
         }
     }
 }

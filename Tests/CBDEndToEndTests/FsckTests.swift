@@ -66,7 +66,9 @@ import Testing
         for n in 0..<nrLblk {
             let kind = rng.next() % 4
             let block: [UInt8] = (0..<bs).map { i in
-                kind == 0 ? 0 : kind == 1 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: (i / 13) &+ n) }
+                kind == 0
+                    ? 0 : kind == 1 ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: (i / 13) &+ n)
+            }
             try block.withUnsafeBytes { try vol.write($0, at: n * bs) }
             original.append(block)
         }
@@ -161,13 +163,17 @@ import Testing
         let s = try Scratch()
         let img = s.file("a.cbd"), cbdimg = Self.corpus + "/cbdimg.py"
         #expect(try Tools.run("mkfs.cbd", ["-q", img, "8M"]).status == 0)
-        #expect(try Tools.run("cbd", ["write", img, "-o", "0"], stdin: Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 / 7) })).status == 0)
+        #expect(
+            try Tools.run(
+                "cbd", ["write", img, "-o", "0"], stdin: Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 / 7) })
+            ).status == 0)
         // Three problems: lblk 3 malformed, lblk 4 malformed, two leaked pblks.
         #expect(try Tools.run("python3", [cbdimg, img, "set-entry", "3", "5", "0,7"]).status == 0)
         #expect(try Tools.run("python3", [cbdimg, img, "set-entry", "4", "5", "0"]).status == 0)
         #expect(try Tools.run("python3", [cbdimg, img, "set-bit", "0", "900", "1"]).status == 0)
         func ask(_ answers: String) throws -> Tools.Result {
-            try Tools.run("script", ["-qec", "\(Tools.binDir)/fsck.cbd -f \(img)", "/dev/null"], stdin: Data(answers.utf8))
+            try Tools.run(
+                "script", ["-qec", "\(Tools.binDir)/fsck.cbd -f \(img)", "/dev/null"], stdin: Data(answers.utf8))
         }
         let before = try FileFacts.bytes(img)
         // quit at the third question: cancelled (32) with problems left (4), nothing written
@@ -180,7 +186,9 @@ import Testing
         #expect(some.status == 5, "\(some.stdout)")
         #expect(some.stdout.contains("Free? yes"), "after 'all' the rest is fixed without asking: \(some.stdout)")
         let left = try Tools.run("fsck.cbd", ["-fn", img])
-        #expect(left.status == 4 && left.stdout.contains("Logical block 3 ") && !left.stdout.contains("Logical block 4 "), "\(left.stdout)")
+        #expect(
+            left.status == 4 && left.stdout.contains("Logical block 3 ") && !left.stdout.contains("Logical block 4 "),
+            "\(left.stdout)")
     }
 
     @Test func exitCodesForUsageAndOperationalErrors() throws {

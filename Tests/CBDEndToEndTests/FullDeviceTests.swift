@@ -55,7 +55,8 @@ import Testing
             while let n = rest.first {
                 let data = compressible ? small(UInt64(n)) : random(UInt64(n), bs)
                 if isNoSpace({ try write(v, data, lblk: n) }) {
-                    #expect(try read(v, lblk: n) == [UInt8](repeating: 0, count: bs), "a refused write changed lblk \(n)")
+                    #expect(
+                        try read(v, lblk: n) == [UInt8](repeating: 0, count: bs), "a refused write changed lblk \(n)")
                     break
                 }
                 model[n] = data
@@ -87,7 +88,8 @@ import Testing
 
         // Full: discard the straddling raw block and zero another: both need no space.
         let w = try Volume(device: mem, cacheBytes: 4 * bs)
-        let zeroed = try #require(model.keys.sorted().first { $0 != 120 && model[$0]!.count == bs && model[$0]![0] != 0 })
+        let zeroed = try #require(
+            model.keys.sorted().first { $0 != 120 && model[$0]!.count == bs && model[$0]![0] != 0 })
         try w.discard(offset: 120 * bs, length: bs)
         try write(w, [UInt8](repeating: 0, count: bs), lblk: zeroed)
         try w.flush()
@@ -141,7 +143,7 @@ import Testing
         let journal = EntryJournal(device: mem, geometry: v.geometry)
         #expect(journal.needsJournalPblks && v.geometry.entryLen == 4100)
         var accepted: [Int] = []
-        var data = random(1, lbs)   // incompressible; each block differs in its first bytes
+        var data = random(1, lbs)  // incompressible; each block differs in its first bytes
         for n in 0..<v.geometry.nrLblk {
             data[0] = UInt8(truncatingIfNeeded: n)
             data[1] = UInt8(truncatingIfNeeded: n >> 8)
@@ -173,7 +175,7 @@ import Testing
         let s = ServeStatus(pid: 42, readOnly: false, geometry: g, usage: (g.totalDataPblks, 100, 16), refusals: 3)
         let bytes = s.encoded()
         #expect(ServeStatus.decode(bytes) == s)
-        var named = s   // the serving process's URI and a failed device's read-only mode
+        var named = s  // the serving process's URI and a failed device's read-only mode
         named.uri = "nbd+unix:///?socket=/run/cbd-serve/disk.sock"
         named.failed = true
         #expect(ServeStatus.decode(named.encoded()) == named)
@@ -181,10 +183,13 @@ import Testing
         var flipped = bytes
         flipped[5] ^= 1
         #expect(ServeStatus.decode(flipped) == nil)
-        for (key, value) in [("refusals", "3"), ("free_pblks", "-1"), ("free_pblks", "\(g.totalDataPblks + 1)"), ("pid", "0"),
-                             ("data_pblks", "\(1 << 60)")] {
+        for (key, value) in [
+            ("refusals", "3"), ("free_pblks", "-1"), ("free_pblks", "\(g.totalDataPblks + 1)"), ("pid", "0"),
+            ("data_pblks", "\(1 << 60)")
+        ] {
             // The same record with one figure changed, and a crc that matches it.
-            let text = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+            let text =
+                String(decoding: bytes, as: UTF8.self).split(separator: "\n")
                 .filter { !$0.hasPrefix("crc=") }
                 .map { $0.hasPrefix(key + "=") ? "\(key)=\(value)" : String($0) }.joined(separator: "\n") + "\n"
             let body = Array(text.utf8)
@@ -200,14 +205,16 @@ import Testing
         let img = s.file("d.cbd")
         try #require(try Tools.run("mkfs.cbd", ["-q", img, "1M", "-L", "8M"]).status == 0)
         let empty = try Tools.run("cbd", ["info", "--json", img])
-        #expect(empty.stdout.contains("\"use_percent\":0") && empty.stdout.contains("\"full\":false"), "\(empty.stdout)")
-        do {   // the device (and its lock) is closed at the end of this scope
+        #expect(
+            empty.stdout.contains("\"use_percent\":0") && empty.stdout.contains("\"full\":false"), "\(empty.stdout)")
+        do {  // the device (and its lock) is closed at the end of this scope
             let v = try Volume(device: try FileDevice(path: img, mode: .readWrite))
             _ = try fill(v, order: Array(0..<128))
             try v.close()
         }
         let full = try Tools.run("cbd", ["info", img])
-        #expect(full.stdout.contains("use_percent:        100") && full.stdout.contains("full:               yes"),
-                "\(full.stdout)")
+        #expect(
+            full.stdout.contains("use_percent:        100") && full.stdout.contains("full:               yes"),
+            "\(full.stdout)")
     }
 }

@@ -38,7 +38,9 @@ import Testing
         try overwrite(dev, at: 0, with: Data(count: 4096))
         #expect(try Tools.run("cbd", ["info", dev]).status == 1)
         let n = try Tools.run("fsck.cbd", ["-fn", dev])
-        #expect(n.status == 4 && n.stdout.contains("the zones fit") && n.stdout.contains("fsck.cbd -fy"), "\(n.stdout)\(n.stderr)")
+        #expect(
+            n.status == 4 && n.stdout.contains("the zones fit") && n.stdout.contains("fsck.cbd -fy"),
+            "\(n.stdout)\(n.stderr)")
         _ = try expectRepairedAndClean(dev)
         #expect(try Tools.run("cbd", ["compare", raw, dev]).status == 0)
         let back = s.file("back.img")
@@ -51,7 +53,9 @@ import Testing
         let s = try Scratch()
         let raw = s.file("in.raw"), dev = s.file("d.cbd")
         try #require(try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(96 << 16)", "7"]).status == 0)
-        try #require(try Tools.run("python3", [Self.cbdimg, dev, "write-image", raw, "\(300 << 20)", "2", "7", "42"]).status == 0)
+        try #require(
+            try Tools.run("python3", [Self.cbdimg, dev, "write-image", raw, "\(300 << 20)", "2", "7", "42"]).status == 0
+        )
         try overwrite(dev, at: 0, with: Data(count: 4096))
         _ = try expectRepairedAndClean(dev)
         let out = s.file("out.raw")
@@ -77,7 +81,7 @@ import Testing
         let s = try Scratch()
         let (raw, dev) = try convertedExt4(s)
         let size = FileFacts.size(dev)
-        try #require(truncate(dev, off_t(size - (2 << 20))) == 0)   // the last MiB of a converted image is free
+        try #require(truncate(dev, off_t(size - (2 << 20))) == 0)  // the last MiB of a converted image is free
         let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
         #expect(FileFacts.size(dev) == size)
         let named = try namedLblks(r)
@@ -85,7 +89,7 @@ import Testing
         let want = [UInt8](try FileFacts.bytes(raw))
         let got = [UInt8](try Tools.run("cbd", ["read", dev, "-l", "\(want.count)"]).out)
         try #require(got.count == want.count)
-        for n in 0 ..< want.count / 65536 where got[n * 65536 ..< (n + 1) * 65536] != want[n * 65536 ..< (n + 1) * 65536] {
+        for n in 0..<want.count / 65536 where got[n * 65536..<(n + 1) * 65536] != want[n * 65536..<(n + 1) * 65536] {
             #expect(named.contains(n), "lblk \(n) changed without being named")
         }
     }
@@ -96,8 +100,14 @@ import Testing
         let s = try Scratch()
         let raw = s.file("in.raw"), dev = s.file("d.cbd")
         try #require(try Tools.run("python3", [Self.cbdimg, raw, "make-raw", "\(96 << 16)", "11"]).status == 0)
-        try #require(try Tools.run("python3", [Self.cbdimg, dev, "write-image", raw, "\((96 << 16) + (1 << 20))", "4", "7",
-                                               "11"]).status == 0)
+        try #require(
+            try Tools.run(
+                "python3",
+                [
+                    Self.cbdimg, dev, "write-image", raw, "\((96 << 16) + (1 << 20))", "4", "7",
+                    "11"
+                ]
+            ).status == 0)
         let size = FileFacts.size(dev)
         try #require(truncate(dev, off_t(size - (1 << 20))) == 0)
         let r = try expectRepairedAndClean(dev, ["-fy", "--json"])
@@ -107,7 +117,7 @@ import Testing
         let got = [UInt8](try Tools.run("cbd", ["read", dev, "-l", "\(want.count)"]).out)
         try #require(got.count == want.count)
         var changed = 0
-        for n in 0 ..< want.count / 65536 where got[n * 65536 ..< (n + 1) * 65536] != want[n * 65536 ..< (n + 1) * 65536] {
+        for n in 0..<want.count / 65536 where got[n * 65536..<(n + 1) * 65536] != want[n * 65536..<(n + 1) * 65536] {
             changed += 1
             #expect(named.contains(n), "lblk \(n) changed without being named")
         }

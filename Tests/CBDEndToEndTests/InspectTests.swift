@@ -34,7 +34,7 @@ import CBDCLI
             switch v {
             case let n as NSNumber where shown == "yes" || shown == "no": want = n.boolValue ? "yes" : "no"
             case let n as NSNumber where shown.hasSuffix("bytes)"):
-                want = "\(ByteSize.format(n.intValue)) (\(n.intValue) bytes)"   // a size: human, then exact
+                want = "\(ByteSize.format(n.intValue)) (\(n.intValue) bytes)"  // a size: human, then exact
             case let n as NSNumber where shown.hasSuffix("bytes") || shown.hasSuffix("byte"):
                 want = "\(n.intValue) \(n.intValue == 1 ? "byte" : "bytes")"
             case let r as [String: Int] where r.keys.sorted() == ["first", "last"]:
@@ -58,7 +58,10 @@ import CBDCLI
         let logical = try headerAndGeometry(FileDevice(path: img, mode: .readOnly)).1.logicalBytes
         for (i, frac) in [0.0, 0.1, 0.37, 0.5, 0.77, 0.99].enumerated() {
             let off = Int(Double(logical - 300_000) * frac)
-            let data = Data((0..<300_000).map { j in i % 2 == 0 ? UInt8(truncatingIfNeeded: j / 9) : UInt8(truncatingIfNeeded: j &* 2654435761 >> 13) })
+            let data = Data(
+                (0..<300_000).map { j in
+                    i % 2 == 0 ? UInt8(truncatingIfNeeded: j / 9) : UInt8(truncatingIfNeeded: j &* 2654435761 >> 13)
+                })
             #expect(try Tools.run("cbd", ["write", img, "-o", "\(off)"], stdin: data).status == 0)
         }
         return img
@@ -138,7 +141,9 @@ import CBDCLI
         #expect(hex.stdout.contains("00000000  43 42 44 2a"))
         for args in [["--zone", "99"], ["--lblk", "\(g.nrLblk)"], ["--pblk", "\(g.nrPblk)"]] {
             let r = try Tools.run("cbddump", args + [img])
-            #expect(r.status == 1 && r.stderr.contains("out of range") && r.stderr.split(separator: "\n").count == 1, "\(args) \(r.stderr)")
+            #expect(
+                r.status == 1 && r.stderr.contains("out of range") && r.stderr.split(separator: "\n").count == 1,
+                "\(args) \(r.stderr)")
         }
         #expect(try Tools.run("cbddump", ["--hex", img]).status == 64)
         #expect(try Tools.run("cbddump", ["--lblk", "-1", img]).status == 64)
@@ -150,7 +155,7 @@ import CBDCLI
         #expect(try Tools.run("mkfs.cbd", ["-q", img, "8M"]).status == 0)
         try { () throws in
             let dev = try FileDevice(path: img, mode: .readWrite)
-            try [UInt8(7)].withUnsafeBytes { try dev.write($0, at: 30) }   // algorithm 7: unknown
+            try [UInt8(7)].withUnsafeBytes { try dev.write($0, at: 30) }  // algorithm 7: unknown
         }()
         let r = try Tools.run("cbddump", [img])
         #expect(r.status == 1)
@@ -161,20 +166,29 @@ import CBDCLI
         try Tools.require("mke2fs", "blkid")
         let s = try Scratch()
         let raw = s.file("fs.img"), img = s.file("fs.cbd")
-        #expect(try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-L", "cbdlabel", "-d", "/usr/share/perl5", raw, "16M"]).status == 0)
+        #expect(
+            try Tools.run("mke2fs", ["-q", "-F", "-t", "ext4", "-L", "cbdlabel", "-d", "/usr/share/perl5", raw, "16M"])
+                .status == 0)
         #expect(try Tools.run("cbd", ["convert", "-q", raw, img]).status == 0)
-        let uuid = try Tools.run("blkid", ["-p", "-s", "UUID", "-o", "value", raw]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let uuid = try Tools.run("blkid", ["-p", "-s", "UUID", "-o", "value", raw]).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
         let text = try Tools.run("cbd", ["info", img])
         let js = try json(try Tools.run("cbd", ["info", "--json", img]))
         #expect(text.status == 0)
         expectSame(text: text, json: js)
         let contents = js["contents"] as? String ?? ""
-        #expect(contents.hasPrefix("ext4") && contents.contains("UUID=\(uuid)") && contents.contains("LABEL=cbdlabel"), "\(contents)")
+        #expect(
+            contents.hasPrefix("ext4") && contents.contains("UUID=\(uuid)") && contents.contains("LABEL=cbdlabel"),
+            "\(contents)")
         #expect(js["state"] as? String == "clean" && js["consistent"] as? Bool == true && js["repair"] == nil)
         let vol = try Volume(device: try FileDevice(path: img, mode: .readOnly))
         var compressed = 0, raws = 0
         for n in 0..<vol.geometry.nrLblk {
-            switch try vol.entry(n) { case .compressed: compressed += 1; case .raw: raws += 1; default: break }
+            switch try vol.entry(n) {
+            case .compressed: compressed += 1;
+            case .raw: raws += 1;
+            default: break
+            }
         }
         #expect(js["compressed_blocks"] as? Int == compressed && js["raw_blocks"] as? Int == raws)
         #expect(js["logical_size"] as? Int == 16 << 20)
@@ -189,8 +203,10 @@ import CBDCLI
     @Test func infoOnADeviceWhoseFirstBlockIsCorrupt() throws {
         let s = try Scratch()
         let (_, dev) = try convertedExt4(s)
-        let first = try #require(Int(try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", dev, "entry", "0"])
-            .stdout.split(separator: " ")[1].split(separator: ",")[0]))
+        let first = try #require(
+            Int(
+                try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", dev, "entry", "0"])
+                    .stdout.split(separator: " ")[1].split(separator: ",")[0]))
         try overwrite(dev, at: first * 4096, with: Data(repeating: 0xFF, count: 64))
         let r = try Tools.run("cbd", ["info", "--json", dev])
         #expect(r.status == 0, "\(r.stderr)")

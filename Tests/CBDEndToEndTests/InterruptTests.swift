@@ -12,7 +12,9 @@ import Testing
 /// what was left, and the exit status is 128 + the signal.
 @Suite(.serialized) struct InterruptTests {
     /// Starts `tool args`, sends `signal` as soon as `ready()` holds, and returns (status, stderr).
-    func interrupt(_ tool: String, _ args: [String], signal sig: Int32, when ready: () -> Bool) throws -> (Int32, String) {
+    func interrupt(_ tool: String, _ args: [String], signal sig: Int32, when ready: () -> Bool) throws -> (
+        Int32, String
+    ) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Tools.binDir + "/" + tool)
         p.arguments = args
@@ -30,7 +32,9 @@ import Testing
     }
 
     func leftovers(_ dir: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") || $0.hasPrefix(".cbd-spill") }
+        try FileManager.default.contentsOfDirectory(atPath: dir).filter {
+            $0.contains(".tmp-") || $0.hasPrefix(".cbd-spill")
+        }
     }
 
     @Test(arguments: [(SIGINT, Int32(130)), (SIGTERM, Int32(143)), (SIGHUP, Int32(129))])

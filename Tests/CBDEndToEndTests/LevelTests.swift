@@ -9,9 +9,10 @@ import Testing
     static let cbdimg = FsckTests.corpus + "/cbdimg.py"
 
     func usedBytes(_ img: String) throws -> Int {
-        let info = try #require(JSONSerialization.jsonObject(with: try Tools.run("cbd", ["info", "--json", img]).out)
-            as? [String: Any])
-        return try #require(info["used"] as? Int)   // bytes of data pblks in use
+        let info = try #require(
+            JSONSerialization.jsonObject(with: try Tools.run("cbd", ["info", "--json", img]).out)
+                as? [String: Any])
+        return try #require(info["used"] as? Int)  // bytes of data pblks in use
     }
 
     @Test func levelsRoundTripAndShrink() throws {
@@ -28,15 +29,18 @@ import Testing
             #expect(check.status == 0, "level \(level): \(check.stdout)\(check.stderr)")
             let read = try Tools.run("python3", [Self.cbdimg, img, "read-image", back])
             try #require(read.status == 0, "level \(level): \(read.stderr)")
-            #expect(try FileFacts.bytes(back).prefix(try FileFacts.bytes(raw).count) == FileFacts.bytes(raw),
-                    "level \(level) does not read back")
+            #expect(
+                try FileFacts.bytes(back).prefix(try FileFacts.bytes(raw).count) == FileFacts.bytes(raw),
+                "level \(level) does not read back")
             sizes[level] = try usedBytes(img)
         }
         let fast = try #require(sizes[1]), hc9 = try #require(sizes[9]), hc12 = try #require(sizes[12])
         #expect(hc9 < fast && hc12 <= hc9, "data bytes by level: \(sizes)")
         // Out of range: a usage error, nothing written.
         let bad = try Tools.run("cbd", ["convert", "-q", "--level", "13", raw, s.file("bad.cbd")])
-        #expect(bad.status == 64 && !FileManager.default.fileExists(atPath: s.file("bad.cbd")), "\(bad.status) \(bad.stderr)")
+        #expect(
+            bad.status == 64 && !FileManager.default.fileExists(atPath: s.file("bad.cbd")),
+            "\(bad.status) \(bad.stderr)")
     }
 
     /// cbd write and the plugin (`level=`) compress what they write at the level given.

@@ -32,14 +32,18 @@ import Testing
             next += try #require(r["length"] as? Int)
         }
         #expect(next == info["logical_size"] as? Int)
-        func blocks(_ state: String) -> Int { runs.filter { $0["state"] as? String == state }.reduce(0) { $0 + ($1["blocks"] as? Int ?? 0) } }
+        func blocks(_ state: String) -> Int {
+            runs.filter { $0["state"] as? String == state }.reduce(0) { $0 + ($1["blocks"] as? Int ?? 0) }
+        }
         #expect(blocks("compressed") == info["compressed_blocks"] as? Int)
         #expect(blocks("raw") == info["raw_blocks"] as? Int)
         #expect(blocks("unallocated") == info["unallocated_blocks"] as? Int)
         #expect(runs.reduce(0) { $0 + ($1["pblks"] as? Int ?? 0) } * 4096 == info["used"] as? Int)
         // Neighbouring runs are merged: a state change or a break in the pblks separates them.
-        #expect(zip(runs, runs.dropFirst()).allSatisfy { a, b in
-            a["state"] as? String != b["state"] as? String || a["state"] as? String != "unallocated" })
+        #expect(
+            zip(runs, runs.dropFirst()).allSatisfy { a, b in
+                a["state"] as? String != b["state"] as? String || a["state"] as? String != "unallocated"
+            })
         let text = try Tools.run("cbd", ["map", dev])
         #expect(text.status == 0 && text.stdout.split(separator: "\n").count == runs.count + 1)
     }
@@ -65,7 +69,9 @@ import Testing
         h2.write(Data([0x55]))
         try h2.close()
         let differ = try Tools.run("cbd", ["compare", dev, raw])
-        #expect(differ.status == 1 && differ.stdout == "Content mismatch at offset \((100 << 20) + 12345)!\n", "\(differ.stdout)")
+        #expect(
+            differ.status == 1 && differ.stdout == "Content mismatch at offset \((100 << 20) + 12345)!\n",
+            "\(differ.stdout)")
         // A larger raw image: equal while the extra part is zeros; strict sizes differ.
         #expect(try Tools.run("truncate", ["-s", "2G", raw]).status == 0)
         #expect(try Tools.run("cbd", ["compare", "-q", raw, raw]).status == 0)

@@ -22,7 +22,10 @@ import Testing
         // Damage: a leaked bit, an entry cleared (its pblks leak), a cross-link.
         let used = try Tools.run("python3", [Self.cbdimg, dev, "entry", "40"]).stdout
         let slots = used.split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(try Tools.run("python3", [Self.cbdimg, dev, "set-entry", "41", used.split(separator: " ")[0].description, slots]).status == 0)
+        #expect(
+            try Tools.run(
+                "python3", [Self.cbdimg, dev, "set-entry", "41", used.split(separator: " ")[0].description, slots]
+            ).status == 0)
         #expect(try Tools.run("python3", [Self.cbdimg, dev, "set-entry", "50", "0"]).status == 0)
         let before = try findings(dev)
         #expect(before.0 == 4, "the device is damaged: \(before.1)")
@@ -37,26 +40,32 @@ import Testing
         // they read as zeros (pass 2, as every data pblk of the image): compared as ranges.
         func structural(_ lines: [String]) -> [String] {
             var out: [String] = [], unclaimed: [String] = []
-            for l in lines where !l.contains("data pblks used") && !l.contains("shares pblks") && !l.contains("problems found") {
+            for l in lines
+            where !l.contains("data pblks used") && !l.contains("shares pblks") && !l.contains("problems found") {
                 if l.hasPrefix("Pass 2") || l.hasPrefix("Pass 3") { continue }
                 if let r = l.range(of: "used by no entry: ") {
                     unclaimed += l[r.upperBound...].prefix { $0 != "." }.split(separator: ",").map(String.init)
                 } else if l.contains("hold data no entry names") || l.contains("holds data no entry names") {
                     unclaimed.append(String(l.split(separator: " ")[3]))
-                } else { out.append(l) }
+                } else {
+                    out.append(l)
+                }
             }
             return out + unclaimed.sorted().map { "unclaimed \($0)" }
         }
-        #expect(structural(after.1) == structural(before.1),
-                "device:\n\(before.1.joined(separator: "\n"))\nimage:\n\(after.1.joined(separator: "\n"))")
+        #expect(
+            structural(after.1) == structural(before.1),
+            "device:\n\(before.1.joined(separator: "\n"))\nimage:\n\(after.1.joined(separator: "\n"))")
         #expect(after.1.contains { $0.contains("Logical block 41") && $0.contains("shares pblks") }, "\(after.1)")
         // No data: the image holds only metadata pblks, far less than the device.
-        #expect(FileFacts.allocated(meta) * 10 < FileFacts.allocated(dev), "\(FileFacts.allocated(meta)) of \(FileFacts.allocated(dev))")
+        #expect(
+            FileFacts.allocated(meta) * 10 < FileFacts.allocated(dev),
+            "\(FileFacts.allocated(meta)) of \(FileFacts.allocated(dev))")
         #expect(FileFacts.size(meta) == FileFacts.size(dev))
         let data = try FileFacts.bytes(raw)
         let image = try FileFacts.bytes(meta)
         // A 64 KiB piece of the filesystem's data does not occur in the image.
-        let piece = data[(4 << 20) ..< (4 << 20) + 4096]
+        let piece = data[(4 << 20)..<(4 << 20) + 4096]
         #expect(!piece.allSatisfy { $0 == 0 } ? image.range(of: piece) == nil : true)
         #expect(try Tools.run("cbd", ["image", dev, meta]).status == 64, "--metadata is required")
     }
@@ -80,7 +89,8 @@ import Testing
         for path in [dev, meta] where damage != "truncated" || path == dev {
             let f = try Tools.run("fsck.cbd", ["-fn", "--json", path])
             #expect(f.status == 4, "\(path): \(f.stdout)\(f.stderr)")
-            let kinds = ((try JSONSerialization.jsonObject(with: f.out) as? [String: Any])?["problems"] as? [[String: Any]])?
+            let kinds =
+                ((try JSONSerialization.jsonObject(with: f.out) as? [String: Any])?["problems"] as? [[String: Any]])?
                 .compactMap { $0["kind"] as? String } ?? []
             #expect(kinds.contains(damage == "truncated" ? "device_short" : kind), "\(path): \(kinds)")
         }

@@ -25,8 +25,10 @@ import CBDCLI
         return g
     }
 
-    @Test(arguments: [("1M", "4K"), ("1M", "64K"), ("130M", "64K"), ("300M", "4K"), ("256M", "1M"), ("2G", "128K"),
-                      ("600M", "1G")])
+    @Test(arguments: [
+        ("1M", "4K"), ("1M", "64K"), ("130M", "64K"), ("300M", "4K"), ("256M", "1M"), ("2G", "128K"),
+        ("600M", "1G")
+    ])
     func formatsAcrossSizesAndBlockSizes(size: String, block: String) throws {
         let s = try Scratch()
         let img = s.file("a.img")
@@ -55,7 +57,9 @@ import CBDCLI
         #expect(r.status == 0 && r.stdout.contains("lblk_alloc_16_16"))
         #expect(!FileManager.default.fileExists(atPath: img))
         // An existing file keeps every byte.
-        try #require(FileManager.default.createFile(atPath: img, contents: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 * 7) })))
+        try #require(
+            FileManager.default.createFile(
+                atPath: img, contents: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 * 7) })))
         let before = try FileFacts.bytes(img)
         #expect(try Tools.run("mkfs.cbd", ["-n", img]).status == 0)
         #expect(try FileFacts.bytes(img) == before)
@@ -142,7 +146,7 @@ import CBDCLI
             ([missing, "10K"], "too small"),
             (["-l", "1P", missing, "1M"], "too large"),
             ([s.path], "directory"),
-            (["/dev/null"], "not a regular file or block device"),
+            (["/dev/null"], "not a regular file or block device")
         ]
         for (args, words) in cases {
             let r = try Tools.run("mkfs.cbd", args)
@@ -154,8 +158,10 @@ import CBDCLI
         let usage = try Tools.run("mkfs.cbd", ["-l", "1G", "-r", "2", missing, "1M"])
         #expect(usage.status == 64)
         // A malformed size or block size is a usage error that quotes it.
-        for (args, bad) in [([missing, "abc"], "abc"), (["-b", "3K", missing, "1M"], "3K"), (["-b", "2G", missing, "1M"], "2G"),
-                            (["-L", "1Q", missing, "1M"], "1Q")] {
+        for (args, bad) in [
+            ([missing, "abc"], "abc"), (["-b", "3K", missing, "1M"], "3K"), (["-b", "2G", missing, "1M"], "2G"),
+            (["-L", "1Q", missing, "1M"], "1Q")
+        ] {
             let r = try Tools.run("mkfs.cbd", args)
             #expect(r.status == 64 && r.stderr.contains("'\(bad)' is invalid"), "\(args): \(r.stderr)")
             #expect(!FileManager.default.fileExists(atPath: missing), "\(args)")

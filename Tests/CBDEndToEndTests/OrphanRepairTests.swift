@@ -43,7 +43,7 @@ import Testing
         for line in try Tools.run("python3", [Self.cbdimg, dev, "used"]).stdout.split(separator: "\n") {
             let f = line.split(separator: " ").compactMap { Int($0) }
             guard f.count == 2 else { continue }
-            out[f[1], default: []].append(Array(bytes[f[0] * 4096 ..< (f[0] + 1) * 4096]))
+            out[f[1], default: []].append(Array(bytes[f[0] * 4096..<(f[0] + 1) * 4096]))
         }
         return out
     }
@@ -74,7 +74,9 @@ import Testing
         for f in files where f != "LISTING" {
             let b = [UInt8](try FileFacts.bytes(lf + "/" + f))
             o.saved.insert(b)
-            for k in stride(from: 0, to: b.count, by: 4096) { o.savedPblks.insert(Array(b[k ..< min(b.count, k + 4096)])) }
+            for k in stride(from: 0, to: b.count, by: 4096) {
+                o.savedPblks.insert(Array(b[k..<min(b.count, k + 4096)]))
+            }
         }
         let after = try blocks(dev)
         for n in before.indices where after[n] != before[n] {
@@ -134,13 +136,15 @@ import Testing
         let entryLen = try #require(try info(dev)["entry_len"])
         // A table pblk all of whose entries name data (the file's middle).
         let (allocated, tableBlocks) = try {
-            let v = try Volume(device: try FileDevice(path: dev, mode: .readOnly))   // closed at the end of this closure
+            let v = try Volume(device: try FileDevice(path: dev, mode: .readOnly))  // closed at the end of this closure
             return (try (0..<v.geometry.nrLblk).map { try v.entry($0) != .unallocated }, v.geometry.tableBlocks)
         }()
-        let tablePblk = try #require((3..<2 + tableBlocks).first { t in
-            let first = ((t - 2) * 4096) / entryLen, last = min(((t - 1) * 4096 - 1) / entryLen, allocated.count - 1)
-            return first <= last && allocated[first...last].allSatisfy { $0 }
-        }, "no table pblk covers only allocated blocks")
+        let tablePblk = try #require(
+            (3..<2 + tableBlocks).first { t in
+                let first = ((t - 2) * 4096) / entryLen,
+                    last = min(((t - 1) * 4096 - 1) / entryLen, allocated.count - 1)
+                return first <= last && allocated[first...last].allSatisfy { $0 }
+            }, "no table pblk covers only allocated blocks")
         let o = try repairKeepsData(dev, s) { try zeroPblk(dev, tablePblk) }
         #expect(o.relinked >= 4096 / entryLen, "\(o.kinds)")
         #expect(try Tools.run("cbd", ["compare", raw, dev]).status == 0)

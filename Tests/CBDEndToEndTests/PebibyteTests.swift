@@ -73,9 +73,9 @@ import Testing
         let extents = try #require(try JSONSerialization.jsonObject(with: map.out) as? [[String: Any]])
         let dataRuns = extents.filter { ($0["type"] as? Int) == 0 }.compactMap { e -> Range<Int>? in
             guard let o = e["offset"] as? Int, let l = e["length"] as? Int else { return nil }
-            return o ..< o + l
+            return o..<o + l
         }
-        #expect(dataRuns == Self.offsets.map { $0 ..< $0 + (1 << 20) }, "\(dataRuns)")
+        #expect(dataRuns == Self.offsets.map { $0..<$0 + (1 << 20) }, "\(dataRuns)")
         #expect(extents.compactMap { $0["length"] as? Int }.reduce(0, +) == Self.logical)
     }
 }

@@ -32,7 +32,8 @@ import Testing
         let fsck = try Tools.run("fsck.cbd", ["-fn", "-c", s.file("wrong.cbd")])
         #expect(fsck.status == 0, "\(fsck.stdout)")
         // The abandoned guess lost its name when given up: nothing else is left.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path).sorted()
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: s.path).sorted()
                 == ["estimated.cbd", "exact.cbd", "fs.img", "wrong.cbd"])
     }
 

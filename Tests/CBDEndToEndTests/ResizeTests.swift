@@ -16,8 +16,11 @@ import CBDCLI
     init() throws { lostFound = try Scratch() }
 
     /// A device of `physical` bytes with blocks of mixed kinds in the first `blocks` lblks.
-    func populated(physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1, seed: UInt64 = 1) throws -> (MemoryDevice, [UInt8]) {
-        try populatedDevice(physical: physical, logical: logical, lblkShift: lblkShift, blocks: blocks, every: every, seed: seed)
+    func populated(physical: Int, logical: Int, lblkShift: Int = 4, blocks: Int, every: Int = 1, seed: UInt64 = 1)
+        throws -> (MemoryDevice, [UInt8])
+    {
+        try populatedDevice(
+            physical: physical, logical: logical, lblkShift: lblkShift, blocks: blocks, every: every, seed: seed)
     }
 
     /// No block past the populated prefix is allocated (so comparing the prefix compares everything).
@@ -71,8 +74,9 @@ import CBDCLI
         #expect(limit.nrPblk == (r.geometry.pblkBytes == 2 ? 1 << 16 : 1 << 32), "\(limit)")
         let keep = try r.plan(physicalBytes: limit.physicalBytes, logicalBytes: limit.logicalBytes)
         #expect(keep.keepsGeometry && keep.new == limit)
-        let wider = try r.plan(physicalBytes: limit.physicalBytes + limit.zoneSpan * 4096,
-                               logicalBytes: limit.logicalBytes)
+        let wider = try r.plan(
+            physicalBytes: limit.physicalBytes + limit.zoneSpan * 4096,
+            logicalBytes: limit.logicalBytes)
         #expect(!wider.keepsGeometry)
         let longer = try r.plan(physicalBytes: limit.physicalBytes, logicalBytes: limit.logicalBytes + limit.lblkSize)
         #expect(!longer.keepsGeometry)
@@ -115,7 +119,9 @@ import CBDCLI
             #expect(e.message.contains("logical offset \(50 * 65536)"))
         }
         // Too small for the data: says the minimum.
-        do { _ = try r.plan(physicalBytes: 1 << 20, logicalBytes: 64 << 20); Issue.record("no refusal") } catch let e as SizeError {
+        do { _ = try r.plan(physicalBytes: 1 << 20, logicalBytes: 64 << 20); Issue.record("no refusal") } catch let e
+            as SizeError
+        {
             guard case .dataDoesNotFit(_, let used, _, let minimum) = e else { Issue.record("\(e)"); return }
             #expect(used > 0 && minimum > 1 << 20)
             #expect(ToolRunner.message(for: e)?.contains("minimum") == true)
@@ -123,7 +129,9 @@ import CBDCLI
         // A re-layout without an undo file is refused and says how.
         let cross = try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20)
         #expect(!cross.keepsGeometry)
-        do { try r.resize(cross, undoPath: nil, scratch: NSTemporaryDirectory()); Issue.record("no refusal") } catch let e as CBDError {
+        do { try r.resize(cross, undoPath: nil, scratch: NSTemporaryDirectory()); Issue.record("no refusal") } catch let
+            e as CBDError
+        {
             // The library says what is needed; the tool names its option.
             #expect(e.hint == .undoFile && !e.message.contains("-z"))
             #expect(ToolRunner.message(for: e)?.contains("-z") == true)
@@ -141,10 +149,10 @@ import CBDCLI
     /// Across 2^16 pblks (entry width 2 <-> 4) and to a larger lblk_per_zone_shift, both ways,
     /// with an undo file that restores the device byte for byte.
     static let relayouts: [(Int, Int, Int, Int)] = [
-        (100 << 20, 300 << 20, 64 << 20, 64 << 20),   // grow past 2^16 pblks: entries widen
-        (300 << 20, 200 << 20, 64 << 20, 64 << 20),   // shrink below 2^16 pblks: entries narrow
-        (64 << 20, 64 << 20, 32 << 20, 2 << 30),      // logical grow: a larger lblk_per_zone_shift
-        (1 << 30, 600 << 20, 3 << 30, 3 << 30),      // fewer zones for the same entries: larger shift
+        (100 << 20, 300 << 20, 64 << 20, 64 << 20),  // grow past 2^16 pblks: entries widen
+        (300 << 20, 200 << 20, 64 << 20, 64 << 20),  // shrink below 2^16 pblks: entries narrow
+        (64 << 20, 64 << 20, 32 << 20, 2 << 30),  // logical grow: a larger lblk_per_zone_shift
+        (1 << 30, 600 << 20, 3 << 30, 3 << 30)  // fewer zones for the same entries: larger shift
     ]
 
     @Test(arguments: ResizeTests.relayouts)
@@ -154,7 +162,10 @@ import CBDCLI
         let original = mem.copy()
         let r = try Resizer(device: mem, force: false)
         let plan = try r.plan(physicalBytes: newPhysical, logicalBytes: newLogical)
-        #expect(!plan.keepsGeometry, "\(plan.old.variantName)/\(plan.old.lblkPerZoneShift) -> \(plan.new.variantName)/\(plan.new.lblkPerZoneShift)")
+        #expect(
+            !plan.keepsGeometry,
+            "\(plan.old.variantName)/\(plan.old.lblkPerZoneShift) -> \(plan.new.variantName)/\(plan.new.lblkPerZoneShift)"
+        )
         try r.resize(plan, undoPath: s.file("undo"), scratch: s.path)
         try expectConsistent(mem)
         #expect(try logicalBytes(mem, count: before.count) == before)
@@ -172,7 +183,8 @@ import CBDCLI
         let original = mem.copy()
         let (other, _) = try populated(physical: 100 << 20, logical: 64 << 20, blocks: 60, every: 3, seed: 5)
         let r = try Resizer(device: mem, force: false)
-        try r.resize(try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20), undoPath: s.file("undo"), scratch: s.path)
+        try r.resize(
+            try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20), undoPath: s.file("undo"), scratch: s.path)
         let resized = mem.copy()
         func refused(_ device: MemoryDevice, _ undo: String, force: Bool = false, _ words: String) {
             let before = device.snapshot(), size = device.size
@@ -201,7 +213,8 @@ import CBDCLI
         refused(mem.copy(), s.file("short"), force: true, "incomplete")
         // A completed file cut short (its trailer and last records gone), or with a damaged
         // trailer: the device holds the finished resize, so the file lost its end. Refused.
-        try #require(FileManager.default.createFile(atPath: s.file("cut"), contents: bytes.prefix(bytes.count - (1 << 20))))
+        try #require(
+            FileManager.default.createFile(atPath: s.file("cut"), contents: bytes.prefix(bytes.count - (1 << 20))))
         refused(mem.copy(), s.file("cut"), "cut short or damaged")
         var badTrailer = bytes
         badTrailer[bytes.count - 3] ^= 0x40
@@ -235,7 +248,9 @@ import CBDCLI
             let dev = base.copy()
             dev.failAtWrite = dev.writeCount + k
             let undo = s.file("undo-\(k)")
-            #expect(throws: CBDError.self) { try Resizer(device: dev, force: false).resize(plan, undoPath: undo, scratch: s.path) }
+            #expect(throws: CBDError.self) {
+                try Resizer(device: dev, force: false).resize(plan, undoPath: undo, scratch: s.path)
+            }
             dev.failAtWrite = nil
             guard FileManager.default.fileExists(atPath: undo) else {
                 #expect(dev.snapshot() == base.snapshot(), "no undo file, but the device changed (k = \(k))")
@@ -262,15 +277,17 @@ import CBDCLI
             let dev = base.copy()
             dev.failAtWrite = dev.writeCount + k
             let undo = s.file("undo-\(k)")
-            #expect(throws: CBDError.self) { try Resizer(device: dev, force: false).resize(plan, undoPath: undo, scratch: s.path) }
+            #expect(throws: CBDError.self) {
+                try Resizer(device: dev, force: false).resize(plan, undoPath: undo, scratch: s.path)
+            }
             dev.failAtWrite = nil
             var bytes = try FileFacts.bytes(undo)
             let records = (bytes.count - UndoFile.headBytes) / UndoFile.recordBytes
             guard records > 1 else { continue }
             let last = UndoFile.headBytes + (records - 1) * UndoFile.recordBytes
-            let pblk = Int(LE.get(Array(bytes[last ..< last + 8]), 0, 8))
+            let pblk = Int(LE.get(Array(bytes[last..<last + 8]), 0, 8))
             // Only a record whose pblk the failed write left alone can be the unsynced one.
-            guard try dev.readPblks(pblk) == Array(bytes[last + 16 ..< last + UndoFile.recordBytes]) else { continue }
+            guard try dev.readPblks(pblk) == Array(bytes[last + 16..<last + UndoFile.recordBytes]) else { continue }
             bytes[last + 100] ^= 0x40
             try #require(FileManager.default.createFile(atPath: undo, contents: bytes))
             let r = try Undo.apply(undoPath: undo, to: dev)
@@ -304,8 +321,9 @@ import CBDCLI
             dev.failAtWrite = nil
             // The marker, or (stopped at the final cut of the size) the original header already.
             let head = try dev.readPblks(0), original = try base.readPblks(0)
-            #expect(ResizeMarker.undoPath(in: head) != nil || head == original,
-                    "pblk 0 is neither the marker nor the original (j = \(j))")
+            #expect(
+                ResizeMarker.undoPath(in: head) != nil || head == original,
+                "pblk 0 is neither the marker nor the original (j = \(j))")
             try Undo.apply(undoPath: s.file("undo"), to: dev)
             #expect(dev.size == base.size && dev.snapshot() == base.snapshot(), "not restored (j = \(j))")
             #expect(try Undo.apply(undoPath: s.file("undo"), to: dev).alreadyApplied, "j = \(j)")

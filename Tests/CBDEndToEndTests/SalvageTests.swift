@@ -27,9 +27,10 @@ import Testing
         let entryLen = try #require(info["entry_len"]), bs = try #require(info["lblk_size"])
         let nrLblk = try #require(info["nr_lblk"])
         // Compressed blocks, from the map.
-        let runs = try #require(JSONSerialization.jsonObject(with: try Tools.run("cbd", ["map", "--json", dev]).out) as? [[String: Any]])
+        let runs = try #require(
+            JSONSerialization.jsonObject(with: try Tools.run("cbd", ["map", "--json", dev]).out) as? [[String: Any]])
         let compressed = runs.filter { $0["state"] as? String == "compressed" }
-            .flatMap { r in (r["lblk"] as! Int) ..< (r["lblk"] as! Int) + (r["blocks"] as! Int) }
+            .flatMap { r in (r["lblk"] as! Int)..<(r["lblk"] as! Int) + (r["blocks"] as! Int) }
         try #require(compressed.count > 100)
         var damaged = Set<Int>()
         // 1. A malformed entry: length 0 with slots set.
@@ -50,7 +51,8 @@ import Testing
         for n in 0..<nrLblk where n * entryLen < start + 4096 && (n + 1) * entryLen > start { damaged.insert(n) }
 
         let refused = try Tools.run("cbd", ["convert", "-q", dev, s.file("plain.raw")])
-        #expect(refused.status == 1 && !FileManager.default.fileExists(atPath: s.file("plain.raw")), "\(refused.stderr)")
+        #expect(
+            refused.status == 1 && !FileManager.default.fileExists(atPath: s.file("plain.raw")), "\(refused.stderr)")
 
         let out = s.file("salvaged.raw")
         let r = try Tools.run("cbd", ["convert", "-q", "--salvage", dev, out])
@@ -63,7 +65,7 @@ import Testing
         #expect(r.stderr.contains("... and \(lost - 8) more"), "\(r.stderr)")
         let want = try FileFacts.bytes(raw), got = try FileFacts.bytes(out)
         for n in 0..<want.count / bs {
-            let w = want[n * bs ..< (n + 1) * bs], g = got[n * bs ..< (n + 1) * bs]
+            let w = want[n * bs..<(n + 1) * bs], g = got[n * bs..<(n + 1) * bs]
             if damaged.contains(n) {
                 #expect(g == w || g.allSatisfy { $0 == 0 }, "damaged block \(n) is neither its data nor zeros")
             } else {
@@ -75,7 +77,9 @@ import Testing
 
     func entry(_ dev: String, _ n: Int) throws -> (Int, [Int]) {
         let parts = try img(dev, ["entry", "\(n)"]).split(separator: " ")
-        let slots = parts[1].trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").compactMap { Int($0) }.filter { $0 != 0 }
+        let slots = parts[1].trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").compactMap {
+            Int($0)
+        }.filter { $0 != 0 }
         return (Int(parts[0]) ?? 0, slots)
     }
 }

@@ -19,7 +19,8 @@ import Testing
     /// expects every one of its checks to pass.
     static func runScript(_ name: String) throws {
         let python = "/usr/bin/python3"
-        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
+        try #require(
+            try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
         let script = URL(fileURLWithPath: Self.script).deletingLastPathComponent().appendingPathComponent(name).path
         let r = try Tools.run(python, [script, Tools.binDir])
         #expect(r.status == 0 && r.stdout.contains(" passed, 0 failed"), "\(name): \(r.stdout)\(r.stderr.suffix(2000))")
@@ -29,7 +30,8 @@ import Testing
         try Tools.require("nbdkit", "nbdcopy", "nbdinfo", "nbdfuse", "qemu-img", "mke2fs")
         // libnbd's Python bindings are Debian's (python3-libnbd): the system's python3.
         let python = "/usr/bin/python3"
-        try #require(try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
+        try #require(
+            try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
         let r = try Tools.run(python, [Self.script, Tools.binDir])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("10 passed, 0 failed"), "\(r.stdout)")
@@ -62,7 +64,9 @@ import Testing
         let plugin = Tools.binDir + "/libnbdkit-cbd-plugin.so"
         #expect(FileManager.default.fileExists(atPath: plugin))
         let r = try Tools.run("nbdkit", [plugin, "--dump-plugin"])
-        #expect(r.status == 0 && r.stdout.contains("name=cbd") && r.stdout.contains("thread_model="), "\(r.stdout)\(r.stderr)")
+        #expect(
+            r.status == 0 && r.stdout.contains("name=cbd") && r.stdout.contains("thread_model="),
+            "\(r.stdout)\(r.stderr)")
     }
 
     /// A DIRTY device is served read-only only; a missing file gives one clear line.

@@ -24,7 +24,7 @@ import Testing
         (7 << 30 + 65536 * 3 - 17, 300_000, 3),
         (300 << 30, 2 << 20, 4),
         (777 << 30 + 12345, 65536, 5),
-        (logical - (1 << 20), 1 << 20, 6),
+        (logical - (1 << 20), 1 << 20, 6)
     ]
 
     static func bytes(_ count: Int, seed: UInt64) -> [UInt8] {
@@ -40,7 +40,7 @@ import Testing
         try #require(fd >= 0)
         defer { close(fd) }
         var extents: [Range<Int>] = []
-        let seekData: Int32 = 3, seekHole: Int32 = 4   // Linux's SEEK_DATA, SEEK_HOLE (macros Swift misses)
+        let seekData: Int32 = 3, seekHole: Int32 = 4  // Linux's SEEK_DATA, SEEK_HOLE (macros Swift misses)
         var pos: off_t = 0
         while true {
             let d = lseek(fd, pos, seekData)
@@ -88,7 +88,7 @@ import Testing
         let extents = try Self.dataExtents(back)
         #expect(!extents.isEmpty)
         for e in extents {
-            let inside = (e.lowerBound / bs ... (e.upperBound - 1) / bs).allSatisfy { blocks.contains($0) }
+            let inside = (e.lowerBound / bs...(e.upperBound - 1) / bs).allSatisfy { blocks.contains($0) }
             #expect(inside, "data at \(e) outside the pieces' blocks")
         }
         #expect(extents.reduce(0) { $0 + $1.count } <= blocks.count * bs)

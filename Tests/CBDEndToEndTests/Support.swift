@@ -14,7 +14,8 @@ enum Tools {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var dir = exe.deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("mkfs.cbd").path),
-              dir.path != "/" { dir = dir.deletingLastPathComponent() }
+            dir.path != "/"
+        { dir = dir.deletingLastPathComponent() }
         return dir.path
     }()
 
@@ -37,8 +38,12 @@ enum Tools {
         }
         // Output goes to files: pipes would need concurrent readers to avoid filling up.
         let tmp = NSTemporaryDirectory() + "/cbd-run-" + UUID().uuidString
-        guard FileManager.default.createFile(atPath: tmp + ".out", contents: nil) else { throw CBDError("cannot create \(tmp)") }
-        guard FileManager.default.createFile(atPath: tmp + ".err", contents: nil) else { throw CBDError("cannot create \(tmp)") }
+        guard FileManager.default.createFile(atPath: tmp + ".out", contents: nil) else {
+            throw CBDError("cannot create \(tmp)")
+        }
+        guard FileManager.default.createFile(atPath: tmp + ".err", contents: nil) else {
+            throw CBDError("cannot create \(tmp)")
+        }
         defer {
             try? FileManager.default.removeItem(atPath: tmp + ".out")
             try? FileManager.default.removeItem(atPath: tmp + ".err")
@@ -57,8 +62,9 @@ enum Tools {
         try e.close()
         let outData = try FileFacts.bytes(tmp + ".out")
         let errData = try FileFacts.bytes(tmp + ".err")
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self), out: outData)
+        return Result(
+            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self), out: outData)
     }
 
     static func available(_ command: String) -> Bool {
@@ -71,7 +77,6 @@ enum Tools {
         for c in commands { try #require(available(c), "\(c) is missing: run make deps") }
     }
 }
-
 
 /// Writes `bytes` over a file at `offset`: how tests damage a device as a disk would.
 func overwrite(_ path: String, at offset: Int, with bytes: Data) throws {

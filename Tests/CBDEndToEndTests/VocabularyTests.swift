@@ -13,10 +13,14 @@ import Testing
     /// What every tool takes from swift-argument-parser, and need not be in each page.
     static let standard: Set<String> = ["-h", "--help", "--version", "-V", "--generate-completion-script"]
 
-    static let commands: [(tool: String, sub: String?)] = [
-        ("mkfs.cbd", nil), ("fsck.cbd", nil), ("cbddump", nil),
-    ] + ["convert", "measure", "compare", "map", "image", "info", "resize", "undo", "read", "write", "discard",
-         "serve"].map { ("cbd", $0) }
+    static let commands: [(tool: String, sub: String?)] =
+        [
+            ("mkfs.cbd", nil), ("fsck.cbd", nil), ("cbddump", nil)
+        ]
+        + [
+            "convert", "measure", "compare", "map", "image", "info", "resize", "undo", "read", "write", "discard",
+            "serve"
+        ].map { ("cbd", $0) }
 
     @Test(arguments: VocabularyTests.commands.map { [$0.tool, $0.sub ?? ""] })
     func helpAndManualAgree(_ command: [String]) throws {
@@ -27,10 +31,12 @@ import Testing
         let page = try String(contentsOfFile: "\(Self.man)/\(tool).8", encoding: .utf8)
         let manual = Self.manualOptions(page, sub: sub).subtracting(Self.standard)
         let name = ([tool] + (sub.map { [$0] } ?? [])).joined(separator: " ")
-        #expect(help.subtracting(manual).isEmpty,
-                "\(name): in --help, not in the manual: \(help.subtracting(manual).sorted())")
-        #expect(manual.subtracting(help).isEmpty,
-                "\(name): in the manual, not in --help: \(manual.subtracting(help).sorted())")
+        #expect(
+            help.subtracting(manual).isEmpty,
+            "\(name): in --help, not in the manual: \(help.subtracting(manual).sorted())")
+        #expect(
+            manual.subtracting(help).isEmpty,
+            "\(name): in the manual, not in --help: \(manual.subtracting(help).sorted())")
     }
 
     /// Options of an OPTIONS list: "-b, --block-size <size>", "--json", "-C <fd>".
@@ -59,8 +65,7 @@ import Testing
             if line.hasPrefix(".Sh ") { section = String(line.dropFirst(4)); inEntry = sub == nil; continue }
             if section == "SYNOPSIS" {
                 if let s = sub {
-                    if line.hasPrefix(".Cm ") { inEntry = line == ".Cm \(s)" }
-                    else if line == ".Nm" { inEntry = false }
+                    if line.hasPrefix(".Cm ") { inEntry = line == ".Cm \(s)" } else if line == ".Nm" { inEntry = false }
                 }
                 if inEntry && (line.hasPrefix(".Op Fl") || line.hasPrefix(".Fl")) { chosen.append(line) }
             } else if let s = sub {
@@ -76,11 +81,11 @@ import Testing
             for (i, w) in words.enumerated() where (w == "Fl" || w == ".Fl") && i + 1 < words.count {
                 let arg = words[i + 1]
                 if arg.hasPrefix("-") {
-                    out.insert("-" + arg)                          // Fl -level: --level
+                    out.insert("-" + arg)  // Fl -level: --level
                 } else if arg.count > 1 && arg.allSatisfy({ $0.isLetter }) && words.first == ".Op" {
-                    for c in arg { out.insert("-\(c)") }          // Op Fl fpq: -f -p -q
+                    for c in arg { out.insert("-\(c)") }  // Op Fl fpq: -f -p -q
                 } else {
-                    out.insert("-" + arg)                          // Fl b: -b
+                    out.insert("-" + arg)  // Fl b: -b
                 }
                 // ".It Fl b , -block-size": the long form after the comma.
                 if i + 3 < words.count, words[i + 2] == ",", words[i + 3].hasPrefix("-") {

@@ -42,8 +42,11 @@ import Testing
         let (_, dev) = try convertedExt4(s)
         let used = try Tools.run("python3", [Self.cbdimg, dev, "used"]).stdout.split(separator: "\n")
         let p = try #require(used.first.flatMap { Int($0.split(separator: " ")[0]) })
-        let start = try #require(Int(try Tools.run("python3", [Self.cbdimg, dev, "info"]).stdout
-            .split(separator: "\n").first { $0.hasPrefix("zone0_data=") }?.split(separator: "=")[1].split(separator: "-")[0] ?? ""))
+        let start = try #require(
+            Int(
+                try Tools.run("python3", [Self.cbdimg, dev, "info"]).stdout
+                    .split(separator: "\n").first { $0.hasPrefix("zone0_data=") }?.split(separator: "=")[1].split(
+                        separator: "-")[0] ?? ""))
         #expect(try Tools.run("python3", [Self.cbdimg, dev, "set-bit", "0", "\(p - start)", "0"]).status == 0)
         try expectRefused(dev, at: 20 << 20, "bitmap does not mark")
     }

@@ -6,8 +6,10 @@ import Testing
 
 @Suite struct AllocationEntryTests {
     /// One geometry per variant: (lblk_shift, nr_pblk).
-    static let variants: [(Int, Int)] = [(0, 1000), (4, 1 << 16), (4, 1 << 20), (4, 1 << 40),
-                                         (5, 1 << 16), (5, 1 << 30), (6, 1 << 48)]
+    static let variants: [(Int, Int)] = [
+        (0, 1000), (4, 1 << 16), (4, 1 << 20), (4, 1 << 40),
+        (5, 1 << 16), (5, 1 << 30), (6, 1 << 48)
+    ]
 
     func codec(_ shift: Int, _ n: Int) throws -> EntryCodec {
         EntryCodec(try Geometry(unchecked: n, lblkShift: shift, lblkPerZoneShift: 0, nrLblk: 1))

@@ -40,17 +40,27 @@ import CBDCLI
         let n = 65536
         let src = (0..<n).map { UInt8(truncatingIfNeeded: $0 / 100) }
         var dst = [UInt8](repeating: 0, count: n - 4096)
-        let len = try #require(src.withUnsafeBytes { s in dst.withUnsafeMutableBytes { d in
-            LZ4Codec.compress(s.baseAddress!, count: n, into: d.baseAddress!, capacity: d.count) } })
+        let len = try #require(
+            src.withUnsafeBytes { s in
+                dst.withUnsafeMutableBytes { d in
+                    LZ4Codec.compress(s.baseAddress!, count: n, into: d.baseAddress!, capacity: d.count)
+                }
+            })
         #expect(len < 4096)
         var back = [UInt8](repeating: 0, count: n)
-        let ok = dst.withUnsafeBytes { s in back.withUnsafeMutableBytes { d in
-            LZ4Codec.decompress(s.baseAddress!, count: len, into: d.baseAddress!, expected: n) } }
+        let ok = dst.withUnsafeBytes { s in
+            back.withUnsafeMutableBytes { d in
+                LZ4Codec.decompress(s.baseAddress!, count: len, into: d.baseAddress!, expected: n)
+            }
+        }
         #expect(ok && back == src)
         // Expecting a different size fails: the block must be exactly one logical block.
         var small = [UInt8](repeating: 0, count: n * 2)
-        let wrong = dst.withUnsafeBytes { s in small.withUnsafeMutableBytes { d in
-            LZ4Codec.decompress(s.baseAddress!, count: len, into: d.baseAddress!, expected: n * 2) } }
+        let wrong = dst.withUnsafeBytes { s in
+            small.withUnsafeMutableBytes { d in
+                LZ4Codec.decompress(s.baseAddress!, count: len, into: d.baseAddress!, expected: n * 2)
+            }
+        }
         #expect(!wrong)
     }
 
@@ -58,16 +68,22 @@ import CBDCLI
         var rng = SplitMix(seed: 1)
         let src = (0..<65536).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         var dst = [UInt8](repeating: 0, count: 65536 - 4096)
-        let len = src.withUnsafeBytes { s in dst.withUnsafeMutableBytes { d in
-            LZ4Codec.compress(s.baseAddress!, count: s.count, into: d.baseAddress!, capacity: d.count) } }
+        let len = src.withUnsafeBytes { s in
+            dst.withUnsafeMutableBytes { d in
+                LZ4Codec.compress(s.baseAddress!, count: s.count, into: d.baseAddress!, capacity: d.count)
+            }
+        }
         #expect(len == nil)
     }
 
     @Test func garbageFailsToDecompress() {
         let junk: [UInt8] = [0xFF, 0xFF, 0xFF, 0x00, 0x01, 0x02]
         var out = [UInt8](repeating: 0, count: 65536)
-        let ok = junk.withUnsafeBytes { s in out.withUnsafeMutableBytes { d in
-            LZ4Codec.decompress(s.baseAddress!, count: s.count, into: d.baseAddress!, expected: 65536) } }
+        let ok = junk.withUnsafeBytes { s in
+            out.withUnsafeMutableBytes { d in
+                LZ4Codec.decompress(s.baseAddress!, count: s.count, into: d.baseAddress!, expected: 65536)
+            }
+        }
         #expect(!ok)
     }
 }
@@ -88,11 +104,12 @@ import CBDCLI
         #expect(ByteSize.parse("10gib") == 10 << 30)
         #expect(ByteSize.parse("512B") == 512)
         #expect(ByteSize.parse("1E") == 1 << 60 && ByteSize.parse("1P") == 1 << 50)
-        for bad in ["", "-1", "1X", "abc", "1..2K", "99999999999999999999", "16E", "K", "0x10", "1KK", "1 K B", "1iB", "."] {
+        for bad in [
+            "", "-1", "1X", "abc", "1..2K", "99999999999999999999", "16E", "K", "0x10", "1KK", "1 K B", "1iB", "."
+        ] {
             #expect(ByteSize.parse(bad) == nil, "\(bad)")
         }
         #expect(ByteSize.format(1 << 30) == "1.00 GiB")
         #expect(ByteSize.format(3 << 19) == "1.50 MiB")
     }
 }
-

@@ -25,7 +25,7 @@ import Testing
     static let shapes = [
         Shape(variant: "lblk_alloc_16_32", physical: 320 << 20, lblkShift: 2, blocks: 800, rounds: 12),
         Shape(variant: "lblk_alloc_16_16", physical: 200 << 20, lblkShift: 2, blocks: 800, rounds: 6),
-        Shape(variant: "lblk_alloc_32_32", physical: 320 << 20, lblkShift: 5, blocks: 400, rounds: 6),
+        Shape(variant: "lblk_alloc_32_32", physical: 320 << 20, lblkShift: 5, blocks: 400, rounds: 6)
     ]
 
     func check(_ d: MemoryDevice, gather: Bool, fix: Bool) throws -> (findings: [String], stats: String, exit: Int32) {
@@ -35,13 +35,16 @@ import Testing
         o.lostFound = LostFound(directory: lostFound.file("lost+found"))
         let c = try Checker(device: d, options: o)
         try c.run()
-        let findings = c.problems.map { "\($0.kind) \($0.facts.lblk ?? -1) \($0.facts.zone ?? -1) \($0.pblks) \($0.facts.others) \($0.message)" }
+        let findings = c.problems.map {
+            "\($0.kind) \($0.facts.lblk ?? -1) \($0.facts.zone ?? -1) \($0.pblks) \($0.facts.others) \($0.message)"
+        }
         return (findings, "\(c.stats)", c.exitCode)
     }
 
     @Test(arguments: shapes) func gatheredClaimsFindWhatEntryByEntryFinds(_ shape: Shape) throws {
-        let (base, _) = try populatedDevice(physical: shape.physical, logical: 1 << 30, lblkShift: shape.lblkShift,
-                                            blocks: shape.blocks, every: 18, seed: 5)
+        let (base, _) = try populatedDevice(
+            physical: shape.physical, logical: 1 << 30, lblkShift: shape.lblkShift,
+            blocks: shape.blocks, every: 18, seed: 5)
         let (_, g) = try headerAndGeometry(base)
         #expect(g.nrZones >= 2)
         // Undamaged, every zone takes the gathered path: none is scanned twice.
@@ -60,17 +63,17 @@ import Testing
             let d = base.copy()
             for _ in 0...pick(3) {
                 switch pick(4) {
-                case 0:   // an entry copied over another: its pblks claimed twice
+                case 0:  // an entry copied over another: its pblks claimed twice
                     let from = written[pick(written.count)], to = written[pick(written.count)]
                     let e = try d.readBytes(g.entryOffset(ofLblk: from), g.entryLen)
                     try d.writeBytes(e, g.entryOffset(ofLblk: to))
-                case 1:   // slot 0 names a data pblk of a zone picked at random
+                case 1:  // slot 0 names a data pblk of a zone picked at random
                     let z = pick(g.nrZones)
                     var e = try d.readBytes(g.entryOffset(ofLblk: written[pick(written.count)]), g.entryLen)
                     let p = g.dataStart(z) + pick(min(64, g.dataPblkCount(z)))
                     for b in 0..<g.pblkBytes { e[g.lenBytes + b] = UInt8(truncatingIfNeeded: p >> (8 * b)) }
                     try d.writeBytes(e, g.entryOffset(ofLblk: written[pick(written.count)]))
-                case 2:   // a bitmap bit of a used pblk cleared
+                case 2:  // a bitmap bit of a used pblk cleared
                     let z = pick(g.nrZones)
                     var b = try d.readBytes(g.zoneStart(z) * Units.pblkSize, 64)
                     b[pick(64)] = 0

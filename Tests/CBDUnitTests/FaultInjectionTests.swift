@@ -38,7 +38,9 @@ import Testing
 
     func block(_ seed: Int, _ size: Int, random: Bool) -> [UInt8] {
         var rng = SplitMix(seed: UInt64(seed))
-        return (0..<size).map { i in random ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 9 + seed) }
+        return (0..<size).map { i in
+            random ? UInt8(truncatingIfNeeded: rng.next()) : UInt8(truncatingIfNeeded: i / 9 + seed)
+        }
     }
 
     /// A commit that fails before it publishes its entries (writing its data or its bitmaps)
@@ -60,8 +62,8 @@ import Testing
         for k in (headers[0] + 1)..<headers[1] {
             let dev = base.copy()
             let v = try Volume(device: dev)
-            try data.withUnsafeBytes { try v.write($0, at: 119 * bs) }   // cached; DIRTY written
-            dev.failAtWrite = k   // this write, or the sync after the one before it, fails
+            try data.withUnsafeBytes { try v.write($0, at: 119 * bs) }  // cached; DIRTY written
+            dev.failAtWrite = k  // this write, or the sync after the one before it, fails
             #expect(throws: CBDError.self) { try v.flush() }
             dev.failAtWrite = nil
             try v.flush()
@@ -85,7 +87,7 @@ import Testing
         let setup = try Volume(device: base)
         for n in 100..<140 { try old[n].withUnsafeBytes { try setup.write($0, at: n * bs) } }
         try setup.close()
-        let new = (119...121).flatMap { block($0, bs, random: $0 == 120) }   // lblk 120 straddles
+        let new = (119...121).flatMap { block($0, bs, random: $0 == 120) }  // lblk 120 straddles
         let probe = base.copy()
         let start = probe.writeCount
         let pv = try Volume(device: probe)
@@ -96,7 +98,7 @@ import Testing
         for k in 1..<total {
             let dev = base.copy()
             let v = try Volume(device: dev)
-            try new.withUnsafeBytes { try v.write($0, at: 119 * bs) }   // acknowledged
+            try new.withUnsafeBytes { try v.write($0, at: 119 * bs) }  // acknowledged
             dev.failAtWrite = dev.writeCount + k - 1
             #expect(throws: CBDError.self) { try v.flush() }
             dev.failAtWrite = nil
@@ -109,8 +111,8 @@ import Testing
             for n in 100..<140 {
                 var got = [UInt8](repeating: 0, count: bs)
                 try got.withUnsafeMutableBytes { try v.readShared(into: $0, at: n * bs) }
-                let want = (119...121).contains(n) ? Array(new[(n - 119) * bs ..< (n - 118) * bs]) : old[n]
-                let same = got == want   // (not in the expectation: it would print both blocks)
+                let want = (119...121).contains(n) ? Array(new[(n - 119) * bs..<(n - 118) * bs]) : old[n]
+                let same = got == want  // (not in the expectation: it would print both blocks)
                 #expect(same, "failed at write \(k): lblk \(n) does not read as acknowledged")
             }
         }
@@ -118,17 +120,22 @@ import Testing
 
     /// cbd write's path: overwrite, extend and zero blocks through a Volume with a small cache.
     @Test func volumeWrites() throws {
-        let base = try memoryDevice(physical: 4 << 20, logical: 2 << 20, lblkShift: 2)   // 16 KiB blocks
+        let base = try memoryDevice(physical: 4 << 20, logical: 2 << 20, lblkShift: 2)  // 16 KiB blocks
         let bs = 16384
         let v = try Volume(device: base)
-        for n in 0..<64 where n % 3 != 2 { try block(n, bs, random: n % 4 == 0).withUnsafeBytes { try v.write($0, at: n * bs) } }
+        for n in 0..<64 where n % 3 != 2 {
+            try block(n, bs, random: n % 4 == 0).withUnsafeBytes { try v.write($0, at: n * bs) }
+        }
         try v.close()
         let old = try contents(base)
         // The change: new data in some blocks, zeros in others, an unaligned write across two.
         func change(_ v: Volume) throws {
-            for n in stride(from: 0, to: 64, by: 5) { try block(1000 + n, bs, random: n % 2 == 0).withUnsafeBytes { try v.write($0, at: n * bs) } }
+            for n in stride(from: 0, to: 64, by: 5) {
+                try block(1000 + n, bs, random: n % 2 == 0).withUnsafeBytes { try v.write($0, at: n * bs) }
+            }
             try v.discard(offset: 7 * bs, length: 3 * bs)
-            try block(77, bs, random: false).withUnsafeBytes { try v.write($0, at: 42 * bs + 1000) }   // 42 and 43: changed once
+            // 42 and 43: changed once
+            try block(77, bs, random: false).withUnsafeBytes { try v.write($0, at: 42 * bs + 1000) }
             try v.close()
         }
         let full = base.copy()
@@ -145,7 +152,9 @@ import Testing
             try repair(dev)
             let got = try contents(dev)
             for n in 0..<got.count {
-                #expect(got[n] == old[n] || got[n] == new[n], "interrupted at write \(k): block \(n) is neither old nor new")
+                #expect(
+                    got[n] == old[n] || got[n] == new[n], "interrupted at write \(k): block \(n) is neither old nor new"
+                )
             }
         }
     }
@@ -175,7 +184,9 @@ import Testing
         let start = full.writeCount
         try change(try Volume(device: full))
         let new = try contents(full)
-        #expect(try headerAndGeometry(full).0 == (try headerAndGeometry(base).0), "a clean device after close: 1.0, no intent")
+        #expect(
+            try headerAndGeometry(full).0 == (try headerAndGeometry(base).0),
+            "a clean device after close: 1.0, no intent")
         let total = full.writeCount - start
         for k in 0..<total {
             let dev = base.copy()
@@ -202,8 +213,8 @@ import Testing
         let meta = MetadataCache(device: base, geometry: g)
         // Damage: a cross-link (lblk 7 takes lblk 4's first pblk), a malformed length, leaks, an unmarked pblk.
         guard case .compressed(let l3, let p3) = try codec.decode(try meta.entryBytes(4)),
-              case .compressed(let l5, var p5) = try codec.decode(try meta.entryBytes(7)),
-              let p10 = try codec.decode(try meta.entryBytes(10)).pblks.first
+            case .compressed(let l5, var p5) = try codec.decode(try meta.entryBytes(7)),
+            let p10 = try codec.decode(try meta.entryBytes(10)).pblks.first
         else { Issue.record("setup: blocks 4 and 7 should be compressed"); return }
         _ = l3
         p5[0] = p3[0]
@@ -211,7 +222,9 @@ import Testing
         var bad = try meta.entryBytes(8)
         LE.put(UInt64(g.lblkSize - 100), 2, &bad, 0)
         try meta.setEntryBytes(8, bad)
-        try meta.updateBitmap(0) { b in b.set(700); b.set(701); b.clear(Int(p10) - g.dataStart(0)) }
+        try meta.updateBitmap(0) { b in
+            b.set(700); b.set(701); b.clear(Int(p10) - g.dataStart(0))
+        }
         try meta.writeDirtyTables()
         try meta.writeDirtyBitmaps()
         let old = try contents(base)
@@ -220,7 +233,7 @@ import Testing
         try repair(full)
         let new = try contents(full)
         let total = full.writeCount - start
-        #expect(total >= 4)   // DIRTY, the clone's copy, the table, the bitmap, the header: some share a write
+        #expect(total >= 4)  // DIRTY, the clone's copy, the table, the bitmap, the header: some share a write
         for k in 0..<total {
             let dev = base.copy()
             dev.failAtWrite = dev.writeCount + k
@@ -237,7 +250,9 @@ import Testing
             try repair(dev)
             let got = try contents(dev)
             for n in 0..<got.count where got[n] != old[n] && got[n] != new[n] {
-                Issue.record("fsck interrupted at write \(k) of \(total): block \(n) is neither old nor new (old \(old[n] == nil ? "unreadable" : "readable"), new \(new[n] == nil ? "unreadable" : new[n]!.allSatisfy { $0 == 0 } ? "zeros" : "data"), got \(got[n] == nil ? "unreadable" : got[n]!.allSatisfy { $0 == 0 } ? "zeros" : "data"))")
+                Issue.record(
+                    "fsck interrupted at write \(k) of \(total): block \(n) is neither old nor new (old \(old[n] == nil ? "unreadable" : "readable"), new \(new[n] == nil ? "unreadable" : new[n]!.allSatisfy { $0 == 0 } ? "zeros" : "data"), got \(got[n] == nil ? "unreadable" : got[n]!.allSatisfy { $0 == 0 } ? "zeros" : "data"))"
+                )
             }
         }
     }
@@ -246,7 +261,9 @@ import Testing
     /// `size`: the image's size, holes after the blocks.
     func rawInput(size: Int? = nil) throws -> (MemoryDevice, [UInt8]) {
         var bytes = [UInt8]()
-        for n in 0..<24 { bytes += block(n, 65536, random: n % 3 == 0) + [UInt8](repeating: 0, count: n % 4 == 0 ? 65536 : 0) }
+        for n in 0..<24 {
+            bytes += block(n, 65536, random: n % 3 == 0) + [UInt8](repeating: 0, count: n % 4 == 0 ? 65536 : 0)
+        }
         let input = MemoryDevice(size: size ?? bytes.count, name: "raw")
         try bytes.withUnsafeBytes { try input.write($0, at: 0) }
         return (input, bytes)
@@ -275,7 +292,9 @@ import Testing
             #expect(throws: CBDError.self) { try conv.convert(input: input, to: target) }
             #expect(!target.committed)
             dev.failAtWrite = nil
-            #expect(throws: (any Error).self, "interrupted at write \(k) of \(total), the header is valid") { try headerAndGeometry(dev) }
+            #expect(throws: (any Error).self, "interrupted at write \(k) of \(total), the header is valid") {
+                try headerAndGeometry(dev)
+            }
         }
     }
 
@@ -292,7 +311,9 @@ import Testing
             let cbd = MemoryTarget(scratch: s.path)
             _ = try conv.convert(input: input, to: cbd)
             let dev = try #require(cbd.device)
-            #expect(cbd.committed && cbd.opens == (guess == nil ? 1 : 2), "guess \(String(describing: guess)): opened \(cbd.opens) times")
+            #expect(
+                cbd.committed && cbd.opens == (guess == nil ? 1 : 2),
+                "guess \(String(describing: guess)): opened \(cbd.opens) times")
             images.append(dev.snapshot())
             let raw = MemoryTarget(scratch: s.path)
             let summary = try CBDToRaw().convert(input: dev, to: raw)
@@ -303,7 +324,7 @@ import Testing
             #expect(back == bytes)
             #expect(out.nextData(from: bytes.count) == nil, "the hole stays a hole")
             do {
-                _ = try CBDToRaw().convert(input: out, to: raw)   // onto itself
+                _ = try CBDToRaw().convert(input: out, to: raw)  // onto itself
                 Issue.record("converted a device onto itself")
             } catch let e as CBDError {
                 #expect(e.message == "memory output: is the input itself; convert to another file")

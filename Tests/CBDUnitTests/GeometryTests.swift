@@ -25,10 +25,12 @@ import Testing
         #expect(g.nrZones << (g.lblkPerZoneShift - 1) < g.nrLblk)
     }
 
-    @Test(arguments: [(0, 2, 2, "lblk_alloc_16_16"), (4, 1 << 16, 2, "lblk_alloc_16_16"),
-                      (4, (1 << 16) + 1, 4, "lblk_alloc_16_32"), (4, 1 << 32, 4, "lblk_alloc_16_32"),
-                      (4, (1 << 32) + 1, 6, "lblk_alloc_16_48"), (5, 1000, 2, "lblk_alloc_32_16"),
-                      (5, 1 << 20, 4, "lblk_alloc_32_32"), (18, 1 << 40, 6, "lblk_alloc_32_48")])
+    @Test(arguments: [
+        (0, 2, 2, "lblk_alloc_16_16"), (4, 1 << 16, 2, "lblk_alloc_16_16"),
+        (4, (1 << 16) + 1, 4, "lblk_alloc_16_32"), (4, 1 << 32, 4, "lblk_alloc_16_32"),
+        (4, (1 << 32) + 1, 6, "lblk_alloc_16_48"), (5, 1000, 2, "lblk_alloc_32_16"),
+        (5, 1 << 20, 4, "lblk_alloc_32_32"), (18, 1 << 40, 6, "lblk_alloc_32_48")
+    ])
     func sixVariants(lblkShift: Int, nrPblk: Int, pblkBytes: Int, name: String) throws {
         let g = try Geometry(unchecked: nrPblk, lblkShift: lblkShift, lblkPerZoneShift: 0, nrLblk: 1)
         #expect(g.pblkBytes == pblkBytes)
@@ -102,7 +104,8 @@ import Testing
 
     @Test func pblkCountsAroundTwoToThe32() throws {
         for (n, bytes) in [((1 << 32) - 1, 4), (1 << 32, 4), ((1 << 32) + 1, 6), ((1 << 32) + 40000, 6)] {
-            let g = try LayoutPlanner.plan(physicalBytes: n * 4096, logicalBytes: n * 4096 / 65536 * 65536, lblkShift: 4)
+            let g = try LayoutPlanner.plan(
+                physicalBytes: n * 4096, logicalBytes: n * 4096 / 65536 * 65536, lblkShift: 4)
             #expect(g.pblkBytes == Geometry.pblkBytes(forPblkCount: g.nrPblk))
             if g.nrPblk == n { #expect(g.pblkBytes == bytes) }
             #expect(g.nrLblk <= g.nrZones << g.lblkPerZoneShift)
@@ -110,21 +113,27 @@ import Testing
     }
 
     @Test func smallestZoneShiftIsChosen() throws {
-        for (phys, ratio, shift) in [(64 << 20, 3, 4), (1 << 30, 3, 4), (1 << 40, 3, 4), (256 << 20, 1, 0), (1 << 30, 10, 6)] {
+        for (phys, ratio, shift) in [
+            (64 << 20, 3, 4), (1 << 30, 3, 4), (1 << 40, 3, 4), (256 << 20, 1, 0), (1 << 30, 10, 6)
+        ] {
             let logical = phys * ratio / (4096 << shift) * (4096 << shift)
             let g = try LayoutPlanner.plan(physicalBytes: phys, logicalBytes: logical, lblkShift: shift)
             #expect(g.nrLblk <= g.nrZones << g.lblkPerZoneShift)
             if g.lblkPerZoneShift > 0 {
-                let smaller = LayoutPlanner.trimmed(maxPblk: phys / 4096, lblkShift: shift,
-                                                    zoneShift: g.lblkPerZoneShift - 1, nrLblk: g.nrLblk)
+                let smaller = LayoutPlanner.trimmed(
+                    maxPblk: phys / 4096, lblkShift: shift,
+                    zoneShift: g.lblkPerZoneShift - 1, nrLblk: g.nrLblk)
                 #expect(smaller.map { g.nrLblk > $0.nrZones << ($0.lblkPerZoneShift) } ?? true)
             }
         }
     }
 
     @Test func logicalTooLargeIsRefused() {
-        #expect(throws: SizeError.logicalTooLarge(logicalBytes: 1 << 50, physicalBytes: 1 << 20,
-                                                  maxBlocks: 131072, lblkSize: 4096)) {
+        #expect(
+            throws: SizeError.logicalTooLarge(
+                logicalBytes: 1 << 50, physicalBytes: 1 << 20,
+                maxBlocks: 131072, lblkSize: 4096)
+        ) {
             try LayoutPlanner.plan(physicalBytes: 1 << 20, logicalBytes: 1 << 50, lblkShift: 0)
         }
         #expect(throws: CBDError.self) {

@@ -6,8 +6,9 @@ import Testing
 @testable import CBDCheck
 
 @Suite struct HeaderTests {
-    let sample = Header(nrPhysicalSectors: 8 * 262144, nrLogicalSectors: 3 * 8 * 262144,
-                        lblkShift: 4, lblkPerZoneShift: 13)
+    let sample = Header(
+        nrPhysicalSectors: 8 * 262144, nrLogicalSectors: 3 * 8 * 262144,
+        lblkShift: 4, lblkPerZoneShift: 13)
 
     @Test func roundTrip() throws {
         var h = sample
@@ -32,8 +33,10 @@ import Testing
     }
 
     /// Sets `width` bytes at `offset` of an encoded valid header and expects `error`.
-    func rejects(_ offset: Int, _ width: Int, _ value: UInt64, _ error: HeaderError,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+    func rejects(
+        _ offset: Int, _ width: Int, _ value: UInt64, _ error: HeaderError,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         var b = sample.encoded()
         LE.put(value, width, &b, offset)
         #expect(throws: error, sourceLocation: sourceLocation) { try Header.decode(b) }
@@ -83,7 +86,9 @@ import Testing
         rejects(16, 8, 0, .logicalSizeZero)
         // Found by fuzzing: a logical size past 2^63 bytes overflowed Geometry.logicalBytes.
         rejects(16, 8, 0xFFFF_FE46_0000_0000, .logicalTooLarge(0xFFFF_FE46_0000_0000))
-        rejects(16, 8, (Header.maxLogicalSectors + 128) / 128 * 128, .logicalTooLarge((Header.maxLogicalSectors + 128) / 128 * 128))
+        rejects(
+            16, 8, (Header.maxLogicalSectors + 128) / 128 * 128,
+            .logicalTooLarge((Header.maxLogicalSectors + 128) / 128 * 128))
         rejects(16, 8, 128 + 8, .logicalSectorsNotLblkMultiple(136, lblkSectors: 128))
         rejects(100, 1, 7, .reservedNotZero(offset: 100))
         rejects(4095, 1, 1, .reservedNotZero(offset: 4095))
@@ -100,8 +105,10 @@ import Testing
     }
 
     @Test func everyMessageNamesTheField() {
-        let errors: [HeaderError] = [.unknownFlags(2), .lblkShiftOutOfRange(19), .lblkPerZoneShiftOutOfRange(30),
-                                     .physicalSectorsNotPblkMultiple(9), .logicalSizeZero]
+        let errors: [HeaderError] = [
+            .unknownFlags(2), .lblkShiftOutOfRange(19), .lblkPerZoneShiftOutOfRange(30),
+            .physicalSectorsNotPblkMultiple(9), .logicalSizeZero
+        ]
         let words = ["flag", "lblk_shift", "lblk_per_zone_shift", "nr_physical_sectors", "nr_logical_sectors"]
         for (e, w) in zip(errors, words) { #expect(e.description.contains(w)) }
     }

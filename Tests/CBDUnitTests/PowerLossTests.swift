@@ -24,11 +24,13 @@ final class PowerLossDevice: BlockDevice {
     var path: String { inner.path }
     var size: Int { inner.size }
     var isWritable: Bool { inner.isWritable }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws { try inner.read(into: buffer, at: offset) }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        try inner.read(into: buffer, at: offset)
+    }
 
     func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
         try inner.write(buffer, at: offset)
-        record(offset ..< offset + buffer.count)
+        record(offset..<offset + buffer.count)
     }
 
     func zero(_ range: Range<Int>) throws {
@@ -48,7 +50,7 @@ final class PowerLossDevice: BlockDevice {
     /// The pblks a write touched, as they are now (writes here are pblk-aligned or inside one).
     private func record(_ range: Range<Int>) {
         guard !range.isEmpty else { return }
-        for p in range.lowerBound / Units.pblkSize ... (range.upperBound - 1) / Units.pblkSize {
+        for p in range.lowerBound / Units.pblkSize...(range.upperBound - 1) / Units.pblkSize {
             events.append(.write(pblk: p, bytes: (try? inner.readPblks(p)) ?? []))
         }
     }
@@ -62,7 +64,8 @@ final class PowerLossDevice: BlockDevice {
         var out: [MemoryDevice] = []
         let beforeSyncs = events.indices.filter { if case .sync = events[$0] { return true } else { return false } }
         for _ in 0..<samples {
-            let cut = rng.next() % 2 == 0 && !beforeSyncs.isEmpty
+            let cut =
+                rng.next() % 2 == 0 && !beforeSyncs.isEmpty
                 ? beforeSyncs[Int(rng.next() % UInt64(beforeSyncs.count))]
                 : Int(rng.next() % UInt64(events.count + 1))
             let lastSync = events[..<cut].lastIndex { if case .sync = $0 { return true } else { return false } } ?? -1
@@ -97,8 +100,11 @@ final class PowerLossDevice: BlockDevice {
         let mem = try memoryDevice(physical: physical, logical: lblks * bs, lblkShift: 4)
         let v = try Volume(device: mem)
         for n in 0..<lblks where n % 7 != 0 {
-            let data = n % 3 == 0 ? random(UInt64(n), bs) : [UInt8](repeating: UInt8(n), count: bs / 2) + random(UInt64(n), 300)
-                + [UInt8](repeating: 0, count: bs / 2 - 300)
+            let data =
+                n % 3 == 0
+                ? random(UInt64(n), bs)
+                : [UInt8](repeating: UInt8(n), count: bs / 2) + random(UInt64(n), 300)
+                    + [UInt8](repeating: 0, count: bs / 2 - 300)
             try data.withUnsafeBytes { try v.write($0, at: n * bs) }
         }
         try v.close()
@@ -116,8 +122,10 @@ final class PowerLossDevice: BlockDevice {
     }
 
     /// Runs `op` on a recording copy of `base`; returns the crash states that break the rules.
-    func badStates(_ base: MemoryDevice, samples: Int = 24, dropSync: @escaping (Int) -> Bool = { _ in false },
-                   _ op: (BlockDevice) throws -> Void) throws -> [String] {
+    func badStates(
+        _ base: MemoryDevice, samples: Int = 24, dropSync: @escaping (Int) -> Bool = { _ in false },
+        _ op: (BlockDevice) throws -> Void
+    ) throws -> [String] {
         let old = try contents(base)
         let rec = PowerLossDevice(base.copy())
         rec.dropSync = dropSync
@@ -128,7 +136,9 @@ final class PowerLossDevice: BlockDevice {
             var fix = Checker.Options()
             fix.mode = .fixAll
             fix.lostFound = LostFound(directory: lostFound.file("state-\(i)"))
-            do { try Checker(device: state, options: fix).run() } catch { bad.append("state \(i): fsck: \(error)"); continue }
+            do { try Checker(device: state, options: fix).run() } catch {
+                bad.append("state \(i): fsck: \(error)"); continue
+            }
             let check = try Checker(device: state, options: Checker.Options())
             try check.run()
             if !check.problems.isEmpty { bad.append("state \(i): still \(check.problems.count) problems"); continue }
@@ -195,7 +205,8 @@ final class PowerLossDevice: BlockDevice {
         bytes[0] = 0xF0
         try meta.setEntryBytes(120, bytes)
         guard case .raw(let p3) = try codec.decodeChecked(try meta.entryBytes(3)),
-              case .raw(var p123) = try codec.decodeChecked(try meta.entryBytes(123)) else {
+            case .raw(var p123) = try codec.decodeChecked(try meta.entryBytes(123))
+        else {
             Issue.record("lblks 3 and 123 should be raw")
             return
         }
@@ -219,7 +230,8 @@ final class PowerLossDevice: BlockDevice {
         let (original, _) = try populatedDevice(physical: 100 << 20, logical: 64 << 20, blocks: 40, every: 3)
         let resized = original.copy()
         let r = try Resizer(device: resized, force: false)
-        try r.resize(try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20), undoPath: s.file("undo"), scratch: s.path)
+        try r.resize(
+            try r.plan(physicalBytes: 300 << 20, logicalBytes: 64 << 20), undoPath: s.file("undo"), scratch: s.path)
         var underWay = try FileFacts.bytes(s.file("undo"))
         underWay.replaceSubrange(0..<8, with: Array("CBDUNDOP".utf8))
         let rec = PowerLossDevice(resized.copy())
@@ -246,7 +258,9 @@ final class PowerLossDevice: BlockDevice {
         #expect(syncs >= 4)
         var caught: Int?
         for k in 1...syncs {
-            let bad = try badStates(mem, samples: 32, dropSync: { $0 == k }) { try write($0, random(99, 3 * bs), at: 119 * bs) }
+            let bad = try badStates(mem, samples: 32, dropSync: { $0 == k }) {
+                try write($0, random(99, 3 * bs), at: 119 * bs)
+            }
             if !bad.isEmpty { caught = k; break }
         }
         #expect(caught != nil, "no dropped sync of \(syncs) was caught")

@@ -53,7 +53,9 @@ import Testing
         }
         // Allocation never hands out a claimed or reserved pblk.
         for _ in 0..<100 {
-            guard let p = claims.allocate(near: regions[1]), let i = claims.index(p) else { Issue.record("no pblk"); break }
+            guard let p = claims.allocate(near: regions[1]), let i = claims.index(p) else {
+                Issue.record("no pblk"); break
+            }
             #expect(!reference.contains(i) && !reserved.contains(i))
             reference.insert(i)
         }

@@ -12,14 +12,15 @@ import CBDTestSupport
     @Test func uriEncodesThePath() {
         #expect(SocketPath.uri("/run/disk.sock") == "nbd+unix:///?socket=/run/disk.sock")
         // A systemd instance name (srv-my\x2ddisk.cbd) and a space: percent-encoded.
-        #expect(SocketPath.uri("/run/cbd-serve/srv-my\\x2ddisk a&b.sock")
+        #expect(
+            SocketPath.uri("/run/cbd-serve/srv-my\\x2ddisk a&b.sock")
                 == "nbd+unix:///?socket=/run/cbd-serve/srv-my%5Cx2ddisk%20a%26b.sock")
     }
 
     @Test func staleSocketIsReplacedLiveOneRefused() throws {
         let dir = try Scratch()
         let path = dir.file("s.sock")
-        try SocketPath.claim(path)   // nothing there
+        try SocketPath.claim(path)  // nothing there
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -27,7 +28,9 @@ import CBDTestSupport
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { dst in for (i, b) in path.utf8.enumerated() { dst[i] = b } }
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         try #require(bound == 0)
         // Bound, not listening: what a killed server leaves. Replaced.
@@ -37,7 +40,9 @@ import CBDTestSupport
         let fd2 = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd2) }
         let bound2 = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd2, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd2, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         try #require(bound2 == 0 && listen(fd2, 1) == 0)
         #expect(throws: CBDError.self) { try SocketPath.claim(path) }

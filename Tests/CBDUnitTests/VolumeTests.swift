@@ -32,8 +32,11 @@ final class TracingDevice: BlockDevice {
 @Suite struct VolumeTests {
     func pattern(_ seed: UInt8, _ count: Int, compressible: Bool = true) -> [UInt8] {
         var rng = SplitMix(seed: UInt64(seed))
-        return (0..<count).map { i in compressible ? UInt8(truncatingIfNeeded: i / 64) &+ seed
-                                                   : UInt8(truncatingIfNeeded: rng.next()) }
+        return (0..<count).map { i in
+            compressible
+                ? UInt8(truncatingIfNeeded: i / 64) &+ seed
+                : UInt8(truncatingIfNeeded: rng.next())
+        }
     }
 
     func readAll(_ v: Volume, _ offset: Int, _ count: Int) throws -> [UInt8] {
@@ -89,15 +92,18 @@ final class TracingDevice: BlockDevice {
         for n in 0..<48 {
             var one = [UInt8](repeating: 2, count: bs)
             try one.withUnsafeMutableBytes { try single.read(into: $0, at: n * bs) }
-            #expect(one[...] == whole[n * bs ..< (n + 1) * bs], "block \(n)")
+            #expect(one[...] == whole[n * bs..<(n + 1) * bs], "block \(n)")
         }
         // Damage the compressed data of block 7: the many-block read names it.
         let e = try Volume(device: mem).entry(7)
         guard case .compressed(_, let pblks) = e else { Issue.record("block 7 should be compressed"); return }
         try mem.writePblks([UInt8](repeating: 0xEE, count: 4096), at: Int(pblks[0]))
         // The one block reader's message and kind (the plugin answers EIO for .corrupt).
-        #expect(throws: CBDError("memory: logical block 7 (bytes 458752-524287): compressed data is corrupt",
-                                 kind: .corrupt)) {
+        #expect(
+            throws: CBDError(
+                "memory: logical block 7 (bytes 458752-524287): compressed data is corrupt",
+                kind: .corrupt)
+        ) {
             try whole.withUnsafeMutableBytes { try Volume(device: mem, cacheBytes: 64 * bs).read(into: $0, at: 0) }
         }
     }
@@ -113,7 +119,7 @@ final class TracingDevice: BlockDevice {
             try write(v, pattern(UInt8(n), bs, compressible: n % 3 != 0), at: n * bs)
         }
         try v.flush()
-        for n in [3, 10, 11] { try write(v, pattern(UInt8(100 + n), bs), at: n * bs) }   // dirty, cached
+        for n in [3, 10, 11] { try write(v, pattern(UInt8(100 + n), bs), at: n * bs) }  // dirty, cached
         let expected = try readAll(v, 0, count * bs)
         var rng = SplitMix(seed: 9)
         let ranges: [(Int, Int)] = (0..<400).map { _ in
@@ -127,7 +133,7 @@ final class TracingDevice: BlockDevice {
                 let (offset, length) = ranges[i]
                 var out = [UInt8](repeating: 0xEE, count: length)
                 let ok = (try? out.withUnsafeMutableBytes { try box.value.readShared(into: $0, at: offset) }) != nil
-                if !ok || out[...] != expected[offset ..< offset + length] { mismatches.withLock { bad.append(i) } }
+                if !ok || out[...] != expected[offset..<offset + length] { mismatches.withLock { bad.append(i) } }
             }
         }
         #expect(bad.isEmpty, "ranges read wrong: \(bad.sorted())")
@@ -143,22 +149,22 @@ final class TracingDevice: BlockDevice {
         let bs = 65536
         let a = pattern(1, bs), b = pattern(2, bs), other = pattern(3, bs)
         try write(v, a, at: 0)
-        try write(v, other, at: bs)                 // a committed and evicted
-        let ahead = try #require(v.prefetch(offset: 100, length: 10))   // block 0 as a, read ahead
+        try write(v, other, at: bs)  // a committed and evicted
+        let ahead = try #require(v.prefetch(offset: 100, length: 10))  // block 0 as a, read ahead
         // Meanwhile another write: block 0 becomes b, is committed, and leaves the cache.
         try write(v, b, at: 0)
         try write(v, other, at: bs)
         let patch = [UInt8](repeating: 0xEE, count: 10)
         try patch.withUnsafeBytes { try v.write($0, at: 100, prefetched: ahead) }
         var want = b
-        want.replaceSubrange(100 ..< 110, with: patch)
+        want.replaceSubrange(100..<110, with: patch)
         let landedOnNewest = try readAll(v, 0, bs) == want
         #expect(landedOnNewest, "the write was applied to the stale read-ahead block")
         // With nothing committed in between the read-ahead is used, and is right.
         let fresh = try #require(v.prefetch(offset: bs + 5, length: 3))
         try [UInt8](repeating: 7, count: 3).withUnsafeBytes { try v.write($0, at: bs + 5, prefetched: fresh) }
         var want2 = other
-        want2.replaceSubrange(5 ..< 8, with: [7, 7, 7])
+        want2.replaceSubrange(5..<8, with: [7, 7, 7])
         let readAhead = try readAll(v, bs, bs) == want2
         #expect(readAhead)
         try v.close()
@@ -175,10 +181,10 @@ final class TracingDevice: BlockDevice {
         let bs = 65536
         let x1 = pattern(1, bs), x2 = pattern(2, bs), y = pattern(3, bs, compressible: false)
         try write(v, x1, at: 0)
-        try write(v, y, at: bs)          // x flushes, its object is reused for y
-        #expect(try readAll(v, 0, bs) == x1)   // x read again from disk: new data, not stale zeros
-        try write(v, x2, at: 0)          // x dirty again
-        #expect(try readAll(v, bs, bs) == y)   // reuse for y: x2 must be committed first
+        try write(v, y, at: bs)  // x flushes, its object is reused for y
+        #expect(try readAll(v, 0, bs) == x1)  // x read again from disk: new data, not stale zeros
+        try write(v, x2, at: 0)  // x dirty again
+        #expect(try readAll(v, bs, bs) == y)  // reuse for y: x2 must be committed first
         let before = dev.log.count
         #expect(try readAll(v, 0, bs) == x2)
         // The read of x came after every write of its commit: nothing was in flight.
@@ -205,11 +211,11 @@ final class TracingDevice: BlockDevice {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
         let bs = 65536
-        try write(v, pattern(1, bs), at: 0)                         // compressible
-        try write(v, pattern(2, bs, compressible: false), at: bs)   // raw
+        try write(v, pattern(1, bs), at: 0)  // compressible
+        try write(v, pattern(2, bs, compressible: false), at: bs)  // raw
         try write(v, [UInt8](repeating: 0, count: bs), at: 2 * bs)  // zeros: unallocated
         try write(v, [9], at: 3 * bs)
-        try v.discard(offset: 3 * bs, length: bs)                   // discarded: unallocated
+        try v.discard(offset: 3 * bs, length: bs)  // discarded: unallocated
         try v.close()
         let r = try Volume(device: mem)
         guard case .compressed(let len, let p) = try r.entry(0) else { Issue.record("not compressed"); return }
@@ -241,8 +247,9 @@ final class TracingDevice: BlockDevice {
         var wrote = 0
         var failed = false
         for n in 0..<200 {
-            do { try write(v, pattern(UInt8(n % 200 + 1), 4096, compressible: false), at: n * 4096); wrote = n }
-            catch { failed = true; break }
+            do { try write(v, pattern(UInt8(n % 200 + 1), 4096, compressible: false), at: n * 4096); wrote = n } catch {
+                failed = true; break
+            }
         }
         #expect(failed)
         #expect(wrote >= 55)
@@ -271,8 +278,10 @@ final class TracingDevice: BlockDevice {
             case 0...3:
                 let kind = rng.next() % 3
                 let data: [UInt8] = (0..<len).map { j in
-                    kind == 0 ? UInt8(truncatingIfNeeded: rng.next())
-                        : kind == 1 ? UInt8(truncatingIfNeeded: (off + j) / 37) : 0 }
+                    kind == 0
+                        ? UInt8(truncatingIfNeeded: rng.next())
+                        : kind == 1 ? UInt8(truncatingIfNeeded: (off + j) / 37) : 0
+                }
                 try write(v, data, at: off)
                 model.replaceSubrange(off..<off + len, with: data)
             case 4:

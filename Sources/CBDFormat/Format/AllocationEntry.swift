@@ -47,8 +47,10 @@ public enum EntryError: Error, Equatable, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case .badLength(let l): return "invalid length \(l)"
-        case .badSlot(let s, let v): return v == 0 ? "slot \(s) is empty but must name a pblk"
-                                                   : "slot \(s) holds pblk \(v) but must be 0"
+        case .badSlot(let s, let v):
+            return v == 0
+                ? "slot \(s) is empty but must name a pblk"
+                : "slot \(s) holds pblk \(v) but must be 0"
         case .outsideData(let p): return "names pblk \(p) outside the data area"
         }
     }
@@ -61,4 +63,3 @@ public enum EntryError: Error, Equatable, CustomStringConvertible, Sendable {
         return CBDError("\(path): logical block \(n): corrupt entry: \(self)", kind: .corrupt)
     }
 }
-

@@ -79,8 +79,10 @@ public struct EntryCodec: Sendable {
     /// The field widths are given by the caller, which switches over the variants and passes
     /// literals: inlined, every width test folds away.
     @inlinable @inline(__always)
-    public func usedSlots(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
-                          lenBytes: Int, pblkBytes: Int) -> Int? {
+    public func usedSlots(
+        _ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
+        lenBytes: Int, pblkBytes: Int
+    ) -> Int? {
         guard let used = usedSlotsOfData(p, lenBytes: lenBytes) else { return nil }
         let q = p + lenBytes
         for i in 0..<used {
@@ -96,8 +98,10 @@ public struct EntryCodec: Sendable {
     /// writers lay a block out, so the cheapest question for fsck's pass 1: no slot is
     /// checked or claimed alone.
     @inlinable @inline(__always)
-    public func run(_ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
-                    lenBytes: Int, pblkBytes: Int) -> (start: Pblk, used: Int)? {
+    public func run(
+        _ p: UnsafeRawPointer, within first: Pblk, count: Pblk,
+        lenBytes: Int, pblkBytes: Int
+    ) -> (start: Pblk, used: Int)? {
         guard let used = usedSlotsOfData(p, lenBytes: lenBytes) else { return nil }
         let q = p + lenBytes
         let start = LE.get(q, pblkBytes)

@@ -39,9 +39,10 @@ public struct Geometry: Equatable, Sendable {
 
     /// The geometry of a validated header; throws when the zones cannot hold what it claims.
     public init(header h: Header) throws(GeometryError) {
-        try self.init(nrPblk: Int(h.nrPhysicalSectors / UInt64(Units.sectorsPerPblk)),
-                      lblkShift: Int(h.lblkShift), lblkPerZoneShift: Int(h.lblkPerZoneShift),
-                      nrLblk: Int(h.nrLogicalSectors / (UInt64(Units.sectorsPerPblk) << UInt64(h.lblkShift))))
+        try self.init(
+            nrPblk: Int(h.nrPhysicalSectors / UInt64(Units.sectorsPerPblk)),
+            lblkShift: Int(h.lblkShift), lblkPerZoneShift: Int(h.lblkPerZoneShift),
+            nrLblk: Int(h.nrLogicalSectors / (UInt64(Units.sectorsPerPblk) << UInt64(h.lblkShift))))
     }
 
     /// Derives the layout and checks the validity rules of format-v1.
@@ -50,8 +51,9 @@ public struct Geometry: Equatable, Sendable {
         try self.init(unchecked: nrPblk, lblkShift: lblkShift, lblkPerZoneShift: lblkPerZoneShift, nrLblk: nrLblk)
         guard nrZones >= 1 else { throw .noZone(nrPblk: nrPblk) }
         guard dataEnd(nrZones - 1) > dataStart(nrZones - 1) else {
-            throw .lastZoneTooSmall(zone: nrZones - 1, pblks: nrPblk - zoneStart(nrZones - 1),
-                                    needs: 2 + tableBlocks)
+            throw .lastZoneTooSmall(
+                zone: nrZones - 1, pblks: nrPblk - zoneStart(nrZones - 1),
+                needs: 2 + tableBlocks)
         }
         guard nrLblk <= nrZones << lblkPerZoneShift else {
             throw .logicalTooLarge(nrLblk: nrLblk, capacity: nrZones << lblkPerZoneShift)
@@ -61,13 +63,14 @@ public struct Geometry: Equatable, Sendable {
     /// The derived numbers without the validity rules (mkfs probes candidates with it).
     public init(unchecked nrPblk: Int, lblkShift: Int, lblkPerZoneShift: Int, nrLblk: Int) throws(GeometryError) {
         guard nrPblk >= 0, nrPblk <= Int(Units.maxPblks), (0...Units.maxLblkShift).contains(lblkShift),
-              (0...Units.maxLblkPerZoneShift).contains(lblkPerZoneShift), nrLblk > 0
+            (0...Units.maxLblkPerZoneShift).contains(lblkPerZoneShift), nrLblk > 0
         else { throw .outOfRange }
         self.nrPblk = nrPblk
         self.lblkShift = lblkShift
         self.lblkPerZoneShift = lblkPerZoneShift
         self.nrLblk = nrLblk
-        let entry = (Units.pblkSize << lblkShift <= 65536 ? 2 : 4)
+        let entry =
+            (Units.pblkSize << lblkShift <= 65536 ? 2 : 4)
             + Geometry.pblkBytes(forPblkCount: nrPblk) << lblkShift
         tableBlocks = ((entry << lblkPerZoneShift) + Units.pblkSize - 1) / Units.pblkSize
         let span = 1 + tableBlocks + Units.pblksPerBitmap
@@ -78,7 +81,7 @@ public struct Geometry: Equatable, Sendable {
 
     public func zoneStart(_ z: Int) -> Int { 1 + z * zoneSpan }
     public func bitmapPblk(_ z: Int) -> Int { zoneStart(z) }
-    public func tablePblks(_ z: Int) -> Range<Int> { zoneStart(z) + 1 ..< zoneStart(z) + 1 + tableBlocks }
+    public func tablePblks(_ z: Int) -> Range<Int> { zoneStart(z) + 1..<zoneStart(z) + 1 + tableBlocks }
     public func dataStart(_ z: Int) -> Int { zoneStart(z) + 1 + tableBlocks }
     public func dataEnd(_ z: Int) -> Int { min(zoneStart(z) + zoneSpan, nrPblk) }
     /// Data pblks that zone `z` really has (fewer than 32768 only in a short last zone).
@@ -87,7 +90,7 @@ public struct Geometry: Equatable, Sendable {
     /// Logical blocks whose entries live in zone `z` and are inside the logical size.
     public func lblks(inZone z: Int) -> Range<Int> {
         let first = z << lblkPerZoneShift
-        return min(first, nrLblk) ..< min(first + lblkPerZone, nrLblk)
+        return min(first, nrLblk)..<min(first + lblkPerZone, nrLblk)
     }
 
     public func zone(ofLblk n: Int) -> Int { n >> lblkPerZoneShift }
@@ -105,12 +108,12 @@ public struct Geometry: Equatable, Sendable {
 
     /// The bytes after zone `z`'s last entry up to the end of its last table pblk: always zero.
     public func tablePadding(zone z: Int) -> Range<Int> {
-        entryOffset(zone: z, index: lblkPerZone) ..< tablePblks(z).upperBound * Units.pblkSize
+        entryOffset(zone: z, index: lblkPerZone)..<tablePblks(z).upperBound * Units.pblkSize
     }
 
     /// Zone `z`'s bitmap and table: what must read as zeros before a fresh zone is usable.
     public func metadataBytes(zone z: Int) -> Range<Int> {
-        bitmapPblk(z) * Units.pblkSize ..< tablePblks(z).upperBound * Units.pblkSize
+        bitmapPblk(z) * Units.pblkSize..<tablePblks(z).upperBound * Units.pblkSize
     }
 
     /// The data pblk of index `t` when the data areas of all zones are counted as one stream,

@@ -33,8 +33,10 @@ public struct Header: Equatable, Sendable {
         didSet { versionMinor = intent == nil ? 0 : 1 }
     }
 
-    public init(nrPhysicalSectors: UInt64, nrLogicalSectors: UInt64,
-                lblkShift: UInt16, lblkPerZoneShift: UInt16, flags: UInt16 = 0) {
+    public init(
+        nrPhysicalSectors: UInt64, nrLogicalSectors: UInt64,
+        lblkShift: UInt16, lblkPerZoneShift: UInt16, flags: UInt16 = 0
+    ) {
         self.nrPhysicalSectors = nrPhysicalSectors
         self.nrLogicalSectors = nrLogicalSectors
         self.lblkShift = lblkShift
@@ -78,8 +80,8 @@ public struct Header: Equatable, Sendable {
             guard h.isDirty else { throw .badIntent("on a device not marked DIRTY") }
         }
         try h.validate()
-        let used = h.intent?.byteRange ?? fieldBytes ..< fieldBytes
-        for i in fieldBytes ..< Units.pblkSize where !used.contains(i) && b[i] != 0 {
+        let used = h.intent?.byteRange ?? fieldBytes..<fieldBytes
+        for i in fieldBytes..<Units.pblkSize where !used.contains(i) && b[i] != 0 {
             throw .reservedNotZero(offset: i)
         }
         return h
@@ -170,9 +172,10 @@ public enum HeaderError: Error, Equatable, CustomStringConvertible, Sendable {
 extension Header {
     /// The fields of a header pblk as they are, without any check (for showing damaged devices).
     public static func fields(_ b: [UInt8]) -> Header {
-        var h = Header(nrPhysicalSectors: LE.get(b, 8, 8), nrLogicalSectors: LE.get(b, 16, 8),
-                       lblkShift: UInt16(LE.get(b, 24, 2)), lblkPerZoneShift: UInt16(LE.get(b, 26, 2)),
-                       flags: UInt16(LE.get(b, 28, 2)))
+        var h = Header(
+            nrPhysicalSectors: LE.get(b, 8, 8), nrLogicalSectors: LE.get(b, 16, 8),
+            lblkShift: UInt16(LE.get(b, 24, 2)), lblkPerZoneShift: UInt16(LE.get(b, 26, 2)),
+            flags: UInt16(LE.get(b, 28, 2)))
         h.versionMajor = UInt16(LE.get(b, 4, 2))
         h.versionMinor = UInt16(LE.get(b, 6, 2))
         h.algorithm = b[30]
@@ -183,6 +186,8 @@ extension Header {
 extension Header {
     /// Bytes as two-digit hex separated by spaces ("43 42 44 2a"), for showing a magic.
     public static func hex(_ bytes: ArraySlice<UInt8>) -> String {
-        bytes.map { b in let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }.joined(separator: " ")
+        bytes.map { b in
+            let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s
+        }.joined(separator: " ")
     }
 }

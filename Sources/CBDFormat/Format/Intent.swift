@@ -57,24 +57,27 @@ public struct Intent: Equatable, Sendable {
     public static func inlineRecords(entryLen: Int) -> Int { maxInlineBytes / recordBytes(entryLen: entryLen) }
 
     func encode(into b: inout [UInt8]) {
-        b.replaceSubrange(Intent.offset ..< Intent.offset + 4, with: Intent.magic)
+        b.replaceSubrange(Intent.offset..<Intent.offset + 4, with: Intent.magic)
         LE.put(UInt64(records), 4, &b, Intent.offset + 4)
         LE.put(UInt64(journal.count), 4, &b, Intent.offset + 8)
         LE.put(UInt64(payloadBytes), 8, &b, Intent.offset + 16)
         if isInline {
-            b.replaceSubrange(Intent.listOffset ..< Intent.listOffset + inlinePayload.count, with: inlinePayload)
+            b.replaceSubrange(Intent.listOffset..<Intent.listOffset + inlinePayload.count, with: inlinePayload)
         }
         for (i, p) in journal.enumerated() { LE.put(p, 8, &b, Intent.listOffset + 8 * i) }
     }
 
     /// The bytes of the header pblk the intent occupies (the rest must be zero).
-    var byteRange: Range<Int> { Intent.offset ..< Intent.listOffset + (isInline ? payloadBytes : 8 * journal.count) }
+    var byteRange: Range<Int> { Intent.offset..<Intent.listOffset + (isInline ? payloadBytes : 8 * journal.count) }
 
     /// Reads and checks an intent from a header pblk: counts in range, a payload that fits
     /// inline or fills its journal pblks, no pblk 0. What the geometry decides is checked at replay.
     static func decode(_ b: [UInt8]) throws(HeaderError) -> Intent {
-        guard b.count >= Units.pblkSize, Array(b[offset ..< offset + 4]) == magic else { throw .badIntent("no intent "
-            + "magic") }
+        guard b.count >= Units.pblkSize, Array(b[offset..<offset + 4]) == magic else {
+            throw .badIntent(
+                "no intent "
+                    + "magic")
+        }
         let records = LE.get(b, offset + 4, 4), n = LE.get(b, offset + 8, 4)
         let zero = LE.get(b, offset + 12, 4), payload = LE.get(b, offset + 16, 8)
         guard zero == 0, records >= 1, n <= UInt64(maxJournalPblks) else {
@@ -84,10 +87,11 @@ public struct Intent: Equatable, Sendable {
             guard payload <= UInt64(maxInlineBytes), payload / records >= 9 else {
                 throw .badIntent("inline payload of \(payload) bytes does not fit the header")
             }
-            return Intent(records: Int(records), inline: Array(b[listOffset ..< listOffset + Int(payload)]))
+            return Intent(records: Int(records), inline: Array(b[listOffset..<listOffset + Int(payload)]))
         }
         guard payload > (n - 1) * UInt64(Units.pblkSize), payload <= n * UInt64(Units.pblkSize),
-              payload / records >= 9 else { throw .badIntent("payload of \(payload) bytes does not fit \(n) pblks") }
+            payload / records >= 9
+        else { throw .badIntent("payload of \(payload) bytes does not fit \(n) pblks") }
         let journal = (0..<Int(n)).map { LE.get(b, listOffset + 8 * $0, 8) }
         guard !journal.contains(0), Set(journal).count == journal.count else {
             throw .badIntent("journal pblks repeat or include pblk 0")
@@ -111,7 +115,7 @@ public struct Intent: Equatable, Sendable {
         let size = recordBytes(entryLen: entryLen)
         guard count > 0, payload.count == count * size else { return nil }
         return (0..<count).map { i in
-            (LE.get(payload, i * size, 8), Array(payload[i * size + 8 ..< (i + 1) * size]))
+            (LE.get(payload, i * size, 8), Array(payload[i * size + 8..<(i + 1) * size]))
         }
     }
 }

@@ -7,8 +7,10 @@ package enum LZ4Codec {
     /// Compresses `count` bytes from `src` into at most `capacity` bytes at `dst`, at `level`
     /// (fast, or LZ4HC with this thread's state). Returns the compressed length, or nil when
     /// it does not fit (store the block raw then).
-    package static func compress(_ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutableRawPointer,
-                                 capacity: Int, level: CompressionLevel = .fast) -> Int? {
+    package static func compress(
+        _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutableRawPointer,
+        capacity: Int, level: CompressionLevel = .fast
+    ) -> Int? {
         guard count <= Int(LZ4_MAX_INPUT_SIZE), capacity > 0 else { return nil }
         let s = src.assumingMemoryBound(to: CChar.self), d = dst.assumingMemoryBound(to: CChar.self)
         let cap = Int32(min(capacity, Int(Int32.max)))
@@ -38,24 +40,30 @@ package enum LZ4Codec {
 
     /// Decompresses `count` bytes into exactly `expected` bytes at `dst`; false when the data
     /// is corrupt or does not produce exactly `expected` bytes.
-    package static func decompress(_ src: UnsafeRawPointer, count: Int,
-                                  into dst: UnsafeMutableRawPointer, expected: Int) -> Bool {
+    package static func decompress(
+        _ src: UnsafeRawPointer, count: Int,
+        into dst: UnsafeMutableRawPointer, expected: Int
+    ) -> Bool {
         guard count > 0, count <= Int(Int32.max), expected <= Int(Int32.max) else { return false }
-        let n = LZ4_decompress_safe(src.assumingMemoryBound(to: CChar.self),
-                                    dst.assumingMemoryBound(to: CChar.self),
-                                    Int32(count), Int32(expected))
+        let n = LZ4_decompress_safe(
+            src.assumingMemoryBound(to: CChar.self),
+            dst.assumingMemoryBound(to: CChar.self),
+            Int32(count), Int32(expected))
         return Int(n) == expected
     }
 
     /// Decompresses only the first `prefix` bytes of a block (liblz4's partial decoding stops
     /// once they are out): a small read of a huge block costs what precedes it, not the block.
     /// False when the data is corrupt or ends before `prefix` bytes.
-    package static func decompress(_ src: UnsafeRawPointer, count: Int,
-                                  into dst: UnsafeMutableRawPointer, prefix: Int) -> Bool {
+    package static func decompress(
+        _ src: UnsafeRawPointer, count: Int,
+        into dst: UnsafeMutableRawPointer, prefix: Int
+    ) -> Bool {
         guard count > 0, count <= Int(Int32.max), prefix > 0, prefix <= Int(Int32.max) else { return false }
-        let n = LZ4_decompress_safe_partial(src.assumingMemoryBound(to: CChar.self),
-                                            dst.assumingMemoryBound(to: CChar.self),
-                                            Int32(count), Int32(prefix), Int32(prefix))
+        let n = LZ4_decompress_safe_partial(
+            src.assumingMemoryBound(to: CChar.self),
+            dst.assumingMemoryBound(to: CChar.self),
+            Int32(count), Int32(prefix), Int32(prefix))
         return Int(n) == prefix
     }
 }

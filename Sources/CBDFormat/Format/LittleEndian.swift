@@ -24,8 +24,14 @@
         default: break
         }
         var v: UInt64 = 0
-        for i in stride(from: width - 1, through: 0, by: -1) { v = v << 8 | UInt64(p.load(fromByteOffset: i,
-            as: UInt8.self)) }
+        for i in stride(from: width - 1, through: 0, by: -1) {
+            v =
+                v << 8
+                | UInt64(
+                    p.load(
+                        fromByteOffset: i,
+                        as: UInt8.self))
+        }
         return v
     }
 

@@ -17,12 +17,15 @@ public enum PackedBlock: Equatable, Sendable {
     /// Packs the `lblkSize` bytes at `src`: compressed into `out` (room for
     /// `maxCompressedLength(lblkSize:)` bytes) and padded there with zeros to whole pblks,
     /// when that saves a pblk; at `level` (the lz4 tool's numbering).
-    public static func pack(_ src: UnsafeRawPointer, lblkSize: Int, into out: UnsafeMutableRawPointer,
-                            level: CompressionLevel = .fast) -> PackedBlock {
+    public static func pack(
+        _ src: UnsafeRawPointer, lblkSize: Int, into out: UnsafeMutableRawPointer,
+        level: CompressionLevel = .fast
+    ) -> PackedBlock {
         guard !isAllZero(src, lblkSize) else { return .zero }
         let capacity = maxCompressedLength(lblkSize: lblkSize)
         guard capacity > 0,
-              let n = LZ4Codec.compress(src, count: lblkSize, into: out, capacity: capacity, level: level) else {
+            let n = LZ4Codec.compress(src, count: lblkSize, into: out, capacity: capacity, level: level)
+        else {
             return .raw
         }
         (out + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded(n) - n)

@@ -3,8 +3,11 @@
 /// `slots` (indices into the list) whose pblks follow one another from `first`. One read or
 /// write, or one release, per run: the loop every block's I/O is made of, written once
 /// (inlinable: it runs on every read and write of the hot paths).
-public struct PblkRuns<C: RandomAccessCollection>: Sequence, IteratorProtocol where C.Element: BinaryInteger,
-                                                                                    C.Index == Int {
+public struct PblkRuns<C: RandomAccessCollection>: Sequence, IteratorProtocol
+where
+    C.Element: BinaryInteger,
+    C.Index == Int
+{
     @usableFromInline let pblks: C
     @usableFromInline var at: Int
 
@@ -18,6 +21,6 @@ public struct PblkRuns<C: RandomAccessCollection>: Sequence, IteratorProtocol wh
         let start = at
         at += 1
         while at < pblks.endIndex && pblks[at] == pblks[at - 1] + 1 { at += 1 }
-        return (Int(pblks[start]), start ..< at)
+        return (Int(pblks[start]), start..<at)
     }
 }

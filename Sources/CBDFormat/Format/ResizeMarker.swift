@@ -11,7 +11,7 @@ public enum ResizeMarker {
         var b = [UInt8](repeating: 0, count: Units.pblkSize)
         b.replaceSubrange(0..<8, with: magic)
         LE.put(UInt64(name.count), 2, &b, 8)
-        b.replaceSubrange(10 ..< 10 + name.count, with: name)
+        b.replaceSubrange(10..<10 + name.count, with: name)
         return b
     }
 
@@ -20,6 +20,6 @@ public enum ResizeMarker {
         guard b.count >= Units.pblkSize, Array(b[0..<8]) == magic else { return nil }
         let n = Int(LE.get(b, 8, 2))
         guard n <= Units.pblkSize - 10 else { return nil }
-        return String(decoding: b[10 ..< 10 + n], as: UTF8.self)
+        return String(decoding: b[10..<10 + n], as: UTF8.self)
     }
 }

@@ -23,10 +23,11 @@ public struct MemoryBudget: Sendable {
     /// when two do not fit) for `preferred` blocks of `blockBytes`, each needing
     /// `buffersPerBlock` buffers of its size, plus `fixed` bytes.
     public func windows(preferred: Int, blockBytes: Int, buffersPerBlock: Int, fixed: Int = 0)
-        -> (blocks: Int, count: Int) {
+        -> (blocks: Int, count: Int)
+    {
         let perBlock = blockBytes.multipliedReportingOverflow(by: buffersPerBlock)
         guard !perBlock.overflow, perBlock.partialValue > 0 else { return (1, 1) }
-        let room = max(0, bytes - fixed) / perBlock.partialValue   // blocks that fit, all windows
+        let room = max(0, bytes - fixed) / perBlock.partialValue  // blocks that fit, all windows
         if room >= 2 { return (max(1, min(preferred, room / 2)), 2) }
         return (1, 1)
     }

@@ -13,9 +13,11 @@ extension Parallel {
     /// costs hundreds of microseconds, and a barrier pays several per batch on the critical
     /// path. Here a worker sleeps only when it is `window` ahead and the consumer only when
     /// the next result is not made yet; each side wakes the other only when it sleeps.
-    package static func pipeline<T>(count: Int, workers: Int, window: Int,
-                                    produce: @escaping (Int, Int) throws -> T,
-                                    consume: (Int, T) throws -> Bool) throws {
+    package static func pipeline<T>(
+        count: Int, workers: Int, window: Int,
+        produce: @escaping (Int, Int) throws -> T,
+        consume: (Int, T) throws -> Bool
+    ) throws {
         guard count > 0 else { return }
         let state = PipelineState<T>(window: max(1, window), count: count)
         let workers = max(1, min(workers, count))
@@ -38,12 +40,12 @@ extension Parallel {
 private final class PipelineState<T>: @unchecked Sendable {
     // Allocated, not stored properties: pthread objects must not move.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t> = .allocate(capacity: 1)
-    private let madeCond: UnsafeMutablePointer<pthread_cond_t> = .allocate(capacity: 1)   // the consumer waits
+    private let madeCond: UnsafeMutablePointer<pthread_cond_t> = .allocate(capacity: 1)  // the consumer waits
     private let spaceCond: UnsafeMutablePointer<pthread_cond_t> = .allocate(capacity: 1)  // workers wait
     private var ring: [T?]
     private let count: Int
-    private var next = 0                       // the next index a worker takes
-    private var consumed = 0                   // results taken by the consumer
+    private var next = 0  // the next index a worker takes
+    private var consumed = 0  // results taken by the consumer
     private var consumerWaits = false
     private var workersWaiting = 0
     private var cancelled = false
