@@ -47,8 +47,6 @@ public struct CBDToRaw {
         let out: ByteBuffer
         var present: [Bool]
         var first = 0, count = 0
-        let done = DispatchGroup()
-        let error = ErrorBox()
         init(blocks: Int, lblkSize: Int) {
             out = ByteBuffer(count: blocks * lblkSize)
             present = [Bool](repeating: false, count: blocks)
@@ -81,22 +79,19 @@ public struct CBDToRaw {
                 (first: $0, count: min(perWindow, lblks.upperBound - $0))
             }
         }
-        var previous: Window?
-        /// Waits for a window's decoding and writes it.
-        func finish(_ w: Window) throws {
-            w.done.wait()
-            if let e = w.error.first { throw e }
+        // The windows share the workers' scratch: one decodes at a time, while the one before
+        // it is written.
+        let buffer = DoubleBuffer(windows, overlappingFills: false) { w in
             try CBDToRaw.writeWindow(w, g, to: out, zeroHoles: zeroHoles)
         }
         var holes = HoleMap(input)
-        var slot = 0, holeBlocks = 0, done = 0
+        var holeBlocks = 0, done = 0
         /// Lblks `done ..< lblk` are unallocated: zeros where the output has no holes.
         func unallocated(to lblk: Int) throws {
             guard lblk > done else { return }
             holeBlocks += lblk - done
             if zeroHoles {
-                if let p = previous { try finish(p) }
-                previous = nil
+                try buffer.flush()
                 try out.zero(done * g.lblkSize..<lblk * g.lblkSize)
             }
             done = lblk
@@ -111,31 +106,20 @@ public struct CBDToRaw {
             if holes.isHole(table) {
                 holeBlocks += count
                 if zeroHoles {
-                    if let p = previous { try finish(p) }
-                    previous = nil
+                    try buffer.flush()
                     try out.zero(first * g.lblkSize..<(first + count) * g.lblkSize)
                 }
                 continue
             }
-            if let p = previous { p.done.wait(); if let e = p.error.first { throw e } }
-            let w = windows[slot % windows.count]
-            slot += 1
-            if let p = previous, p === w { try finish(p); previous = nil }  // one window: written before reuse
-            w.first = first
-            w.count = count
             let job = UncheckedBox((input, g, codec, scratch, counts, salvage))
-            DispatchQueue.global().async(group: w.done) {
+            try buffer.start(prepare: { w in (w.first, w.count) = (first, count) }) { w in
                 let (input, g, codec, scratch, counts, salvage) = job.value
-                do {
-                    try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts, salvage: salvage)
-                } catch { w.error.set(error) }
+                try CBDToRaw.decodeWindow(input, g, codec, w, scratch: scratch, counts: counts, salvage: salvage)
             }
-            if let p = previous { try CBDToRaw.writeWindow(p, g, to: out, zeroHoles: zeroHoles) }
-            previous = w
             progress?(first * g.lblkSize, g.logicalBytes)
         }
         try unallocated(to: g.nrLblk)
-        if let p = previous { try finish(p) }
+        try buffer.flush()
         progress?(g.logicalBytes, g.logicalBytes)
         var summary = ConvertSummary()
         summary.blocks = g.nrLblk

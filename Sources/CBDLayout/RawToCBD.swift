@@ -120,8 +120,6 @@ public struct RawToCBD {
         var lens: [UInt32]
         var first = 0, count = 0
         var extents: [Range<Int>] = []
-        let done = DispatchGroup()
-        let error = ErrorBox()
         var chunks: Int { (count + chunkBlocks - 1) / chunkBlocks }
         init(blocks: Int, lblkSize: Int, chunkBlocks: Int) {
             input = ByteBuffer(count: blocks * lblkSize)
@@ -148,11 +146,8 @@ public struct RawToCBD {
         let batches = (0..<windows).map { _ in Batch(blocks: window, lblkSize: lblkSize, chunkBlocks: chunkBlocks) }
         var summary = ConvertSummary()
         summary.blocks = nrLblk
-        var pending: Batch?
-        /// Waits for a batch and appends its data and lengths, in block order.
+        /// Appends a compressed batch's data and lengths, in block order.
         func finish(_ b: Batch) throws {
-            b.done.wait()
-            if let e = b.error.first { throw e }
             for c in 0..<b.chunks where b.outUsed[c] > 0 {
                 try data.append(b.output.base + c * chunkBlocks * lblkSize, b.outUsed[c])
             }
@@ -166,14 +161,15 @@ public struct RawToCBD {
             }
             progress?(min((b.first + b.count) * lblkSize, input.size), input.size)
         }
-        var first = 0, slot = 0
+        let buffer = DoubleBuffer(batches, overlappingFills: true, write: finish)
+        var first = 0
         var holes = HoleMap(input)
         while first < nrLblk {
             // Blocks in a hole of the input are unallocated: a hole in the length log too,
             // and nothing read, cleared or compressed. The next window starts at the data.
             let data0 = holes.data(after: first * lblkSize).map { $0.lowerBound / lblkSize } ?? nrLblk
             if data0 > first {
-                if let p = pending { try finish(p); pending = nil }
+                try buffer.flush()
                 let skipped = min(data0, nrLblk) - first
                 try lengths.extend(to: (first + skipped) * 4)
                 summary.unallocatedBlocks += skipped
@@ -181,21 +177,15 @@ public struct RawToCBD {
                 progress?(min(first * lblkSize, input.size), input.size)
                 continue
             }
-            let b = batches[slot % batches.count]
-            slot += 1
-            if let p = pending, p === b { try finish(p); pending = nil }  // one window: written before reuse
-            b.first = first
-            b.count = min(window, nrLblk - first)
-            b.extents = holes.dataRanges(in: first * lblkSize..<min((first + b.count) * lblkSize, input.size))
+            let count = min(window, nrLblk - first)
+            let extents = holes.dataRanges(in: first * lblkSize..<min((first + count) * lblkSize, input.size))
             let job = UncheckedBox((self, input))
-            DispatchQueue.global().async(group: b.done) {
-                do { try job.value.0.compressBatch(job.value.1, b) } catch { b.error.set(error) }
+            try buffer.start(prepare: { [first] b in (b.first, b.count, b.extents) = (first, count, extents) }) { b in
+                try job.value.0.compressBatch(job.value.1, b)
             }
-            if let p = pending { try finish(p) }
-            pending = b
-            first += b.count
+            first += count
         }
-        if let p = pending { try finish(p) }
+        try buffer.flush()
         summary.dataPblks = data.size / Units.pblkSize
         return summary
     }
