@@ -4,7 +4,7 @@
 SWIFT    ?= swift
 PACKAGES := python3 pkg-config liblz4-dev libblkid-dev zlib1g-dev e2fsprogs lz4 util-linux bsdutils mandoc qemu-utils fdisk time strace \
             nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd dpkg-dev man-db xz-utils lintian \
-            qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio fio
+            qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio fio systemd
 DEMO_DIR ?= demo-out
 PREFIX   ?= /usr/local
 DESTDIR  ?=

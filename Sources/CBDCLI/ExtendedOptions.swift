@@ -8,6 +8,7 @@ public struct ExtendedOptions: ExpressibleByArgument, Sendable {
     public var resize: Int?
 
     public init?(argument: String) {
+        guard !argument.isEmpty else { return nil }
         for item in argument.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, parts[0] == "resize", let bytes = ByteSize.parse(parts[1]), bytes > 0 else {

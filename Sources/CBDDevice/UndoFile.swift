@@ -74,8 +74,8 @@ enum UndoFile {
     }
 
     /// Marks the file as an undo under way or applied (its first eight bytes), synced.
-    static func mark(_ fd: Int32, _ magic: [UInt8], path: String) throws {
-        try pwriteAll(fd, magic, magic.count, 0, what: path)
+    static func mark(_ fd: Int32, _ state: [UInt8], path: String) throws {
+        try pwriteAll(fd, state, state.count, 0, what: path)
         guard fsync(fd) == 0 else { throw systemError("cannot sync", path, errno: errno) }
     }
 

@@ -60,23 +60,18 @@ struct Mkfs: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print every zone's layout.") var verbose = false
 
     /// The layout mkfs chooses; with -E resize=, planned for that logical size and holding
-    /// this one (the same zones and tables).
+    /// this one (the same zones and tables). A refusal names the device: the sizes alone do
+    /// not say which.
     func plan(physical: Int, logical: Int, lblkShift: Int) throws -> Geometry {
-        do { return try plan(logical: logical, physical: physical, lblkShift: lblkShift) } catch var e as CBDError {
-            e.message = "\(device): " + e.message  // the sizes alone do not say which device
+        let lblkSize = Units.pblkSize << lblkShift
+        let target = max(logical, extended?.resize.map { ($0 + lblkSize - 1) / lblkSize * lblkSize } ?? 0)
+        do {
+            let planned = try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: target, lblkShift: lblkShift)
+            return target == logical ? planned : try LayoutPlanner.holding(logicalBytes: logical, in: planned)
+        } catch var e as CBDError {
+            e.message = "\(device): " + e.message
             throw e
         }
-    }
-
-    private func plan(logical: Int, physical: Int, lblkShift: Int) throws -> Geometry {
-        let lblkSize = Units.pblkSize << lblkShift
-        guard let grow = extended?.resize, grow > logical else {
-            return try LayoutPlanner.plan(physicalBytes: physical, logicalBytes: logical, lblkShift: lblkShift)
-        }
-        let planned = try LayoutPlanner.plan(
-            physicalBytes: physical,
-            logicalBytes: (grow + lblkSize - 1) / lblkSize * lblkSize, lblkShift: lblkShift)
-        return try LayoutPlanner.holding(logicalBytes: logical, in: planned)
     }
 
     func validate() throws {
