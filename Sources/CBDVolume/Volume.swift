@@ -50,16 +50,8 @@ public final class Volume {
     /// Counts the publications of entries (commits, replays): a block read ahead of a write
     /// (`prefetch`) is still what the device holds while this has not moved.
     var entryGeneration = 0
-    /// The write in progress's read-ahead blocks (`write(_:at:prefetched:)`).
-    var ready: Prefetch?
-
-    final class CachedBlock {
-        package var data: [UInt8]
-        var dirty = false
-        /// Pblks promised to this block's next commit (`SpaceLedger`).
-        var reserved = 0
-        init(_ data: [UInt8]) { self.data = data }
-    }
+    /// What was done ahead for the write in progress (`write(_:at:ahead:)`).
+    var ready: WriteAhead?
 
     /// Opens the CBD on `device`. `cacheBytes` bounds the logical block cache (at least one
     /// block); `force` allows writing a device found DIRTY (after completing an interrupted
@@ -91,11 +83,9 @@ public final class Volume {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
         try checkRange(offset, buffer.count)
+        let size = geometry.lblkSize
         try forEachBlock(offset, buffer.count) { n, inner, done, len in
-            let b = try block(n, load: true)
-            b.data.withUnsafeBytes { src in
-                (buffer.baseAddress! + done).copyMemory(from: src.baseAddress! + inner, byteCount: len)
-            }
+            try block(n, load: true).copy(inner..<inner + len, to: buffer.baseAddress! + done, lblkSize: size)
         }
     }
 
@@ -122,13 +112,12 @@ public final class Volume {
         var buffers: ByteBuffer?
         try forEachBlock(offset, buffer.count) { n, inner, done, len in
             let dst = buffer.baseAddress! + done
-            let e: AllocationEntry? = try sharedLock.withLock {
-                if let b = blocks.peek(n) {
-                    b.data.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + inner, byteCount: len) }
-                    return nil
-                }
-                return try entry(n)
+            // A cached block is copied out after the lock (a packed one decodes outside it).
+            let (cached, e): (CachedBlock.Snapshot?, AllocationEntry?) = try sharedLock.withLock {
+                if let b = blocks.peek(n) { return (b.snapshot, nil) }
+                return (nil, try entry(n))
             }
+            if let cached { return try CachedBlock.copy(cached, inner..<inner + len, to: dst, lblkSize: size) }
             guard let e else { return }
             if e == .unallocated {
                 dst.initializeMemory(as: UInt8.self, repeating: 0, count: len)
@@ -286,14 +275,21 @@ public final class Volume {
         try beginChanges()
         var i = 0
         try forEachBlock(offset, length) { n, inner, done, len in
-            let b = try block(n, load: len < geometry.lblkSize)
-            b.data.withUnsafeMutableBytes { put(source.map { $0 + done }, into: $0.baseAddress! + inner, len) }
+            let b: CachedBlock
+            if let packed = packedAhead(n) {
+                b = try block(n, replacedBy: packed)
+            } else {
+                b = try block(n, load: len < geometry.lblkSize)
+                try b.changePlain(lblkSize: geometry.lblkSize, whole: len == geometry.lblkSize) {
+                    put(source.map { $0 + done }, into: $0 + inner, len)
+                }
+            }
             b.dirty = true
             // The block's earlier promise is replaced by the one made for this request.
             ledger.release(b.reserved)
             b.reserved = pending[i]
             pending[i] = 0
-            if b.reserved > 0 && b.data.withUnsafeBytes({ isAllZero($0.baseAddress!, $0.count) }) {
+            if b.reserved > 0 && b.readsAsZeros {
                 ledger.release(b.reserved)
                 b.reserved = 0
             }
@@ -333,7 +329,8 @@ public final class Volume {
     /// reserved nothing and changed no block, when even that does not fit.
     private func reserveRoom(_ offset: Int, _ length: Int, _ source: UnsafeRawPointer?) throws -> [Int] {
         var worst: [Int] = []
-        forEachBlock(offset, length) { _, _, done, len in
+        forEachBlock(offset, length) { n, _, done, len in
+            if let packed = packedAhead(n)?.form { return worst.append(packed.pblks(lblkSize: geometry.lblkSize)) }
             let zeros = len == geometry.lblkSize && (source.map { isAllZero($0 + done, len) } ?? true)
             worst.append(zeros ? 0 : geometry.pblkPerLblk)
         }
@@ -359,7 +356,7 @@ public final class Volume {
                 var data =
                     p.len == geometry.lblkSize
                     ? [UInt8](repeating: 0, count: p.len)
-                    : try blocks.peek(p.n)?.data ?? loadBlock(p.n)
+                    : try blocks.peek(p.n)?.plainCopy(lblkSize: geometry.lblkSize) ?? loadBlock(p.n)
                 data.withUnsafeMutableBytes { put(source.map { $0 + p.done }, into: $0.baseAddress! + p.inner, p.len) }
                 return (p.n, CachedBlock(data))
             }
@@ -371,9 +368,33 @@ public final class Volume {
 
     // MARK: Block cache
 
-    /// The cached block `n`, loading it from disk when `load` (else zero-filled, for a full overwrite).
+    /// The cached block `n`, loading it from disk when `load` (else with bytes left to a full
+    /// overwrite: no zero-fill first).
     private func block(_ n: Int, load: Bool) throws -> CachedBlock {
         if let b = blocks[n] { return b }
+        try makeRoom()
+        let size = geometry.lblkSize
+        let b = CachedBlock(
+            load
+                ? try takePrefetched(n) ?? loadBlock(n)
+                : [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size })
+        _ = blocks.insert(n, b)
+        return b
+    }
+
+    /// Block `n` in the cache with the contents of `packed` (a block written whole, packed ahead).
+    private func block(_ n: Int, replacedBy packed: CachedBlock) throws -> CachedBlock {
+        if let b = blocks[n] {
+            b.replace(with: packed)
+            return b
+        }
+        try makeRoom()
+        _ = blocks.insert(n, packed)
+        return packed
+    }
+
+    /// Frees a slot of the cache when it is full.
+    private func makeRoom() throws {
         if blocks.count >= blocks.capacity {
             // A clean block leaves first: it is on disk as it is. Only when every slot holds a
             // dirty block is the whole dirty set committed, as one batch (a few syncs for the
@@ -386,10 +407,6 @@ public final class Volume {
                 if let victim = blocks.oldestKey() { blocks.remove(victim) }
             }
         }
-        let b = CachedBlock(
-            load ? try takePrefetched(n) ?? loadBlock(n) : [UInt8](repeating: 0, count: geometry.lblkSize))
-        _ = blocks.insert(n, b)
-        return b
     }
 
     /// The entry of lblk `n`, validated: well formed, slots naming data pblks.
@@ -476,9 +493,14 @@ public final class Volume {
                     // Checked when the block was first changed (`requireSound`): a failure here is
                     // damage since, and the commit stops rather than guess what the block held.
                     let old = try entry(n)
-                    let e = try store(
-                        b.data, lblk: n, as: packed[j],
-                        packed: packBuffer.base + j * codec.maxCompressedLength)
+                    // A block packed ahead is stored as it is; another as `pack` made it.
+                    let form = b.form ?? packed[j]
+                    let e = try b.data.withUnsafeBytes { data in
+                        try store(
+                            form, lblk: n,
+                            from: b.form != nil || form == .raw
+                                ? data.baseAddress : UnsafeRawPointer(packBuffer.base + j * codec.maxCompressedLength))
+                    }
                     out.append((n, e, old))
                 }
                 first += chunk.count
@@ -547,14 +569,14 @@ public final class Volume {
     private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))
 
     /// Packs the blocks of `chunk` on all cores (`PackedBlock.pack`: block i's compressed bytes
-    /// at `packBuffer` + i * maxCompressedLength).
+    /// at `packBuffer` + i * maxCompressedLength), but for blocks packed ahead (left `.raw` here).
     private func pack(_ chunk: [(Int, CachedBlock)]) -> [PackedBlock] {
         var packed = [PackedBlock](repeating: .raw, count: chunk.count)
         let size = geometry.lblkSize, stride = codec.maxCompressedLength, out = packBuffer, level = level
         packed.withUnsafeMutableBufferPointer { l in
             let result = UncheckedBox(l)
             try? Parallel.forEachSlice(count: chunk.count, parts: Parallel.workers) { _, slice in
-                for i in slice {
+                for i in slice where chunk[i].1.form == nil {
                     chunk[i].1.data.withUnsafeBytes { src in
                         guard let base = src.baseAddress else { return }
                         result.value[i] = PackedBlock.pack(
@@ -566,12 +588,12 @@ public final class Volume {
         return packed
     }
 
-    /// Writes a packed block to fresh pblks (contiguous ones in one write); returns its entry.
-    /// Its reservation guarantees the pblks: running out here is a bug in the accounting.
-    private func store(_ data: [UInt8], lblk n: Int, as block: PackedBlock, packed: UnsafeRawPointer) throws
-        -> AllocationEntry
-    {
+    /// Writes a packed block to fresh pblks (contiguous ones in one write) from `bytes` (the
+    /// compressed bytes, padded, or the raw block); returns its entry. Its reservation
+    /// guarantees the pblks: running out here is a bug in the accounting.
+    private func store(_ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?) throws -> AllocationEntry {
         if block == .zero { return .unallocated }
+        guard let bytes else { throw CBDError("\(device.path): no bytes for logical block \(n)", kind: .corrupt) }
         guard
             let pblks = try allocator.allocate(
                 block.pblks(lblkSize: geometry.lblkSize),
@@ -582,10 +604,10 @@ public final class Volume {
         do {
             switch block {
             case .compressed(let length):
-                try writeRuns(packed, pblks)  // padded with zeros by pack
+                try writeRuns(bytes, pblks)  // padded with zeros by pack
                 return .compressed(length: length, pblks: pblks)
             case .raw, .zero:
-                try data.withUnsafeBytes { try writeRuns($0.baseAddress!, pblks) }
+                try writeRuns(bytes, pblks)
                 return .raw(pblks: pblks)
             }
         } catch {

@@ -114,15 +114,17 @@ static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, u
   return SHARED(cbd_plugin_pread(buf, count, offset));
 }
 
-// A write that changes part of a block needs the block's old contents: they are read and
-// decompressed first under the shared lock, beside reads and other writes' read-ahead, so the
-// exclusive section only copies bytes into the cache (the read-ahead is dropped there if a
-// commit ran in between).
+// A write does what it can before the exclusive section, on its own thread: the blocks it
+// covers whole are compressed with no lock held (they depend on the request only), and the
+// blocks it changes in part are read and decompressed under the shared lock, beside reads and
+// other writes' read-ahead. The exclusive section then only puts blocks in the cache (the
+// read-ahead is dropped there if a commit ran in between), and a commit stores the packed
+// blocks as they are.
 static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  void *prefetched = NULL;
-  (void) SHARED((prefetched = cbd_plugin_prefetch(count, offset), 0));
-  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, prefetched));
+  void *ahead = cbd_plugin_pack_ahead(buf, count, offset);
+  (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
+  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead));
 }
 
 static int cbd_flush(void *handle, uint32_t flags) {

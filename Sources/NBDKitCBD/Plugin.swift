@@ -259,20 +259,31 @@ func pluginPread(_ buf: UnsafeMutableRawPointer, _ count: UInt32, _ offset: UInt
     }
 }
 
+@_cdecl("cbd_plugin_pack_ahead")
+func pluginPackAhead(_ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64) -> UnsafeMutableRawPointer? {
+    guard let v = Server.volume, !Server.readOnly,
+        let a = v.packAhead(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset))
+    else { return nil }
+    return Unmanaged.passRetained(a).toOpaque()
+}
+
 @_cdecl("cbd_plugin_prefetch")
-func pluginPrefetch(_ count: UInt32, _ offset: UInt64) -> UnsafeMutableRawPointer? {
-    guard let v = Server.volume, let p = v.prefetch(offset: Int(offset), length: Int(count)) else { return nil }
-    return Unmanaged.passRetained(p).toOpaque()
+func pluginPrefetch(_ count: UInt32, _ offset: UInt64, _ ahead: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let given = ahead.map { Unmanaged<WriteAhead>.fromOpaque($0).takeRetainedValue() }
+    guard let v = Server.volume, !Server.readOnly,
+        let a = v.prefetch(offset: Int(offset), length: Int(count), adding: given)
+    else { return nil }
+    return Unmanaged.passRetained(a).toOpaque()
 }
 
 @_cdecl("cbd_plugin_pwrite")
 func pluginPwrite(
     _ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32,
-    _ prefetched: UnsafeMutableRawPointer?
+    _ ahead: UnsafeMutableRawPointer?
 ) -> Int32 {
-    let ahead = prefetched.map { Unmanaged<Prefetch>.fromOpaque($0).takeRetainedValue() }
+    let ahead = ahead.map { Unmanaged<WriteAhead>.fromOpaque($0).takeRetainedValue() }
     return Server.changing { v in
-        try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), prefetched: ahead)
+        try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), ahead: ahead)
         if fua != 0 { try v.flush() }  // committed (and synced) before the reply
     }
 }

@@ -155,14 +155,14 @@ final class TracingDevice: BlockDevice {
         try write(v, b, at: 0)
         try write(v, other, at: bs)
         let patch = [UInt8](repeating: 0xEE, count: 10)
-        try patch.withUnsafeBytes { try v.write($0, at: 100, prefetched: ahead) }
+        try patch.withUnsafeBytes { try v.write($0, at: 100, ahead: ahead) }
         var want = b
         want.replaceSubrange(100..<110, with: patch)
         let landedOnNewest = try readAll(v, 0, bs) == want
         #expect(landedOnNewest, "the write was applied to the stale read-ahead block")
         // With nothing committed in between the read-ahead is used, and is right.
         let fresh = try #require(v.prefetch(offset: bs + 5, length: 3))
-        try [UInt8](repeating: 7, count: 3).withUnsafeBytes { try v.write($0, at: bs + 5, prefetched: fresh) }
+        try [UInt8](repeating: 7, count: 3).withUnsafeBytes { try v.write($0, at: bs + 5, ahead: fresh) }
         var want2 = other
         want2.replaceSubrange(5..<8, with: [7, 7, 7])
         let readAhead = try readAll(v, bs, bs) == want2

@@ -17,10 +17,13 @@ int cbd_plugin_readonly(void);
 int64_t cbd_plugin_get_size(void);
 int64_t cbd_plugin_block_size(void);
 int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
-/// Reads ahead what a write of the range will change in part (called under the shared lock);
-/// the result (NULL: nothing) is given to cbd_plugin_pwrite, which releases it.
-void *cbd_plugin_prefetch(uint32_t count, uint64_t offset);
-int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *prefetched);
+/// The work a write can do before the writer's lock: cbd_plugin_pack_ahead packs the blocks it
+/// covers whole (called with no lock), cbd_plugin_prefetch reads ahead those it changes in part
+/// (under the shared lock, adding to what pack_ahead returned). The result (NULL: nothing) is
+/// given to cbd_plugin_pwrite, which releases it.
+void *cbd_plugin_pack_ahead(const void *buf, uint32_t count, uint64_t offset);
+void *cbd_plugin_prefetch(uint32_t count, uint64_t offset, void *ahead);
+int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead);
 int cbd_plugin_flush(void);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);

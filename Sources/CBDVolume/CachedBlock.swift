@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+import CBDFormat
+
+/// A logical block in the volume's cache: its bytes as they are (`lblkSize` of them, ready to
+/// change in part), or packed as a commit stores it.
+///
+/// A block that a request wrote whole was packed by the request's own thread before it took
+/// the writer's lock (`WriteAhead`); it stays packed until a change in part needs its bytes.
+/// A commit then stores it as it is, with no compression under the lock, and the cache holds
+/// its compressed bytes, not a whole block.
+final class CachedBlock {
+    /// `form == nil` or `.raw`: the block's `lblkSize` bytes. `.compressed`: the packed bytes
+    /// (whole pblks, zero-padded), `.zero`: nothing.
+    package private(set) var data: [UInt8]
+    /// How a commit stores the block, when known: nil for bytes changed since they were packed.
+    private(set) var form: PackedBlock?
+    var dirty = false
+    /// Pblks promised to this block's next commit (`SpaceLedger`).
+    var reserved = 0
+
+    /// A block of plain bytes (`lblkSize` of them).
+    init(_ data: [UInt8]) { self.data = data }
+
+    /// A block written whole and packed ahead: `bytes` as `form` says (see `data`).
+    init(packed form: PackedBlock, bytes: [UInt8]) {
+        self.form = form
+        data = bytes
+    }
+
+    /// Whether `data` is the block's bytes as they are.
+    var isPlain: Bool { form == nil || form == .raw }
+
+    /// The whole block packed ahead replaces what the block held.
+    func replace(with other: CachedBlock) {
+        (form, data) = (other.form, other.data)
+    }
+
+    /// Changes the block's bytes in place (`body` gets them), which forgets its packed form. A
+    /// packed block is decompressed first, unless the change is `whole` (it writes every byte);
+    /// its bytes were made here, so they decompress (a failure is a bug: thrown).
+    func changePlain(lblkSize: Int, whole: Bool, _ body: (UnsafeMutableRawPointer) -> Void) throws {
+        if !isPlain {
+            data =
+                whole
+                ? [UInt8](unsafeUninitializedCapacity: lblkSize) { _, n in n = lblkSize }
+                : try plainCopy(lblkSize: lblkSize)
+        }
+        form = nil
+        data.withUnsafeMutableBytes { body($0.baseAddress!) }
+    }
+
+    /// Whether every byte of the block is zero.
+    var readsAsZeros: Bool {
+        form == .zero || (isPlain && data.withUnsafeBytes { isAllZero($0.baseAddress!, $0.count) })
+    }
+
+    /// Copies bytes `part` of the block to `dst`, decoding a packed block only as far as the
+    /// part's end.
+    func copy(_ part: Range<Int>, to dst: UnsafeMutableRawPointer, lblkSize: Int) throws {
+        try Self.copy(snapshot, part, to: dst, lblkSize: lblkSize)
+    }
+
+    /// What a reader needs to copy bytes out after it let go of the cache's lock: arrays are
+    /// values, so a later change to the block does not reach them.
+    var snapshot: Snapshot { Snapshot(form: form, data: data) }
+
+    struct Snapshot {
+        let form: PackedBlock?
+        let data: [UInt8]
+    }
+
+    /// Copies bytes `part` of the block `s` to `dst`.
+    static func copy(_ s: Snapshot, _ part: Range<Int>, to dst: UnsafeMutableRawPointer, lblkSize: Int) throws {
+        switch s.form {
+        case nil, .raw?:
+            s.data.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + part.lowerBound, byteCount: part.count) }
+        case .zero?:
+            dst.initializeMemory(as: UInt8.self, repeating: 0, count: part.count)
+        case .compressed(let length)?:
+            try decode(s.data, length: length, part: part, to: dst, lblkSize: lblkSize)
+        }
+    }
+
+    /// The block's bytes, as a new array.
+    func plainCopy(lblkSize: Int) throws -> [UInt8] {
+        if isPlain { return data }
+        var out = [UInt8](unsafeUninitializedCapacity: lblkSize) { _, n in n = lblkSize }
+        try out.withUnsafeMutableBytes { try copy(0..<lblkSize, to: $0.baseAddress!, lblkSize: lblkSize) }
+        return out
+    }
+
+    /// Decodes bytes `part` of a block packed in `bytes` (`length` compressed bytes) to `dst`.
+    static func decode(
+        _ bytes: [UInt8], length: Int, part: Range<Int>, to dst: UnsafeMutableRawPointer, lblkSize: Int
+    ) throws {
+        let ok = bytes.withUnsafeBytes { src -> Bool in
+            if part == 0..<lblkSize {
+                return LZ4Codec.decompress(src.baseAddress!, count: length, into: dst, expected: lblkSize)
+            }
+            let decoded = ByteBuffer(count: part.upperBound)
+            guard LZ4Codec.decompress(src.baseAddress!, count: length, into: decoded.base, prefix: part.upperBound)
+            else { return false }
+            dst.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
+            return true
+        }
+        guard ok else { throw CBDError("a block packed in the cache does not decompress", kind: .corrupt) }
+    }
+}
