@@ -17,11 +17,6 @@ final class CachedBlock {
     var dirty = false
     /// Pblks promised to this block's next commit (`SpaceLedger`).
     var reserved = 0
-    /// Counts the changes of its bytes: a block packed outside the lock (`PackBatch`) takes
-    /// its packed form only if this has not moved since.
-    private(set) var version = 0
-    /// Taken by a `PackBatch` not yet installed.
-    var packing = false
 
     /// A block of plain bytes (`lblkSize` of them).
     init(_ data: [UInt8]) { self.data = data }
@@ -38,15 +33,6 @@ final class CachedBlock {
     /// The whole block packed ahead replaces what the block held.
     func replace(with other: CachedBlock) {
         (form, data) = (other.form, other.data)
-        version += 1
-    }
-
-    /// Takes the packed form of its bytes as they were at `version` (`PackBatch`); false,
-    /// changing nothing, when they changed since.
-    func adopt(_ form: PackedBlock, bytes: [UInt8], packedAt version: Int) -> Bool {
-        guard version == self.version, self.form == nil else { return false }
-        (self.form, data) = (form, form == .raw ? data : bytes)
-        return true
     }
 
     /// Changes the block's bytes in place (`body` gets them), which forgets its packed form. A
@@ -60,7 +46,6 @@ final class CachedBlock {
                 : try plainCopy(lblkSize: lblkSize)
         }
         form = nil
-        version += 1
         data.withUnsafeMutableBytes { body($0.baseAddress!) }
     }
 

@@ -50,19 +50,6 @@ struct LRU<Key: Hashable, Value> {
     /// The least recently used key whose value satisfies `condition`.
     mutating func oldestKey(where condition: (Value) -> Bool) -> Key? { oldest { _, v in condition(v) } }
 
-    /// Up to `limit` keys whose values satisfy `condition`, least recently used first.
-    mutating func oldestKeys(_ limit: Int, where condition: (Value) -> Bool) -> [Key] {
-        while head < log.count, !isLive(log[head]) { head += 1 }
-        var out: [Key] = []
-        var i = head
-        while i < log.count, out.count < limit {
-            let e = log[i]
-            if isLive(e), let v = values[e.key]?.value, condition(v) { out.append(e.key) }
-            i += 1
-        }
-        return out
-    }
-
     func peek(_ key: Key) -> Value? { values[key]?.value }
 
     mutating func remove(_ key: Key) { values[key] = nil }

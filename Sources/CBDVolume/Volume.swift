@@ -52,8 +52,6 @@ public final class Volume {
     var entryGeneration = 0
     /// What was done ahead for the write in progress (`write(_:at:ahead:)`).
     var ready: WriteAhead?
-    /// Calls of `takePackBatch`.
-    var packCalls = 0
 
     /// Opens the CBD on `device`. `cacheBytes` bounds the logical block cache (at least one
     /// block); `force` allows writing a device found DIRTY (after completing an interrupted

@@ -30,7 +30,7 @@ extension Volume {
     public func packAhead(_ buffer: UnsafeRawBufferPointer, at offset: Int) -> WriteAhead? {
         guard (try? checkRange(offset, buffer.count)) != nil, let base = buffer.baseAddress else { return nil }
         let size = geometry.lblkSize
-        guard packsAhead else { return nil }
+        guard size <= 1 << 20 else { return nil }  // huge blocks: one copy in memory is enough
         let capacity = PackedBlock.maxCompressedLength(lblkSize: size)
         let ahead = WriteAhead()
         var scratch: ByteBuffer?
@@ -96,10 +96,6 @@ extension Volume {
         guard let p = ready, p.generation == entryGeneration else { return nil }
         return p.loaded.removeValue(forKey: n)
     }
-
-    /// Whether blocks are packed outside the lock (`packAhead`, `PackBatch`): not huge ones
-    /// (up to 1 GiB), of which one copy in memory is enough.
-    var packsAhead: Bool { geometry.lblkSize <= 1 << 20 }
 
     /// Lblk `n` packed ahead, if it was.
     func packedAhead(_ n: Int) -> CachedBlock? { ready?.packed[n] }

@@ -119,21 +119,12 @@ static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, u
 // blocks it changes in part are read and decompressed under the shared lock, beside reads and
 // other writes' read-ahead. The exclusive section then only puts blocks in the cache (the
 // read-ahead is dropped there if a commit ran in between), and a commit stores the packed
-// blocks as they are. When the cache fills with dirty blocks that are not packed (writes in
-// part), the write then packs a few of them with no lock held (PackBatch), so that commits
-// seldom compress under the lock.
+// blocks as they are.
 static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  void *ahead = cbd_plugin_pack_ahead(buf, count, offset), *batch = NULL;
+  void *ahead = cbd_plugin_pack_ahead(buf, count, offset);
   (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
-  int r = EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead, &batch));
-  if (batch) {
-    int e = errno;
-    cbd_plugin_pack(batch);
-    (void) EXCLUSIVE((cbd_plugin_install(batch), 0));
-    errno = e;
-  }
-  return r;
+  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead));
 }
 
 static int cbd_flush(void *handle, uint32_t flags) {

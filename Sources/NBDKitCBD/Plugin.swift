@@ -279,26 +279,13 @@ func pluginPrefetch(_ count: UInt32, _ offset: UInt64, _ ahead: UnsafeMutableRaw
 @_cdecl("cbd_plugin_pwrite")
 func pluginPwrite(
     _ buf: UnsafeRawPointer, _ count: UInt32, _ offset: UInt64, _ fua: Int32,
-    _ ahead: UnsafeMutableRawPointer?, _ batch: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    _ ahead: UnsafeMutableRawPointer?
 ) -> Int32 {
     let ahead = ahead.map { Unmanaged<WriteAhead>.fromOpaque($0).takeRetainedValue() }
     return Server.changing { v in
         try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), ahead: ahead)
         if fua != 0 { try v.flush() }  // committed (and synced) before the reply
-        batch.pointee = v.takePackBatch().map { Unmanaged.passRetained($0).toOpaque() }
     }
-}
-
-@_cdecl("cbd_plugin_pack")
-func pluginPack(_ batch: UnsafeMutableRawPointer) {
-    guard let v = Server.volume else { return }
-    v.pack(Unmanaged<PackBatch>.fromOpaque(batch).takeUnretainedValue())
-}
-
-@_cdecl("cbd_plugin_install")
-func pluginInstall(_ batch: UnsafeMutableRawPointer) {
-    let b = Unmanaged<PackBatch>.fromOpaque(batch).takeRetainedValue()
-    Server.volume?.install(b)
 }
 
 @_cdecl("cbd_plugin_flush")

@@ -88,43 +88,6 @@ import Testing
         let stored = try read(reopened, 0, 12 * bs, shared: false) == model
         #expect(stored, "the device differs from the model after close")
     }
-
-    /// Dirty blocks packed outside the lock (`PackBatch`, as the plugin does after a write)
-    /// take their packed form only if unchanged since they were taken: a block written in
-    /// between keeps its new bytes, and the device ends as the model says.
-    @Test func packBatchesNeverOverwriteNewerBytes() throws {
-        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let v = try Volume(device: dev, cacheBytes: 16 * bs)
-        var rng = SplitMix(seed: 7)
-        var model = [UInt8](repeating: 0, count: 16 * bs)
-        func patch(_ n: Int, _ at: Int, _ count: Int) throws {
-            let b = bytes(Int(rng.next() % 3), count, &rng)
-            try b.withUnsafeBytes { try v.write($0, at: n * bs + at) }
-            model.replaceSubrange(n * bs + at..<n * bs + at + count, with: b)
-        }
-        var batches = 0, packedBlocks = 0
-        for round in 0..<40 {
-            for n in 0..<16 { try patch(n, Int(rng.next() % 60000), 1 + Int(rng.next() % 5000)) }
-            var taken: [PackBatch] = []
-            for _ in 0..<Volume.packBatchBlocks { if let b = v.takePackBatch() { taken.append(b) } }
-            batches += taken.count
-            // Some blocks change after they were taken, before the batch is packed or installed.
-            try patch(Int(rng.next() % 16), 10, 100)
-            for b in taken { v.pack(b) }
-            try patch(Int(rng.next() % 16), 20_000, 3000)
-            for b in taken { v.install(b) }
-            packedBlocks += (0..<16).filter { v.blocks.peek($0)?.form != nil }.count
-            for shared in [false, true] {
-                let ok = try read(v, 0, 16 * bs, shared: shared) == model
-                #expect(ok, "round \(round): the cache differs from the model (shared: \(shared))")
-            }
-            if round % 5 == 4 { try v.flush() }
-        }
-        #expect(batches > 10 && packedBlocks > 10, "no batch was taken or installed (\(batches), \(packedBlocks))")
-        try v.close()
-        let stored = try read(try Volume(device: dev), 0, 16 * bs, shared: false) == model
-        #expect(stored, "the device differs from the model after close")
-    }
 }
 
 extension AllocationEntry {

@@ -23,11 +23,7 @@ int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
 /// given to cbd_plugin_pwrite, which releases it.
 void *cbd_plugin_pack_ahead(const void *buf, uint32_t count, uint64_t offset);
 void *cbd_plugin_prefetch(uint32_t count, uint64_t offset, void *ahead);
-/// `*batch` may be set to dirty blocks to pack after the lock is let go (cbd_plugin_pack, with
-/// no lock, then cbd_plugin_install under the exclusive lock, which releases it).
-int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead, void **batch);
-void cbd_plugin_pack(void *batch);
-void cbd_plugin_install(void *batch);
+int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead);
 int cbd_plugin_flush(void);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);
