@@ -90,6 +90,14 @@ def consistent(dev):
     assert not problems, 'independent check: %s' % problems[:3]
 
 
+def stopped_holding(status, dev, expected):
+    """After a case's requests: the server stopped cleanly, both checkers find the device
+    clean, and its logical device starts with `expected`."""
+    assert status == 0, 'server exit status %s' % status
+    consistent(dev)
+    assert logical(dev)[:len(expected)] == expected, 'the device after the stop differs from what was expected'
+
+
 class Server:
     """cbd serve in the background on a Unix socket, stopped with SIGTERM (or killed)."""
 
@@ -221,9 +229,7 @@ def random_operations_on_two_connections(d):
             h.shutdown()
     finally:
         status = srv.stop()
-    assert status == 0, 'server exit status %s' % status
-    consistent(dev)
-    assert logical(dev) == bytes(model), 'device differs from the model'
+    stopped_holding(status, dev, bytes(model))
 
 
 def concurrent_reads_and_writes(srv, conns, model, rng):
@@ -332,9 +338,7 @@ def many_connections_never_read_stale(d):
         h.shutdown()
     finally:
         status = srv.stop()
-    assert status == 0, 'server exit status %s' % status
-    consistent(dev)
-    assert logical(dev)[:len(final)] == final, 'the device after the stop differs from what the server read'
+    stopped_holding(status, dev, final)
 
 
 @case
