@@ -123,7 +123,11 @@ static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, u
 static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
   void *ahead = cbd_plugin_pack_ahead(buf, count, offset);
-  (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
+  // Only a write that ends inside a block has anything to read ahead: one of whole blocks
+  // does not take the shared lock (waiting there behind a writer costs two context switches).
+  int64_t lblk = cbd_plugin_block_size();
+  if (lblk <= 0 || offset % (uint64_t) lblk != 0 || count % (uint64_t) lblk != 0)
+    (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
   return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead));
 }
 
