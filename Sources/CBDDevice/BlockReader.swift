@@ -47,14 +47,13 @@ extension BlockDevice {
             try readPblkRuns(slots, into: buffer.base)
             out.copyMemory(from: buffer.base + part.lowerBound % pblk, byteCount: part.count)
         case .compressed(let length, let pblks):
-            let input = ByteBuffer(count: pblks.count * pblk), decoded = ByteBuffer(count: part.upperBound)
+            let input = ByteBuffer(count: pblks.count * pblk)
             try readPblkRuns(pblks, into: input.base)
-            guard LZ4Codec.decompress(input.base, count: length, into: decoded.base, prefix: part.upperBound) else {
+            guard LZ4Codec.decompress(input.base, count: length, part: part, ofBlock: lblkSize, into: out) else {
                 throw CBDError(
                     "\(path): logical block \(n) (bytes \(n * lblkSize)-\((n + 1) * lblkSize - 1)): "
                         + "compressed data is corrupt", kind: .corrupt)
             }
-            out.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
         }
     }
 

@@ -77,7 +77,11 @@ final class CachedBlock {
         case .zero?:
             dst.initializeMemory(as: UInt8.self, repeating: 0, count: part.count)
         case .compressed(let length)?:
-            try decode(s.data, length: length, part: part, to: dst, lblkSize: lblkSize)
+            let ok = s.data.withUnsafeBytes {
+                LZ4Codec.decompress($0.baseAddress!, count: length, part: part, ofBlock: lblkSize, into: dst)
+            }
+            // Its bytes were packed here: a failure is a bug, reported as such.
+            guard ok else { throw CBDError("a block packed in the cache does not decompress", kind: .corrupt) }
         }
     }
 
@@ -87,22 +91,5 @@ final class CachedBlock {
         var out = [UInt8](unsafeUninitializedCapacity: lblkSize) { _, n in n = lblkSize }
         try out.withUnsafeMutableBytes { try copy(0..<lblkSize, to: $0.baseAddress!, lblkSize: lblkSize) }
         return out
-    }
-
-    /// Decodes bytes `part` of a block packed in `bytes` (`length` compressed bytes) to `dst`.
-    static func decode(
-        _ bytes: [UInt8], length: Int, part: Range<Int>, to dst: UnsafeMutableRawPointer, lblkSize: Int
-    ) throws {
-        let ok = bytes.withUnsafeBytes { src -> Bool in
-            if part == 0..<lblkSize {
-                return LZ4Codec.decompress(src.baseAddress!, count: length, into: dst, expected: lblkSize)
-            }
-            let decoded = ByteBuffer(count: part.upperBound)
-            guard LZ4Codec.decompress(src.baseAddress!, count: length, into: decoded.base, prefix: part.upperBound)
-            else { return false }
-            dst.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
-            return true
-        }
-        guard ok else { throw CBDError("a block packed in the cache does not decompress", kind: .corrupt) }
     }
 }

@@ -493,13 +493,15 @@ public final class Volume {
                     // Checked when the block was first changed (`requireSound`): a failure here is
                     // damage since, and the commit stops rather than guess what the block held.
                     let old = try entry(n)
-                    // A block packed ahead is stored as it is; another as `pack` made it.
+                    // A block packed ahead is stored from its own bytes, as is a raw one; the
+                    // others from what `pack` made.
                     let form = b.form ?? packed[j]
+                    let packedNow = b.form == nil && form != .raw
                     let e = try b.data.withUnsafeBytes { data in
                         try store(
                             form, lblk: n,
-                            from: b.form != nil || form == .raw
-                                ? data.baseAddress : UnsafeRawPointer(packBuffer.base + j * codec.maxCompressedLength))
+                            from: packedNow
+                                ? UnsafeRawPointer(packBuffer.base + j * codec.maxCompressedLength) : data.baseAddress)
                     }
                     out.append((n, e, old))
                 }

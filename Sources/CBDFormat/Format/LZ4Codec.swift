@@ -52,6 +52,20 @@ package enum LZ4Codec {
         return Int(n) == expected
     }
 
+    /// Decompresses bytes `part` of a block of `blockSize` bytes into `dst` (`part.count`
+    /// bytes): a whole block directly, a part by decoding only up to its end (in a buffer of
+    /// `part.upperBound` bytes, made here). False when the data is corrupt or too short.
+    package static func decompress(
+        _ src: UnsafeRawPointer, count: Int, part: Range<Int>, ofBlock blockSize: Int,
+        into dst: UnsafeMutableRawPointer
+    ) -> Bool {
+        if part == 0..<blockSize { return decompress(src, count: count, into: dst, expected: blockSize) }
+        let decoded = ByteBuffer(count: part.upperBound)
+        guard decompress(src, count: count, into: decoded.base, prefix: part.upperBound) else { return false }
+        dst.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
+        return true
+    }
+
     /// Decompresses only the first `prefix` bytes of a block (liblz4's partial decoding stops
     /// once they are out): a small read of a huge block costs what precedes it, not the block.
     /// False when the data is corrupt or ends before `prefix` bytes.
