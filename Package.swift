@@ -47,7 +47,7 @@ let package = Package(
         // fsck: passes, problems, repairs.
         .target(name: "CBDCheck", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume"]),
         // What cbddump and cbd info show.
-        .target(name: "CBDInspect", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDCheck", "CBlkid"]),
+        .target(name: "CBDInspect", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBlkid"]),
         // Devices for tests and fuzzing: memory, with fault injection (as NIOEmbedded).
         .target(name: "CBDTestSupport", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CBDLayout"]),
         // What the tools share: error lines, sizes, progress bars, report rendering.

@@ -120,6 +120,16 @@ public final class Checker {
     /// Data pblks the device's bitmaps mark in use, as read by the run.
     public var markedPblks: Int { bitmaps.markedPblks }
 
+    /// Whether a read-only check (`fsck.cbd -n`) finds `opened` consistent: no problem, DIRTY
+    /// included. What `cbd info --check` asks.
+    public static func findsConsistent(_ opened: OpenedDevice) throws -> Bool {
+        var options = Options()
+        options.mode = .readOnly
+        let check = try Checker(opened, options: options)
+        try check.run()
+        return check.problems.isEmpty
+    }
+
     /// Runs every pass and, unless read-only, writes the accepted repairs.
     public func run() throws {
         options.progress?(.header, 0, 1)

@@ -2,25 +2,34 @@
 import CBDFormat
 import CBDDevice
 import CBDVolume
-import CBDCheck
 /// The facts `cbd info` shows: sizes, space, compression, state and contents.
 public enum DeviceInfo {
-    public static func report(_ dev: BlockDevice) throws -> Report {
+    /// Whether a read-only check finds the device consistent (fsck.cbd's answer to `-n`;
+    /// given by the tool, so that this layer does not hold the checker).
+    public typealias Check = (OpenedDevice) throws -> Bool
+
+    /// The report of `dev`: counted from its bitmaps and tables (`DeviceUsage`), with the
+    /// verdict of `check` when one is given (`cbd info --check`).
+    public static func report(_ dev: BlockDevice, check: Check? = nil) throws -> Report {
         let opened = try OpenedDevice(dev, allowing: .interruptedUpdate)
         let (h, g) = (opened.header, opened.geometry)
-        var options = Checker.Options()
-        options.mode = .readOnly
-        let check = try Checker(opened, options: options)
         // A damaged device still has every figure that can be read: what could not is named.
         var unreadable: [String] = []
-        do { try check.run() } catch { unreadable.append("allocation tables (\(error))") }
+        var s = DeviceUsage()
+        do { s = try DeviceUsage.count(opened) } catch { unreadable.append("allocation tables (\(error))") }
+        var consistent: Bool?
+        if let check {
+            do { consistent = try check(opened) } catch {
+                consistent = false
+                unreadable.append("check (\(error))")
+            }
+        }
         let found: [(String, String)]?
         do { found = try Signatures.content(of: try Volume(opened)) } catch {
             found = nil
             unreadable.append("contents (\(error))")
         }
-        let markedPblks = check.markedPblks
-        let s = check.stats
+        let markedPblks = s.markedPblks
         var r = Report()
         r.add("device", dev.path)
         r.add("format", "cbd \(h.versionMajor).\(h.versionMinor)")
@@ -36,9 +45,10 @@ public enum DeviceInfo {
         let kept = opened.journal.pblksPerRecord
         addUse(&r, dataPblks: g.totalDataPblks, available: max(0, g.totalDataPblks - markedPblks - kept))
         r.add("blocks", g.nrLblk)
-        r.add("compressed_blocks", s.compressed)
-        r.add("raw_blocks", s.raw)
-        r.add("unallocated_blocks", g.nrLblk - s.compressed - s.raw)
+        r.add("compressed_blocks", s.compressedBlocks)
+        r.add("raw_blocks", s.rawBlocks)
+        r.add("unallocated_blocks", g.nrLblk - s.compressedBlocks - s.rawBlocks)
+        if s.damagedEntries > 0 { r.add("damaged_entries", s.damagedEntries) }
         r.add("compression_ratio", s.compressionRatio(lblkSize: g.lblkSize))
         r.add("provisioning_ratio", g.provisioningRatio)
         let limit = LayoutPlanner.inPlaceLimit(of: g)
@@ -46,9 +56,12 @@ public enum DeviceInfo {
         r.add("logical_grows_to", size: limit.logicalBytes)
         r.add("state", h.isDirty ? "DIRTY" : "clean")
         if h.isDirty, let note = FailureNote.read(for: dev.path) { r.add("stopped_by", note) }
-        let consistent = unreadable.isEmpty && check.problems.isEmpty
-        r.add("consistent", consistent)
-        if !consistent { r.add("repair", "fsck.cbd -f \(dev.path)") }
+        if let consistent { r.add("consistent", consistent && unreadable.isEmpty) }
+        // What is known to need fsck without a check: a DIRTY mark, entries that do not
+        // decode, tables that cannot be read; and whatever a check found.
+        if h.isDirty || s.damagedEntries > 0 || !unreadable.isEmpty || consistent == false {
+            r.add("repair", "fsck.cbd -f \(dev.path)")
+        }
         if !unreadable.isEmpty {
             r.add("contents", "unreadable")
         } else if let found {

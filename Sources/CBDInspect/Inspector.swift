@@ -2,7 +2,6 @@
 import CBDFormat
 import CBDDevice
 import CBDVolume
-import CBDCheck
 /// Reads a device for display (cbddump, cbd info): the header and geometry, a zone, a
 /// logical block, a physical block. A damaged device still shows what can be read: a header
 /// that fails validation is shown field by field with the reason.

@@ -180,7 +180,11 @@ import CBDCLI
         #expect(
             contents.hasPrefix("ext4") && contents.contains("UUID=\(uuid)") && contents.contains("LABEL=cbdlabel"),
             "\(contents)")
-        #expect(js["state"] as? String == "clean" && js["consistent"] as? Bool == true && js["repair"] == nil)
+        // Counted without the checker: no verdict unless asked (`--check`, as fsck.cbd -n).
+        #expect(js["state"] as? String == "clean" && js["consistent"] == nil && js["repair"] == nil)
+        let checked = try json(try Tools.run("cbd", ["info", "--check", "--json", img]))
+        #expect(checked["consistent"] as? Bool == true && checked["repair"] == nil)
+        #expect(checked["used"] as? Int == js["used"] as? Int)
         let vol = try Volume(device: try FileDevice(path: img, mode: .readOnly))
         var compressed = 0, raws = 0
         for n in 0..<vol.geometry.nrLblk {
@@ -208,12 +212,42 @@ import CBDCLI
                 try Tools.run("python3", [FsckTests.corpus + "/cbdimg.py", dev, "entry", "0"])
                     .stdout.split(separator: " ")[1].split(separator: ",")[0]))
         try overwrite(dev, at: first * 4096, with: Data(repeating: 0xFF, count: 64))
-        let r = try Tools.run("cbd", ["info", "--json", dev])
-        #expect(r.status == 0, "\(r.stderr)")
-        let j = try json(r)
-        #expect(j["blocks"] as? Int == 384 && j["compressed_blocks"] != nil && j["used"] != nil)
-        #expect(j["consistent"] as? Bool == false)
-        #expect(j["repair"] as? String == "fsck.cbd -f \(dev)", "not consistent says what to run")
-        #expect((j["unreadable"] as? String)?.contains("logical block 0") == true, "\(j)")
+        for args in [["--json"], ["--check", "--json"]] {
+            let r = try Tools.run("cbd", ["info"] + args + [dev])
+            #expect(r.status == 0, "\(r.stderr)")
+            let j = try json(r)
+            #expect(j["blocks"] as? Int == 384 && j["compressed_blocks"] != nil && j["used"] != nil)
+            #expect(j["consistent"] as? Bool == (args.contains("--check") ? false : nil))
+            #expect(j["repair"] as? String == "fsck.cbd -f \(dev)", "not consistent says what to run")
+            #expect((j["unreadable"] as? String)?.contains("logical block 0") == true, "\(j)")
+        }
+    }
+
+    /// cbd info counts what the bitmaps and tables hold and runs no check: a leaked pblk (a
+    /// bit set that no entry names) is seen only with `--check`, as `fsck.cbd -n` sees it. An
+    /// entry that does not decode and a DIRTY mark are known without a check: both say to
+    /// run fsck.cbd.
+    @Test func infoCountsWithoutTheCheckerAndChecksWhenAsked() throws {
+        let s = try Scratch()
+        let (_, dev) = try convertedExt4(s)
+        let before = try json(try Tools.run("cbd", ["info", "--json", dev]))
+        let used = try #require(before["used"] as? Int) / 4096
+        // Mark the first free data pblk of zone 0 in its bitmap (pblk 1): a leak.
+        let g = try OpenedDevice(try FileDevice(path: dev, mode: .readOnly)).geometry
+        var bitmap = Bitmap(bytes: try FileDevice(path: dev, mode: .readOnly).readPblks(g.bitmapPblk(0)))
+        let free = try #require(bitmap.firstClear(below: g.dataPblkCount(0)))
+        bitmap.set(free)
+        try overwrite(dev, at: g.bitmapPblk(0) * 4096, with: Data(bitmap.bytes))
+        let plain = try json(try Tools.run("cbd", ["info", "--json", dev]))
+        #expect(plain["used"] as? Int == (used + 1) * 4096, "the bitmaps are what info counts")
+        #expect(plain["consistent"] == nil && plain["repair"] == nil, "\(plain)")
+        let checked = try json(try Tools.run("cbd", ["info", "--check", "--json", dev]))
+        #expect(checked["consistent"] as? Bool == false && checked["repair"] as? String == "fsck.cbd -f \(dev)")
+        // A damaged entry (a length no entry may hold) is counted as such and asks for fsck.
+        let entry0 = g.entryOffset(zone: 0, index: 0)
+        try overwrite(dev, at: entry0, with: Data(repeating: 0xFE, count: g.lenBytes))
+        let damaged = try json(try Tools.run("cbd", ["info", "--json", dev]))
+        #expect(damaged["damaged_entries"] as? Int == 1 && damaged["repair"] as? String == "fsck.cbd -f \(dev)")
+        #expect(damaged["consistent"] == nil)
     }
 }

@@ -47,7 +47,7 @@ import Testing
         }
         #expect(FileFacts.size(dev) == 1 << 50 && FileFacts.allocated(dev) < 64 << 20)
         #expect(try Tools.run("fsck.cbd", ["-fn", dev]).status == 0)
-        let (info, infoRSS) = try measured("cbd", ["info", dev])
+        let (info, infoRSS) = try measured("cbd", ["info", "--check", dev])
         #expect(info.status == 0 && info.stdout.contains("consistent:         yes"), "\(info.stdout)\(info.stderr)")
         #expect(infoRSS < limit, "cbd info: \(infoRSS) bytes")
         // To raw and back: the pieces, and holes everywhere else.
