@@ -15,6 +15,9 @@ final class CachedBlock {
     /// How a commit stores the block, when known: nil for bytes changed since they were packed.
     private(set) var form: PackedBlock?
     var dirty = false
+    /// Moves at every change of the block's bytes: a commit planned with an older snapshot
+    /// (`CommitPlan`) leaves the block dirty.
+    private(set) var version = 0
     /// Pblks promised to this block's next commit (`SpaceLedger`).
     var reserved = 0
 
@@ -33,6 +36,7 @@ final class CachedBlock {
     /// The whole block packed ahead replaces what the block held.
     func replace(with other: CachedBlock) {
         (form, data) = (other.form, other.data)
+        version &+= 1
     }
 
     /// Changes the block's bytes in place (`body` gets them), which forgets its packed form. A
@@ -46,6 +50,7 @@ final class CachedBlock {
                 : try plainCopy(lblkSize: lblkSize)
         }
         form = nil
+        version &+= 1
         data.withUnsafeMutableBytes { body($0.baseAddress!) }
     }
 

@@ -50,6 +50,15 @@ struct LRU<Key: Hashable, Value> {
     /// The least recently used key whose value satisfies `condition`.
     mutating func oldestKey(where condition: (Value) -> Bool) -> Key? { oldest { _, v in condition(v) } }
 
+    /// Up to `limit` keys whose values satisfy `condition`, least recently used first.
+    func oldestKeys(limit: Int, where condition: (Value) -> Bool) -> [Key] {
+        var out: [Key] = []
+        for e in log[head...] where out.count < limit {
+            if isLive(e), let v = values[e.key]?.value, condition(v) { out.append(e.key) }
+        }
+        return out
+    }
+
     func peek(_ key: Key) -> Value? { values[key]?.value }
 
     mutating func remove(_ key: Key) { values[key] = nil }

@@ -284,6 +284,7 @@ public final class Volume {
                     put(source.map { $0 + done }, into: $0 + inner, len)
                 }
             }
+            if !b.dirty { dirtyBlocks += 1 }
             b.dirty = true
             // The block's earlier promise is replaced by the one made for this request.
             ledger.release(b.reserved)
@@ -451,10 +452,20 @@ public final class Volume {
     /// with their reservations, for a later commit); after, what is on disk is no longer known
     /// here, and every later commit is refused (the device stays DIRTY for fsck.cbd).
     private func commit(_ lblks: [Int]) throws {
+        try commit(lblks) { emit in try packAndEmit(lblks, emit) }
+    }
+
+    /// Stores one block of a batch: its lblk, how it is stored, and its bytes (nil for `.zero`),
+    /// valid during the call.
+    typealias Emit = (Int, PackedBlock, UnsafeRawPointer?) throws -> Void
+
+    /// The commit of `lblks` (dirty cached blocks), whose stored forms `produce` gives, one call
+    /// of its `Emit` per block: compressed here by `commit(_:)`, or ahead by a `CommitPlan`.
+    func commit(_ lblks: [Int], producing produce: (Emit) throws -> Void) throws {
         guard !lblks.isEmpty else { return }
         if let failed { throw failed }
         do {
-            let batch = try writeData(lblks)
+            let batch = try writeData(produce)
             try publish(batch)
             try releaseOld(batch)
         } catch {
@@ -470,6 +481,7 @@ public final class Volume {
         }
         for n in lblks {
             guard let b = blocks.peek(n) else { continue }
+            if b.dirty { dirtyBlocks -= 1 }
             b.dirty = false
             ledger.release(b.reserved)
             b.reserved = 0
@@ -479,33 +491,16 @@ public final class Volume {
     /// A block of a batch: its lblk, its new entry and the one it replaces.
     private typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
 
-    /// Step 1: the new data in freshly allocated pblks, and their bits (synced). Compressed on
-    /// all cores a chunk at a time; allocated and written in lblk order.
-    private func writeData(_ lblks: [Int]) throws -> [Committed] {
+    /// Step 1: the new data in freshly allocated pblks, and their bits (synced): each block
+    /// `produce` gives is allocated and written as it comes.
+    private func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
         var out: [Committed] = []
         do {
-            let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
-            var first = 0
-            while first < batch.count {
-                let chunk = Array(batch[first..<min(first + packBlocks, batch.count)])
-                let packed = pack(chunk)
-                for (j, (n, b)) in chunk.enumerated() {
-                    // Checked when the block was first changed (`requireSound`): a failure here is
-                    // damage since, and the commit stops rather than guess what the block held.
-                    let old = try entry(n)
-                    // A block packed ahead is stored from its own bytes, as is a raw one; the
-                    // others from what `pack` made.
-                    let form = b.form ?? packed[j]
-                    let packedNow = b.form == nil && form != .raw
-                    let e = try b.data.withUnsafeBytes { data in
-                        try store(
-                            form, lblk: n,
-                            from: packedNow
-                                ? UnsafeRawPointer(packBuffer.base + j * codec.maxCompressedLength) : data.baseAddress)
-                    }
-                    out.append((n, e, old))
-                }
-                first += chunk.count
+            try produce { n, form, bytes in
+                // Checked when the block was first changed (`requireSound`): a failure here is
+                // damage since, and the commit stops rather than guess what the block held.
+                let old = try entry(n)
+                out.append((n, try store(form, lblk: n, from: bytes), old))
             }
             try meta.writeDirtyBitmaps()
             try device.sync()
@@ -514,6 +509,30 @@ public final class Volume {
             throw error
         }
         return out
+    }
+
+    /// The blocks `lblks` as a commit under the lock stores them: compressed on all cores a
+    /// chunk at a time, emitted in lblk order.
+    private func packAndEmit(_ lblks: [Int], _ emit: Emit) throws {
+        let batch = lblks.compactMap { n in blocks.peek(n).map { (n, $0) } }
+        var first = 0
+        while first < batch.count {
+            let chunk = Array(batch[first..<min(first + packBlocks, batch.count)])
+            let packed = pack(chunk)
+            for (j, (n, b)) in chunk.enumerated() {
+                // A block packed ahead is stored from its own bytes, as is a raw one; the
+                // others from what `pack` made.
+                let form = b.form ?? packed[j]
+                let packedNow = b.form == nil && form != .raw
+                try b.data.withUnsafeBytes { data in
+                    try emit(
+                        n, form,
+                        packedNow ? UnsafeRawPointer(packBuffer.base + j * codec.maxCompressedLength) : data.baseAddress
+                    )
+                }
+            }
+            first += chunk.count
+        }
     }
 
     /// Step 2: the entries now name the new data (synced; straddling ones through the journal).
@@ -563,7 +582,9 @@ public final class Volume {
 
     /// Acknowledged blocks that are not on the device yet (dirty in the cache): after a failed
     /// commit, what a stop would lose.
-    public var unstoredBlocks: Int { blocks.keys.filter { blocks.peek($0)?.dirty == true }.count }
+    public var unstoredBlocks: Int { dirtyBlocks }
+    /// How many cached blocks are dirty.
+    var dirtyBlocks = 0
 
     /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
     private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <string.h>
 #include <syslog.h>
 #include <malloc.h>
 #include <sys/stat.h>
@@ -62,14 +63,76 @@ int cbd_plugin_parse_bool(const char *value) { return nbdkit_parse_bool(value); 
 // 164 MiB for a 32 MiB cache; two arenas keep it at 85 MiB at the same speed (bench/live).
 static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
 
+// The committer: one thread that commits dirty blocks once a quarter of the cache is dirty,
+// so that a client write seldom finds the cache full of dirty blocks and carries a whole
+// commit itself. It compresses with no lock held (a plan holds the blocks' bytes as they were,
+// and a block written since is left for a later commit); only storing and publishing hold
+// the writer's lock. Flush, FUA and close still commit everything themselves.
+static pthread_t committer;
+static int committer_running;
+static pthread_mutex_t commit_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
+static int commit_wanted, committer_stopping;
+
+static void *committer_main(void *arg) {
+  (void) arg;
+  pthread_mutex_lock(&commit_mutex);
+  for (;;) {
+    while (!commit_wanted && !committer_stopping) pthread_cond_wait(&commit_cond, &commit_mutex);
+    if (committer_stopping) break;
+    commit_wanted = 0;
+    pthread_mutex_unlock(&commit_mutex);
+    void *plan = NULL;
+    (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(), 0));
+    if (plan) {
+      cbd_plugin_pack_commit(plan);
+      (void) EXCLUSIVE(cbd_plugin_finish_commit(plan));
+    }
+    pthread_mutex_lock(&commit_mutex);
+  }
+  pthread_mutex_unlock(&commit_mutex);
+  return NULL;
+}
+
+// Called with the result of cbd_plugin_wants_commit, read under the writer's lock.
+static void wake_committer(int wanted) {
+  if (!wanted || !committer_running) return;
+  pthread_mutex_lock(&commit_mutex);
+  commit_wanted = 1;
+  pthread_cond_signal(&commit_cond);
+  pthread_mutex_unlock(&commit_mutex);
+}
+
+static void start_committer(void) {
+  if (cbd_plugin_readonly() || committer_running) return;
+  int err = pthread_create(&committer, NULL, committer_main, NULL);
+  if (err == 0) committer_running = 1;
+  else nbdkit_error("cbd: no background commit thread (%s): writes commit as the cache fills", strerror(err));
+}
+
+static void stop_committer(void) {
+  if (!committer_running) return;
+  pthread_mutex_lock(&commit_mutex);
+  committer_stopping = 1;
+  pthread_cond_signal(&commit_cond);
+  pthread_mutex_unlock(&commit_mutex);
+  pthread_join(committer, NULL);
+  committer_running = 0;
+}
+
 static int cbd_config(const char *key, const char *value) { return cbd_plugin_config(key, value); }
 static int cbd_config_complete(void) { return cbd_plugin_config_complete(); }
 static int cbd_get_ready(void) { return cbd_plugin_get_ready(); }
 static int cbd_after_fork(void) {
   warn_to_syslog = stderr_is_dev_null();
-  return cbd_plugin_after_fork();
+  int r = cbd_plugin_after_fork();
+  if (r == 0) start_committer();  // threads do not survive nbdkit's fork: started here
+  return r;
 }
-static void cbd_cleanup(void) { cbd_plugin_cleanup(); }
+static void cbd_cleanup(void) {
+  stop_committer();
+  cbd_plugin_cleanup();
+}
 
 // The last callback: a stop that could not store every write it acknowledged must not look
 // like a clean one, so nbdkit's exit status becomes 1 (the log has said how many blocks).
@@ -128,7 +191,11 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
   int64_t lblk = cbd_plugin_block_size();
   if (lblk <= 0 || offset % (uint64_t) lblk != 0 || count % (uint64_t) lblk != 0)
     (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
-  return EXCLUSIVE(cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead));
+  int r, wanted = 0;
+  (void) EXCLUSIVE((r = cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead),
+                    wanted = cbd_plugin_wants_commit(), r));
+  wake_committer(wanted);
+  return r;
 }
 
 static int cbd_flush(void *handle, uint32_t flags) {
@@ -147,7 +214,11 @@ static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flag
 
 static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
-  return EXCLUSIVE(cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0));
+  int r, wanted = 0;
+  (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0),
+                    wanted = cbd_plugin_wants_commit(), r));
+  wake_committer(wanted);
+  return r;
 }
 
 static int add_extent(void *context, uint64_t offset, uint64_t length, int hole) {
@@ -179,6 +250,7 @@ static struct nbdkit_plugin plugin = {
     "lowwater=<PERCENT> Log a warning when free space falls below it (default 10).\n"
     "readonly=<BOOL>   Serve read-only (with nbdkit -r); a DIRTY device is served only so.\n"
     "level=<1..12>     Compression of written blocks: 1 fast (default), 2-12 LZ4HC.\n"
+    "background=<BOOL> Commit in a thread once a quarter of the cache is dirty (default true).\n"
     "uri=<URI>         Where clients connect, for cbd info (cbd serve passes it).\n"
     "socket=<PATH>     The Unix socket nbdkit listens on: removed at a clean stop.\n"
     "pidfile=<PATH>    nbdkit's -P file: removed at a clean stop if it names this process.",

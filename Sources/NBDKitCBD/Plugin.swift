@@ -17,6 +17,9 @@ enum Server {
     nonisolated(unsafe) static var readOnly = false
     /// How written blocks are compressed (`level=`).
     nonisolated(unsafe) static var level = CompressionLevel.fast
+    /// Dirty blocks are committed by plugin.c's committer thread from a quarter of the cache on
+    /// (`background=`, default true); else only when the cache is full, on flush and on close.
+    nonisolated(unsafe) static var background = true
     nonisolated(unsafe) static var volume: Volume?
     /// Free space, in percent of the data pblks, under which the log warns (once per fall).
     nonisolated(unsafe) static var lowWater = 10
@@ -135,6 +138,10 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
             let b = cbd_plugin_parse_bool(value)
             guard b >= 0 else { return -1 }  // nbdkit said why
             Server.readOnly = b == 1
+        case "background":
+            let b = cbd_plugin_parse_bool(value)
+            guard b >= 0 else { return -1 }
+            Server.background = b == 1
         case "level":
             var n: UInt32 = 0
             guard cbd_plugin_parse_unsigned("level", value, &n) == 0 else { return -1 }
@@ -149,7 +156,8 @@ func pluginConfig(_ key: UnsafePointer<CChar>, _ value: UnsafePointer<CChar>) ->
         case "pidfile": Server.pidFile = v
         default:
             throw CBDError(
-                "unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, uri=, socket=, pidfile=)")
+                "unknown parameter '\(k)' (file=, cache=, lowwater=, readonly=, level=, background=, uri=, socket=, pidfile=)"
+            )
         }
         return 0
     }
@@ -291,6 +299,30 @@ func pluginPwrite(
 @_cdecl("cbd_plugin_flush")
 func pluginFlush() -> Int32 {
     Server.changing { try $0.flush() }
+}
+
+@_cdecl("cbd_plugin_wants_commit")
+func pluginWantsCommit() -> Int32 {
+    guard Server.background, let v = Server.volume else { return 0 }
+    return v.wantsBackgroundCommit ? 1 : 0
+}
+
+@_cdecl("cbd_plugin_plan_commit")
+func pluginPlanCommit() -> UnsafeMutableRawPointer? {
+    guard Server.background, !Server.readOnly, let plan = Server.volume?.planCommit() else { return nil }
+    return Unmanaged.passRetained(plan).toOpaque()
+}
+
+@_cdecl("cbd_plugin_pack_commit")
+func pluginPackCommit(_ plan: UnsafeMutableRawPointer) {
+    Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().pack()
+}
+
+/// A failure is a failed commit, as a flush's: logged, and the server read-only from then on.
+@_cdecl("cbd_plugin_finish_commit")
+func pluginFinishCommit(_ plan: UnsafeMutableRawPointer) -> Int32 {
+    let plan = Unmanaged<CommitPlan>.fromOpaque(plan).takeRetainedValue()
+    return Server.changing { try $0.finish(plan) }
 }
 
 @_cdecl("cbd_plugin_zero")

@@ -25,6 +25,14 @@ void *cbd_plugin_pack_ahead(const void *buf, uint32_t count, uint64_t offset);
 void *cbd_plugin_prefetch(uint32_t count, uint64_t offset, void *ahead);
 int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead);
 int cbd_plugin_flush(void);
+/// The background commit (plugin.c's committer thread): whether one is due (under the writer's
+/// lock; 0 also when background=false), a plan of the dirty blocks (under the writer's lock;
+/// NULL: nothing to do), the plan packed (no lock), then committed and released (under the
+/// writer's lock; -1 after cbd_plugin_error when the commit failed).
+int cbd_plugin_wants_commit(void);
+void *cbd_plugin_plan_commit(void);
+void cbd_plugin_pack_commit(void *plan);
+int cbd_plugin_finish_commit(void *plan);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_close(void);

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+import CBDFormat
+
+/// A commit done in the background, in three steps, so that compression runs beside the
+/// requests instead of inside the writer's lock and no client write carries a whole commit
+/// (the kernel's `dirty_background_ratio`, where a full cache is `dirty_ratio`):
+///
+/// 1. `Volume.planCommit`, under the writer's lock, once a quarter of the cache is dirty:
+///    the dirty blocks as they are now (arrays are values: a later write to a block changes
+///    the cache's copy, not the plan's) and each block's `version`.
+/// 2. `pack`, with no lock: each snapshot compressed into the plan's own buffer.
+/// 3. `Volume.finish`, under the writer's lock: the blocks still dirty, still in the cache and
+///    unchanged since step 1 go through the commit's copy-on-write order (store, publish,
+///    release) from the packed bytes; any other is left as it is, dirty, for a later commit.
+///
+/// Only one plan is in flight. A flush or a full cache between steps 1 and 3 commits every
+/// block itself, as before; the plan then finds them clean and stores nothing of them.
+public final class CommitPlan: @unchecked Sendable {
+    struct Item {
+        let lblk: Int
+        let block: CachedBlock
+        let version: Int
+        let snapshot: CachedBlock.Snapshot
+        /// How the block is stored: given by the snapshot when packed ahead, else by `pack`.
+        var form: PackedBlock?
+    }
+
+    var items: [Item]
+    let lblkSize: Int
+    let level: CompressionLevel
+    /// Compressed bytes of item i at i * stride (made by `pack`).
+    let buffer: ByteBuffer
+    let stride: Int
+
+    init(items: [Item], lblkSize: Int, level: CompressionLevel) {
+        self.items = items
+        self.lblkSize = lblkSize
+        self.level = level
+        stride = PackedBlock.maxCompressedLength(lblkSize: lblkSize)
+        buffer = ByteBuffer(count: max(1, items.count * stride))
+    }
+
+    /// Step 2: compresses what is not packed yet. Touches nothing but the plan, so it runs
+    /// with no lock, beside reads and writes.
+    public func pack() {
+        for i in items.indices where items[i].form == nil {
+            items[i].form = items[i].snapshot.data.withUnsafeBytes { src in
+                PackedBlock.pack(src.baseAddress!, lblkSize: lblkSize, into: buffer.base + i * stride, level: level)
+            }
+        }
+    }
+}
+
+extension Volume {
+    /// Whether enough of the cache is dirty for a commit in the background (a quarter).
+    public var wantsBackgroundCommit: Bool { dirtyBlocks > 0 && dirtyBlocks >= max(1, cacheCapacity / 4) }
+
+    /// Step 1: the dirty blocks as they are now, the least recently used first, up to a quarter
+    /// of the cache (the plan's buffer is as many packed blocks), in lblk order; nil when there
+    /// are none, or the volume takes no more writes.
+    public func planCommit() -> CommitPlan? {
+        guard dirtyBlocks > 0, readOnlyAfter == nil else { return nil }
+        let dirty = blocks.oldestKeys(limit: max(1, cacheCapacity / 4), where: { $0.dirty }).sorted()
+        let items = dirty.compactMap { n in
+            blocks.peek(n).map { b in
+                CommitPlan.Item(lblk: n, block: b, version: b.version, snapshot: b.snapshot, form: b.form)
+            }
+        }
+        return CommitPlan(items: items, lblkSize: geometry.lblkSize, level: level)
+    }
+
+    /// Step 3: commits the blocks of `plan` that did not change since it was made. Throws as a
+    /// commit does (and the volume is then read-only).
+    public func finish(_ plan: CommitPlan) throws {
+        let unchanged = plan.items.indices.filter { i in
+            let it = plan.items[i]
+            return it.form != nil && blocks.peek(it.lblk) === it.block && it.block.dirty
+                && it.block.version == it.version
+        }
+        try commit(unchanged.map { plan.items[$0].lblk }) { emit in
+            for i in unchanged {
+                let it = plan.items[i]
+                guard let form = it.form else { continue }
+                // Bytes compressed by `pack` are in the plan's buffer; a block packed ahead, or
+                // stored raw, is its snapshot's bytes.
+                let packedHere = it.snapshot.form == nil && form != .raw
+                try it.snapshot.data.withUnsafeBytes { data in
+                    try emit(
+                        it.lblk, form,
+                        packedHere ? UnsafeRawPointer(plan.buffer.base + i * plan.stride) : data.baseAddress)
+                }
+            }
+        }
+    }
+}
