@@ -46,6 +46,10 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("Logical block cache of the server.", valueName: "size")) var cache: SizeArgument?
     @Option(help: ArgumentHelp("Compression of written blocks: 1 fast (default), 2 to 12 LZ4HC.", valueName: "n"))
     var level: CompressionLevel?
+    @Flag(
+        name: .customLong("no-background-commit"),
+        help: "Commit only when the cache is full, on flush and at the stop (default: from a quarter dirty on).")
+    var noBackgroundCommit = false
     @Flag(help: "Go to the background once the socket listens (log to syslog).") var fork = false
     @Option(
         name: .customLong("pid-file"),
@@ -114,6 +118,7 @@ struct Serve: ParsableCommand {
             if let p = pidFile { args.append("pidfile=\(p)") }
             if let c = cache { args.append("cache=\(c.bytes)") }
             if let l = level { args.append("level=\(l)") }
+            if noBackgroundCommit { args.append("background=false") }
             args.append("lowwater=\(lowWater)")
             if readOnly { args.append("readonly=true") }
             if let u = uri { FileHandleStderr.write("cbd: serving \(device) at \(u)\n") }

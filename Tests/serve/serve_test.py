@@ -342,6 +342,32 @@ def many_connections_never_read_stale(d):
 
 
 @case
+def background_commit_before_the_cache_fills(d):
+    """Once a quarter of the cache is dirty, the plugin's committer stores the oldest blocks
+    with no flush from the client (the device's entries, read beside the server, name them);
+    with --no-background-commit nothing reaches the device while the cache has room. Either
+    way a clean stop stores everything, consistently."""
+    rng = random.Random(35)
+    data = b''.join(bytes([rng.randrange(256)]) * 4096 + bytes(61440) for _ in range(8))
+    for background in (True, False):
+        dev = fresh_device(d, name='bg%d.cbd' % background, size='16M')
+        srv = Server(d, dev, '--cache', '1M', *([] if background else ['--no-background-commit']))
+        h = srv.connect()
+        for i in range(8):  # half of a 16-block cache
+            h.pwrite(data[i * 65536:(i + 1) * 65536], i * 65536)
+        deadline = time.time() + (20 if background else 1)
+        stored = False
+        while not stored and time.time() < deadline:
+            stored = cbdimg.Image(dev).entry(0)[0] != 0
+            time.sleep(0.05)
+        assert stored == background, 'block 0 %s before a flush' % ('stored' if stored else 'not stored')
+        h.shutdown()
+        assert srv.stop() == 0
+        consistent(dev)
+        assert logical(dev)[:len(data)] == data, 'written blocks differ after the stop'
+
+
+@case
 def killed_server_keeps_flushed_data(d):
     """kill -9 during writes after a flush: fsck -fy makes it consistent, flushed bytes stay."""
     dev = fresh_device(d, size='16M')
