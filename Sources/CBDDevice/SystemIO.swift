@@ -61,3 +61,6 @@ package func copyFileRange(_ count: Int, from: Int32, at offset: Int, to: Int32,
     ) { code, _ in CBDError("", kind: .system(code)) }
     return done == count
 }
+
+/// Flushes standard output: 0, or the errno of a write to it that failed (stdio keeps it).
+package func flushStandardOutput() -> Int32 { cbd_flush_stdout() }

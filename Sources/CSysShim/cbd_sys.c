@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
@@ -36,4 +38,10 @@ const char *cbd_version(void) {
 int64_t cbd_copy_range(int fd_in, int64_t offset_in, int fd_out, int64_t offset_out, int64_t length) {
     off64_t in = offset_in, out = offset_out;
     return copy_file_range(fd_in, &in, fd_out, &out, (size_t) length, 0);
+}
+
+int cbd_flush_stdout(void) {
+  errno = 0;
+  if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+  return errno ? errno : EIO;
 }

@@ -18,6 +18,7 @@ struct Cbd: ParsableCommand {
 }
 
 // No subcommand is a usage error, as is a word that names none (with the nearest one offered).
+StandardOutputCheck.install(tool: "cbd")
 let arguments = ToolVersion.arguments()
 let names = Cbd.configuration.subcommands.map { $0._commandName } + ["help"]
 if arguments.isEmpty {

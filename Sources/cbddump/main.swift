@@ -58,4 +58,5 @@ struct Dump: ParsableCommand {
     }
 }
 
+StandardOutputCheck.install(tool: "cbddump")
 Dump.main(ToolVersion.arguments())

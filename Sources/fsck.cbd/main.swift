@@ -165,6 +165,8 @@ struct Fsck: ParsableCommand {
     }
 }
 
+StandardOutputCheck.install(tool: "fsck.cbd", status: 8)  // fsck(8): operational error
+
 // fsck(8) wants 16 for a usage error, where ArgumentParser would exit with 64.
 do {
     var command = try Fsck.parseAsRoot(ToolVersion.arguments())

@@ -199,4 +199,5 @@ struct Mkfs: ParsableCommand {
     }
 }
 
+StandardOutputCheck.install(tool: "mkfs.cbd")
 Mkfs.main(ToolVersion.arguments())

@@ -154,4 +154,25 @@ import Testing
         let err = (try? String(contentsOfFile: s.file("err"), encoding: .utf8)) ?? "?"
         #expect([0, 141].contains(status) && err.isEmpty, "\(command): exit \(status), stderr: \(err)")
     }
+
+    /// A closed standard output (`>&-`) or a full one (/dev/full) is a write error, one line and
+    /// the tool's failure status (fsck.cbd: 8), as coreutils' tools say; the output was lost, so
+    /// the tool must not exit 0.
+    @Test(arguments: [
+        (["cbd", "info"], 1), (["fsck.cbd", "-n"], 8), (["cbd", "map"], 1), (["cbddump"], 1), (["cbd", "read"], 1)
+    ])
+    func lostStandardOutputIsAnError(_ command: [String], _ status: Int) throws {
+        let s = try Scratch()
+        let dev = s.file("d.cbd")
+        try #require(try Tools.run("mkfs.cbd", ["-q", dev, "64M"]).status == 0)
+        let line = ([Tools.binDir + "/" + command[0]] + command.dropFirst() + [dev]).map { "'\($0)'" }.joined(
+            separator: " ")
+        for redirect in [">&-", ">/dev/full"] {
+            let r = try Tools.run("bash", ["-c", "\(line) \(redirect)"])
+            let lines = r.stderr.split(separator: "\n")
+            #expect(
+                Int(r.status) == status && lines.count == 1 && lines[0].contains("standard output: write error: "),
+                "\(command) \(redirect): exit \(r.status), stderr: \(r.stderr)")
+        }
+    }
 }

@@ -20,3 +20,5 @@ int cbd_blk_readonly(int fd);
 const char *cbd_version(void);
 /// copy_file_range(2) between two offsets: bytes copied (possibly fewer), or -1 with errno.
 int64_t cbd_copy_range(int fd_in, int64_t offset_in, int fd_out, int64_t offset_out, int64_t length);
+// Flushes standard output (stdio): 0, or the errno of a write that failed since it opened.
+int cbd_flush_stdout(void);
