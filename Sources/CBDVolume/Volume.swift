@@ -588,6 +588,10 @@ public final class Volume {
 
     /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
     private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }
+    /// The background commit's plan in flight (`CommitPlan`), and its buffer: `planBlocks`
+    /// packed blocks, made at the first plan.
+    var planInFlight = false
+    lazy var planBuffer = ByteBuffer(count: planBlocks * max(1, codec.maxCompressedLength))
     /// Where `pack` puts each block's compressed bytes (maxCompressedLength apart).
     private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))
 
