@@ -58,8 +58,8 @@ extension Volume {
     /// Whether enough of the cache is dirty for a commit in the background (a quarter).
     public var wantsBackgroundCommit: Bool { dirtyBlocks > 0 && dirtyBlocks >= max(1, cacheCapacity / 4) }
 
-    /// Blocks a plan takes at most: a quarter of the cache.
-    var planBlocks: Int { max(1, cacheCapacity / 4) }
+    /// Blocks a plan takes at most: an eighth of the cache (its buffer counts in the peak RSS).
+    var planBlocks: Int { max(1, cacheCapacity / 8) }
 
     /// Step 1: the dirty blocks as they are now, the least recently used first, up to
     /// `planBlocks`, in lblk order; nil when there are none, when a plan is in flight (they

@@ -586,8 +586,9 @@ public final class Volume {
     /// How many cached blocks are dirty.
     var dirtyBlocks = 0
 
-    /// Blocks compressed at once: about 8 MiB of input per core, at most a cache's worth.
-    private var packBlocks: Int { max(1, min(blocks.capacity, (8 << 20) * Parallel.workers / geometry.lblkSize)) }
+    /// Blocks compressed at once: about 4 MiB of input per core (a few ms of work each; its
+    /// buffer counts in the server's peak memory), at most a cache's worth.
+    private var packBlocks: Int { max(1, min(blocks.capacity, (4 << 20) * Parallel.workers / geometry.lblkSize)) }
     /// The background commit's plan in flight (`CommitPlan`), and its buffer: `planBlocks`
     /// packed blocks, made at the first plan.
     var planInFlight = false
