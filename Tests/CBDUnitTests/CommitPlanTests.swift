@@ -31,7 +31,7 @@ import Testing
     /// stores the blocks that did not change and leaves that one dirty, for a later commit.
     @Test func aBlockWrittenDuringThePackStaysDirtyWithItsNewBytes() throws {
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let v = try Volume(device: dev, cacheBytes: 8 * bs)
+        let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
         try write(v, block(1), at: 0)
         try write(v, block(2), at: bs)
         let plan = try #require(v.planCommit())
@@ -53,7 +53,7 @@ import Testing
     /// them clean and stores nothing (no pblk is taken twice, none leaks).
     @Test func aFlushBeforeTheFinishLeavesThePlanNothingToStore() throws {
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let v = try Volume(device: dev, cacheBytes: 16 * bs)
+        let v = try Volume(device: dev, cacheBytes: 32 * bs)  // plans of four blocks
         for n in 0..<4 { try write(v, block(UInt8(n), compressible: n % 2 == 0), at: n * bs) }
         let plan = try #require(v.planCommit())
         #expect(plan.items.count == 4)
@@ -70,9 +70,9 @@ import Testing
     /// a seeded random order, against a model: every read matches it, plans meet blocks that
     /// changed after them, and after close the device holds the model with consistent bitmaps.
     @Test func randomInterleavingsMatchTheModel() throws {
-        let blocks = 10
+        let blocks = 20
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let v = try Volume(device: dev, cacheBytes: 8 * bs)  // full caches commit on their own too
+        let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two; full caches commit on their own too
         var model = [UInt8](repeating: 0, count: blocks * bs)
         var rng = SplitMix(seed: 3535)
         var plan: CommitPlan?
