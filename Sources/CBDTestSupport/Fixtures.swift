@@ -75,6 +75,20 @@ public func populatedDevice(
 }
 
 /// The first `count` bytes of the logical device (all of it by default).
+extension Volume {
+    /// `count` logical bytes read at `offset`, as a new array.
+    public func bytes(at offset: Int, count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0xEE, count: count)
+        try out.withUnsafeMutableBytes { try read(into: $0, at: offset) }
+        return out
+    }
+
+    /// Writes `bytes` at logical offset `offset`.
+    public func write(_ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+}
+
 public func logicalBytes(_ d: BlockDevice, count: Int? = nil) throws -> [UInt8] {
     let v = try Volume(device: d)
     var out = [UInt8](repeating: 0, count: min(count ?? v.logicalSize, v.logicalSize))

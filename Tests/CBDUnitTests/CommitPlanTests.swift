@@ -17,35 +17,25 @@ import Testing
         }
     }
 
-    func read(_ v: Volume, _ offset: Int, _ count: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0xEE, count: count)
-        try out.withUnsafeMutableBytes { try v.read(into: $0, at: offset) }
-        return out
-    }
-
-    func write(_ v: Volume, _ bytes: [UInt8], at offset: Int) throws {
-        try bytes.withUnsafeBytes { try v.write($0, at: offset) }
-    }
-
     /// A block written again while its plan was being packed keeps its new bytes: the plan
     /// stores the blocks that did not change and leaves that one dirty, for a later commit.
     @Test func aBlockWrittenDuringThePackStaysDirtyWithItsNewBytes() throws {
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
-        try write(v, block(1), at: 0)
-        try write(v, block(2), at: bs)
+        try v.write(block(1), at: 0)
+        try v.write(block(2), at: bs)
         let plan = try #require(v.planCommit())
         plan.pack()
-        try write(v, Array(block(3)[0..<1000]), at: 100)  // block 0 changes in part after the plan
+        try v.write(Array(block(3)[0..<1000]), at: 100)  // block 0 changes in part after the plan
         try v.finish(plan)
         #expect(v.unstoredBlocks == 1, "block 1 stored, block 0 left dirty")
         #expect(try v.entry(1) != .unallocated && v.entry(0) == .unallocated)
         var expected = block(1)
         expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
-        #expect(try read(v, 0, bs) == expected)
+        #expect(try v.bytes(at: 0, count: bs) == expected)
         try v.close()
         let reopened = try Volume(device: dev)
-        #expect(try read(reopened, 0, 2 * bs) == expected + block(2), "the device holds the newest bytes")
+        #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2), "the device holds the newest bytes")
         #expect(try bitmapMismatches(reopened).isEmpty)
     }
 
@@ -54,7 +44,7 @@ import Testing
     @Test func aFlushBeforeTheFinishLeavesThePlanNothingToStore() throws {
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 32 * bs)  // plans of four blocks
-        for n in 0..<4 { try write(v, block(UInt8(n), compressible: n % 2 == 0), at: n * bs) }
+        for n in 0..<4 { try v.write(block(UInt8(n), compressible: n % 2 == 0), at: n * bs) }
         let plan = try #require(v.planCommit())
         #expect(plan.items.count == 4)
         plan.pack()
@@ -110,13 +100,13 @@ import Testing
                 model.replaceSubrange(offset..<offset + count, with: part)
             }
             let n = Int(rng.next() % UInt64(blocks))
-            let same = try read(v, n * bs, bs) == Array(model[n * bs..<(n + 1) * bs])
+            let same = try v.bytes(at: n * bs, count: bs) == Array(model[n * bs..<(n + 1) * bs])
             #expect(same, "step \(step): block \(n) differs from the model")
         }
         #expect(stored > 10 && skipped > 5, "plans stored \(stored) blocks, left \(skipped) that changed")
         try v.close()
         let reopened = try Volume(device: dev)
-        #expect(try read(reopened, 0, blocks * bs) == model, "the device differs from the model after close")
+        #expect(try reopened.bytes(at: 0, count: blocks * bs) == model, "the device differs from the model after close")
         #expect(try bitmapMismatches(reopened).isEmpty)
     }
 }

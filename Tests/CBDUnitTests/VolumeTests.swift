@@ -39,16 +39,6 @@ final class TracingDevice: BlockDevice {
         }
     }
 
-    func readAll(_ v: Volume, _ offset: Int, _ count: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0xEE, count: count)
-        try out.withUnsafeMutableBytes { try v.read(into: $0, at: offset) }
-        return out
-    }
-
-    func write(_ v: Volume, _ bytes: [UInt8], at offset: Int) throws {
-        try bytes.withUnsafeBytes { try v.write($0, at: offset) }
-    }
-
     /// The seed's failing sequence: object x flushes, is reused as y, x is read again.
     /// With a one-block cache each step forces the reuse; x must read its new data.
     /// Commits come in batches of a cache's worth of blocks: the syncs grow with the data
@@ -116,11 +106,11 @@ final class TracingDevice: BlockDevice {
         let mem = try memoryDevice(physical: 16 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem, cacheBytes: 8 * bs)
         for n in 0..<count where n % 5 != 0 {
-            try write(v, pattern(UInt8(n), bs, compressible: n % 3 != 0), at: n * bs)
+            try v.write(pattern(UInt8(n), bs, compressible: n % 3 != 0), at: n * bs)
         }
         try v.flush()
-        for n in [3, 10, 11] { try write(v, pattern(UInt8(100 + n), bs), at: n * bs) }  // dirty, cached
-        let expected = try readAll(v, 0, count * bs)
+        for n in [3, 10, 11] { try v.write(pattern(UInt8(100 + n), bs), at: n * bs) }  // dirty, cached
+        let expected = try v.bytes(at: 0, count: count * bs)
         var rng = SplitMix(seed: 9)
         let ranges: [(Int, Int)] = (0..<400).map { _ in
             let offset = Int(rng.next() % UInt64(count * bs - 1))
@@ -148,28 +138,28 @@ final class TracingDevice: BlockDevice {
         let v = try Volume(device: mem, cacheBytes: 1)
         let bs = 65536
         let a = pattern(1, bs), b = pattern(2, bs), other = pattern(3, bs)
-        try write(v, a, at: 0)
-        try write(v, other, at: bs)  // a committed and evicted
+        try v.write(a, at: 0)
+        try v.write(other, at: bs)  // a committed and evicted
         let ahead = try #require(v.prefetch(offset: 100, length: 10))  // block 0 as a, read ahead
         // Meanwhile another write: block 0 becomes b, is committed, and leaves the cache.
-        try write(v, b, at: 0)
-        try write(v, other, at: bs)
+        try v.write(b, at: 0)
+        try v.write(other, at: bs)
         let patch = [UInt8](repeating: 0xEE, count: 10)
         try patch.withUnsafeBytes { try v.write($0, at: 100, ahead: ahead) }
         var want = b
         want.replaceSubrange(100..<110, with: patch)
-        let landedOnNewest = try readAll(v, 0, bs) == want
+        let landedOnNewest = try v.bytes(at: 0, count: bs) == want
         #expect(landedOnNewest, "the write was applied to the stale read-ahead block")
         // With nothing committed in between the read-ahead is used, and is right.
         let fresh = try #require(v.prefetch(offset: bs + 5, length: 3))
         try [UInt8](repeating: 7, count: 3).withUnsafeBytes { try v.write($0, at: bs + 5, ahead: fresh) }
         var want2 = other
         want2.replaceSubrange(5..<8, with: [7, 7, 7])
-        let readAhead = try readAll(v, bs, bs) == want2
+        let readAhead = try v.bytes(at: bs, count: bs) == want2
         #expect(readAhead)
         try v.close()
         let again = try Volume(device: mem)
-        let stored = try readAll(again, 0, 2 * bs) == want + want2
+        let stored = try again.bytes(at: 0, count: 2 * bs) == want + want2
         #expect(stored)
     }
 
@@ -180,18 +170,18 @@ final class TracingDevice: BlockDevice {
         #expect(v.cacheCapacity == 1)
         let bs = 65536
         let x1 = pattern(1, bs), x2 = pattern(2, bs), y = pattern(3, bs, compressible: false)
-        try write(v, x1, at: 0)
-        try write(v, y, at: bs)  // x flushes, its object is reused for y
-        #expect(try readAll(v, 0, bs) == x1)  // x read again from disk: new data, not stale zeros
-        try write(v, x2, at: 0)  // x dirty again
-        #expect(try readAll(v, bs, bs) == y)  // reuse for y: x2 must be committed first
+        try v.write(x1, at: 0)
+        try v.write(y, at: bs)  // x flushes, its object is reused for y
+        #expect(try v.bytes(at: 0, count: bs) == x1)  // x read again from disk: new data, not stale zeros
+        try v.write(x2, at: 0)  // x dirty again
+        #expect(try v.bytes(at: bs, count: bs) == y)  // reuse for y: x2 must be committed first
         let before = dev.log.count
-        #expect(try readAll(v, 0, bs) == x2)
+        #expect(try v.bytes(at: 0, count: bs) == x2)
         // The read of x came after every write of its commit: nothing was in flight.
         #expect(dev.log[before...].allSatisfy { !$0.write })
         try v.close()
         let again = try Volume(device: mem)
-        #expect(try readAll(again, 0, 2 * bs) == x2 + y)
+        #expect(try again.bytes(at: 0, count: 2 * bs) == x2 + y)
         #expect(try headerAndGeometry(mem).0.isDirty == false)
     }
 
@@ -199,7 +189,7 @@ final class TracingDevice: BlockDevice {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
         #expect(try headerAndGeometry(mem).0.isDirty == false)
-        try write(v, [1, 2, 3], at: 100)
+        try v.write([1, 2, 3], at: 100)
         #expect(try headerAndGeometry(mem).0.isDirty == true)
         try v.flush()
         #expect(try headerAndGeometry(mem).0.isDirty == true)
@@ -211,10 +201,10 @@ final class TracingDevice: BlockDevice {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
         let bs = 65536
-        try write(v, pattern(1, bs), at: 0)  // compressible
-        try write(v, pattern(2, bs, compressible: false), at: bs)  // raw
-        try write(v, [UInt8](repeating: 0, count: bs), at: 2 * bs)  // zeros: unallocated
-        try write(v, [9], at: 3 * bs)
+        try v.write(pattern(1, bs), at: 0)  // compressible
+        try v.write(pattern(2, bs, compressible: false), at: bs)  // raw
+        try v.write([UInt8](repeating: 0, count: bs), at: 2 * bs)  // zeros: unallocated
+        try v.write([9], at: 3 * bs)
         try v.discard(offset: 3 * bs, length: bs)  // discarded: unallocated
         try v.close()
         let r = try Volume(device: mem)
@@ -234,10 +224,10 @@ final class TracingDevice: BlockDevice {
     @Test func rangesOutsideTheDeviceAreRefused() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
-        #expect(throws: CBDError.self) { try write(v, [1], at: 16 << 20) }
-        #expect(throws: CBDError.self) { try readAll(v, (16 << 20) - 1, 2) }
+        #expect(throws: CBDError.self) { try v.write([1], at: 16 << 20) }
+        #expect(throws: CBDError.self) { try v.bytes(at: (16 << 20) - 1, count: 2) }
         #expect(throws: CBDError.self) { try v.discard(offset: -1, length: 1) }
-        #expect(try readAll(v, (16 << 20) - 1, 1) == [0])
+        #expect(try v.bytes(at: (16 << 20) - 1, count: 1) == [0])
     }
 
     @Test func fullDeviceSaysSoAndKeepsData() throws {
@@ -247,7 +237,7 @@ final class TracingDevice: BlockDevice {
         var wrote = 0
         var failed = false
         for n in 0..<200 {
-            do { try write(v, pattern(UInt8(n % 200 + 1), 4096, compressible: false), at: n * 4096); wrote = n } catch {
+            do { try v.write(pattern(UInt8(n % 200 + 1), 4096, compressible: false), at: n * 4096); wrote = n } catch {
                 failed = true; break
             }
         }
@@ -256,7 +246,8 @@ final class TracingDevice: BlockDevice {
         // What was committed before the device filled up reads back intact.
         let reopened = try Volume(device: mem)
         for n in 0..<wrote {
-            #expect(try readAll(reopened, n * 4096, 4096) == pattern(UInt8(n % 200 + 1), 4096, compressible: false))
+            #expect(
+                try reopened.bytes(at: n * 4096, count: 4096) == pattern(UInt8(n % 200 + 1), 4096, compressible: false))
         }
     }
 
@@ -282,7 +273,7 @@ final class TracingDevice: BlockDevice {
                         ? UInt8(truncatingIfNeeded: rng.next())
                         : kind == 1 ? UInt8(truncatingIfNeeded: (off + j) / 37) : 0
                 }
-                try write(v, data, at: off)
+                try v.write(data, at: off)
                 model.replaceSubrange(off..<off + len, with: data)
             case 4:
                 try v.discard(offset: off, length: len)
@@ -291,14 +282,14 @@ final class TracingDevice: BlockDevice {
                 try v.close()
                 v = try Volume(device: mem, cacheBytes: cacheBlocks * bs)
             default:
-                let got = try readAll(v, off, len)
+                let got = try v.bytes(at: off, count: len)
                 #expect(got == Array(model[off..<off + len]), "op \(i) read \(off)+\(len)")
                 if got != Array(model[off..<off + len]) { return }
             }
         }
         try v.close()
         let reopened = try Volume(device: mem)
-        #expect(try readAll(reopened, 0, logical) == model)
+        #expect(try reopened.bytes(at: 0, count: logical) == model)
         try checkBitmapsMatchEntries(reopened)
     }
 
