@@ -2,6 +2,8 @@
 import Testing
 @testable import CBDFormat
 @testable import CBDVolume
+@testable import CBDCheck
+@testable import CBDDevice
 @testable import CBDTestSupport
 
 /// The background commit (`CommitPlan`: planned under the writer's lock, packed with no lock,
@@ -108,5 +110,52 @@ import Testing
         let reopened = try Volume(device: dev)
         #expect(try reopened.bytes(at: 0, count: blocks * bs) == model, "the device differs from the model after close")
         #expect(try bitmapMismatches(reopened).isEmpty)
+    }
+
+    /// A background commit that fails at any of its writes (data, syncs, bitmaps, the intent
+    /// and entries, the release) makes the volume read-only at once, as a failed flush does:
+    /// the next write is refused, every acknowledged block still reads back from the cache,
+    /// and after fsck.cbd -y every block holds its old or its new bytes.
+    @Test func aFailingBackgroundCommitStopsWritesAndLosesNothingAcknowledged() throws {
+        let scratch = try Scratch()  // lost+found of the repairs
+        let base = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let old = try Volume(device: base)
+        for n in 0..<6 { try old.write(block(UInt8(n)), at: n * bs) }
+        try old.close()
+        let new = (0..<6).map { block(UInt8(50 + $0), compressible: $0 % 3 != 0) }
+        // Where the finish's writes are: counted on a twin that does not fail.
+        let probe = base.copy()
+        let pv = try Volume(device: probe, cacheBytes: 48 * bs)  // plans of six blocks
+        for n in 0..<6 { try pv.write(new[n], at: n * bs) }
+        let plan = try #require(pv.planCommit())
+        plan.pack()
+        let first = probe.writeCount
+        try pv.finish(plan)
+        #expect(pv.unstoredBlocks == 0 && probe.writeCount - first >= 8, "\(probe.writeCount - first) writes")
+        for k in first..<probe.writeCount {
+            let dev = base.copy()
+            let v = try Volume(device: dev, cacheBytes: 48 * bs)
+            for n in 0..<6 { try v.write(new[n], at: n * bs) }
+            let p = try #require(v.planCommit())
+            p.pack()
+            dev.failAtWrite = k
+            #expect(throws: CBDError.self, "write \(k)") { try v.finish(p) }
+            #expect(v.readOnlyAfter != nil, "write \(k): still taking writes")
+            #expect(throws: CBDError.self) { try v.write(new[0], at: 0) }
+            for n in 0..<6 {
+                let acknowledged = try v.bytes(at: n * bs, count: bs) == new[n]
+                #expect(acknowledged, "write \(k): block \(n) does not read its acknowledged bytes")
+            }
+            dev.failAtWrite = nil
+            var options = Checker.Options()
+            options.mode = .fixAll
+            options.lostFound = LostFound(directory: scratch.file("lost+found-\(k)"))
+            try Checker(device: dev, options: options).run()
+            let repaired = try Volume(device: dev)
+            for n in 0..<6 {
+                let got = try repaired.bytes(at: n * bs, count: bs)
+                #expect(got == block(UInt8(n)) || got == new[n], "write \(k): block \(n) is neither old nor new")
+            }
+        }
     }
 }
