@@ -110,7 +110,9 @@ asan: deps
 
 tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	# The tests that start cbd serve load the TSan plugin: nbdkit needs the runtime preloaded.
 	CBD_BIN=$$($(SWIFT) build --scratch-path .build-tsan --show-bin-path) \
+	  CBD_SERVE_PRELOAD="$$(./scripts/tsan-runtime.sh)" \
 	  $(SWIFT) test --sanitize=thread --scratch-path .build-tsan --skip ServeTests
 	./scripts/tsan-serve.sh   # the serve tests: nbdkit needs the TSan runtime preloaded for the plugin
 

@@ -6,10 +6,7 @@
 # ordinary debug build. Any report fails the run. Usage: scripts/tsan-serve.sh [CASE...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
-runtime=$(ls "$toolchain"/lib/clang/*/lib/linux/libclang_rt.tsan-x86_64.so | head -1)
-dispatch=$toolchain/lib/swift/linux/libdispatch.so
-[ -f "$runtime" ] && [ -f "$dispatch" ] || { echo "tsan-serve: no TSan runtime in $toolchain"; exit 1; }
+preload=$(scripts/tsan-runtime.sh)
 swift build >/dev/null
 swift build --sanitize=thread --scratch-path .build-tsan --product nbdkit-cbd-plugin >/dev/null
 bin=$(mktemp -d /tmp/cbd-tsan-bin.XXXXXX)
@@ -19,7 +16,7 @@ for t in cbd mkfs.cbd fsck.cbd cbddump; do cp "$(swift build --show-bin-path)/$t
 cp .build-tsan/debug/libnbdkit-cbd-plugin.so "$bin/"
 # A report stops the server (halt_on_error), so its case fails: the report is printed all the same.
 status=0
-CBD_SERVE_PRELOAD="$runtime $dispatch" TSAN_OPTIONS="log_path=$logs/report halt_on_error=1" \
+CBD_SERVE_PRELOAD="$preload" TSAN_OPTIONS="log_path=$logs/report halt_on_error=1" \
   /usr/bin/python3 Tests/serve/serve_test.py "$bin" "$@" || status=$?
 if ls "$logs"/report* >/dev/null 2>&1; then
   cat "$logs"/report*

@@ -185,6 +185,7 @@ func pluginGetReady() -> Int32 {
         }
         let v = try Volume(opened, cacheBytes: Server.cacheBytes)
         v.level = Server.level
+        LZ4Codec.prepareThreads()  // before nbdkit's threads (and the committer) exist
         Server.volume = v
         Server.space.start(path: path, readOnly: Server.readOnly)
         try Server.space.update(v, now: true)

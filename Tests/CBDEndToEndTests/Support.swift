@@ -28,7 +28,7 @@ enum Tools {
         let local = "\(binDir)/\(tool)"
         if FileManager.default.isExecutableFile(atPath: local) {
             p.executableURL = URL(fileURLWithPath: local)
-            p.arguments = args
+            (p.arguments, p.environment) = sanitized(tool, args)
         } else {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             p.arguments = [tool] + args
@@ -65,6 +65,17 @@ enum Tools {
         return Result(
             status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
             stderr: String(decoding: errData, as: UTF8.self), out: outData)
+    }
+
+    /// Under `make tsan` (CBD_SERVE_PRELOAD set), `cbd serve` runs nbdkit with the plugin
+    /// built under ThreadSanitizer: it gets the runtime as LD_PRELOAD, and the client it runs
+    /// (--run) goes without it, as serve_test.py's `sanitized` does. Other commands as given.
+    static func sanitized(_ tool: String, _ args: [String]) -> ([String], [String: String]?) {
+        let env = ProcessInfo.processInfo.environment
+        guard let preload = env["CBD_SERVE_PRELOAD"], tool == "cbd", args.first == "serve" else { return (args, nil) }
+        var args = args
+        if let i = args.firstIndex(of: "--run"), i + 1 < args.count { args[i + 1] = "env -u LD_PRELOAD " + args[i + 1] }
+        return (args, env.merging(["LD_PRELOAD": preload]) { $1 })
     }
 
     static func available(_ command: String) -> Bool {

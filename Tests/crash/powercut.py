@@ -225,7 +225,10 @@ def play(sc, preload, count):
     log = os.path.join(sc.work, 'events.log')
     tmp = os.path.join(sc.work, 'tmp')
     os.makedirs(tmp, exist_ok=True)
-    env = dict(os.environ, LD_PRELOAD=preload, CBD_PWLOG=log, CBD_PWLOG_DIR=run, TMPDIR=tmp)
+    # Under make tsan the server's plugin needs the TSan runtime first (CBD_SERVE_PRELOAD).
+    server = os.environ.get('CBD_SERVE_PRELOAD') if getattr(sc, 'serves', False) else None
+    env = dict(os.environ, LD_PRELOAD=(server + ' ' + preload) if server else preload,
+               CBD_PWLOG=log, CBD_PWLOG_DIR=run, TMPDIR=tmp)
     with open(sc.stdin or os.devnull, 'rb') as f:
         r = subprocess.run(sc.command(), cwd=run, stdin=f, capture_output=True, env=env)
     if r.returncode not in sc.ok_codes:
@@ -375,8 +378,12 @@ class Serve(PowerDevice):
         for n in (10, 11):
             self.new[n] = bytes(cp.BS)
 
+    serves = True
+
     def command(self):
         client = '/usr/bin/python3 %s "$uri" %s' % (os.path.join(self.work, 'client.py'), os.path.join(self.work, 'new.bin'))
+        if os.environ.get('CBD_SERVE_PRELOAD'):
+            client = 'env -u LD_PRELOAD ' + client  # the client goes without the sanitizer
         return [self.tool('cbd'), 'serve', 'dev.cbd', '--run', client]
 
     def verify(self, d):

@@ -115,7 +115,10 @@ report() {   # report KIND: what the guest said
 for kind in $kinds; do
   case $kind in
     cbd)
-      "$bin/cbd" serve "$work/root.cbd" --run "sh $work/boot.sh cbd \"file=\$uri,format=raw,if=virtio,cache=none\"" \
+      # Under make tsan the plugin needs the TSan runtime in nbdkit (CBD_SERVE_PRELOAD); qemu goes without.
+      pre=()
+      if [ -n "${CBD_SERVE_PRELOAD:-}" ]; then pre=(env "LD_PRELOAD=$CBD_SERVE_PRELOAD"); fi
+      "${pre[@]}" "$bin/cbd" serve "$work/root.cbd" --run "${CBD_SERVE_PRELOAD:+env -u LD_PRELOAD }sh $work/boot.sh cbd \"file=\$uri,format=raw,if=virtio,cache=none\"" \
         > "$work/serve.log" 2>&1 || { cat "$work/serve.log"; fail "cbd serve"; }
       report cbd
       # The host's view: a clean device, a clean filesystem, the guest's file as it wrote it.

@@ -32,6 +32,11 @@ package enum LZ4Codec {
         return p
     }
 
+    /// Creates the key of the per-thread LZ4HC state now. A server calls it before its threads
+    /// exist: the lazy creation's once-guard lives in the Swift runtime, which ThreadSanitizer
+    /// does not see, so a first use from two threads at once reads as a race to it.
+    package static func prepareThreads() { _ = hcStateKey }
+
     private static let hcStateKey: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key) { free($0) }
