@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the serve scripts share: a tally of checks, waiting for a condition, and a start
-that undoes the signal state a test runner leaves to its children."""
+"""What the serve scripts share: a tally of checks, waiting for a condition, a start that
+undoes the signal state a test runner leaves to its children, and `cbd serve` under the
+ThreadSanitizer plugin."""
+import os
 import signal
 import sys
 import time
@@ -39,3 +41,18 @@ def run(main):
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     main()
+
+
+def sanitized(args):
+    """A command and its environment: under scripts/tsan-serve.sh, `cbd serve` (so nbdkit and
+    the plugin) gets CBD_SERVE_PRELOAD, the ThreadSanitizer runtime, as LD_PRELOAD, and the
+    client it runs (--run) goes without it (qemu-img's coroutines upset TSan). Other commands
+    are left as they are."""
+    args = list(args)
+    preload = os.environ.get('CBD_SERVE_PRELOAD')
+    if not preload or args[1:2] != ['serve']:
+        return args, None
+    if '--run' in args:
+        i = args.index('--run') + 1
+        args[i] = 'env -u LD_PRELOAD ' + args[i]
+    return args, dict(os.environ, LD_PRELOAD=preload)

@@ -57,6 +57,14 @@ class Stack:
 
     def __init__(self, work, name, filters, serve_args=(), serve=True):
         self.work, self.procs = work, []
+        try:
+            self.start(name, filters, serve_args, serve)
+        except BaseException:
+            self.close()  # a failed start leaves no server or mount behind (they hold our pipes)
+            raise
+
+    def start(self, name, filters, serve_args, serve):
+        work = self.work
         self.back, self.trig = f'{work}/{name}.img', f'{work}/{name}.trig'
         self.mnt, self.bsock, self.csock = f'{work}/{name}.mnt', f'{work}/{name}.b.sock', f'{work}/{name}.c.sock'
         os.mkdir(self.mnt)
@@ -71,9 +79,12 @@ class Stack:
         self.dev = f'{self.mnt}/nbd'
         if not serve:
             return
-        self.serve = subprocess.Popen([f'{BIN}/cbd', 'serve', '--socket', self.csock, *serve_args, self.dev],
-                                      stderr=subprocess.PIPE, text=True)
-        assert appears(self.csock), 'cbd serve did not start'
+        args, env = checks.sanitized([f'{BIN}/cbd', 'serve', '--socket', self.csock, *serve_args, self.dev])
+        self.serve = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+        self.procs.append(self.serve)
+        if not appears(self.csock):
+            self.serve.kill()
+            raise AssertionError('cbd serve did not start: ' + self.serve.communicate()[1][-300:])
         time.sleep(0.3)
         self.h = nbd.NBD()
         self.h.connect_uri(f'nbd+unix:///?socket={self.csock}')

@@ -35,23 +35,8 @@ def case(f):
     return f
 
 
-def sanitized(args):
-    """A command and its environment: under scripts/tsan-serve.sh, `cbd serve` (so nbdkit and
-    the plugin) gets CBD_SERVE_PRELOAD, the ThreadSanitizer runtime, as LD_PRELOAD, and the
-    client it runs (--run) goes without it (qemu-img's coroutines upset TSan). Other commands
-    are left as they are."""
-    args = list(args)
-    preload = os.environ.get('CBD_SERVE_PRELOAD')
-    if not preload or args[1:2] != ['serve']:
-        return args, None
-    if '--run' in args:
-        i = args.index('--run') + 1
-        args[i] = 'env -u LD_PRELOAD ' + args[i]
-    return args, dict(os.environ, LD_PRELOAD=preload)
-
-
 def sh(*args, check=True, **kw):
-    args, env = sanitized(args)
+    args, env = checks.sanitized(args)
     r = subprocess.run(args, capture_output=True, env=env, **kw)
     if check and r.returncode != 0:
         raise AssertionError('%s: exit %d: %s' % (' '.join(args), r.returncode, (r.stdout + r.stderr).decode()[-500:]))
@@ -103,7 +88,7 @@ class Server:
 
     def __init__(self, d, dev, *extra):
         self.sock = os.path.join(d, 'nbd.sock')
-        args, env = sanitized([tool('cbd'), 'serve', '--socket', self.sock, *extra, dev])
+        args, env = checks.sanitized([tool('cbd'), 'serve', '--socket', self.sock, *extra, dev])
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for _ in range(500):
             if os.path.exists(self.sock):
