@@ -74,6 +74,17 @@ final class CachedBlock {
         let data: [UInt8]
     }
 
+    /// Calls `body` with the bytes a commit stores for block `s` as `form`: its own bytes when it
+    /// was packed ahead or is stored raw (nil for `.zero`), else those `pack` made at `packed`.
+    /// The one home of that rule for commits under the lock and background ones.
+    static func withStoredBytes(
+        of s: Snapshot, as form: PackedBlock, packed: UnsafeRawPointer,
+        _ body: (UnsafeRawPointer?) throws -> Void
+    ) rethrows {
+        let packedHere = s.form == nil && form != .raw
+        try s.data.withUnsafeBytes { try body(packedHere ? packed : $0.baseAddress) }
+    }
+
     /// Copies bytes `part` of the block `s` to `dst`.
     static func copy(_ s: Snapshot, _ part: Range<Int>, to dst: UnsafeMutableRawPointer, lblkSize: Int) throws {
         switch s.form {

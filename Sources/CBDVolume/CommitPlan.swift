@@ -56,7 +56,7 @@ public final class CommitPlan: @unchecked Sendable {
 
 extension Volume {
     /// Whether enough of the cache is dirty for a commit in the background (a quarter).
-    public var wantsBackgroundCommit: Bool { dirtyBlocks > 0 && dirtyBlocks >= max(1, cacheCapacity / 4) }
+    public var wantsBackgroundCommit: Bool { dirtyBlocks >= max(1, cacheCapacity / 4) }
 
     /// Blocks a plan takes at most: an eighth of the cache (its buffer counts in the peak RSS).
     var planBlocks: Int { max(1, cacheCapacity / 8) }
@@ -80,22 +80,17 @@ extension Volume {
     /// commit does (and the volume is then read-only).
     public func finish(_ plan: CommitPlan) throws {
         defer { planInFlight = false }
-        let unchanged = plan.items.indices.filter { i in
+        let unchanged = plan.items.indices.compactMap { i -> (Int, PackedBlock)? in
             let it = plan.items[i]
-            return it.form != nil && blocks.peek(it.lblk) === it.block && it.block.dirty
-                && it.block.version == it.version
+            guard let form = it.form, blocks.peek(it.lblk) === it.block, it.block.dirty, it.block.version == it.version
+            else { return nil }
+            return (i, form)
         }
-        try commit(unchanged.map { plan.items[$0].lblk }) { emit in
-            for i in unchanged {
+        try commit(unchanged.map { plan.items[$0.0].lblk }) { emit in
+            for (i, form) in unchanged {
                 let it = plan.items[i]
-                guard let form = it.form else { continue }
-                // Bytes compressed by `pack` are in the plan's buffer; a block packed ahead, or
-                // stored raw, is its snapshot's bytes.
-                let packedHere = it.snapshot.form == nil && form != .raw
-                try it.snapshot.data.withUnsafeBytes { data in
-                    try emit(
-                        it.lblk, form,
-                        packedHere ? UnsafeRawPointer(plan.buffer.base + i * plan.stride) : data.baseAddress)
+                try CachedBlock.withStoredBytes(of: it.snapshot, as: form, packed: plan.buffer.base + i * plan.stride) {
+                    try emit(it.lblk, form, $0)
                 }
             }
         }

@@ -520,16 +520,10 @@ public final class Volume {
             let chunk = Array(batch[first..<min(first + packBlocks, batch.count)])
             let packed = pack(chunk)
             for (j, (n, b)) in chunk.enumerated() {
-                // A block packed ahead is stored from its own bytes, as is a raw one; the
-                // others from what `pack` made.
                 let form = b.form ?? packed[j]
-                let packedNow = b.form == nil && form != .raw
-                try b.data.withUnsafeBytes { data in
-                    try emit(
-                        n, form,
-                        packedNow ? UnsafeRawPointer(packBuffer.base + j * codec.maxCompressedLength) : data.baseAddress
-                    )
-                }
+                try CachedBlock.withStoredBytes(
+                    of: b.snapshot, as: form, packed: packBuffer.base + j * codec.maxCompressedLength
+                ) { try emit(n, form, $0) }
             }
             first += chunk.count
         }

@@ -310,7 +310,7 @@ func pluginWantsCommit() -> Int32 {
 
 @_cdecl("cbd_plugin_plan_commit")
 func pluginPlanCommit() -> UnsafeMutableRawPointer? {
-    guard Server.background, !Server.readOnly, let plan = Server.volume?.planCommit() else { return nil }
+    guard let plan = Server.volume?.planCommit() else { return nil }  // woken only when wanted
     return Unmanaged.passRetained(plan).toOpaque()
 }
 
