@@ -42,14 +42,18 @@ public struct DeviceUsage: Sendable, Equatable {
     ) throws {
         markedPblks += Bitmap(bytes: try dev.readPblks(g.bitmapPblk(z))).countSet(below: g.dataPblkCount(z))
         let codec = EntryCodec(g)
+        let (first, count) = (Pblk(g.dataStart(z)), Pblk(g.dataPblkCount(z)))
         try scanner.forEachEntry(zone: z, buffer: buffer) { n, p in
             guard n < g.nrLblk else { return }
-            switch try? codec.decodeChecked(p) {
-            case .compressed(_, let pblks)?: compressedBlocks += 1; entryPblks += pblks.count
-            case .raw(let pblks)?: rawBlocks += 1; entryPblks += pblks.count
-            case .unallocated?: break
-            case nil: damagedEntries += 1
-            }
+            // The common entry (valid, its pblks in its own zone) is counted without building
+            // its pblk array; any other is decoded and checked.
+            let used =
+                codec.usedSlots(p, within: first, count: count, lenBytes: codec.lenBytes, pblkBytes: codec.pblkBytes)
+                ?? (try? codec.decodeChecked(p)).map { $0.pblks.count }
+            guard let used else { return damagedEntries += 1 }
+            guard used > 0 else { return }  // unallocated
+            if codec.length(at: p) == codec.rawLength { rawBlocks += 1 } else { compressedBlocks += 1 }
+            entryPblks += used
         }
     }
 
