@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 import CBDFormat
 
-/// A commit done in the background, in three steps, so that compression runs beside the
-/// requests instead of inside the writer's lock and no client write carries a whole commit
-/// (the kernel's `dirty_background_ratio`, where a full cache is `dirty_ratio`):
+/// A commit done in the background, in four steps, so that compression and the data's writes
+/// run beside the requests instead of inside the writer's lock, and no client write carries a
+/// whole commit (the kernel's `dirty_background_ratio`, where a full cache is `dirty_ratio`):
 ///
 /// 1. `Volume.planCommit`, under the writer's lock, once a quarter of the cache is dirty:
 ///    the dirty blocks as they are now (arrays are values: a later write to a block changes
 ///    the cache's copy, not the plan's) and each block's `version`.
 /// 2. `pack`, with no lock: each snapshot compressed into the plan's own buffer.
-/// 3. `Volume.finish`, under the writer's lock: the blocks still dirty, still in the cache and
-///    unchanged since step 1 go through the commit's copy-on-write order (store, publish,
-///    release) from the packed bytes; any other is left as it is, dirty, for a later commit.
+/// 3. `Volume.store`, beside reads (the plugin's shared lock: no request changes the volume):
+///    the blocks unchanged since step 1 written to fresh pblks, their bits set, all synced
+///    (format-v1's first step). Reads go on: they take these blocks from the cache.
+/// 4. `Volume.finish`, under the writer's lock: their entries published, the old pblks
+///    released. Whatever changes the volume first (a write, a flush, the close) does this
+///    step itself before anything else (`publishStoredPlan`), so a stored block is never
+///    changed, evicted or committed again before its entry names what step 3 wrote.
 ///
 /// Only one plan is in flight. A flush or a full cache between steps 1 and 3 commits every
 /// block itself, as before; the plan then finds them clean and stores nothing of them.
@@ -28,6 +32,9 @@ public final class CommitPlan: @unchecked Sendable {
     var items: [Item]
     let lblkSize: Int
     let level: CompressionLevel
+    /// What step 3 stored (entries to publish), or why it failed.
+    var stored: [Volume.Committed] = []
+    var failure: Error?
     /// Compressed bytes of item i at i * stride (made by `pack`).
     let buffer: ByteBuffer
     let stride: Int
@@ -76,23 +83,62 @@ extension Volume {
         return CommitPlan(items: items, lblkSize: geometry.lblkSize, level: level, buffer: planBuffer)
     }
 
-    /// Step 3: commits the blocks of `plan` that did not change since it was made. Throws as a
-    /// commit does (and the volume is then read-only).
-    public func finish(_ plan: CommitPlan) throws {
-        defer { planInFlight = false }
+    /// Step 3, beside reads but no other change (the plugin's shared lock): the blocks of
+    /// `plan` that did not change since it was made, written and synced with their bits; the
+    /// entries wait for `finish`. A failure is kept for `finish` to throw, and the volume is
+    /// read-only from now on, as after a failed flush.
+    public func store(_ plan: CommitPlan) {
         let unchanged = plan.items.indices.compactMap { i -> (Int, PackedBlock)? in
-            let it = plan.items[i]
-            guard let form = it.form, blocks.peek(it.lblk) === it.block, it.block.dirty, it.block.version == it.version
-            else { return nil }
+            guard let form = plan.items[i].form, isUnchanged(plan.items[i]) else { return nil }
             return (i, form)
         }
-        try commit(unchanged.map { plan.items[$0.0].lblk }) { emit in
-            for (i, form) in unchanged {
-                let it = plan.items[i]
-                try CachedBlock.withStoredBytes(of: it.snapshot, as: form, packed: plan.buffer.base + i * plan.stride) {
-                    try emit(it.lblk, form, $0)
+        guard !unchanged.isEmpty else { return }
+        do {
+            if let failed { throw failed }
+            try readOnlyOnFailure {
+                plan.stored = try writeData { emit in
+                    for (i, form) in unchanged {
+                        let it = plan.items[i]
+                        try CachedBlock.withStoredBytes(
+                            of: it.snapshot, as: form, packed: plan.buffer.base + i * plan.stride
+                        ) { try emit(it.lblk, form, $0) }
+                    }
                 }
             }
+            storedPlan = plan
+        } catch {
+            plan.failure = error
         }
+    }
+
+    /// Whether a plan's block is still in the cache, dirty, with the bytes the plan took.
+    private func isUnchanged(_ it: CommitPlan.Item) -> Bool {
+        blocks.peek(it.lblk) === it.block && it.block.dirty && it.block.version == it.version
+    }
+
+    /// Step 4, under the writer's lock: publishes what `store` wrote (unless a change did
+    /// first); throws what failed in step 3 or here (the volume is then read-only).
+    public func finish(_ plan: CommitPlan) throws {
+        defer { planInFlight = false }
+        if let failure = plan.failure { throw failure }
+        if storedPlan === plan { try publishStoredPlan() }
+    }
+
+    /// Publishes the stored plan's entries and releases the old pblks: called first by every
+    /// change, so that nothing touches a stored block before its entry is published. A block
+    /// that changed since all the same (none should) keeps its new bytes, dirty: its stored
+    /// pblks are freed.
+    func publishStoredPlan() throws {
+        guard let plan = storedPlan else { return }
+        storedPlan = nil
+        let items = Dictionary(plan.items.map { ($0.lblk, $0) }, uniquingKeysWith: { a, _ in a })
+        var keep: [Committed] = [], drop: [Committed] = []
+        for c in plan.stored {
+            if let it = items[c.lblk], isUnchanged(it) { keep.append(c) } else { drop.append(c) }
+        }
+        abandon(drop)
+        guard !keep.isEmpty else { return }
+        try readOnlyOnFailure { try publishAndRelease(keep) }
+        markCommitted(keep.map(\.lblk))
     }
 }

@@ -209,6 +209,7 @@ public final class Volume {
 
     /// Commits every dirty block; the device stays marked DIRTY until `close()`.
     public func flush() throws {
+        try publishStoredPlan()
         let dirty = blocks.keys.filter { blocks.peek($0)?.dirty == true }.sorted()
         try commit(dirty)
     }
@@ -269,6 +270,7 @@ public final class Volume {
     private func change(_ offset: Int, _ length: Int, from source: UnsafeRawPointer?) throws {
         try requireWritable()
         if let readOnlyAfter { throw readOnlyAfter }
+        try publishStoredPlan()
         try requireSound(offset, length)
         var pending = try reserveRoom(offset, length, source)
         defer { ledger.release(pending.reduce(0, +)) }
@@ -464,14 +466,18 @@ public final class Volume {
     func commit(_ lblks: [Int], producing produce: (Emit) throws -> Void) throws {
         guard !lblks.isEmpty else { return }
         if let failed { throw failed }
-        do {
+        try readOnlyOnFailure {
             let batch = try writeData(produce)
-            try publish(batch)
-            try releaseOld(batch)
-        } catch {
-            // The device failed under acknowledged writes: no new one is taken (dm-vdo's
-            // read-only mode); what is in the cache stays readable, and a later commit may
-            // still store it where nothing was published yet.
+            try publishAndRelease(batch)
+        }
+        markCommitted(lblks)
+    }
+
+    /// Runs one step of a commit; when it fails, the device failed under acknowledged writes:
+    /// no new one is taken (dm-vdo's read-only mode); what is in the cache stays readable, and
+    /// a later commit may still store it where nothing was published yet.
+    func readOnlyOnFailure(_ step: () throws -> Void) throws {
+        do { try step() } catch {
             if readOnlyAfter == nil {
                 readOnlyAfter = CBDError(
                     "\(device.path): read-only after a failed write to the device (\(error))",
@@ -479,6 +485,10 @@ public final class Volume {
             }
             throw error
         }
+    }
+
+    /// The blocks `lblks` are on the device as they are in the cache: clean, their promises kept.
+    func markCommitted(_ lblks: [Int]) {
         for n in lblks {
             guard let b = blocks.peek(n) else { continue }
             if b.dirty { dirtyBlocks -= 1 }
@@ -489,17 +499,19 @@ public final class Volume {
     }
 
     /// A block of a batch: its lblk, its new entry and the one it replaces.
-    private typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
+    typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
 
     /// Step 1: the new data in freshly allocated pblks, and their bits (synced): each block
-    /// `produce` gives is allocated and written as it comes.
-    private func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
+    /// `produce` gives is allocated and written as it comes. A background commit runs this
+    /// beside reads (`store(_:)`): it touches the bitmaps, the allocator and fresh pblks, which
+    /// reads never do, and reads the old entries under `sharedLock`, as readers do.
+    func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
         var out: [Committed] = []
         do {
             try produce { n, form, bytes in
                 // Checked when the block was first changed (`requireSound`): a failure here is
                 // damage since, and the commit stops rather than guess what the block held.
-                let old = try entry(n)
+                let old = try sharedLock.withLock { try entry(n) }
                 out.append((n, try store(form, lblk: n, from: bytes), old))
             }
             try meta.writeDirtyBitmaps()
@@ -527,6 +539,12 @@ public final class Volume {
             }
             first += chunk.count
         }
+    }
+
+    /// Steps 2 and 3 of a batch whose data is written.
+    func publishAndRelease(_ batch: [Committed]) throws {
+        try publish(batch)
+        try releaseOld(batch)
     }
 
     /// Step 2: the entries now name the new data (synced; straddling ones through the journal).
@@ -558,7 +576,7 @@ public final class Volume {
     }
 
     /// Nothing names a batch's new pblks: they are free again.
-    private func abandon(_ batch: [Committed]) {
+    func abandon(_ batch: [Committed]) {
         try? allocator.free(batch.flatMap { $0.new.pblks })
     }
 
@@ -567,7 +585,7 @@ public final class Volume {
     }
 
     /// Set when a commit failed after its data was written: every later commit is refused.
-    private var failed: CBDError?
+    private(set) var failed: CBDError?
 
     /// Set by the first failed commit: every later write, discard and trim is refused with it
     /// at once (EIO), before the cache takes it, so that nothing is acknowledged that the
@@ -586,6 +604,9 @@ public final class Volume {
     /// The background commit's plan in flight (`CommitPlan`), and its buffer: `planBlocks`
     /// packed blocks, made at the first plan.
     var planInFlight = false
+    /// A background commit whose data is written and synced and whose entries are not yet
+    /// published (`store(_:)`): the next change publishes it first (`publishStoredPlan`).
+    var storedPlan: CommitPlan?
     lazy var planBuffer = ByteBuffer(count: planBlocks * max(1, codec.maxCompressedLength))
     /// Where `pack` puts each block's compressed bytes (maxCompressedLength apart).
     private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))

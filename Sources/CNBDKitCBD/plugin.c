@@ -66,8 +66,11 @@ static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
 // The committer: one thread that commits dirty blocks once a quarter of the cache is dirty,
 // so that a client write seldom finds the cache full of dirty blocks and carries a whole
 // commit itself. It compresses with no lock held (a plan holds the blocks' bytes as they were,
-// and a block written since is left for a later commit); only storing and publishing hold
-// the writer's lock. Flush, FUA and close still commit everything themselves.
+// and a block written since is left for a later commit), writes and syncs the data beside
+// reads (the shared lock: no request changes the volume meanwhile), and holds the writer's
+// lock only to publish the entries and release the old pblks. A request that changes the
+// volume before that publishes them first. Flush, FUA and close still commit everything
+// themselves.
 static pthread_t committer;
 static int committer_running;
 static pthread_mutex_t commit_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -86,6 +89,7 @@ static void *committer_main(void *arg) {
     (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(), 0));
     if (plan) {
       cbd_plugin_pack_commit(plan);
+      (void) SHARED((cbd_plugin_store_commit(plan), 0));
       (void) EXCLUSIVE(cbd_plugin_finish_commit(plan));
     }
     pthread_mutex_lock(&commit_mutex);

@@ -319,6 +319,13 @@ func pluginPackCommit(_ plan: UnsafeMutableRawPointer) {
     Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().pack()
 }
 
+/// Beside reads (plugin.c holds the shared lock); a failure is kept for the finish to report.
+@_cdecl("cbd_plugin_store_commit")
+func pluginStoreCommit(_ plan: UnsafeMutableRawPointer) {
+    guard let v = Server.volume else { return }
+    v.store(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue())
+}
+
 /// A failure is a failed commit, as a flush's: logged, and the server read-only from then on.
 @_cdecl("cbd_plugin_finish_commit")
 func pluginFinishCommit(_ plan: UnsafeMutableRawPointer) -> Int32 {

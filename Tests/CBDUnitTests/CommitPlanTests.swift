@@ -7,8 +7,9 @@ import Testing
 @testable import CBDTestSupport
 
 /// The background commit (`CommitPlan`: planned under the writer's lock, packed with no lock,
-/// finished under it) stores only blocks that did not change since the plan, never newer bytes
-/// with older ones, and leaves the device as a plain commit would.
+/// stored beside reads, finished under the lock) stores only blocks that did not change since
+/// the plan, never newer bytes with older ones, lets nothing change a stored block before its
+/// entry is published, and leaves the device as a plain commit would.
 @Suite struct CommitPlanTests {
     let bs = 65536
 
@@ -29,6 +30,7 @@ import Testing
         let plan = try #require(v.planCommit())
         plan.pack()
         try v.write(Array(block(3)[0..<1000]), at: 100)  // block 0 changes in part after the plan
+        v.store(plan)
         try v.finish(plan)
         #expect(v.unstoredBlocks == 1, "block 1 stored, block 0 left dirty")
         #expect(try v.entry(1) != .unallocated && v.entry(0) == .unallocated)
@@ -38,6 +40,32 @@ import Testing
         try v.close()
         let reopened = try Volume(device: dev)
         #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2), "the device holds the newest bytes")
+        #expect(try bitmapMismatches(reopened).isEmpty)
+    }
+
+    /// A block written after its plan stored it (data written, entry not yet published): the
+    /// write publishes the plan's entries first, then changes the block, which stays dirty
+    /// with its new bytes; the finish then has nothing left to do.
+    @Test func aWriteAfterTheStorePublishesThePlanFirst() throws {
+        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: dev, cacheBytes: 16 * bs)
+        try v.write(block(1), at: 0)
+        try v.write(block(2), at: bs)
+        let plan = try #require(v.planCommit())
+        plan.pack()
+        v.store(plan)
+        #expect(try v.entry(0) == .unallocated && v.entry(1) == .unallocated, "published before the finish")
+        try v.write(Array(block(3)[0..<1000]), at: 100)
+        #expect(try v.entry(0) != .unallocated && v.entry(1) != .unallocated, "the write did not publish the plan")
+        #expect(v.unstoredBlocks == 1, "block 0 is dirty again with its new bytes")
+        let entries = try (0..<2).map { try v.entry($0) }
+        try v.finish(plan)
+        #expect(try (0..<2).map { try v.entry($0) } == entries, "the finish published again")
+        var expected = block(1)
+        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
+        try v.close()
+        let reopened = try Volume(device: dev)
+        #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2))
         #expect(try bitmapMismatches(reopened).isEmpty)
     }
 
@@ -52,6 +80,7 @@ import Testing
         plan.pack()
         try v.flush()
         let entries = try (0..<4).map { try v.entry($0) }
+        v.store(plan)
         try v.finish(plan)
         #expect(try (0..<4).map { try v.entry($0) } == entries, "the finish stored blocks again")
         try v.close()
@@ -68,21 +97,27 @@ import Testing
         var model = [UInt8](repeating: 0, count: blocks * bs)
         var rng = SplitMix(seed: 3535)
         var plan: CommitPlan?
-        var (stored, skipped) = (0, 0)
-        for step in 0..<600 {
-            switch rng.next() % 10 {
+        var storedOne = false
+        var (stored, skipped, publishedByAChange) = (0, 0, 0)
+        for step in 0..<800 {
+            switch rng.next() % 11 {
             case 0, 1:
                 if plan == nil { plan = v.planCommit() }
             case 2:
                 plan?.pack()
             case 3:
-                if let p = plan, p.items.allSatisfy({ $0.form != nil }) {
-                    let before = v.unstoredBlocks
-                    let changed = p.items.filter { $0.block.version != $0.version && $0.block.dirty }.count
+                if let p = plan, !storedOne, p.items.allSatisfy({ $0.form != nil }) {
+                    skipped += p.items.filter { $0.block.version != $0.version && $0.block.dirty }.count
+                    v.store(p)
+                    stored += p.stored.count
+                    storedOne = true
+                }
+            case 10:
+                if let p = plan, storedOne {
+                    if v.storedPlan == nil && !p.stored.isEmpty { publishedByAChange += 1 }
                     try v.finish(p)
-                    skipped += changed
-                    stored += before - v.unstoredBlocks
-                    plan = nil
+                    #expect(v.storedPlan == nil, "step \(step): the finish left the plan unpublished")
+                    (plan, storedOne) = (nil, false)
                 }
             case 4:
                 if rng.next() % 4 == 0 { try v.flush() }
@@ -105,7 +140,9 @@ import Testing
             let same = try v.bytes(at: n * bs, count: bs) == Array(model[n * bs..<(n + 1) * bs])
             #expect(same, "step \(step): block \(n) differs from the model")
         }
-        #expect(stored > 10 && skipped > 5, "plans stored \(stored) blocks, left \(skipped) that changed")
+        #expect(
+            stored > 10 && skipped > 5 && publishedByAChange > 5,
+            "plans stored \(stored) blocks, left \(skipped) that changed; \(publishedByAChange) published by a change")
         try v.close()
         let reopened = try Volume(device: dev)
         #expect(try reopened.bytes(at: 0, count: blocks * bs) == model, "the device differs from the model after close")
@@ -113,7 +150,7 @@ import Testing
     }
 
     /// A background commit that fails at any of its writes (data, syncs, bitmaps, the intent
-    /// and entries, the release) makes the volume read-only at once, as a failed flush does:
+    /// and entries, the release; in its store or its finish) makes the volume read-only at once, as a failed flush does:
     /// the next write is refused, every acknowledged block still reads back from the cache,
     /// and after fsck.cbd -y every block holds its old or its new bytes.
     @Test func aFailingBackgroundCommitStopsWritesAndLosesNothingAcknowledged() throws {
@@ -130,6 +167,7 @@ import Testing
         let plan = try #require(pv.planCommit())
         plan.pack()
         let first = probe.writeCount
+        pv.store(plan)
         try pv.finish(plan)
         #expect(pv.unstoredBlocks == 0 && probe.writeCount - first >= 8, "\(probe.writeCount - first) writes")
         for k in first..<probe.writeCount {
@@ -139,6 +177,7 @@ import Testing
             let p = try #require(v.planCommit())
             p.pack()
             dev.failAtWrite = k
+            v.store(p)
             #expect(throws: CBDError.self, "write \(k)") { try v.finish(p) }
             #expect(v.readOnlyAfter != nil, "write \(k): still taking writes")
             #expect(throws: CBDError.self) { try v.write(new[0], at: 0) }

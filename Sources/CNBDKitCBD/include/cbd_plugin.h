@@ -27,11 +27,13 @@ int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua,
 int cbd_plugin_flush(void);
 /// The background commit (plugin.c's committer thread): whether one is due (under the writer's
 /// lock; 0 also when background=false), a plan of the dirty blocks (under the writer's lock;
-/// NULL: nothing to do), the plan packed (no lock), then committed and released (under the
-/// writer's lock; -1 after cbd_plugin_error when the commit failed).
+/// NULL: nothing to do), the plan packed (no lock), its data written and synced (the shared
+/// lock), then published and released (under the writer's lock; -1 after cbd_plugin_error
+/// when the commit failed, at either step).
 int cbd_plugin_wants_commit(void);
 void *cbd_plugin_plan_commit(void);
 void cbd_plugin_pack_commit(void *plan);
+void cbd_plugin_store_commit(void *plan);
 int cbd_plugin_finish_commit(void *plan);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);
