@@ -353,6 +353,30 @@ def background_commit_before_the_cache_fills(d):
 
 
 @case
+def fio_jobs_beside_background_commits(d):
+    """fio (its nbd engine, one connection per job) as a real parallel load: four jobs write
+    4K and 24K pieces at random into regions of their own, with fio's own checksums, and read
+    them back to verify; two more read the whole area at random meanwhile. A 1 MiB cache keeps
+    the committer storing beside those reads and the writers publishing its plans. fio finds
+    every block it wrote; the stop is clean and the device consistent. (Under
+    scripts/tsan-serve.sh this is the load that makes requests overlap: Python's clients
+    seldom do.)"""
+    dev = fresh_device(d, size='64M')
+    srv = Server(d, dev, '--cache', '1M')
+    uri = 'nbd+unix:///?socket=' + srv.sock
+    common = ['--ioengine=nbd', '--uri=' + uri]
+    writers = ['--name=write', '--rw=randwrite', '--bsrange=4k-24k', '--size=4M',
+               '--offset_increment=4M', '--numjobs=4', '--iodepth=8', '--verify=crc32c',
+               '--verify_fatal=1', '--randseed=35']
+    readers = ['--name=read', '--rw=randread', '--bs=4k', '--size=16M', '--numjobs=2', '--iodepth=8',
+               '--time_based=1', '--runtime=3']
+    r = subprocess.run(['fio', *common, *writers, *common, *readers], capture_output=True, text=True)
+    assert r.returncode == 0, 'fio failed: %s' % (r.stderr or r.stdout)[-600:]
+    assert srv.stop() == 0
+    consistent(dev)
+
+
+@case
 def killed_server_keeps_flushed_data(d):
     """kill -9 during writes after a flush: fsck -fy makes it consistent, flushed bytes stay."""
     dev = fresh_device(d, size='16M')
