@@ -214,6 +214,19 @@ public final class Volume {
         try commit(dirty)
     }
 
+    /// Commits the blocks that hold the range (NBD's FUA): once it returns, the range's bytes are
+    /// on the device. Other dirty blocks wait: FUA promises that request only, and a flush of
+    /// the whole cache there made each FUA write carry every other write's commit.
+    public func flush(offset: Int, length: Int) throws {
+        try checkRange(offset, length)
+        try publishStoredPlan()
+        var dirty: [Int] = []
+        forEachBlock(offset, length) { n, _, _, _ in
+            if blocks.peek(n)?.dirty == true { dirty.append(n) }
+        }
+        try commit(dirty)
+    }
+
     /// Commits everything and clears DIRTY: the device is clean again.
     public func close() throws {
         try flush()

@@ -293,7 +293,7 @@ func pluginPwrite(
     let ahead = ahead.map { Unmanaged<WriteAhead>.fromOpaque($0).takeRetainedValue() }
     return Server.changing { v in
         try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), ahead: ahead)
-        if fua != 0 { try v.flush() }  // committed (and synced) before the reply
+        if fua != 0 { try v.flush(offset: Int(offset), length: Int(count)) }  // its blocks synced before the reply
     }
 }
 
@@ -337,7 +337,7 @@ func pluginFinishCommit(_ plan: UnsafeMutableRawPointer) -> Int32 {
 func pluginZero(_ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
     Server.changing { v in
         try v.discard(offset: Int(offset), length: Int(count))
-        if fua != 0 { try v.flush() }
+        if fua != 0 { try v.flush(offset: Int(offset), length: Int(count)) }
     }
 }
 
@@ -345,7 +345,7 @@ func pluginZero(_ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
 func pluginTrim(_ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
     Server.changing { v in
         try v.trim(offset: Int(offset), length: Int(count))
-        if fua != 0 { try v.flush() }
+        if fua != 0 { try v.flush(offset: Int(offset), length: Int(count)) }
     }
 }
 

@@ -185,6 +185,27 @@ final class TracingDevice: BlockDevice {
         #expect(try headerAndGeometry(mem).0.isDirty == false)
     }
 
+    /// A FUA request (`flush(offset:length:)`) commits the blocks that hold its range, and no
+    /// other: a copy of the device taken right after (a power cut) holds those blocks new and
+    /// every other block old.
+    @Test func fuaCommitsTheRequestsBlocksOnly() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        let bs = 65536
+        let x = pattern(1, bs), y = pattern(2, bs, compressible: false)
+        try v.write(x, at: 0)
+        try v.write(y, at: 3 * bs + 100)  // blocks 3 and 4, each in part
+        try v.flush(offset: 3 * bs + 100, length: bs)
+        #expect(v.unstoredBlocks == 1, "block 0 waits; blocks 3 and 4 are committed")
+        let cut = try Volume(device: mem.copy())
+        #expect(try cut.entry(0) == .unallocated, "block 0 was committed with the FUA request")
+        #expect(try cut.bytes(at: 3 * bs + 100, count: bs) == y, "the FUA request's bytes are not on the device")
+        try v.close()
+        let again = try Volume(device: mem)
+        #expect(try again.bytes(at: 0, count: bs) == x)
+        #expect(try again.bytes(at: 3 * bs + 100, count: bs) == y)
+    }
+
     @Test func dirtyFlagSetBeforeFirstChangeAndClearedOnClose() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
