@@ -77,6 +77,22 @@ static pthread_mutex_t commit_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
 static int commit_wanted, committer_stopping;
 
+// One plan at a time (the Volume has one plan buffer): the committer's and a flush's.
+static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+// One staged commit of the oldest dirty blocks (plan_mutex held): planned alone, compressed
+// with no lock, its data written beside reads, published alone. How many blocks it took
+// (0: nothing to commit), or -1 when it failed (logged; the server is read-only from then on).
+static int64_t commit_one_plan(void) {
+  void *plan = NULL;
+  (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(), 0));
+  if (!plan) return 0;
+  int64_t blocks = cbd_plugin_plan_blocks(plan);
+  cbd_plugin_pack_commit(plan);
+  (void) SHARED((cbd_plugin_store_commit(plan), 0));
+  return EXCLUSIVE(cbd_plugin_finish_commit(plan)) == 0 ? blocks : -1;
+}
+
 static void *committer_main(void *arg) {
   (void) arg;
   pthread_mutex_lock(&commit_mutex);
@@ -85,13 +101,9 @@ static void *committer_main(void *arg) {
     if (committer_stopping) break;
     commit_wanted = 0;
     pthread_mutex_unlock(&commit_mutex);
-    void *plan = NULL;
-    (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(), 0));
-    if (plan) {
-      cbd_plugin_pack_commit(plan);
-      (void) SHARED((cbd_plugin_store_commit(plan), 0));
-      (void) EXCLUSIVE(cbd_plugin_finish_commit(plan));
-    }
+    pthread_mutex_lock(&plan_mutex);
+    (void) commit_one_plan();
+    pthread_mutex_unlock(&plan_mutex);
     pthread_mutex_lock(&commit_mutex);
   }
   pthread_mutex_unlock(&commit_mutex);
@@ -202,8 +214,23 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
   return r;
 }
 
+// A flush commits the blocks dirty when it came in staged plans first, as the committer does,
+// so that reads (and between plans, writes) go on beside their compression and data writes;
+// the exclusive flush after them then commits what is left (blocks written meanwhile), and its
+// reply means every write acknowledged before the flush is on the device.
 static int cbd_flush(void *handle, uint32_t flags) {
   (void) handle; (void) flags;
+  if (!cbd_plugin_readonly()) {
+    pthread_mutex_lock(&plan_mutex);
+    int64_t left = 0;
+    (void) EXCLUSIVE((left = cbd_plugin_dirty_blocks(), 0));
+    while (left > 0) {
+      int64_t done = commit_one_plan();
+      if (done <= 0) break;
+      left -= done;
+    }
+    pthread_mutex_unlock(&plan_mutex);
+  }
   return EXCLUSIVE(cbd_plugin_flush());
 }
 

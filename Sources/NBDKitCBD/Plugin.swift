@@ -319,6 +319,14 @@ func pluginPackCommit(_ plan: UnsafeMutableRawPointer) {
     Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().pack()
 }
 
+@_cdecl("cbd_plugin_plan_blocks")
+func pluginPlanBlocks(_ plan: UnsafeMutableRawPointer) -> Int64 {
+    Int64(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().blockCount)
+}
+
+@_cdecl("cbd_plugin_dirty_blocks")
+func pluginDirtyBlocks() -> Int64 { Int64(Server.volume?.unstoredBlocks ?? 0) }
+
 /// Beside reads (plugin.c holds the shared lock); a failure is kept for the finish to report.
 @_cdecl("cbd_plugin_store_commit")
 func pluginStoreCommit(_ plan: UnsafeMutableRawPointer) {

@@ -33,6 +33,9 @@ int cbd_plugin_flush(void);
 int cbd_plugin_wants_commit(void);
 void *cbd_plugin_plan_commit(void);
 void cbd_plugin_pack_commit(void *plan);
+int64_t cbd_plugin_plan_blocks(void *plan);
+/// Dirty blocks in the cache (under the writer's lock): what a flush has to commit.
+int64_t cbd_plugin_dirty_blocks(void);
 void cbd_plugin_store_commit(void *plan);
 int cbd_plugin_finish_commit(void *plan);
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
