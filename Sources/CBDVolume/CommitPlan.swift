@@ -53,13 +53,14 @@ public final class CommitPlan: @unchecked Sendable {
     /// How many blocks the plan took.
     public var blockCount: Int { items.count }
 
-    /// Step 2: compresses what is not packed yet, on all cores (a flush waits for it). Touches
-    /// nothing but the plan, so it runs with no lock, beside reads and writes.
-    public func pack() {
+    /// Step 2: compresses what is not packed yet, on one core (the committer's: the others
+    /// serve requests) or on all of them (a flush, which its client waits for). Touches nothing
+    /// but the plan, so it runs with no lock, beside reads and writes.
+    public func pack(onAllCores: Bool = false) {
         let (size, level, out, stride) = (lblkSize, level, buffer, stride)
         items.withUnsafeMutableBufferPointer { items in
             let box = UncheckedBox(items)  // each worker sets the forms of its own slice
-            try? Parallel.forEachSlice(count: items.count, parts: Parallel.workers) { _, slice in
+            try? Parallel.forEachSlice(count: items.count, parts: onAllCores ? Parallel.workers : 1) { _, slice in
                 for i in slice where box.value[i].form == nil {
                     box.value[i].form = box.value[i].snapshot.data.withUnsafeBytes { src in
                         PackedBlock.pack(src.baseAddress!, lblkSize: size, into: out.base + i * stride, level: level)

@@ -81,14 +81,15 @@ static int commit_wanted, committer_stopping;
 static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 // One staged commit of the oldest dirty blocks (plan_mutex held): planned alone, compressed
-// with no lock, its data written beside reads, published alone. How many blocks it took
-// (0: nothing to commit), or -1 when it failed (logged; the server is read-only from then on).
-static int64_t commit_one_plan(void) {
+// with no lock (on one core for the committer, all of them for a flush), its data written
+// beside reads, published alone. How many blocks it took (0: nothing to commit), or -1 when
+// it failed (logged; the server is read-only from then on).
+static int64_t commit_one_plan(int all_cores) {
   void *plan = NULL;
   (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(), 0));
   if (!plan) return 0;
   int64_t blocks = cbd_plugin_plan_blocks(plan);
-  cbd_plugin_pack_commit(plan);
+  cbd_plugin_pack_commit(plan, all_cores);
   (void) SHARED((cbd_plugin_store_commit(plan), 0));
   return EXCLUSIVE(cbd_plugin_finish_commit(plan)) == 0 ? blocks : -1;
 }
@@ -102,7 +103,7 @@ static void *committer_main(void *arg) {
     commit_wanted = 0;
     pthread_mutex_unlock(&commit_mutex);
     pthread_mutex_lock(&plan_mutex);
-    (void) commit_one_plan();
+    (void) commit_one_plan(0);
     pthread_mutex_unlock(&plan_mutex);
     pthread_mutex_lock(&commit_mutex);
   }
@@ -225,7 +226,7 @@ static int cbd_flush(void *handle, uint32_t flags) {
     int64_t left = 0;
     (void) EXCLUSIVE((left = cbd_plugin_dirty_blocks(), 0));
     while (left > 0) {
-      int64_t done = commit_one_plan();
+      int64_t done = commit_one_plan(1);
       if (done <= 0) break;
       left -= done;
     }

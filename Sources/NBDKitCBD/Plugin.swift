@@ -315,8 +315,8 @@ func pluginPlanCommit() -> UnsafeMutableRawPointer? {
 }
 
 @_cdecl("cbd_plugin_pack_commit")
-func pluginPackCommit(_ plan: UnsafeMutableRawPointer) {
-    Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().pack()
+func pluginPackCommit(_ plan: UnsafeMutableRawPointer, _ allCores: Int32) {
+    Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().pack(onAllCores: allCores != 0)
 }
 
 @_cdecl("cbd_plugin_plan_blocks")

@@ -32,7 +32,7 @@ int cbd_plugin_flush(void);
 /// when the commit failed, at either step).
 int cbd_plugin_wants_commit(void);
 void *cbd_plugin_plan_commit(void);
-void cbd_plugin_pack_commit(void *plan);
+void cbd_plugin_pack_commit(void *plan, int all_cores);
 int64_t cbd_plugin_plan_blocks(void *plan);
 /// Dirty blocks in the cache (under the writer's lock): what a flush has to commit.
 int64_t cbd_plugin_dirty_blocks(void);
