@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -77,8 +78,10 @@ static pthread_mutex_t commit_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
 static int commit_wanted, committer_stopping;
 
-// One plan at a time (the Volume has one plan buffer): the committer's and a flush's.
+// One plan at a time (the Volume has one plan buffer): the committer's, a flush's, a writer's.
 static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
+// cbd_plugin_wants_commit as the last write or plan left it (read before taking any lock).
+static atomic_int dirty_level;
 
 // One staged commit of the oldest dirty blocks (plan_mutex held): planned alone, compressed
 // with no lock (on one core for the committer, all of them for a flush), its data written
@@ -91,7 +94,22 @@ static int64_t commit_one_plan(int all_cores) {
   int64_t blocks = cbd_plugin_plan_blocks(plan);
   cbd_plugin_pack_commit(plan, all_cores);
   (void) SHARED((cbd_plugin_store_commit(plan), 0));
-  return EXCLUSIVE(cbd_plugin_finish_commit(plan)) == 0 ? blocks : -1;
+  int r, level = 0;
+  (void) EXCLUSIVE((r = cbd_plugin_finish_commit(plan), level = cbd_plugin_wants_commit(), r));
+  atomic_store(&dirty_level, level);
+  return r == 0 ? blocks : -1;
+}
+
+// Past seven eighths of the cache dirty, a writer commits a plan itself (on all cores, with
+// reads going on) before it adds more, as the kernel's writers do past dirty_ratio; else the
+// write that finds every slot dirty commits the whole cache under the writer's lock (4K random
+// writes: 32-36 ms at the 99.9th percentile, 15-16 ms with this, at the same IOPS). Before its
+// read-ahead: a plan published meanwhile would make the write read its blocks again.
+static void help_commit(void) {
+  if (atomic_load(&dirty_level) < 2) return;
+  pthread_mutex_lock(&plan_mutex);
+  if (atomic_load(&dirty_level) >= 2) (void) commit_one_plan(1);
+  pthread_mutex_unlock(&plan_mutex);
 }
 
 static void *committer_main(void *arg) {
@@ -113,6 +131,7 @@ static void *committer_main(void *arg) {
 
 // Called with the result of cbd_plugin_wants_commit, read under the writer's lock.
 static void wake_committer(int wanted) {
+  atomic_store(&dirty_level, wanted);
   if (!wanted || !committer_running) return;
   pthread_mutex_lock(&commit_mutex);
   commit_wanted = 1;
@@ -202,6 +221,7 @@ static int cbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset, u
 // blocks as they are.
 static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
+  help_commit();
   void *ahead = cbd_plugin_pack_ahead(buf, count, offset);
   // Only a write that ends inside a block has anything to read ahead: one of whole blocks
   // does not take the shared lock (waiting there behind a writer costs two context switches).
@@ -246,6 +266,7 @@ static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flag
 
 static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
+  help_commit();
   int r, wanted = 0;
   (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0),
                     wanted = cbd_plugin_wants_commit(), r));

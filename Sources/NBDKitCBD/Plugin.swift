@@ -302,10 +302,11 @@ func pluginFlush() -> Int32 {
     Server.changing { try $0.flush() }
 }
 
+/// 0: nothing to do; 1: a background commit is due; 2: writers should commit a plan first.
 @_cdecl("cbd_plugin_wants_commit")
 func pluginWantsCommit() -> Int32 {
     guard Server.background, let v = Server.volume else { return 0 }
-    return v.wantsBackgroundCommit ? 1 : 0
+    return v.wantsWritersToHelp ? 2 : v.wantsBackgroundCommit ? 1 : 0
 }
 
 @_cdecl("cbd_plugin_plan_commit")

@@ -26,7 +26,7 @@ void *cbd_plugin_prefetch(uint32_t count, uint64_t offset, void *ahead);
 int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead);
 int cbd_plugin_flush(void);
 /// The background commit (plugin.c's committer thread): whether one is due (under the writer's
-/// lock; 0 also when background=false), a plan of the dirty blocks (under the writer's lock;
+/// lock; 0: no, also when background=false; 1: yes; 2: writers should commit a plan first), a plan of the dirty blocks (under the writer's lock;
 /// NULL: nothing to do), the plan packed (no lock), its data written and synced (the shared
 /// lock), then published and released (under the writer's lock; -1 after cbd_plugin_error
 /// when the commit failed, at either step).
