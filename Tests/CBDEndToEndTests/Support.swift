@@ -68,14 +68,19 @@ enum Tools {
     }
 
     /// Under `make tsan` (CBD_SERVE_PRELOAD set), `cbd serve` runs nbdkit with the plugin
-    /// built under ThreadSanitizer: it gets the runtime as LD_PRELOAD, and the client it runs
-    /// (--run) goes without it, as serve_test.py's `sanitized` does. Other commands as given.
+    /// built under ThreadSanitizer: scripts/tsan-nbdkit, first in its PATH, preloads the runtime
+    /// into nbdkit only (the TSan-built cbd holds its own: preloading it there crashed every
+    /// `cbd serve`), and the client it runs (--run) goes without it, as serve_test.py's
+    /// `sanitized` does. Other commands as given.
     static func sanitized(_ tool: String, _ args: [String]) -> ([String], [String: String]?) {
         let env = ProcessInfo.processInfo.environment
-        guard let preload = env["CBD_SERVE_PRELOAD"], tool == "cbd", args.first == "serve" else { return (args, nil) }
+        guard env["CBD_SERVE_PRELOAD"] != nil, tool == "cbd", args.first == "serve" else { return (args, nil) }
         var args = args
         if let i = args.firstIndex(of: "--run"), i + 1 < args.count { args[i + 1] = "env -u LD_PRELOAD " + args[i + 1] }
-        return (args, env.merging(["LD_PRELOAD": preload]) { $1 })
+        let wrapper = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../scripts/tsan-nbdkit"
+        ).standardizedFileURL.path
+        return (args, env.merging(["PATH": wrapper + ":" + (env["PATH"] ?? "/usr/bin:/bin")]) { $1 })
     }
 
     static func available(_ command: String) -> Bool {

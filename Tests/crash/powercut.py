@@ -35,6 +35,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+TSAN_NBDKIT = os.path.normpath(os.path.join(HERE, '..', '..', 'scripts', 'tsan-nbdkit'))  # make tsan
 import crashpoints as cp  # noqa: E402  (the scenarios, the independent reader and checker)
 
 PIECE = 4096
@@ -225,10 +226,11 @@ def play(sc, preload, count):
     log = os.path.join(sc.work, 'events.log')
     tmp = os.path.join(sc.work, 'tmp')
     os.makedirs(tmp, exist_ok=True)
-    # Under make tsan the server's plugin needs the TSan runtime first (CBD_SERVE_PRELOAD).
-    server = os.environ.get('CBD_SERVE_PRELOAD') if getattr(sc, 'serves', False) else None
-    env = dict(os.environ, LD_PRELOAD=(server + ' ' + preload) if server else preload,
-               CBD_PWLOG=log, CBD_PWLOG_DIR=run, TMPDIR=tmp)
+    env = dict(os.environ, LD_PRELOAD=preload, CBD_PWLOG=log, CBD_PWLOG_DIR=run, TMPDIR=tmp)
+    if os.environ.get('CBD_SERVE_PRELOAD') and getattr(sc, 'serves', False):
+        # Under make tsan the server's plugin needs the TSan runtime, which scripts/tsan-nbdkit
+        # preloads into nbdkit only (before the recorder), first in the PATH of cbd serve.
+        env['PATH'] = TSAN_NBDKIT + ':' + env.get('PATH', '')
     with open(sc.stdin or os.devnull, 'rb') as f:
         r = subprocess.run(sc.command(), cwd=run, stdin=f, capture_output=True, env=env)
     if r.returncode not in sc.ok_codes:

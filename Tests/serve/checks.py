@@ -43,16 +43,21 @@ def run(main):
     main()
 
 
+# nbdkit with the ThreadSanitizer runtime preloaded (CBD_SERVE_PRELOAD): first in the PATH of
+# `cbd serve` under make tsan and scripts/tsan-serve.sh.
+TSAN_NBDKIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts', 'tsan-nbdkit')
+
+
 def sanitized(args):
-    """A command and its environment: under scripts/tsan-serve.sh, `cbd serve` (so nbdkit and
-    the plugin) gets CBD_SERVE_PRELOAD, the ThreadSanitizer runtime, as LD_PRELOAD, and the
-    client it runs (--run) goes without it (qemu-img's coroutines upset TSan). Other commands
-    are left as they are."""
+    """A command and its environment: under make tsan and scripts/tsan-serve.sh, `cbd serve`
+    runs scripts/tsan-nbdkit/nbdkit, which preloads CBD_SERVE_PRELOAD (the ThreadSanitizer
+    runtime) into nbdkit only (a cbd built under TSan has its own), and the client it runs
+    (--run) goes without it (qemu-img's coroutines upset TSan). Other commands are left as
+    they are."""
     args = list(args)
-    preload = os.environ.get('CBD_SERVE_PRELOAD')
-    if not preload or args[1:2] != ['serve']:
+    if not os.environ.get('CBD_SERVE_PRELOAD') or args[1:2] != ['serve']:
         return args, None
     if '--run' in args:
         i = args.index('--run') + 1
         args[i] = 'env -u LD_PRELOAD ' + args[i]
-    return args, dict(os.environ, LD_PRELOAD=preload)
+    return args, dict(os.environ, PATH=os.path.abspath(TSAN_NBDKIT) + ':' + os.environ.get('PATH', ''))

@@ -115,9 +115,10 @@ report() {   # report KIND: what the guest said
 for kind in $kinds; do
   case $kind in
     cbd)
-      # Under make tsan the plugin needs the TSan runtime in nbdkit (CBD_SERVE_PRELOAD); qemu goes without.
+      # Under make tsan the plugin needs the TSan runtime in nbdkit (CBD_SERVE_PRELOAD), which
+      # scripts/tsan-nbdkit preloads there only; qemu goes without.
       pre=()
-      if [ -n "${CBD_SERVE_PRELOAD:-}" ]; then pre=(env "LD_PRELOAD=$CBD_SERVE_PRELOAD"); fi
+      if [ -n "${CBD_SERVE_PRELOAD:-}" ]; then pre=(env "PATH=$(cd "$(dirname "$0")/../../scripts/tsan-nbdkit" && pwd):$PATH"); fi
       "${pre[@]}" "$bin/cbd" serve "$work/root.cbd" --run "${CBD_SERVE_PRELOAD:+env -u LD_PRELOAD }sh $work/boot.sh cbd \"file=\$uri,format=raw,if=virtio,cache=none\"" \
         > "$work/serve.log" 2>&1 || { cat "$work/serve.log"; fail "cbd serve"; }
       report cbd
