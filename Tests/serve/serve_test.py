@@ -370,7 +370,8 @@ def fio_jobs_beside_background_commits(d):
                '--verify_fatal=1', '--randseed=35']
     readers = ['--name=read', '--rw=randread', '--bs=4k', '--size=16M', '--numjobs=2', '--iodepth=8',
                '--time_based=1', '--runtime=3']
-    r = subprocess.run(['fio', *common, *writers, *common, *readers], capture_output=True, text=True)
+    # In the case's folder: fio leaves its verify state files where it runs.
+    r = subprocess.run(['fio', *common, *writers, *common, *readers], capture_output=True, text=True, cwd=d)
     assert r.returncode == 0, 'fio failed: %s' % (r.stderr or r.stdout)[-600:]
     assert srv.stop() == 0
     consistent(dev)
