@@ -109,15 +109,12 @@ extension Volume {
         }
         guard !unchanged.isEmpty else { return }
         do {
-            if let failed { throw failed }
-            try readOnlyOnFailure {
-                plan.stored = try writeData { emit in
-                    for (i, form) in unchanged {
-                        let it = plan.items[i]
-                        try CachedBlock.withStoredBytes(
-                            of: it.snapshot, as: form, packed: plan.buffer.base + i * plan.stride
-                        ) { try emit(it.lblk, form, $0) }
-                    }
+            plan.stored = try writeBatch { emit in
+                for (i, form) in unchanged {
+                    let it = plan.items[i]
+                    try CachedBlock.withStoredBytes(
+                        of: it.snapshot, as: form, packed: plan.buffer.base + i * plan.stride
+                    ) { try emit(it.lblk, form, $0) }
                 }
             }
             storedPlan = plan
@@ -153,7 +150,6 @@ extension Volume {
         }
         abandon(drop)
         guard !keep.isEmpty else { return }
-        try readOnlyOnFailure { try publishAndRelease(keep) }
-        markCommitted(keep.map(\.lblk))
+        try publish(keep)
     }
 }

@@ -478,12 +478,25 @@ public final class Volume {
     /// of its `Emit` per block: compressed here by `commit(_:)`, or ahead by a `CommitPlan`.
     func commit(_ lblks: [Int], producing produce: (Emit) throws -> Void) throws {
         guard !lblks.isEmpty else { return }
+        try publish(try writeBatch(produce))
+    }
+
+    /// Step 1 of a commit (`writeData`), refused after a failed one, read-only when it fails.
+    func writeBatch(_ produce: (Emit) throws -> Void) throws -> [Committed] {
         if let failed { throw failed }
+        var batch: [Committed] = []
+        try readOnlyOnFailure { batch = try writeData(produce) }
+        return batch
+    }
+
+    /// Steps 2 and 3 of a batch whose data is written (read-only when they fail); its blocks
+    /// are then clean.
+    func publish(_ batch: [Committed]) throws {
         try readOnlyOnFailure {
-            let batch = try writeData(produce)
-            try publishAndRelease(batch)
+            try publishEntries(batch)
+            try releaseOld(batch)
         }
-        markCommitted(lblks)
+        markCommitted(batch.map(\.lblk))
     }
 
     /// Runs one step of a commit; when it fails, the device failed under acknowledged writes:
@@ -501,7 +514,7 @@ public final class Volume {
     }
 
     /// The blocks `lblks` are on the device as they are in the cache: clean, their promises kept.
-    func markCommitted(_ lblks: [Int]) {
+    private func markCommitted(_ lblks: [Int]) {
         for n in lblks {
             guard let b = blocks.peek(n) else { continue }
             if b.dirty { dirtyBlocks -= 1 }
@@ -554,14 +567,8 @@ public final class Volume {
         }
     }
 
-    /// Steps 2 and 3 of a batch whose data is written.
-    func publishAndRelease(_ batch: [Committed]) throws {
-        try publish(batch)
-        try releaseOld(batch)
-    }
-
     /// Step 2: the entries now name the new data (synced; straddling ones through the journal).
-    private func publish(_ batch: [Committed]) throws {
+    private func publishEntries(_ batch: [Committed]) throws {
         entryGeneration += 1
         var published = false
         do {

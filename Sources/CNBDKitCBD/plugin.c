@@ -70,8 +70,8 @@ static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
 // and a block written since is left for a later commit), writes and syncs the data beside
 // reads (the shared lock: no request changes the volume meanwhile), and holds the writer's
 // lock only to publish the entries and release the old pblks. A request that changes the
-// volume before that publishes them first. Flush, FUA and close still commit everything
-// themselves.
+// volume before that publishes them first. A flush commits in the same plans (cbd_flush), a FUA
+// request commits its own blocks, and close commits everything.
 static pthread_t committer;
 static int committer_running;
 static pthread_mutex_t commit_mutex = PTHREAD_MUTEX_INITIALIZER;
