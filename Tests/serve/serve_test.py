@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'fsck'))
@@ -652,7 +653,9 @@ def main():
                 print('ok    %-40s %.1f s' % (c.__name__, time.time() - t))
                 passed += 1
             except Exception as e:  # one line per failed case, then go on
-                print('FAIL  %-40s %s' % (c.__name__, str(e)[:400]))
+                # An assert with no message says nothing in str(): name its line.
+                where = traceback.extract_tb(e.__traceback__)[-1]
+                print('FAIL  %-40s %s (line %d: %s)' % (c.__name__, (str(e) or repr(e))[:400], where.lineno, where.line))
                 failed += 1
     print('%d passed, %d failed' % (passed, failed))
     sys.exit(1 if failed else 0)
