@@ -69,9 +69,15 @@ let package = Package(
         .target(name: "CNBDKitCBD", cSettings: [versionDefine]),
         // Release builds link the Swift runtime into the plugin, as `--static-swift-stdlib`
         // does for the tools (SwiftPM applies it to executables only): nbdkit loads it anywhere.
+        // `-z nodelete`: nbdkit's dlclose at exit must not unmap the plugin (and the runtime it
+        // holds) under Dispatch's worker threads, which outlive unload; one that woke in the
+        // unmapped code crashed the stop with SIGSEGV after the device was stored.
         .target(
             name: "NBDKitCBD", dependencies: ["CBDFormat", "CBDDevice", "CBDVolume", "CNBDKitCBD"],
-            linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
+            linkerSettings: [
+                .unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"]),
+                .unsafeFlags(["-static-stdlib"], .when(configuration: .release))
+            ]),
         // libFuzzer targets (`make fuzz` builds them with -sanitize=fuzzer -DFUZZING);
         // a plain build gives a replayer of saved inputs.
         .executableTarget(
