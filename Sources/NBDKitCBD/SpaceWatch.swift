@@ -32,16 +32,18 @@ struct SpaceWatch {
     /// After a change: warns when below the mark (once per fall), and publishes (always when
     /// `now`, else at most every `interval`). The figures cost nothing once counted.
     mutating func update(_ v: Volume, now: Bool) throws {
-        let usage = try v.usage()
-        let available = max(0, usage.free - usage.promised)
-        let percent = usage.dataPblks > 0 ? 100 * available / usage.dataPblks : 0
+        var status = ServeStatus(
+            pid: getpid(), readOnly: readOnly, geometry: v.geometry, usage: try v.usage(),
+            refusals: refusals)
+        let available = status.availablePblks
+        let percent = status.dataPblks > 0 ? 100 * available / status.dataPblks : 0
         if percent >= Server.lowWater {
             warned = false
         } else if !readOnly && !warned {
             warned = true
             cbd_plugin_warn(
                 "\(v.device.path): free space is below \(Server.lowWater)% ("
-                    + "\(available) of \(usage.dataPblks) data pblks free); writes fail with ENOSPC when "
+                    + "\(available) of \(status.dataPblks) data pblks free); writes fail with ENOSPC when "
                     + "it runs out: discard (trim) unused blocks or grow the device")
         }
         var t = timespec()
@@ -49,9 +51,6 @@ struct SpaceWatch {
         let seconds = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
         guard now || seconds - lastPublished >= SpaceWatch.interval else { return }
         lastPublished = seconds
-        var status = ServeStatus(
-            pid: getpid(), readOnly: readOnly, geometry: v.geometry, usage: usage,
-            refusals: refusals)
         status.uri = Server.uri
         status.failed = v.readOnlyAfter != nil
         publisher?.publish(status)
