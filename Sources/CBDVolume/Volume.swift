@@ -597,7 +597,12 @@ public final class Volume {
 
     /// Nothing names a batch's new pblks: they are free again.
     func abandon(_ batch: [Committed]) {
-        try? allocator.free(batch.flatMap { $0.new.pblks })
+        freeUnnamed(batch.flatMap { $0.new.pblks })
+    }
+
+    /// Pblks that were taken and that no entry names are free again.
+    func freeUnnamed(_ pblks: [Pblk]) {
+        try? allocator.free(pblks)
     }
 
     private func fail(_ error: Error) {
@@ -652,31 +657,39 @@ public final class Volume {
     }
 
     /// Writes a packed block to fresh pblks (contiguous ones in one write) from `bytes` (the
-    /// compressed bytes, padded, or the raw block); returns its entry. Its reservation
-    /// guarantees the pblks: running out here is a bug in the accounting.
+    /// compressed bytes, padded, or the raw block); returns its entry.
     private func store(_ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?) throws -> AllocationEntry {
-        if block == .zero { return .unallocated }
-        guard let bytes else { throw CBDError("\(device.path): no bytes for logical block \(n)", kind: .corrupt) }
-        guard
-            let pblks = try allocator.allocate(
-                block.pblks(lblkSize: geometry.lblkSize),
-                near: geometry.zone(ofLblk: n))
-        else {
-            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
-        }
+        let pblks = try allocate(for: block, lblk: n)
         do {
-            switch block {
-            case .compressed(let length):
-                try writeRuns(bytes, pblks)  // padded with zeros by pack
-                return .compressed(length: length, pblks: pblks)
-            case .raw, .zero:
-                try writeRuns(bytes, pblks)
-                return .raw(pblks: pblks)
-            }
+            return try write(block, lblk: n, from: bytes, to: pblks)
         } catch {
-            try? allocator.free(pblks)  // named by no entry, not even the batch's list yet
+            freeUnnamed(pblks)  // named by no entry, not even the batch's list yet
             throw error
         }
+    }
+
+    /// Fresh pblks for a packed block (none for `.zero`), their bits set in the cache. Its
+    /// reservation guarantees them: running out here is a bug in the accounting.
+    func allocate(for block: PackedBlock, lblk n: Int) throws -> [Pblk] {
+        if block == .zero { return [] }
+        let count = block.pblks(lblkSize: geometry.lblkSize)
+        guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
+            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
+        }
+        return pblks
+    }
+
+    /// Writes a packed block from `bytes` to `pblks` (from `allocate(for:lblk:)`); returns its
+    /// entry. It touches those pblks and nothing else of the volume, so a background commit
+    /// runs it with no lock, beside requests (`store(_:shared:)`).
+    func write(
+        _ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?, to pblks: [Pblk]
+    ) throws -> AllocationEntry {
+        if block == .zero { return .unallocated }
+        guard let bytes else { throw CBDError("\(device.path): no bytes for logical block \(n)", kind: .corrupt) }
+        try writeRuns(bytes, pblks)  // compressed bytes are padded with zeros by pack
+        if case .compressed(let length) = block { return .compressed(length: length, pblks: pblks) }
+        return .raw(pblks: pblks)
     }
 
     /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.

@@ -69,6 +69,41 @@ import Testing
         #expect(try bitmapMismatches(reopened).isEmpty)
     }
 
+    /// The store writes and syncs its data with no lock, so a writer may change the volume
+    /// between its parts: here block 0 is written again and the whole cache flushed while the
+    /// plan's data is written. The plan's copy of block 0 must not be published over the newer
+    /// one, the flush's own copies win, and the plan's pblks are free again (no leak).
+    @Test func writesAndAFlushWhileTheStoreWritesItsDataLoseNothing() throws {
+        for (window, flush) in [(0, true), (0, false), (1, true), (1, false)] {
+            let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+            let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
+            try v.write(block(1), at: 0)
+            try v.write(block(2), at: bs)
+            let plan = try #require(v.planCommit())
+            plan.pack()
+            var part = 0
+            v.store(plan) { body in
+                body()
+                // After the pblks are taken (window 0: the data is written next) or after the
+                // bitmaps (window 1: the sync is next): a writer runs.
+                if part == window {
+                    try? v.write(Array(block(3)[0..<1000]), at: 100)
+                    if flush { try? v.flush() }
+                }
+                part += 1
+            }
+            #expect(part == 3, "the store took the shared lock \(part) times")
+            try v.finish(plan)
+            var expected = block(1)
+            expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
+            #expect(try v.bytes(at: 0, count: 2 * bs) == expected + block(2), "window \(window), flush \(flush)")
+            try v.close()
+            let reopened = try Volume(device: dev)
+            #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2), "window \(window), flush \(flush)")
+            #expect(try bitmapMismatches(reopened).isEmpty, "window \(window), flush \(flush)")
+        }
+    }
+
     /// A flush between the plan and its finish commits every block itself: the plan then finds
     /// them clean and stores nothing (no pblk is taken twice, none leaks).
     @Test func aFlushBeforeTheFinishLeavesThePlanNothingToStore() throws {
@@ -95,10 +130,26 @@ import Testing
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two; full caches commit on their own too
         var model = [UInt8](repeating: 0, count: blocks * bs)
-        var rng = SplitMix(seed: 3535)
+        var rng = SplitMix(seed: 3537)
         var plan: CommitPlan?
         var storedOne = false
-        var (stored, skipped, publishedByAChange) = (0, 0, 0)
+        var (stored, skipped, publishedByAChange, changesInsideStores) = (0, 0, 0, 0)
+        /// A write of a whole block (packed ahead), a part, or zeros, as the plugin makes it.
+        func randomWrite() throws {
+            let n = Int(rng.next() % UInt64(blocks))
+            let kind = rng.next() % 4
+            var bytes = block(UInt8(truncatingIfNeeded: rng.next()), compressible: kind != 1)
+            if kind == 3 { bytes = [UInt8](repeating: 0, count: bs) }
+            let whole = rng.next() % 2 == 0
+            let offset = whole ? n * bs : n * bs + Int(rng.next() % UInt64(bs / 2))
+            let count = whole ? bs : 1 + Int(rng.next() % UInt64(bs / 2))
+            let part = Array(bytes[0..<count])
+            try part.withUnsafeBytes { buf in
+                let ahead = v.prefetch(offset: offset, length: count, adding: v.packAhead(buf, at: offset))
+                try v.write(buf, at: offset, ahead: ahead)
+            }
+            model.replaceSubrange(offset..<offset + count, with: part)
+        }
         for step in 0..<800 {
             switch rng.next() % 11 {
             case 0, 1:
@@ -108,7 +159,17 @@ import Testing
             case 3:
                 if let p = plan, !storedOne, p.items.allSatisfy({ $0.form != nil }) {
                     skipped += p.items.filter { $0.block.version != $0.version && $0.block.dirty }.count
-                    v.store(p)
+                    var caught: Error?
+                    v.store(p) { body in
+                        body()
+                        // The data and the sync run with no lock: writes and flushes may come.
+                        if rng.next() % 2 == 0 {
+                            do { try randomWrite() } catch { caught = error }
+                            changesInsideStores += 1
+                        }
+                        if rng.next() % 6 == 0 { try? v.flush() }
+                    }
+                    if let caught { throw caught }
                     stored += p.stored.count
                     storedOne = true
                 }
@@ -122,27 +183,18 @@ import Testing
             case 4:
                 if rng.next() % 4 == 0 { try v.flush() }
             default:
-                let n = Int(rng.next() % UInt64(blocks))
-                let kind = rng.next() % 4
-                var bytes = block(UInt8(truncatingIfNeeded: rng.next()), compressible: kind != 1)
-                if kind == 3 { bytes = [UInt8](repeating: 0, count: bs) }
-                let whole = rng.next() % 2 == 0
-                let offset = whole ? n * bs : n * bs + Int(rng.next() % UInt64(bs / 2))
-                let count = whole ? bs : 1 + Int(rng.next() % UInt64(bs / 2))
-                let part = Array(bytes[0..<count])
-                try part.withUnsafeBytes { buf in
-                    let ahead = v.prefetch(offset: offset, length: count, adding: v.packAhead(buf, at: offset))
-                    try v.write(buf, at: offset, ahead: ahead)
-                }
-                model.replaceSubrange(offset..<offset + count, with: part)
+                try randomWrite()
             }
             let n = Int(rng.next() % UInt64(blocks))
             let same = try v.bytes(at: n * bs, count: bs) == Array(model[n * bs..<(n + 1) * bs])
             #expect(same, "step \(step): block \(n) differs from the model")
         }
         #expect(
-            stored > 10 && skipped > 5 && publishedByAChange > 5,
-            "plans stored \(stored) blocks, left \(skipped) that changed; \(publishedByAChange) published by a change")
+            stored > 10 && skipped > 5 && publishedByAChange > 5 && changesInsideStores > 20,
+            """
+            plans stored \(stored) blocks, left \(skipped) that changed; \(publishedByAChange) published by a \
+            change; \(changesInsideStores) writes inside stores
+            """)
         try v.close()
         let reopened = try Volume(device: dev)
         #expect(try reopened.bytes(at: 0, count: blocks * bs) == model, "the device differs from the model after close")
