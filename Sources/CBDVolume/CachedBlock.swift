@@ -18,6 +18,9 @@ final class CachedBlock {
     /// Moves at every change of the block's bytes: a commit planned with an older snapshot
     /// (`CommitPlan`) leaves the block dirty.
     private(set) var version = 0
+    /// `Volume.changes` when the block last became dirty: a flush leaves the blocks that
+    /// became dirty after it came (`Volume.flush(dirtyBy:)`).
+    var dirtiedAt = 0
     /// Pblks promised to this block's next commit (`SpaceLedger`).
     var reserved = 0
 

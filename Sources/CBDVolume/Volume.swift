@@ -208,11 +208,20 @@ public final class Volume {
     }
 
     /// Commits every dirty block; the device stays marked DIRTY until `close()`.
-    public func flush() throws {
+    public func flush() throws { try flush(dirtyBy: .max) }
+
+    /// Commits the blocks that were dirty when `changes` was `mark`, as they are now; those
+    /// that became dirty after wait. An NBD flush promises the writes acknowledged before it
+    /// came, no more: committing under the writer's lock the writes that raced it made the
+    /// flush, and the reads behind it, wait for them.
+    public func flush(dirtyBy mark: Int) throws {
         try publishStoredPlan()
-        let dirty = blocks.keys.filter { blocks.peek($0)?.dirty == true }.sorted()
-        try commit(dirty)
+        let dirty = blocks.keys.filter { n in blocks.peek(n).map { $0.dirty && $0.dirtiedAt <= mark } ?? false }
+        try commit(dirty.sorted())
     }
+
+    /// Counts the changes (writes, zeroes, trims) the volume took: a flush's mark.
+    public private(set) var changes = 0
 
     /// Commits the blocks that hold the range (NBD's FUA): once it returns, the range's bytes are
     /// on the device. Other dirty blocks wait: FUA promises that request only, and a flush of
@@ -288,6 +297,7 @@ public final class Volume {
         var pending = try reserveRoom(offset, length, source)
         defer { ledger.release(pending.reduce(0, +)) }
         try beginChanges()
+        changes += 1
         var i = 0
         try forEachBlock(offset, length) { n, inner, done, len in
             let b: CachedBlock
@@ -299,7 +309,10 @@ public final class Volume {
                     put(source.map { $0 + done }, into: $0 + inner, len)
                 }
             }
-            if !b.dirty { dirtyBlocks += 1 }
+            if !b.dirty {
+                dirtyBlocks += 1
+                b.dirtiedAt = changes
+            }
             b.dirty = true
             // The block's earlier promise is replaced by the one made for this request.
             ledger.release(b.reserved)

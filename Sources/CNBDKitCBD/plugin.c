@@ -241,14 +241,17 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
 
 // A flush commits the blocks dirty when it came in staged plans first, as the committer does,
 // so that reads (and between plans, writes) go on beside their compression and data writes;
-// the exclusive flush after them then commits what is left (blocks written meanwhile), and its
-// reply means every write acknowledged before the flush is on the device.
+// the exclusive flush after them then commits what is left of the blocks dirty when it came
+// (as they are now), and its reply means every write acknowledged before the flush is on the
+// device. Blocks that became dirty after it came wait: committing them too made the flush,
+// and the reads queued behind it, wait for the writes that raced it.
 static int cbd_flush(void *handle, uint32_t flags) {
   (void) handle; (void) flags;
+  // What the flush must store: the blocks dirty now. Writes that come after may wait.
+  int64_t left = 0, mark = 0;
+  (void) EXCLUSIVE((left = cbd_plugin_dirty_blocks(), mark = cbd_plugin_changes(), 0));
   if (!cbd_plugin_readonly()) {
     pthread_mutex_lock(&plan_mutex);
-    int64_t left = 0;
-    (void) EXCLUSIVE((left = cbd_plugin_dirty_blocks(), 0));
     while (left > 0) {
       int64_t done = commit_one_plan(1);
       if (done <= 0) break;
@@ -256,7 +259,7 @@ static int cbd_flush(void *handle, uint32_t flags) {
     }
     pthread_mutex_unlock(&plan_mutex);
   }
-  return EXCLUSIVE(cbd_plugin_flush());
+  return EXCLUSIVE(cbd_plugin_flush(mark));
 }
 
 // Trim makes the whole blocks of the range unallocated and leaves the parts of blocks at its

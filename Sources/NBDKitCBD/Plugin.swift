@@ -297,9 +297,12 @@ func pluginPwrite(
     }
 }
 
+@_cdecl("cbd_plugin_changes")
+func pluginChanges() -> Int64 { Int64(Server.volume?.changes ?? 0) }
+
 @_cdecl("cbd_plugin_flush")
-func pluginFlush() -> Int32 {
-    Server.changing { try $0.flush() }
+func pluginFlush(_ mark: Int64) -> Int32 {
+    Server.changing { try $0.flush(dirtyBy: Int(mark)) }
 }
 
 /// 0: nothing to do; 1: a background commit is due; 2: writers should commit a plan first.

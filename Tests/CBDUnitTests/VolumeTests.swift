@@ -206,6 +206,36 @@ final class TracingDevice: BlockDevice {
         #expect(try again.bytes(at: 3 * bs + 100, count: bs) == y)
     }
 
+    /// A flush commits the blocks dirty when it came (`flush(dirtyBy:)` with the mark it read
+    /// then), as they are now, and leaves those that became dirty after: a copy of the device
+    /// right after it holds the first new (block 0, written again after the mark, with its
+    /// newest bytes) and the later ones old (block 2). Block 1, committed and written again
+    /// after the mark, waits too: its bytes at the mark are on the device.
+    @Test func aFlushCommitsWhatWasDirtyWhenItCame() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        let bs = 65536
+        let (a, a2, b, b2, c) = (pattern(1, bs), pattern(2, 500), pattern(3, bs), pattern(4, bs), pattern(5, bs))
+        try v.write(b, at: bs)
+        try v.flush()
+        try v.write(a, at: 0)
+        let mark = v.changes
+        try v.write(a2, at: 1000)  // block 0, still dirty from before the mark
+        try v.write(b2, at: bs)  // block 1, clean at the mark
+        try v.write(c, at: 2 * bs)  // block 2, new after the mark
+        try v.flush(dirtyBy: mark)
+        #expect(v.unstoredBlocks == 2, "blocks 1 and 2 wait, block 0 is committed")
+        var newest = a
+        newest.replaceSubrange(1000..<1500, with: a2)
+        let cut = try Volume(device: mem.copy())
+        #expect(try cut.bytes(at: 0, count: bs) == newest, "block 0 is not on the device as it is now")
+        #expect(try cut.bytes(at: bs, count: bs) == b, "block 1 was committed by the flush")
+        #expect(try cut.entry(2) == .unallocated, "block 2, written after the flush came, was committed")
+        try v.close()
+        let again = try Volume(device: mem)
+        #expect(try again.bytes(at: 0, count: 3 * bs) == newest + b2 + c)
+    }
+
     @Test func dirtyFlagSetBeforeFirstChangeAndClearedOnClose() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)

@@ -24,7 +24,10 @@ int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
 void *cbd_plugin_pack_ahead(const void *buf, uint32_t count, uint64_t offset);
 void *cbd_plugin_prefetch(uint32_t count, uint64_t offset, void *ahead);
 int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead);
-int cbd_plugin_flush(void);
+/// The volume's change count (under the writer's lock): a flush's mark when it comes.
+int64_t cbd_plugin_changes(void);
+/// Commits the blocks dirty when the change count was `mark` (under the writer's lock).
+int cbd_plugin_flush(int64_t mark);
 /// The staged commit (plugin.c's commit_one_plan): whether one is due (under the writer's lock;
 /// 0: no, also when background=false; 1: yes; 2: writers should commit a plan first), a plan of
 /// the dirty blocks (under the writer's lock; NULL: nothing to do) and its size, the plan packed
