@@ -20,53 +20,63 @@ import Testing
         }
     }
 
-    /// A block written again while its plan was being packed keeps its new bytes: the plan
-    /// stores the blocks that did not change and leaves that one dirty, for a later commit.
-    @Test func aBlockWrittenDuringThePackStaysDirtyWithItsNewBytes() throws {
+    /// A cache of two-block plans holding blocks 0 and 1 (`block(1)`, `block(2)`), dirty, and a
+    /// plan of both, packed.
+    func packedPlanOfTwoBlocks() throws -> (MemoryDevice, Volume, CommitPlan) {
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
         try v.write(block(1), at: 0)
         try v.write(block(2), at: bs)
         let plan = try #require(v.planCommit())
         plan.pack()
-        try v.write(Array(block(3)[0..<1000]), at: 100)  // block 0 changes in part after the plan
+        return (dev, v, plan)
+    }
+
+    /// Block 0 changed in part after the plan (`block(3)`'s first 1000 bytes at 100).
+    func changeBlock0(_ v: Volume) throws { try v.write(Array(block(3)[0..<1000]), at: 100) }
+
+    /// Blocks 0 and 1 as the tests leave them: block 0 changed in part, block 1 as planned.
+    var changedBlocks: [UInt8] {
+        var expected = block(1)
+        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
+        return expected + block(2)
+    }
+
+    /// After close, the device holds `changedBlocks` and its bitmaps match its entries.
+    func expectStored(_ dev: MemoryDevice, _ v: Volume, _ context: String = "") throws {
+        try v.close()
+        let reopened = try Volume(device: dev)
+        #expect(try reopened.bytes(at: 0, count: 2 * bs) == changedBlocks, "the device holds older bytes \(context)")
+        #expect(try bitmapMismatches(reopened).isEmpty, "\(context)")
+    }
+
+    /// A block written again while its plan was being packed keeps its new bytes: the plan
+    /// stores the blocks that did not change and leaves that one dirty, for a later commit.
+    @Test func aBlockWrittenDuringThePackStaysDirtyWithItsNewBytes() throws {
+        let (dev, v, plan) = try packedPlanOfTwoBlocks()
+        try changeBlock0(v)
         v.store(plan)
         try v.finish(plan)
         #expect(v.unstoredBlocks == 1, "block 1 stored, block 0 left dirty")
         #expect(try v.entry(1) != .unallocated && v.entry(0) == .unallocated)
-        var expected = block(1)
-        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
-        #expect(try v.bytes(at: 0, count: bs) == expected)
-        try v.close()
-        let reopened = try Volume(device: dev)
-        #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2), "the device holds the newest bytes")
-        #expect(try bitmapMismatches(reopened).isEmpty)
+        #expect(try v.bytes(at: 0, count: 2 * bs) == changedBlocks)
+        try expectStored(dev, v)
     }
 
     /// A block written after its plan stored it (data written, entry not yet published): the
     /// write publishes the plan's entries first, then changes the block, which stays dirty
     /// with its new bytes; the finish then has nothing left to do.
     @Test func aWriteAfterTheStorePublishesThePlanFirst() throws {
-        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let v = try Volume(device: dev, cacheBytes: 16 * bs)
-        try v.write(block(1), at: 0)
-        try v.write(block(2), at: bs)
-        let plan = try #require(v.planCommit())
-        plan.pack()
+        let (dev, v, plan) = try packedPlanOfTwoBlocks()
         v.store(plan)
         #expect(try v.entry(0) == .unallocated && v.entry(1) == .unallocated, "published before the finish")
-        try v.write(Array(block(3)[0..<1000]), at: 100)
+        try changeBlock0(v)
         #expect(try v.entry(0) != .unallocated && v.entry(1) != .unallocated, "the write did not publish the plan")
         #expect(v.unstoredBlocks == 1, "block 0 is dirty again with its new bytes")
         let entries = try (0..<2).map { try v.entry($0) }
         try v.finish(plan)
         #expect(try (0..<2).map { try v.entry($0) } == entries, "the finish published again")
-        var expected = block(1)
-        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
-        try v.close()
-        let reopened = try Volume(device: dev)
-        #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2))
-        #expect(try bitmapMismatches(reopened).isEmpty)
+        try expectStored(dev, v)
     }
 
     /// The store writes and syncs its data with no lock, so a writer may change the volume
@@ -75,32 +85,22 @@ import Testing
     /// one, the flush's own copies win, and the plan's pblks are free again (no leak).
     @Test func writesAndAFlushWhileTheStoreWritesItsDataLoseNothing() throws {
         for (window, flush) in [(0, true), (0, false), (1, true), (1, false)] {
-            let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-            let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
-            try v.write(block(1), at: 0)
-            try v.write(block(2), at: bs)
-            let plan = try #require(v.planCommit())
-            plan.pack()
+            let (dev, v, plan) = try packedPlanOfTwoBlocks()
             var part = 0
             v.store(plan) { body in
                 body()
                 // After the pblks are taken (window 0: the data is written next) or after the
                 // bitmaps (window 1: the sync is next): a writer runs.
                 if part == window {
-                    try? v.write(Array(block(3)[0..<1000]), at: 100)
+                    try? changeBlock0(v)
                     if flush { try? v.flush() }
                 }
                 part += 1
             }
             #expect(part == 3, "the store took the shared lock \(part) times")
             try v.finish(plan)
-            var expected = block(1)
-            expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
-            #expect(try v.bytes(at: 0, count: 2 * bs) == expected + block(2), "window \(window), flush \(flush)")
-            try v.close()
-            let reopened = try Volume(device: dev)
-            #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2), "window \(window), flush \(flush)")
-            #expect(try bitmapMismatches(reopened).isEmpty, "window \(window), flush \(flush)")
+            #expect(try v.bytes(at: 0, count: 2 * bs) == changedBlocks, "window \(window), flush \(flush)")
+            try expectStored(dev, v, "window \(window), flush \(flush)")
         }
     }
 
