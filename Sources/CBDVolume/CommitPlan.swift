@@ -148,17 +148,14 @@ extension Volume {
     typealias StoringBlock = (item: Int, form: PackedBlock, pblks: [Pblk], old: AllocationEntry)
 
     /// The plan's blocks that did not change since it was made, with fresh pblks and the
-    /// entries they replace (read under `sharedLock`, as readers read them); refused after a
-    /// failed commit. Pblks taken before a failure are free again.
+    /// entries they replace (`replacedEntry`); refused after a failed commit. Pblks taken before a failure are free again.
     private func takePblks(for plan: CommitPlan) throws -> [StoringBlock] {
         if let failed { throw failed }
         var out: [StoringBlock] = []
         do {
             for (i, it) in plan.items.enumerated() {
                 guard let form = it.form, isUnchanged(it) else { continue }
-                // Checked when the block was first changed (`requireSound`): a failure here is
-                // damage since, and the commit stops rather than guess what the block held.
-                let old = try sharedLock.withLock { try entry(it.lblk) }
+                let old = try replacedEntry(it.lblk)
                 out.append((i, form, try allocate(for: form, lblk: it.lblk), old))
             }
         } catch {

@@ -480,27 +480,16 @@ public final class Volume {
     /// with their reservations, for a later commit); after, what is on disk is no longer known
     /// here, and every later commit is refused (the device stays DIRTY for fsck.cbd).
     private func commit(_ lblks: [Int]) throws {
-        try commit(lblks) { emit in try packAndEmit(lblks, emit) }
+        guard !lblks.isEmpty else { return }
+        if let failed { throw failed }
+        var batch: [Committed] = []
+        try readOnlyOnFailure { batch = try writeData { emit in try packAndEmit(lblks, emit) } }
+        try publish(batch)
     }
 
     /// Stores one block of a batch: its lblk, how it is stored, and its bytes (nil for `.zero`),
     /// valid during the call.
     typealias Emit = (Int, PackedBlock, UnsafeRawPointer?) throws -> Void
-
-    /// The commit of `lblks` (dirty cached blocks), whose stored forms `produce` gives, one call
-    /// of its `Emit` per block: compressed here by `commit(_:)`, or ahead by a `CommitPlan`.
-    func commit(_ lblks: [Int], producing produce: (Emit) throws -> Void) throws {
-        guard !lblks.isEmpty else { return }
-        try publish(try writeBatch(produce))
-    }
-
-    /// Step 1 of a commit (`writeData`), refused after a failed one, read-only when it fails.
-    func writeBatch(_ produce: (Emit) throws -> Void) throws -> [Committed] {
-        if let failed { throw failed }
-        var batch: [Committed] = []
-        try readOnlyOnFailure { batch = try writeData(produce) }
-        return batch
-    }
 
     /// Steps 2 and 3 of a batch whose data is written (read-only when they fail); its blocks
     /// are then clean.
@@ -541,16 +530,13 @@ public final class Volume {
     typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
 
     /// Step 1: the new data in freshly allocated pblks, and their bits (synced): each block
-    /// `produce` gives is allocated and written as it comes. A background commit runs this
-    /// beside reads (`store(_:)`): it touches the bitmaps, the allocator and fresh pblks, which
-    /// reads never do, and reads the old entries under `sharedLock`, as readers do.
-    func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
+    /// `produce` gives is allocated and written as it comes. (A background commit does these
+    /// in parts, some with no lock: `store(_:shared:)`.)
+    private func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
         var out: [Committed] = []
         do {
             try produce { n, form, bytes in
-                // Checked when the block was first changed (`requireSound`): a failure here is
-                // damage since, and the commit stops rather than guess what the block held.
-                let old = try sharedLock.withLock { try entry(n) }
+                let old = try replacedEntry(n)  // first: a failure leaves no pblk taken
                 out.append((n, try store(form, lblk: n, from: bytes), old))
             }
             try meta.writeDirtyBitmaps()
@@ -606,6 +592,13 @@ public final class Volume {
             throw error
         }
         device.release(pblks: batch.flatMap { $0.old.pblks })
+    }
+
+    /// The entry a commit of lblk `n` replaces, read under `sharedLock`, as readers read it.
+    /// Checked when the block was first changed (`requireSound`): a failure here is damage
+    /// since, and the commit stops rather than guess what the block held.
+    func replacedEntry(_ n: Int) throws -> AllocationEntry {
+        try sharedLock.withLock { try entry(n) }
     }
 
     /// Nothing names a batch's new pblks: they are free again.

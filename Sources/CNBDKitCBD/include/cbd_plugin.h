@@ -31,8 +31,8 @@ int cbd_plugin_flush(int64_t mark);
 /// The staged commit (plugin.c's commit_one_plan): whether one is due (under the writer's lock;
 /// 0: no, also when background=false; 1: yes; 2: writers should commit a plan first), a plan of
 /// the dirty blocks (under the writer's lock; NULL: nothing to do) and its size, the plan packed
-/// (no lock), its data written and synced (the shared lock), then published and released (under
-/// the writer's lock; -1 after cbd_plugin_error when the commit failed, at either step).
+/// (no lock), stored (cbd_plugin_store_commit, below), then published and released (under the
+/// writer's lock; -1 after cbd_plugin_error when the commit failed, at either step).
 int cbd_plugin_wants_commit(void);
 void *cbd_plugin_plan_commit(void);
 void cbd_plugin_pack_commit(void *plan, int all_cores);
