@@ -480,16 +480,27 @@ public final class Volume {
     /// with their reservations, for a later commit); after, what is on disk is no longer known
     /// here, and every later commit is refused (the device stays DIRTY for fsck.cbd).
     private func commit(_ lblks: [Int]) throws {
-        guard !lblks.isEmpty else { return }
-        if let failed { throw failed }
-        var batch: [Committed] = []
-        try readOnlyOnFailure { batch = try writeData { emit in try packAndEmit(lblks, emit) } }
-        try publish(batch)
+        try commit(lblks) { emit in try packAndEmit(lblks, emit) }
     }
 
     /// Stores one block of a batch: its lblk, how it is stored, and its bytes (nil for `.zero`),
     /// valid during the call.
     typealias Emit = (Int, PackedBlock, UnsafeRawPointer?) throws -> Void
+
+    /// The commit of `lblks` (dirty cached blocks), whose stored forms `produce` gives, one call
+    /// of its `Emit` per block: compressed here by `commit(_:)`, or ahead by a `CommitPlan`.
+    func commit(_ lblks: [Int], producing produce: (Emit) throws -> Void) throws {
+        guard !lblks.isEmpty else { return }
+        try publish(try writeBatch(produce))
+    }
+
+    /// Step 1 of a commit (`writeData`), refused after a failed one, read-only when it fails.
+    func writeBatch(_ produce: (Emit) throws -> Void) throws -> [Committed] {
+        if let failed { throw failed }
+        var batch: [Committed] = []
+        try readOnlyOnFailure { batch = try writeData(produce) }
+        return batch
+    }
 
     /// Steps 2 and 3 of a batch whose data is written (read-only when they fail); its blocks
     /// are then clean.
@@ -530,13 +541,16 @@ public final class Volume {
     typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
 
     /// Step 1: the new data in freshly allocated pblks, and their bits (synced): each block
-    /// `produce` gives is allocated and written as it comes. (A background commit does these
-    /// in parts, some with no lock: `store(_:shared:)`.)
-    private func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
+    /// `produce` gives is allocated and written as it comes. A background commit runs this
+    /// beside reads (`store(_:)`): it touches the bitmaps, the allocator and fresh pblks, which
+    /// reads never do, and reads the old entries under `sharedLock`, as readers do.
+    func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
         var out: [Committed] = []
         do {
             try produce { n, form, bytes in
-                let old = try replacedEntry(n)  // first: a failure leaves no pblk taken
+                // Checked when the block was first changed (`requireSound`): a failure here is
+                // damage since, and the commit stops rather than guess what the block held.
+                let old = try sharedLock.withLock { try entry(n) }
                 out.append((n, try store(form, lblk: n, from: bytes), old))
             }
             try meta.writeDirtyBitmaps()
@@ -594,21 +608,9 @@ public final class Volume {
         device.release(pblks: batch.flatMap { $0.old.pblks })
     }
 
-    /// The entry a commit of lblk `n` replaces, read under `sharedLock`, as readers read it.
-    /// Checked when the block was first changed (`requireSound`): a failure here is damage
-    /// since, and the commit stops rather than guess what the block held.
-    func replacedEntry(_ n: Int) throws -> AllocationEntry {
-        try sharedLock.withLock { try entry(n) }
-    }
-
     /// Nothing names a batch's new pblks: they are free again.
     func abandon(_ batch: [Committed]) {
-        freeUnnamed(batch.flatMap { $0.new.pblks })
-    }
-
-    /// Pblks that were taken and that no entry names are free again.
-    func freeUnnamed(_ pblks: [Pblk]) {
-        try? allocator.free(pblks)
+        try? allocator.free(batch.flatMap { $0.new.pblks })
     }
 
     private func fail(_ error: Error) {
@@ -663,39 +665,31 @@ public final class Volume {
     }
 
     /// Writes a packed block to fresh pblks (contiguous ones in one write) from `bytes` (the
-    /// compressed bytes, padded, or the raw block); returns its entry.
+    /// compressed bytes, padded, or the raw block); returns its entry. Its reservation
+    /// guarantees the pblks: running out here is a bug in the accounting.
     private func store(_ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?) throws -> AllocationEntry {
-        let pblks = try allocate(for: block, lblk: n)
-        do {
-            return try write(block, lblk: n, from: bytes, to: pblks)
-        } catch {
-            freeUnnamed(pblks)  // named by no entry, not even the batch's list yet
-            throw error
-        }
-    }
-
-    /// Fresh pblks for a packed block (none for `.zero`), their bits set in the cache. Its
-    /// reservation guarantees them: running out here is a bug in the accounting.
-    func allocate(for block: PackedBlock, lblk n: Int) throws -> [Pblk] {
-        if block == .zero { return [] }
-        let count = block.pblks(lblkSize: geometry.lblkSize)
-        guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
-            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
-        }
-        return pblks
-    }
-
-    /// Writes a packed block from `bytes` to `pblks` (from `allocate(for:lblk:)`); returns its
-    /// entry. It touches those pblks and nothing else of the volume, so a background commit
-    /// runs it with no lock, beside requests (`store(_:shared:)`).
-    func write(
-        _ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?, to pblks: [Pblk]
-    ) throws -> AllocationEntry {
         if block == .zero { return .unallocated }
         guard let bytes else { throw CBDError("\(device.path): no bytes for logical block \(n)", kind: .corrupt) }
-        try writeRuns(bytes, pblks)  // compressed bytes are padded with zeros by pack
-        if case .compressed(let length) = block { return .compressed(length: length, pblks: pblks) }
-        return .raw(pblks: pblks)
+        guard
+            let pblks = try allocator.allocate(
+                block.pblks(lblkSize: geometry.lblkSize),
+                near: geometry.zone(ofLblk: n))
+        else {
+            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
+        }
+        do {
+            switch block {
+            case .compressed(let length):
+                try writeRuns(bytes, pblks)  // padded with zeros by pack
+                return .compressed(length: length, pblks: pblks)
+            case .raw, .zero:
+                try writeRuns(bytes, pblks)
+                return .raw(pblks: pblks)
+            }
+        } catch {
+            try? allocator.free(pblks)  // named by no entry, not even the batch's list yet
+            throw error
+        }
     }
 
     /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.

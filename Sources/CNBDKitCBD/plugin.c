@@ -32,9 +32,6 @@ static pthread_rwlock_t volume_lock = PTHREAD_RWLOCK_INITIALIZER;
 #define EXCLUSIVE(expr) WITH_LOCK(1, expr)
 #define SHARED(expr) WITH_LOCK(0, expr)
 
-void cbd_plugin_lock_shared(void) { pthread_rwlock_rdlock(&volume_lock); }
-void cbd_plugin_unlock_shared(void) { pthread_rwlock_unlock(&volume_lock); }
-
 void cbd_plugin_error(const char *message, int error) {
   nbdkit_error("%s", message);
   errno = error;
@@ -70,11 +67,10 @@ static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
 // The committer: one thread that commits dirty blocks once a quarter of the cache is dirty,
 // so that a client write seldom finds the cache full of dirty blocks and carries a whole
 // commit itself. It compresses with no lock held (a plan holds the blocks' bytes as they were,
-// and a block written since is left for a later commit), takes fresh pblks and writes the
-// bitmaps beside reads (the shared lock: no request changes the volume meanwhile), writes and
-// syncs the data with no lock (fresh pblks are nobody else's: writes go on too), and holds the
-// writer's lock only to publish the entries and release the old pblks. A request that changes
-// the volume before that publishes them first. A flush commits in the same plans (cbd_flush), a FUA
+// and a block written since is left for a later commit), writes and syncs the data beside
+// reads (the shared lock: no request changes the volume meanwhile), and holds the writer's
+// lock only to publish the entries and release the old pblks. A request that changes the
+// volume before that publishes them first. A flush commits in the same plans (cbd_flush), a FUA
 // request commits its own blocks, and close commits everything.
 static pthread_t committer;
 static int committer_running;
@@ -89,7 +85,7 @@ static atomic_int dirty_level;
 
 // One staged commit of the oldest dirty blocks (plan_mutex held): planned alone, compressed
 // with no lock (on one core for the committer, all of them for a flush), its data written
-// beside every request, published alone. How many blocks it took (0: nothing to commit), or -1 when
+// beside reads, published alone. How many blocks it took (0: nothing to commit), or -1 when
 // it failed (logged; the server is read-only from then on).
 static int64_t commit_one_plan(int all_cores) {
   void *plan = NULL;
@@ -97,7 +93,7 @@ static int64_t commit_one_plan(int all_cores) {
   if (!plan) return 0;
   int64_t blocks = cbd_plugin_plan_blocks(plan);
   cbd_plugin_pack_commit(plan, all_cores);
-  cbd_plugin_store_commit(plan);   // takes the shared lock for the parts that need it
+  (void) SHARED((cbd_plugin_store_commit(plan), 0));
   int r, level = 0;
   (void) EXCLUSIVE((r = cbd_plugin_finish_commit(plan), level = cbd_plugin_wants_commit(), r));
   atomic_store(&dirty_level, level);

@@ -331,16 +331,11 @@ func pluginPlanBlocks(_ plan: UnsafeMutableRawPointer) -> Int64 {
 @_cdecl("cbd_plugin_dirty_blocks")
 func pluginDirtyBlocks() -> Int64 { Int64(Server.volume?.unstoredBlocks ?? 0) }
 
-/// Called with no lock: the store takes the shared lock for the parts that need it, and
-/// writes and syncs the data beside every request. A failure is kept for the finish to report.
+/// Beside reads (plugin.c holds the shared lock); a failure is kept for the finish to report.
 @_cdecl("cbd_plugin_store_commit")
 func pluginStoreCommit(_ plan: UnsafeMutableRawPointer) {
     guard let v = Server.volume else { return }
-    v.store(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue()) { part in
-        cbd_plugin_lock_shared()
-        defer { cbd_plugin_unlock_shared() }
-        part()
-    }
+    v.store(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue())
 }
 
 /// A failure is a failed commit, as a flush's: logged, and the server read-only from then on.
