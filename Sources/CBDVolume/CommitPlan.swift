@@ -9,16 +9,26 @@ import CBDFormat
 ///    the dirty blocks as they are now (arrays are values: a later write to a block changes
 ///    the cache's copy, not the plan's) and each block's `version`.
 /// 2. `pack`, with no lock: each snapshot compressed into the plan's own buffer.
-/// 3. `Volume.store`, beside reads (the plugin's shared lock: no request changes the volume):
-///    the blocks unchanged since step 1 written to fresh pblks, their bits set, all synced
-///    (format-v1's first step). Reads go on: they take these blocks from the cache.
+/// 3. `Volume.store`: the blocks unchanged since step 1 written to fresh pblks, their bits
+///    set, all synced (format-v1's first step). Choosing them, taking their pblks and writing
+///    the bitmaps run beside reads (the plugin's shared lock: no request changes the volume);
+///    the data and the sync run beside writes too (no lock: fresh pblks are nobody else's).
+///    Reads take these blocks from the cache.
 /// 4. `Volume.finish`, under the writer's lock: their entries published, the old pblks
 ///    released. Whatever changes the volume first (a write, a flush, the close) does this
 ///    step itself before anything else (`publishStoredPlan`), so a stored block is never
-///    changed, evicted or committed again before its entry names what step 3 wrote.
+///    changed, evicted or committed again before its entry names what step 3 wrote. A block
+///    that a write or a flush changed while step 3 ran with no lock is not published: its
+///    stored pblks are free again.
 ///
-/// Only one plan is in flight. A flush or a full cache between steps 1 and 3 commits every
-/// block itself, as before; the plan then finds them clean and stores nothing of them.
+/// Only one plan is in flight. A commit by a change (a full cache, a write short of room, FUA)
+/// before step 3 takes its pblks commits every block itself, as before; the plan then finds
+/// them clean and stores nothing of them. From then until step 3's outcome, such a commit
+/// leaves the blocks step 3 took to it (`isBeingStored`): their promises paid for the pblks
+/// the plan holds, and a second copy would need room no promise covers (a device that filled
+/// then refused writes and went read-only). Those promises still count meanwhile, so a write
+/// may find no room that the finish would give back: the plugin waits for the plan and tries
+/// it again before refusing it. A flush and a close wait for the plan in flight (plugin.c).
 public final class CommitPlan: @unchecked Sendable {
     struct Item {
         let lblk: Int
@@ -32,6 +42,8 @@ public final class CommitPlan: @unchecked Sendable {
     var items: [Item]
     let lblkSize: Int
     let level: CompressionLevel
+    /// The lblks step 3 took pblks for, and their items: `Volume.isBeingStored`.
+    var taken: [Int: Int] = [:]
     /// What step 3 stored (entries to publish), or why it failed.
     var stored: [Volume.Committed] = []
     var failure: Error?
@@ -98,29 +110,82 @@ extension Volume {
         return CommitPlan(items: items, lblkSize: geometry.lblkSize, level: level, buffer: planBuffer)
     }
 
-    /// Step 3, beside reads but no other change (the plugin's shared lock): the blocks of
-    /// `plan` that did not change since it was made, written and synced with their bits; the
-    /// entries wait for `finish`. A failure is kept for `finish` to throw, and the volume is
-    /// read-only from now on, as after a failed flush.
-    public func store(_ plan: CommitPlan) {
-        let unchanged = plan.items.indices.compactMap { i -> (Int, PackedBlock)? in
-            guard let form = plan.items[i].form, isUnchanged(plan.items[i]) else { return nil }
-            return (i, form)
-        }
-        guard !unchanged.isEmpty else { return }
-        do {
-            plan.stored = try writeBatch { emit in
-                for (i, form) in unchanged {
-                    let it = plan.items[i]
-                    try CachedBlock.withStoredBytes(
-                        of: it.snapshot, as: form, packed: plan.buffer.base + i * plan.stride
-                    ) { try emit(it.lblk, form, $0) }
-                }
+    /// Step 3: the blocks of `plan` that did not change since it was made, written and synced
+    /// with their bits; the entries wait for `finish`. `shared` runs its body beside reads but
+    /// no change (the plugin's shared lock; a plain call in tests): choosing the blocks, taking
+    /// their pblks and old entries, writing the bitmaps, and the outcome. The data and the sync
+    /// run outside it, beside writes too: they touch only fresh pblks, which no entry names
+    /// and the allocator gives no one else, and a block written meanwhile is dropped when the
+    /// plan is published (`publishStoredPlan`). The plan counts as stored only after the sync,
+    /// so no change publishes entries that name unsynced data. A failure is kept for `finish`
+    /// to throw, and the volume is read-only from then on, as after a failed flush.
+    public func store(_ plan: CommitPlan, shared: (() -> Void) -> Void = { $0() }) {
+        var blocks: [StoringBlock] = []
+        var failure: Error?
+        shared {
+            do { blocks = try takePblks(for: plan) } catch { failure = error }
+            // Until the outcome, a commit by a change leaves these blocks to the plan: a
+            // second copy would need room their promises do not cover.
+            if failure == nil && !blocks.isEmpty {
+                plan.taken = Dictionary(blocks.map { (plan.items[$0.item].lblk, $0.item) }, uniquingKeysWith: { a, _ in a })
+                storingPlan = plan
             }
-            storedPlan = plan
-        } catch {
-            plan.failure = error
         }
+        guard failure != nil || !blocks.isEmpty else { return }
+        var stored: [Committed] = []
+        if failure == nil {
+            do {
+                for b in blocks {
+                    let it = plan.items[b.item]
+                    try CachedBlock.withStoredBytes(
+                        of: it.snapshot, as: b.form, packed: plan.buffer.base + b.item * plan.stride
+                    ) { stored.append((it.lblk, try write(b.form, lblk: it.lblk, from: $0, to: b.pblks), b.old)) }
+                }
+            } catch { failure = error }
+        }
+        if failure == nil { shared { do { try meta.writeDirtyBitmaps() } catch { failure = error } } }
+        if failure == nil { do { try device.sync() } catch { failure = error } }
+        shared {
+            storingPlan = nil
+            guard let failure else {
+                plan.stored = stored
+                storedPlan = plan
+                return
+            }
+            freeUnnamed(blocks.flatMap(\.pblks))
+            plan.failure = failure
+            try? readOnlyOnFailure { throw failure }
+        }
+    }
+
+    /// A block being stored: its place in the plan, how it is stored, its fresh pblks and the
+    /// entry it replaces.
+    typealias StoringBlock = (item: Int, form: PackedBlock, pblks: [Pblk], old: AllocationEntry)
+
+    /// The plan's blocks that did not change since it was made, with fresh pblks and the
+    /// entries they replace (`replacedEntry`); refused after a failed commit. Pblks taken before a failure are free again.
+    private func takePblks(for plan: CommitPlan) throws -> [StoringBlock] {
+        if let failed { throw failed }
+        var out: [StoringBlock] = []
+        do {
+            for (i, it) in plan.items.enumerated() {
+                guard let form = it.form, isUnchanged(it) else { continue }
+                let old = try replacedEntry(it.lblk)
+                out.append((i, form, try allocate(for: form, lblk: it.lblk), old))
+            }
+        } catch {
+            freeUnnamed(out.flatMap(\.pblks))
+            throw error
+        }
+        return out
+    }
+
+    /// Whether lblk `n` is a block that the plan storing its data (with no lock) took pblks
+    /// for and that has not changed since: a commit by a change leaves it to that plan (its
+    /// promise is spent on the pblks the plan holds), and the cache keeps it.
+    func isBeingStored(_ n: Int) -> Bool {
+        guard let plan = storingPlan, let i = plan.taken[n] else { return false }
+        return isUnchanged(plan.items[i])
     }
 
     /// Whether a plan's block is still in the cache, dirty, with the bytes the plan took.
@@ -138,8 +203,8 @@ extension Volume {
 
     /// Publishes the stored plan's entries and releases the old pblks: called first by every
     /// change, so that nothing touches a stored block before its entry is published. A block
-    /// that changed since all the same (none should) keeps its new bytes, dirty: its stored
-    /// pblks are freed.
+    /// that changed since (a write or a flush while the store wrote its data with no lock)
+    /// keeps its new bytes: its stored pblks are freed.
     func publishStoredPlan() throws {
         guard let plan = storedPlan else { return }
         storedPlan = nil
@@ -149,7 +214,10 @@ extension Volume {
             if let it = items[c.lblk], isUnchanged(it) { keep.append(c) } else { drop.append(c) }
         }
         abandon(drop)
-        guard !keep.isEmpty else { return }
+        // Their bits are clear again in the cache; a publish writes them with its own, and
+        // when there is none they are written here (else they would stay set on the device,
+        // pblks lost to every later writer until a check).
+        guard !keep.isEmpty else { return try readOnlyOnFailure { try meta.writeDirtyBitmaps() } }
         try publish(keep)
     }
 }

@@ -207,7 +207,8 @@ public final class Volume {
         return min(g.nrLblk, zEnd << g.lblkPerZoneShift)
     }
 
-    /// Commits every dirty block; the device stays marked DIRTY until `close()`.
+    /// Commits every dirty block (but those a background commit is storing, which it
+    /// publishes: `isBeingStored`); the device stays marked DIRTY until `close()`.
     public func flush() throws { try flush(dirtyBy: .max) }
 
     /// Commits the blocks that were dirty when `changes` was `mark`, as they are now; those
@@ -217,7 +218,7 @@ public final class Volume {
     public func flush(dirtyBy mark: Int) throws {
         try publishStoredPlan()
         let dirty = blocks.keys.filter { n in blocks.peek(n).map { $0.dirty && $0.dirtiedAt <= mark } ?? false }
-        try commit(dirty.sorted())
+        try commit(dirty.filter { !isBeingStored($0) }.sorted())
     }
 
     /// Counts the changes (writes, zeroes, trims) the volume took: a flush's mark.
@@ -231,15 +232,17 @@ public final class Volume {
         try publishStoredPlan()
         var dirty: [Int] = []
         forEachBlock(offset, length) { n, _, _, _ in
-            if blocks.peek(n)?.dirty == true { dirty.append(n) }
+            if blocks.peek(n)?.dirty == true && !isBeingStored(n) { dirty.append(n) }
         }
         try commit(dirty)
     }
 
-    /// Commits everything and clears DIRTY: the device is clean again.
+    /// Commits everything and clears DIRTY: the device is clean again. While a background
+    /// commit stores its data, its blocks are not published yet, so DIRTY stays (the plugin
+    /// closes only between plans).
     public func close() throws {
         try flush()
-        if markedDirty {
+        if markedDirty && storingPlan == nil {
             try device.setDirty(false, in: &header)
             markedDirty = false
         }
@@ -407,7 +410,7 @@ public final class Volume {
             load
                 ? try takePrefetched(n) ?? loadBlock(n)
                 : [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size })
-        _ = blocks.insert(n, b)
+        insert(n, b)
         return b
     }
 
@@ -418,23 +421,27 @@ public final class Volume {
             return b
         }
         try makeRoom()
-        _ = blocks.insert(n, packed)
+        insert(n, packed)
         return packed
+    }
+
+    /// Puts block `n` in the cache after `makeRoom`, which chose what leaves (the LRU's own
+    /// choice could be a dirty block).
+    private func insert(_ n: Int, _ b: CachedBlock) {
+        _ = blocks.insert(n, b, keeping: { _ in true })
     }
 
     /// Frees a slot of the cache when it is full.
     private func makeRoom() throws {
-        if blocks.count >= blocks.capacity {
-            // A clean block leaves first: it is on disk as it is. Only when every slot holds a
-            // dirty block is the whole dirty set committed, as one batch (a few syncs for the
-            // lot, not per block), before a slot is reused: no block is ever read while its
-            // write is pending.
-            if let clean = blocks.oldestKey(where: { !$0.dirty }) {
-                blocks.remove(clean)
-            } else {
-                try flush()
-                if let victim = blocks.oldestKey() { blocks.remove(victim) }
-            }
+        guard blocks.count >= blocks.capacity else { return }
+        // A clean block leaves first: it is on disk as it is. Only when every slot holds a
+        // dirty block is the whole dirty set committed, as one batch (a few syncs for the lot,
+        // not per block), before a slot is reused: no block is ever read while its write is
+        // pending. A dirty block never leaves: when every block is one a background commit is
+        // storing (a cache of a block or two), the cache holds one more until it is published.
+        if blocks.oldestKey(where: { !$0.dirty }) == nil { try flush() }
+        while blocks.count >= blocks.capacity, let clean = blocks.oldestKey(where: { !$0.dirty }) {
+            blocks.remove(clean)
         }
     }
 
@@ -480,27 +487,16 @@ public final class Volume {
     /// with their reservations, for a later commit); after, what is on disk is no longer known
     /// here, and every later commit is refused (the device stays DIRTY for fsck.cbd).
     private func commit(_ lblks: [Int]) throws {
-        try commit(lblks) { emit in try packAndEmit(lblks, emit) }
+        guard !lblks.isEmpty else { return }
+        if let failed { throw failed }
+        var batch: [Committed] = []
+        try readOnlyOnFailure { batch = try writeData { emit in try packAndEmit(lblks, emit) } }
+        try publish(batch)
     }
 
     /// Stores one block of a batch: its lblk, how it is stored, and its bytes (nil for `.zero`),
     /// valid during the call.
     typealias Emit = (Int, PackedBlock, UnsafeRawPointer?) throws -> Void
-
-    /// The commit of `lblks` (dirty cached blocks), whose stored forms `produce` gives, one call
-    /// of its `Emit` per block: compressed here by `commit(_:)`, or ahead by a `CommitPlan`.
-    func commit(_ lblks: [Int], producing produce: (Emit) throws -> Void) throws {
-        guard !lblks.isEmpty else { return }
-        try publish(try writeBatch(produce))
-    }
-
-    /// Step 1 of a commit (`writeData`), refused after a failed one, read-only when it fails.
-    func writeBatch(_ produce: (Emit) throws -> Void) throws -> [Committed] {
-        if let failed { throw failed }
-        var batch: [Committed] = []
-        try readOnlyOnFailure { batch = try writeData(produce) }
-        return batch
-    }
 
     /// Steps 2 and 3 of a batch whose data is written (read-only when they fail); its blocks
     /// are then clean.
@@ -541,16 +537,13 @@ public final class Volume {
     typealias Committed = (lblk: Int, new: AllocationEntry, old: AllocationEntry)
 
     /// Step 1: the new data in freshly allocated pblks, and their bits (synced): each block
-    /// `produce` gives is allocated and written as it comes. A background commit runs this
-    /// beside reads (`store(_:)`): it touches the bitmaps, the allocator and fresh pblks, which
-    /// reads never do, and reads the old entries under `sharedLock`, as readers do.
-    func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
+    /// `produce` gives is allocated and written as it comes. (A background commit does these
+    /// in parts, some with no lock: `store(_:shared:)`.)
+    private func writeData(_ produce: (Emit) throws -> Void) throws -> [Committed] {
         var out: [Committed] = []
         do {
             try produce { n, form, bytes in
-                // Checked when the block was first changed (`requireSound`): a failure here is
-                // damage since, and the commit stops rather than guess what the block held.
-                let old = try sharedLock.withLock { try entry(n) }
+                let old = try replacedEntry(n)  // first: a failure leaves no pblk taken
                 out.append((n, try store(form, lblk: n, from: bytes), old))
             }
             try meta.writeDirtyBitmaps()
@@ -608,9 +601,21 @@ public final class Volume {
         device.release(pblks: batch.flatMap { $0.old.pblks })
     }
 
+    /// The entry a commit of lblk `n` replaces, read under `sharedLock`, as readers read it.
+    /// Checked when the block was first changed (`requireSound`): a failure here is damage
+    /// since, and the commit stops rather than guess what the block held.
+    func replacedEntry(_ n: Int) throws -> AllocationEntry {
+        try sharedLock.withLock { try entry(n) }
+    }
+
     /// Nothing names a batch's new pblks: they are free again.
     func abandon(_ batch: [Committed]) {
-        try? allocator.free(batch.flatMap { $0.new.pblks })
+        freeUnnamed(batch.flatMap { $0.new.pblks })
+    }
+
+    /// Pblks that were taken and that no entry names are free again.
+    func freeUnnamed(_ pblks: [Pblk]) {
+        try? allocator.free(pblks)
     }
 
     private func fail(_ error: Error) {
@@ -640,6 +645,12 @@ public final class Volume {
     /// A background commit whose data is written and synced and whose entries are not yet
     /// published (`store(_:)`): the next change publishes it first (`publishStoredPlan`).
     var storedPlan: CommitPlan?
+    /// The plan whose data is being written with no lock (`store(_:shared:)`), from the moment
+    /// it takes its pblks to its outcome: commits by changes leave its blocks to it.
+    var storingPlan: CommitPlan?
+    /// Whether a background commit is writing its data: a write refused for want of room now
+    /// may fit once it is published (the plugin waits for it and tries again).
+    public var isStoringPlan: Bool { storingPlan != nil }
     lazy var planBuffer = ByteBuffer(count: planBlocks * max(1, codec.maxCompressedLength))
     /// Where `pack` puts each block's compressed bytes (maxCompressedLength apart).
     private lazy var packBuffer = ByteBuffer(count: packBlocks * max(1, codec.maxCompressedLength))
@@ -665,31 +676,39 @@ public final class Volume {
     }
 
     /// Writes a packed block to fresh pblks (contiguous ones in one write) from `bytes` (the
-    /// compressed bytes, padded, or the raw block); returns its entry. Its reservation
-    /// guarantees the pblks: running out here is a bug in the accounting.
+    /// compressed bytes, padded, or the raw block); returns its entry.
     private func store(_ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?) throws -> AllocationEntry {
-        if block == .zero { return .unallocated }
-        guard let bytes else { throw CBDError("\(device.path): no bytes for logical block \(n)", kind: .corrupt) }
-        guard
-            let pblks = try allocator.allocate(
-                block.pblks(lblkSize: geometry.lblkSize),
-                near: geometry.zone(ofLblk: n))
-        else {
-            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
-        }
+        let pblks = try allocate(for: block, lblk: n)
         do {
-            switch block {
-            case .compressed(let length):
-                try writeRuns(bytes, pblks)  // padded with zeros by pack
-                return .compressed(length: length, pblks: pblks)
-            case .raw, .zero:
-                try writeRuns(bytes, pblks)
-                return .raw(pblks: pblks)
-            }
+            return try write(block, lblk: n, from: bytes, to: pblks)
         } catch {
-            try? allocator.free(pblks)  // named by no entry, not even the batch's list yet
+            freeUnnamed(pblks)  // named by no entry, not even the batch's list yet
             throw error
         }
+    }
+
+    /// Fresh pblks for a packed block (none for `.zero`), their bits set in the cache. Its
+    /// reservation guarantees them: running out here is a bug in the accounting.
+    func allocate(for block: PackedBlock, lblk n: Int) throws -> [Pblk] {
+        if block == .zero { return [] }
+        let count = block.pblks(lblkSize: geometry.lblkSize)
+        guard let pblks = try allocator.allocate(count, near: geometry.zone(ofLblk: n)) else {
+            throw CBDError("\(device.path): no space left on the device for a reserved block", kind: .noSpace)
+        }
+        return pblks
+    }
+
+    /// Writes a packed block from `bytes` to `pblks` (from `allocate(for:lblk:)`); returns its
+    /// entry. It touches those pblks and nothing else of the volume, so a background commit
+    /// runs it with no lock, beside requests (`store(_:shared:)`).
+    func write(
+        _ block: PackedBlock, lblk n: Int, from bytes: UnsafeRawPointer?, to pblks: [Pblk]
+    ) throws -> AllocationEntry {
+        if block == .zero { return .unallocated }
+        guard let bytes else { throw CBDError("\(device.path): no bytes for logical block \(n)", kind: .corrupt) }
+        try writeRuns(bytes, pblks)  // compressed bytes are padded with zeros by pack
+        if case .compressed(let length) = block { return .compressed(length: length, pblks: pblks) }
+        return .raw(pblks: pblks)
     }
 
     /// Writes consecutive pblk-sized pieces of `src` to `pblks`, one write per contiguous run.

@@ -32,6 +32,9 @@ static pthread_rwlock_t volume_lock = PTHREAD_RWLOCK_INITIALIZER;
 #define EXCLUSIVE(expr) WITH_LOCK(1, expr)
 #define SHARED(expr) WITH_LOCK(0, expr)
 
+void cbd_plugin_lock_shared(void) { pthread_rwlock_rdlock(&volume_lock); }
+void cbd_plugin_unlock_shared(void) { pthread_rwlock_unlock(&volume_lock); }
+
 void cbd_plugin_error(const char *message, int error) {
   nbdkit_error("%s", message);
   errno = error;
@@ -67,10 +70,11 @@ static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
 // The committer: one thread that commits dirty blocks once a quarter of the cache is dirty,
 // so that a client write seldom finds the cache full of dirty blocks and carries a whole
 // commit itself. It compresses with no lock held (a plan holds the blocks' bytes as they were,
-// and a block written since is left for a later commit), writes and syncs the data beside
-// reads (the shared lock: no request changes the volume meanwhile), and holds the writer's
-// lock only to publish the entries and release the old pblks. A request that changes the
-// volume before that publishes them first. A flush commits in the same plans (cbd_flush), a FUA
+// and a block written since is left for a later commit), takes fresh pblks and writes the
+// bitmaps beside reads (the shared lock: no request changes the volume meanwhile), writes and
+// syncs the data with no lock (fresh pblks are nobody else's: writes go on too), and holds the
+// writer's lock only to publish the entries and release the old pblks. A request that changes
+// the volume before that publishes them first. A flush commits in the same plans (cbd_flush), a FUA
 // request commits its own blocks, and close commits everything.
 static pthread_t committer;
 static int committer_running;
@@ -79,13 +83,15 @@ static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
 static int commit_wanted, committer_stopping;
 
 // One plan at a time (the Volume has one plan buffer): the committer's, a flush's, a writer's.
+// A flush's last step, a close and a write tried again after a refusal for room hold it too,
+// so that no plan is in flight then. Taken before volume_lock, never while holding it.
 static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
 // cbd_plugin_wants_commit as the last write or plan left it (read before taking any lock).
 static atomic_int dirty_level;
 
 // One staged commit of the oldest dirty blocks (plan_mutex held): planned alone, compressed
 // with no lock (on one core for the committer, all of them for a flush), its data written
-// beside reads, published alone. How many blocks it took (0: nothing to commit), or -1 when
+// beside every request, published alone. How many blocks it took (0: nothing to commit), or -1 when
 // it failed (logged; the server is read-only from then on).
 static int64_t commit_one_plan(int all_cores) {
   void *plan = NULL;
@@ -93,7 +99,7 @@ static int64_t commit_one_plan(int all_cores) {
   if (!plan) return 0;
   int64_t blocks = cbd_plugin_plan_blocks(plan);
   cbd_plugin_pack_commit(plan, all_cores);
-  (void) SHARED((cbd_plugin_store_commit(plan), 0));
+  cbd_plugin_store_commit(plan);   // takes the shared lock for the parts that need it
   int r, level = 0;
   (void) EXCLUSIVE((r = cbd_plugin_finish_commit(plan), level = cbd_plugin_wants_commit(), r));
   atomic_store(&dirty_level, level);
@@ -183,7 +189,14 @@ static void *cbd_open(int readonly) {
   return &handle;
 }
 
-static void cbd_close(void *handle) { (void) handle; (void) EXCLUSIVE(cbd_plugin_close()); }
+// Between plans (plan_mutex): a plan storing its data holds blocks a close cannot commit, and
+// the device must stay DIRTY until they are published.
+static void cbd_close(void *handle) {
+  (void) handle;
+  pthread_mutex_lock(&plan_mutex);
+  (void) EXCLUSIVE(cbd_plugin_close());
+  pthread_mutex_unlock(&plan_mutex);
+}
 static int64_t cbd_get_size(void *handle) { (void) handle; return cbd_plugin_get_size(); }
 static int cbd_can_write(void *handle) { (void) handle; return !cbd_plugin_readonly(); }
 static int cbd_can_flush(void *handle) { (void) handle; return 1; }
@@ -228,9 +241,13 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
   int64_t lblk = cbd_plugin_block_size();
   if (lblk <= 0 || offset % (uint64_t) lblk != 0 || count % (uint64_t) lblk != 0)
     (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
-  int r, wanted = 0;
-  (void) EXCLUSIVE((r = cbd_plugin_pwrite(buf, count, offset, (flags & NBDKIT_FLAG_FUA) != 0, ahead),
-                    wanted = cbd_plugin_wants_commit(), r));
+  int r, wanted = 0, fua = (flags & NBDKIT_FLAG_FUA) != 0;
+  (void) EXCLUSIVE((r = cbd_plugin_pwrite(buf, count, offset, fua, ahead), wanted = cbd_plugin_wants_commit(), r));
+  if (r == 1) {   // no room while a plan is stored: again once it is published (the ahead is spent)
+    pthread_mutex_lock(&plan_mutex);
+    (void) EXCLUSIVE((r = cbd_plugin_pwrite(buf, count, offset, fua, NULL), wanted = cbd_plugin_wants_commit(), r));
+    pthread_mutex_unlock(&plan_mutex);
+  }
   wake_committer(wanted);
   return r;
 }
@@ -246,16 +263,17 @@ static int cbd_flush(void *handle, uint32_t flags) {
   // What the flush must store: the blocks dirty now. Writes that come after may wait.
   int64_t left = 0, mark = 0;
   (void) EXCLUSIVE((left = cbd_plugin_dirty_blocks(), mark = cbd_plugin_changes(), 0));
-  if (!cbd_plugin_readonly()) {
-    pthread_mutex_lock(&plan_mutex);
-    while (left > 0) {
-      int64_t done = commit_one_plan(1);
-      if (done <= 0) break;
-      left -= done;
-    }
-    pthread_mutex_unlock(&plan_mutex);
+  // plan_mutex held to the end: a plan storing its data with no lock leaves its blocks to its
+  // own finish, so the last step must not run while another plan is in flight.
+  pthread_mutex_lock(&plan_mutex);
+  while (left > 0 && !cbd_plugin_readonly()) {
+    int64_t done = commit_one_plan(1);
+    if (done <= 0) break;
+    left -= done;
   }
-  return EXCLUSIVE(cbd_plugin_flush(mark));
+  int r = EXCLUSIVE(cbd_plugin_flush(mark));
+  pthread_mutex_unlock(&plan_mutex);
+  return r;
 }
 
 // Trim makes the whole blocks of the range unallocated and leaves the parts of blocks at its
@@ -270,9 +288,13 @@ static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flag
 static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
   help_commit();
-  int r, wanted = 0;
-  (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0),
-                    wanted = cbd_plugin_wants_commit(), r));
+  int r, wanted = 0, fua = (flags & NBDKIT_FLAG_FUA) != 0;
+  (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, fua), wanted = cbd_plugin_wants_commit(), r));
+  if (r == 1) {   // as in cbd_pwrite
+    pthread_mutex_lock(&plan_mutex);
+    (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, fua), wanted = cbd_plugin_wants_commit(), r));
+    pthread_mutex_unlock(&plan_mutex);
+  }
   wake_committer(wanted);
   return r;
 }

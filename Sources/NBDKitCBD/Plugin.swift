@@ -48,10 +48,16 @@ enum Server {
     /// Runs a callback that changes the volume (holding the lock alone), then publishes its use
     /// and warns below the low-water mark; a refusal for want of space is counted and published
     /// at once before it reaches the log.
-    static func changing(_ body: (Volume) throws -> Void) -> Int32 {
+    ///
+    /// `waitable`: a request refused for want of room while a background commit writes its
+    /// data returns 1 instead, unlogged and uncounted, and plugin.c calls it again once that
+    /// commit is published (`Volume.isStoringPlan`: its blocks' promises still count beside
+    /// the pblks it took, and their old pblks are freed only then). The refusal changed nothing.
+    static func changing(waitable: Bool = false, _ body: (Volume) throws -> Void) -> Int32 {
         call {
             let v = try requireVolume()
             do { try body(v) } catch let e as CBDError where e.kind == .noSpace {
+                if waitable && v.isStoringPlan { return 1 }
                 space.refusals += 1
                 try? space.update(v, now: true)
                 throw e
@@ -291,7 +297,7 @@ func pluginPwrite(
     _ ahead: UnsafeMutableRawPointer?
 ) -> Int32 {
     let ahead = ahead.map { Unmanaged<WriteAhead>.fromOpaque($0).takeRetainedValue() }
-    return Server.changing { v in
+    return Server.changing(waitable: true) { v in
         try v.write(UnsafeRawBufferPointer(start: buf, count: Int(count)), at: Int(offset), ahead: ahead)
         if fua != 0 { try v.flush(offset: Int(offset), length: Int(count)) }  // its blocks synced before the reply
     }
@@ -331,11 +337,16 @@ func pluginPlanBlocks(_ plan: UnsafeMutableRawPointer) -> Int64 {
 @_cdecl("cbd_plugin_dirty_blocks")
 func pluginDirtyBlocks() -> Int64 { Int64(Server.volume?.unstoredBlocks ?? 0) }
 
-/// Beside reads (plugin.c holds the shared lock); a failure is kept for the finish to report.
+/// Called with no lock: the store takes the shared lock for the parts that need it, and
+/// writes and syncs the data beside every request. A failure is kept for the finish to report.
 @_cdecl("cbd_plugin_store_commit")
 func pluginStoreCommit(_ plan: UnsafeMutableRawPointer) {
     guard let v = Server.volume else { return }
-    v.store(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue())
+    v.store(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue()) { part in
+        cbd_plugin_lock_shared()
+        defer { cbd_plugin_unlock_shared() }
+        part()
+    }
 }
 
 /// A failure is a failed commit, as a flush's: logged, and the server read-only from then on.
@@ -347,7 +358,7 @@ func pluginFinishCommit(_ plan: UnsafeMutableRawPointer) -> Int32 {
 
 @_cdecl("cbd_plugin_zero")
 func pluginZero(_ count: UInt32, _ offset: UInt64, _ fua: Int32) -> Int32 {
-    Server.changing { v in
+    Server.changing(waitable: true) { v in
         try v.discard(offset: Int(offset), length: Int(count))
         if fua != 0 { try v.flush(offset: Int(offset), length: Int(count)) }
     }

@@ -20,52 +20,172 @@ import Testing
         }
     }
 
-    /// A block written again while its plan was being packed keeps its new bytes: the plan
-    /// stores the blocks that did not change and leaves that one dirty, for a later commit.
-    @Test func aBlockWrittenDuringThePackStaysDirtyWithItsNewBytes() throws {
+    /// A cache of two-block plans holding blocks 0 and 1 (`block(1)`, `block(2)`), dirty, and a
+    /// plan of both, packed.
+    func packedPlanOfTwoBlocks() throws -> (MemoryDevice, Volume, CommitPlan) {
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
         try v.write(block(1), at: 0)
         try v.write(block(2), at: bs)
         let plan = try #require(v.planCommit())
         plan.pack()
-        try v.write(Array(block(3)[0..<1000]), at: 100)  // block 0 changes in part after the plan
+        return (dev, v, plan)
+    }
+
+    /// Block 0 changed in part after the plan (`block(3)`'s first 1000 bytes at 100).
+    func changeBlock0(_ v: Volume) throws { try v.write(Array(block(3)[0..<1000]), at: 100) }
+
+    /// Blocks 0 and 1 as the tests leave them: block 0 changed in part, block 1 as planned.
+    var changedBlocks: [UInt8] {
+        var expected = block(1)
+        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
+        return expected + block(2)
+    }
+
+    /// After close, the device holds `changedBlocks` and its bitmaps match its entries.
+    func expectStored(_ dev: MemoryDevice, _ v: Volume, _ context: String = "") throws {
+        try v.close()
+        let reopened = try Volume(device: dev)
+        #expect(try reopened.bytes(at: 0, count: 2 * bs) == changedBlocks, "the device holds older bytes \(context)")
+        #expect(try bitmapMismatches(reopened).isEmpty, "\(context)")
+    }
+
+    /// A block written again while its plan was being packed keeps its new bytes: the plan
+    /// stores the blocks that did not change and leaves that one dirty, for a later commit.
+    @Test func aBlockWrittenDuringThePackStaysDirtyWithItsNewBytes() throws {
+        let (dev, v, plan) = try packedPlanOfTwoBlocks()
+        try changeBlock0(v)
         v.store(plan)
         try v.finish(plan)
         #expect(v.unstoredBlocks == 1, "block 1 stored, block 0 left dirty")
         #expect(try v.entry(1) != .unallocated && v.entry(0) == .unallocated)
-        var expected = block(1)
-        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
-        #expect(try v.bytes(at: 0, count: bs) == expected)
-        try v.close()
-        let reopened = try Volume(device: dev)
-        #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2), "the device holds the newest bytes")
-        #expect(try bitmapMismatches(reopened).isEmpty)
+        #expect(try v.bytes(at: 0, count: 2 * bs) == changedBlocks)
+        try expectStored(dev, v)
     }
 
     /// A block written after its plan stored it (data written, entry not yet published): the
     /// write publishes the plan's entries first, then changes the block, which stays dirty
     /// with its new bytes; the finish then has nothing left to do.
     @Test func aWriteAfterTheStorePublishesThePlanFirst() throws {
-        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let v = try Volume(device: dev, cacheBytes: 16 * bs)
-        try v.write(block(1), at: 0)
-        try v.write(block(2), at: bs)
-        let plan = try #require(v.planCommit())
-        plan.pack()
+        let (dev, v, plan) = try packedPlanOfTwoBlocks()
         v.store(plan)
         #expect(try v.entry(0) == .unallocated && v.entry(1) == .unallocated, "published before the finish")
-        try v.write(Array(block(3)[0..<1000]), at: 100)
+        try changeBlock0(v)
         #expect(try v.entry(0) != .unallocated && v.entry(1) != .unallocated, "the write did not publish the plan")
         #expect(v.unstoredBlocks == 1, "block 0 is dirty again with its new bytes")
         let entries = try (0..<2).map { try v.entry($0) }
         try v.finish(plan)
         #expect(try (0..<2).map { try v.entry($0) } == entries, "the finish published again")
-        var expected = block(1)
-        expected.replaceSubrange(100..<1100, with: block(3)[0..<1000])
+        try expectStored(dev, v)
+    }
+
+    /// The store writes and syncs its data with no lock, so a writer may change the volume
+    /// between its parts: here block 0 is written again and the whole cache flushed while the
+    /// plan's data is written. The plan's copy of block 0 must not be published over the newer
+    /// one (the flush commits the new one; its pblks in the plan are free again: no leak), and
+    /// block 1, unchanged, is left to the plan.
+    @Test func writesAndAFlushWhileTheStoreWritesItsDataLoseNothing() throws {
+        for (window, flush) in [(0, true), (0, false), (1, true), (1, false)] {
+            let (dev, v, plan) = try packedPlanOfTwoBlocks()
+            var part = 0
+            v.store(plan) { body in
+                body()
+                // After the pblks are taken (window 0: the data is written next) or after the
+                // bitmaps (window 1: the sync is next): a writer runs.
+                if part == window {
+                    try? changeBlock0(v)
+                    if flush { try? v.flush() }
+                }
+                part += 1
+            }
+            #expect(part == 3, "the store took the shared lock \(part) times")
+            try v.finish(plan)
+            #expect(try v.bytes(at: 0, count: 2 * bs) == changedBlocks, "window \(window), flush \(flush)")
+            try expectStored(dev, v, "window \(window), flush \(flush)")
+        }
+    }
+
+    /// A device with room for one more raw block, less than two: block 1, raw, written again
+    /// and planned. While the store writes its data with no lock, a full flush (what a writer
+    /// short of room runs) must leave the plan's block to it: a second copy needs 16 more pblks,
+    /// which only the old copy's release at the finish gives back. (Committed twice, a commit
+    /// ran out of room and the device went read-only: tsan-serve's full-device case.) A raw write
+    /// meanwhile is refused, and `isStoringPlan` tells the plugin to try it again after the
+    /// finish, when it fits.
+    @Test func aFlushWhileTheStoreWritesOnAFullDeviceLeavesThePlanItsBlock() throws {
+        let dev = try memoryDevice(physical: 4 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: dev, cacheBytes: 16 * bs)
+        var model = [UInt8](repeating: 0, count: 16 << 20)
+        var n = 1
+        func put(_ bytes: [UInt8]) throws {
+            try v.write(bytes, at: n * bs)
+            try v.flush()
+            model.replaceSubrange(n * bs..<(n + 1) * bs, with: bytes)
+            n += 1
+        }
+        // Raw blocks, then blocks of one pblk, until 17 to 24 pblks are free.
+        while try v.usage().free >= 48 { try put(block(UInt8(n), compressible: false)) }
+        while try v.usage().free > 24 {
+            try put(Array(block(UInt8(n), compressible: false)[0..<200]) + [UInt8](repeating: 0, count: bs - 200))
+        }
+        let raw = block(99, compressible: false), another = block(98, compressible: false)
+        try v.write(raw, at: bs)
+        model.replaceSubrange(bs..<2 * bs, with: raw)
+        let plan = try #require(v.planCommit())
+        plan.pack()
+        var part = 0
+        var flushFailed: Error?, refusal: Error?
+        v.store(plan) { body in
+            body()
+            if part == 0 {  // the data is written next, with no lock
+                #expect(v.isStoringPlan)
+                do { try v.flush() } catch { flushFailed = error }
+                do { try v.write(another, at: n * bs) } catch { refusal = error }
+            }
+            part += 1
+        }
+        #expect(flushFailed == nil, "the flush inside the store failed: \(flushFailed.map { "\($0)" } ?? "")")
+        #expect(v.readOnlyAfter == nil)
+        #expect((refusal as? CBDError)?.kind == .noSpace, "a raw write with the plan's pblks taken: \(String(describing: refusal))")
+        try v.finish(plan)
+        #expect(!v.isStoringPlan)
+        try v.write(another, at: n * bs)
+        model.replaceSubrange(n * bs..<(n + 1) * bs, with: another)
         try v.close()
         let reopened = try Volume(device: dev)
-        #expect(try reopened.bytes(at: 0, count: 2 * bs) == expected + block(2))
+        #expect(try reopened.bytes(at: 0, count: model.count) == model)
+        #expect(try bitmapMismatches(reopened).isEmpty)
+    }
+
+    /// A cache of one block, which a plan is storing: a write of another block meanwhile must
+    /// not evict it (dirty, its entry not published), so the cache holds one more until the
+    /// finish; a close meanwhile commits the other block and leaves the device DIRTY.
+    @Test func aOneBlockCacheKeepsThePlansBlockWhileItIsStored() throws {
+        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: dev, cacheBytes: bs)
+        try v.write(block(1), at: 0)
+        let plan = try #require(v.planCommit())
+        plan.pack()
+        var part = 0
+        var failure: Error?
+        v.store(plan) { body in
+            body()
+            if part == 0 {
+                do {
+                    try v.write(block(2), at: bs)
+                    try v.close()
+                } catch { failure = error }
+                #expect(v.header.isDirty, "closed clean with a plan's block not yet published")
+            }
+            part += 1
+        }
+        #expect(failure == nil, "\(String(describing: failure))")
+        try v.finish(plan)
+        #expect(try v.bytes(at: 0, count: 2 * bs) == block(1) + block(2))
+        try v.close()
+        #expect(!v.header.isDirty)
+        let reopened = try Volume(device: dev)
+        #expect(try reopened.bytes(at: 0, count: 2 * bs) == block(1) + block(2))
         #expect(try bitmapMismatches(reopened).isEmpty)
     }
 
@@ -95,10 +215,26 @@ import Testing
         let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two; full caches commit on their own too
         var model = [UInt8](repeating: 0, count: blocks * bs)
-        var rng = SplitMix(seed: 3535)
+        var rng = SplitMix(seed: 3537)
         var plan: CommitPlan?
         var storedOne = false
-        var (stored, skipped, publishedByAChange) = (0, 0, 0)
+        var (stored, skipped, publishedByAChange, changesInsideStores) = (0, 0, 0, 0)
+        /// A write of a whole block (packed ahead), a part, or zeros, as the plugin makes it.
+        func randomWrite() throws {
+            let n = Int(rng.next() % UInt64(blocks))
+            let kind = rng.next() % 4
+            var bytes = block(UInt8(truncatingIfNeeded: rng.next()), compressible: kind != 1)
+            if kind == 3 { bytes = [UInt8](repeating: 0, count: bs) }
+            let whole = rng.next() % 2 == 0
+            let offset = whole ? n * bs : n * bs + Int(rng.next() % UInt64(bs / 2))
+            let count = whole ? bs : 1 + Int(rng.next() % UInt64(bs / 2))
+            let part = Array(bytes[0..<count])
+            try part.withUnsafeBytes { buf in
+                let ahead = v.prefetch(offset: offset, length: count, adding: v.packAhead(buf, at: offset))
+                try v.write(buf, at: offset, ahead: ahead)
+            }
+            model.replaceSubrange(offset..<offset + count, with: part)
+        }
         for step in 0..<800 {
             switch rng.next() % 11 {
             case 0, 1:
@@ -108,7 +244,17 @@ import Testing
             case 3:
                 if let p = plan, !storedOne, p.items.allSatisfy({ $0.form != nil }) {
                     skipped += p.items.filter { $0.block.version != $0.version && $0.block.dirty }.count
-                    v.store(p)
+                    var caught: Error?
+                    v.store(p) { body in
+                        body()
+                        // The data and the sync run with no lock: writes and flushes may come.
+                        if rng.next() % 2 == 0 {
+                            do { try randomWrite() } catch { caught = error }
+                            changesInsideStores += 1
+                        }
+                        if rng.next() % 6 == 0 { try? v.flush() }
+                    }
+                    if let caught { throw caught }
                     stored += p.stored.count
                     storedOne = true
                 }
@@ -122,27 +268,18 @@ import Testing
             case 4:
                 if rng.next() % 4 == 0 { try v.flush() }
             default:
-                let n = Int(rng.next() % UInt64(blocks))
-                let kind = rng.next() % 4
-                var bytes = block(UInt8(truncatingIfNeeded: rng.next()), compressible: kind != 1)
-                if kind == 3 { bytes = [UInt8](repeating: 0, count: bs) }
-                let whole = rng.next() % 2 == 0
-                let offset = whole ? n * bs : n * bs + Int(rng.next() % UInt64(bs / 2))
-                let count = whole ? bs : 1 + Int(rng.next() % UInt64(bs / 2))
-                let part = Array(bytes[0..<count])
-                try part.withUnsafeBytes { buf in
-                    let ahead = v.prefetch(offset: offset, length: count, adding: v.packAhead(buf, at: offset))
-                    try v.write(buf, at: offset, ahead: ahead)
-                }
-                model.replaceSubrange(offset..<offset + count, with: part)
+                try randomWrite()
             }
             let n = Int(rng.next() % UInt64(blocks))
             let same = try v.bytes(at: n * bs, count: bs) == Array(model[n * bs..<(n + 1) * bs])
             #expect(same, "step \(step): block \(n) differs from the model")
         }
         #expect(
-            stored > 10 && skipped > 5 && publishedByAChange > 5,
-            "plans stored \(stored) blocks, left \(skipped) that changed; \(publishedByAChange) published by a change")
+            stored > 10 && skipped > 5 && publishedByAChange > 5 && changesInsideStores > 20,
+            """
+            plans stored \(stored) blocks, left \(skipped) that changed; \(publishedByAChange) published by a \
+            change; \(changesInsideStores) writes inside stores
+            """)
         try v.close()
         let reopened = try Volume(device: dev)
         #expect(try reopened.bytes(at: 0, count: blocks * bs) == model, "the device differs from the model after close")

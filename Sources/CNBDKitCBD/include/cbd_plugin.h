@@ -23,6 +23,8 @@ int cbd_plugin_pread(void *buf, uint32_t count, uint64_t offset);
 /// given to cbd_plugin_pwrite, which releases it.
 void *cbd_plugin_pack_ahead(const void *buf, uint32_t count, uint64_t offset);
 void *cbd_plugin_prefetch(uint32_t count, uint64_t offset, void *ahead);
+/// 0, -1 after cbd_plugin_error, or 1: refused for want of room while a plan's data is being
+/// stored (nothing changed, nothing logged); call it again once that plan is finished.
 int cbd_plugin_pwrite(const void *buf, uint32_t count, uint64_t offset, int fua, void *ahead);
 /// The volume's change count (under the writer's lock): a flush's mark when it comes.
 int64_t cbd_plugin_changes(void);
@@ -31,16 +33,22 @@ int cbd_plugin_flush(int64_t mark);
 /// The staged commit (plugin.c's commit_one_plan): whether one is due (under the writer's lock;
 /// 0: no, also when background=false; 1: yes; 2: writers should commit a plan first), a plan of
 /// the dirty blocks (under the writer's lock; NULL: nothing to do) and its size, the plan packed
-/// (no lock), its data written and synced (the shared lock), then published and released (under
-/// the writer's lock; -1 after cbd_plugin_error when the commit failed, at either step).
+/// (no lock), stored (cbd_plugin_store_commit, below), then published and released (under the
+/// writer's lock; -1 after cbd_plugin_error when the commit failed, at either step).
 int cbd_plugin_wants_commit(void);
 void *cbd_plugin_plan_commit(void);
 void cbd_plugin_pack_commit(void *plan, int all_cores);
 int64_t cbd_plugin_plan_blocks(void *plan);
 /// Dirty blocks in the cache (under the writer's lock): what a flush has to commit.
 int64_t cbd_plugin_dirty_blocks(void);
+/// Called with no lock held: it takes the shared lock (cbd_plugin_lock_shared) for the parts
+/// that need it, and writes and syncs the plan's data beside every request.
 void cbd_plugin_store_commit(void *plan);
+/// plugin.c's lock, shared (for Swift code that holds it for part of a call).
+void cbd_plugin_lock_shared(void);
+void cbd_plugin_unlock_shared(void);
 int cbd_plugin_finish_commit(void *plan);
+/// As cbd_plugin_pwrite: 1 asks to be called again once the plan being stored is finished.
 int cbd_plugin_zero(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_trim(uint32_t count, uint64_t offset, int fua);
 int cbd_plugin_close(void);
