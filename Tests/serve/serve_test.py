@@ -88,11 +88,12 @@ def stopped_holding(status, dev, expected):
 class Server:
     """cbd serve in the background on a Unix socket, stopped with SIGTERM (or killed)."""
 
-    def __init__(self, d, dev, *extra, preload=None):
+    def __init__(self, d, dev, *extra, preload=None, environment=None):
         self.sock = os.path.join(d, 'nbd.sock')
         args, env = checks.sanitized([tool('cbd'), 'serve', '--socket', self.sock, *extra, dev])
+        if preload or environment:
+            env = dict(env or os.environ, **(environment or {}))
         if preload:
-            env = dict(env or os.environ)
             env['LD_PRELOAD'] = ' '.join(filter(None, [preload, env.get('LD_PRELOAD')]))
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for _ in range(500):
@@ -368,15 +369,75 @@ def background_commit_before_the_cache_fills(d):
         assert logical(dev)[:len(data)] == data, 'written blocks differ after the stop'
 
 
+def build_shim(d, name):
+    """Tests/serve/NAME.c built as a library to preload into the server."""
+    cc = shutil.which('cc') or shutil.which('clang') or shutil.which('gcc')
+    shim = os.path.join(d, name + '.so')
+    sh(cc, '-shared', '-fPIC', '-o', shim, os.path.join(os.path.dirname(os.path.abspath(__file__)), name + '.c'), '-ldl')
+    return shim
+
+
+@case
+def a_write_short_of_room_waits_for_the_commit_storing_its_data(d):
+    """While the committer writes a plan's data with no lock, its blocks' promises still count
+    beside the pblks it took, and their old copies are freed only when it is published. On a
+    device with room for four raw blocks and not five, four blocks are written again (the
+    committer stores two of them; slowsync.c makes its sync last 1.5 s) and a fifth comes
+    meanwhile. It fits once the plan is published, so it must succeed: the plugin waits for
+    the plan and tries it again (refused at once with ENOSPC before)."""
+    shim = build_shim(d, 'slowsync')
+    flag = os.path.join(d, 'slow')
+    dev = fresh_device(d, size='8M')
+    srv = Server(d, dev, '--cache', '1M', preload=shim, environment={'CBD_TEST_SLOW_SYNC': flag})
+    h = srv.connect()
+    bs, rng = 65536, random.Random(53)
+    blocks = h.get_size() // bs
+    model = {}
+    for i in range(blocks):  # raw blocks until the device is full
+        data = bytes(rng.randrange(256) for _ in range(bs))
+        try:
+            h.pwrite(data, i * bs)
+        except nbd.Error as e:
+            assert e.errnum == errno.ENOSPC, e
+            break
+        model[i] = data
+    h.flush()
+    full = len(model)
+    assert 20 < full < blocks, 'filled %d of %d blocks' % (full, blocks)
+    for i in range(full - 4, full):  # room for four raw blocks (less than one was free)
+        h.trim(bs, i * bs)
+        del model[i]
+    h.flush()
+    open(flag, 'w').close()
+    for i in range(4):  # dirty: the committer plans two of them
+        model[i] = bytes(rng.randrange(256) for _ in range(bs))
+        h.pwrite(model[i], i * bs)
+    time.sleep(0.5)  # it stores them: its sync waits
+    fifth = bytes(rng.randrange(256) for _ in range(bs))
+    try:
+        h.pwrite(fifth, (full - 4) * bs)
+    except nbd.Error as e:
+        raise AssertionError('a write that fits once the stored plan is published was refused: %s' % e)
+    model[full - 4] = fifth
+    os.unlink(flag)
+    h.flush()
+    for i, data in model.items():
+        assert h.pread(bs, i * bs) == data, 'block %d differs' % i
+    h.shutdown()
+    srv.stop_cleanly()
+    consistent(dev)
+    image = logical(dev)
+    for i, data in model.items():
+        assert image[i * bs:(i + 1) * bs] == data, 'block %d differs after the stop' % i
+
+
 @case
 def stop_is_clean_when_threads_outlive_the_plugin(d):
     """A flush packs on all cores, so Dispatch's worker threads exist when nbdkit unloads the
     plugin and dlcloses it. They must not wake in unmapped code: slowclose.c (preloaded) waits
     3 s after dlclose, and the stop still exits 0 with every block stored. Without the plugin's
     `-z nodelete` every such stop died of SIGSEGV."""
-    cc = shutil.which('cc') or shutil.which('clang') or shutil.which('gcc')
-    shim = os.path.join(d, 'slowclose.so')
-    sh(cc, '-shared', '-fPIC', '-o', shim, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'slowclose.c'), '-ldl')
+    shim = build_shim(d, 'slowclose')
     dev = fresh_device(d, size='16M')
     data = bytes(random.Random(43).randrange(256) for _ in range(8 * 65536))
     srv = Server(d, dev, '--cache', '1M', preload=shim)
