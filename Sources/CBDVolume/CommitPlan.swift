@@ -127,7 +127,7 @@ extension Volume {
             // Until the outcome, a commit by a change leaves these blocks to the plan: a
             // second copy would need room their promises do not cover.
             if failure == nil && !blocks.isEmpty {
-                plan.taken = Dictionary(blocks.map { (plan.items[$0.item].lblk, $0.item) }, uniquingKeysWith: { a, _ in a })
+                plan.taken = Dictionary(uniqueKeysWithValues: blocks.map { (plan.items[$0.item].lblk, $0.item) })
                 storingPlan = plan
             }
         }

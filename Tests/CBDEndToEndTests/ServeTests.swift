@@ -34,7 +34,7 @@ import Testing
             try Tools.run(python, ["-c", "import nbd"]).status == 0, "python3-libnbd is missing: run make deps")
         let r = try Tools.run(python, [Self.script, Tools.binDir])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.contains("14 passed, 0 failed"), "\(r.stdout)")
+        #expect(r.stdout.contains("15 passed, 0 failed"), "\(r.stdout)")
     }
 
     /// A failing backing store (Tests/serve/fault_test.py: nbdkit's error filter, our own

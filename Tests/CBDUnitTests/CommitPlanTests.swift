@@ -146,7 +146,7 @@ import Testing
         }
         #expect(flushFailed == nil, "the flush inside the store failed: \(flushFailed.map { "\($0)" } ?? "")")
         #expect(v.readOnlyAfter == nil)
-        #expect((refusal as? CBDError)?.kind == .noSpace, "a raw write with the plan's pblks taken: \(String(describing: refusal))")
+        #expect((refusal as? CBDError)?.kind == .noSpace, "a raw write meanwhile: \(String(describing: refusal))")
         try v.finish(plan)
         #expect(!v.isStoringPlan)
         try v.write(another, at: n * bs)
