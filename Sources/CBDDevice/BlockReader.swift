@@ -43,11 +43,11 @@ extension BlockDevice {
             break
         case .raw(let pblks):
             let slots = Array(pblks[part.lowerBound / pblk..<(part.upperBound + pblk - 1) / pblk])
-            let buffer = ByteBuffer(count: slots.count * pblk)
+            let buffer = ByteBuffer(uninitializedCount: slots.count * pblk)  // read whole, or thrown
             try readPblkRuns(slots, into: buffer.base)
             out.copyMemory(from: buffer.base + part.lowerBound % pblk, byteCount: part.count)
         case .compressed(let length, let pblks):
-            let input = ByteBuffer(count: pblks.count * pblk)
+            let input = ByteBuffer(uninitializedCount: pblks.count * pblk)
             try readPblkRuns(pblks, into: input.base)
             guard LZ4Codec.decompress(input.base, count: length, part: part, ofBlock: lblkSize, into: out) else {
                 throw CBDError(

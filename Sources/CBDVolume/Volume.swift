@@ -124,7 +124,7 @@ public final class Volume {
                 return
             }
             if len == size {
-                let b = buffers ?? ByteBuffer(count: size)
+                let b = buffers ?? ByteBuffer(uninitializedCount: size)  // each use reads into it first
                 buffers = b
                 try load(n, e, into: dst, scratch: b.base)
             } else {

@@ -36,7 +36,7 @@ extension Volume {
         var scratch: ByteBuffer?
         forEachBlock(offset, buffer.count) { n, _, done, len in
             guard len == size else { return }
-            let out = scratch ?? ByteBuffer(count: max(1, capacity))
+            let out = scratch ?? ByteBuffer(uninitializedCount: capacity)  // pack writes and pads what is used
             scratch = out
             let form = PackedBlock.pack(base + done, lblkSize: size, into: out.base, level: level)
             let bytes: [UInt8]

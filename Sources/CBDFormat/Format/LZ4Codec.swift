@@ -65,7 +65,7 @@ package enum LZ4Codec {
         into dst: UnsafeMutableRawPointer
     ) -> Bool {
         if part == 0..<blockSize { return decompress(src, count: count, into: dst, expected: blockSize) }
-        let decoded = ByteBuffer(count: part.upperBound)
+        let decoded = ByteBuffer(uninitializedCount: part.upperBound)  // decoded whole, or not used
         guard decompress(src, count: count, into: decoded.base, prefix: part.upperBound) else { return false }
         dst.copyMemory(from: decoded.base + part.lowerBound, byteCount: part.count)
         return true
