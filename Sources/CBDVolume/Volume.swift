@@ -47,9 +47,9 @@ public final class Volume {
     private lazy var scratch = ByteBuffer(count: geometry.lblkSize)
     /// Guards the caches for `readShared` callers, who run at once.
     let sharedLock = Lock()
-    /// When entries changed (commits, replays): a block read ahead of a write (`prefetch`) is
-    /// still what the device holds while its entry has not changed since.
-    var entryChanges = EntryChanges()
+    /// Counts the publications of entries (commits, replays): a block read ahead of a write
+    /// (`prefetch`) is still what the device holds while this has not moved.
+    var entryGeneration = 0
     /// What was done ahead for the write in progress (`write(_:at:ahead:)`).
     var ready: WriteAhead?
 
@@ -276,7 +276,7 @@ public final class Volume {
         try requireWritable()
         if header.isDirty {
             try OpenedDevice.requireClean(header, of: device, unless: force)
-            entryChanges.changeAll()
+            entryGeneration += 1
             _ = try journal.replay(header: &header, through: meta)
         }
         try device.setDirty(true, in: &header)
@@ -575,7 +575,7 @@ public final class Volume {
 
     /// Step 2: the entries now name the new data (synced; straddling ones through the journal).
     private func publishEntries(_ batch: [Committed]) throws {
-        entryChanges.change(batch.map(\.lblk))
+        entryGeneration += 1
         var published = false
         do {
             try journal.write(

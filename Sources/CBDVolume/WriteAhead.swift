@@ -10,13 +10,13 @@ import CBDFormat
 ///   A sequential writer's compression so runs on every nbdkit thread at once, and a commit
 ///   stores those blocks as they are.
 /// - `prefetch`, under the shared lock as reads: each block the write changes only in part is
-///   read and decompressed. Such a block is used only when its entry did not change since
-///   (`EntryChanges`) and the block is still not in the cache: it is then exactly what
-///   `loadBlock` would read. Otherwise it is dropped and the write loads it.
+///   read and decompressed. Such a block is used only when nothing published an entry since
+///   (the volume's `entryGeneration`) and the block is still not in the cache: it is then
+///   exactly what `loadBlock` would read. Otherwise it is dropped and the write loads it.
 public final class WriteAhead {
     /// Blocks written whole, packed.
     var packed: [Int: CachedBlock] = [:]
-    /// Blocks changed in part, as read ahead, and the `EntryChanges` generation they were read at.
+    /// Blocks changed in part, as read ahead, and the `entryGeneration` they were read at.
     var loaded: [Int: [UInt8]] = [:]
     var generation = 0
 
@@ -58,7 +58,7 @@ extension Volume {
     public func prefetch(offset: Int, length: Int, adding ahead: WriteAhead? = nil) -> WriteAhead? {
         guard (try? checkRange(offset, length)) != nil, (try? requireNoIntent()) != nil else { return ahead }
         let size = geometry.lblkSize
-        let generation = sharedLock.withLock { entryChanges.generation }
+        let generation = sharedLock.withLock { entryGeneration }
         var out: [Int: [UInt8]] = [:]
         var scratch: [UInt8]?
         forEachBlock(offset, length) { n, _, _, len in
@@ -93,7 +93,7 @@ extension Volume {
 
     /// The prefetched contents of lblk `n`, taken once, if still valid (see `WriteAhead`).
     func takePrefetched(_ n: Int) -> [UInt8]? {
-        guard let p = ready, entryChanges.isUnchanged(n, since: p.generation) else { return nil }
+        guard let p = ready, p.generation == entryGeneration else { return nil }
         return p.loaded.removeValue(forKey: n)
     }
 

@@ -163,30 +163,6 @@ final class TracingDevice: BlockDevice {
         #expect(stored)
     }
 
-    /// A read-ahead is dropped only when its own block's entry changed: a commit of another
-    /// block in between (a background commit publishes every few dozen writes) leaves it in
-    /// use, so the write reads nothing under the writer's lock.
-    @Test func aReadAheadOutlivesCommitsOfOtherBlocks() throws {
-        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
-        let dev = TracingDevice(mem)
-        let v = try Volume(device: dev, cacheBytes: 1)
-        let bs = 65536
-        let a = pattern(1, bs), other = pattern(3, bs), patch = [UInt8](repeating: 0xEE, count: 10)
-        try v.write(a, at: 0)
-        try v.write(other, at: bs)  // block 0 committed and evicted
-        let ahead = try #require(v.prefetch(offset: 100, length: 10))
-        try v.write(pattern(4, bs), at: bs)
-        try v.flush()  // block 1's entry published
-        dev.log.removeAll()
-        try patch.withUnsafeBytes { try v.write($0, at: 100, ahead: ahead) }
-        #expect(dev.log.filter { !$0.write }.isEmpty, "the write read block 0 again: \(dev.log)")
-        var want = a
-        want.replaceSubrange(100..<110, with: patch)
-        #expect(try v.bytes(at: 0, count: bs) == want)
-        try v.close()
-        #expect(try Volume(device: mem).bytes(at: 0, count: bs) == want)
-    }
-
     @Test func noStaleReadAfterFlushAndReuse() throws {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let dev = TracingDevice(mem)
