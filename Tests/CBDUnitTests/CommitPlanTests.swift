@@ -210,15 +210,19 @@ import Testing
     /// Writes (whole blocks packed ahead, parts, zeros), plans, packs, finishes and flushes in
     /// a seeded random order, against a model: every read matches it, plans meet blocks that
     /// changed after them, and after close the device holds the model with consistent bitmaps.
-    @Test func randomInterleavingsMatchTheModel() throws {
+    /// On a device with room for about half the blocks raw, writes are refused for room (they
+    /// change nothing), and nothing else fails: no commit, inside a store or not, runs out of
+    /// room, and the volume never turns read-only.
+    @Test(arguments: [false, true]) func randomInterleavingsMatchTheModel(nearlyFull: Bool) throws {
         let blocks = 20
-        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let dev = try memoryDevice(physical: nearlyFull ? 512 << 10 : 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two; full caches commit on their own too
         var model = [UInt8](repeating: 0, count: blocks * bs)
         var rng = SplitMix(seed: 3537)
         var plan: CommitPlan?
         var storedOne = false
-        var (stored, skipped, publishedByAChange, changesInsideStores) = (0, 0, 0, 0)
+        var (stored, skipped, publishedByAChange, changesInsideStores, refused) = (0, 0, 0, 0, 0)
+        var flushesInsideStores = 0
         /// A write of a whole block (packed ahead), a part, or zeros, as the plugin makes it.
         func randomWrite() throws {
             let n = Int(rng.next() % UInt64(blocks))
@@ -229,13 +233,18 @@ import Testing
             let offset = whole ? n * bs : n * bs + Int(rng.next() % UInt64(bs / 2))
             let count = whole ? bs : 1 + Int(rng.next() % UInt64(bs / 2))
             let part = Array(bytes[0..<count])
-            try part.withUnsafeBytes { buf in
-                let ahead = v.prefetch(offset: offset, length: count, adding: v.packAhead(buf, at: offset))
-                try v.write(buf, at: offset, ahead: ahead)
+            do {
+                try part.withUnsafeBytes { buf in
+                    let ahead = v.prefetch(offset: offset, length: count, adding: v.packAhead(buf, at: offset))
+                    try v.write(buf, at: offset, ahead: ahead)
+                }
+            } catch let e as CBDError where e.kind == .noSpace && nearlyFull {
+                refused += 1
+                return
             }
             model.replaceSubrange(offset..<offset + count, with: part)
         }
-        for step in 0..<800 {
+        for step in 0..<(nearlyFull ? 2000 : 800) {
             switch rng.next() % 11 {
             case 0, 1:
                 if plan == nil { plan = v.planCommit() }
@@ -252,7 +261,10 @@ import Testing
                             do { try randomWrite() } catch { caught = error }
                             changesInsideStores += 1
                         }
-                        if rng.next() % 6 == 0 { try? v.flush() }
+                        if rng.next() % 6 == 0 {
+                            do { try v.flush() } catch { caught = error }
+                            flushesInsideStores += 1
+                        }
                     }
                     if let caught { throw caught }
                     stored += p.stored.count
@@ -274,12 +286,17 @@ import Testing
             let same = try v.bytes(at: n * bs, count: bs) == Array(model[n * bs..<(n + 1) * bs])
             #expect(same, "step \(step): block \(n) differs from the model")
         }
+        // What each run must have met: plans overtaken by changes (roomy), refusals for room and
+        // flushes while a store held pblks (nearly full).
         #expect(
-            stored > 10 && skipped > 5 && publishedByAChange > 5 && changesInsideStores > 20,
+            stored > 10 && changesInsideStores > 20
+                && (nearlyFull ? refused > 10 && flushesInsideStores > 5 : skipped > 5 && publishedByAChange > 5),
             """
             plans stored \(stored) blocks, left \(skipped) that changed; \(publishedByAChange) published by a \
-            change; \(changesInsideStores) writes inside stores
+            change; \(changesInsideStores) writes and \(flushesInsideStores) flushes inside stores; \(refused) \
+            refused for room
             """)
+        #expect(v.readOnlyAfter == nil)
         try v.close()
         let reopened = try Volume(device: dev)
         #expect(try reopened.bytes(at: 0, count: blocks * bs) == model, "the device differs from the model after close")
