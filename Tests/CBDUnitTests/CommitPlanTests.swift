@@ -215,7 +215,7 @@ import Testing
     /// room, and the volume never turns read-only.
     @Test(arguments: [false, true]) func randomInterleavingsMatchTheModel(nearlyFull: Bool) throws {
         let blocks = 20
-        let dev = try memoryDevice(physical: nearlyFull ? 512 << 10 : 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let dev = try memoryDevice(physical: nearlyFull ? 1 << 20 : 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two; full caches commit on their own too
         var model = [UInt8](repeating: 0, count: blocks * bs)
         var rng = SplitMix(seed: 3537)
@@ -227,7 +227,7 @@ import Testing
         func randomWrite() throws {
             let n = Int(rng.next() % UInt64(blocks))
             let kind = rng.next() % 4
-            var bytes = block(UInt8(truncatingIfNeeded: rng.next()), compressible: kind != 1)
+            var bytes = block(UInt8(truncatingIfNeeded: rng.next()), compressible: nearlyFull ? kind == 0 : kind != 1)
             if kind == 3 { bytes = [UInt8](repeating: 0, count: bs) }
             let whole = rng.next() % 2 == 0
             let offset = whole ? n * bs : n * bs + Int(rng.next() % UInt64(bs / 2))
@@ -244,7 +244,7 @@ import Testing
             }
             model.replaceSubrange(offset..<offset + count, with: part)
         }
-        for step in 0..<(nearlyFull ? 2000 : 800) {
+        for step in 0..<(nearlyFull ? 3000 : 800) {
             switch rng.next() % 11 {
             case 0, 1:
                 if plan == nil { plan = v.planCommit() }
