@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -89,13 +90,14 @@ static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
 // cbd_plugin_wants_commit as the last write or plan left it (read before taking any lock).
 static atomic_int dirty_level;
 
-// One staged commit of the oldest dirty blocks (plan_mutex held): planned alone, compressed
+// One staged commit of the oldest dirty blocks (those dirty when the change count was `mark`,
+// for a flush; INT64_MAX: any) (plan_mutex held): planned alone, compressed
 // with no lock (on one core for the committer, all of them for a flush), its data written
 // beside every request, published alone. How many blocks it took (0: nothing to commit), or -1 when
 // it failed (logged; the server is read-only from then on).
-static int64_t commit_one_plan(int all_cores) {
+static int64_t commit_one_plan(int all_cores, int64_t mark) {
   void *plan = NULL;
-  (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(), 0));
+  (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(mark), 0));
   if (!plan) return 0;
   int64_t blocks = cbd_plugin_plan_blocks(plan);
   cbd_plugin_pack_commit(plan, all_cores);
@@ -114,7 +116,7 @@ static int64_t commit_one_plan(int all_cores) {
 static void help_commit(void) {
   if (atomic_load(&dirty_level) < 2) return;
   pthread_mutex_lock(&plan_mutex);
-  if (atomic_load(&dirty_level) >= 2) (void) commit_one_plan(1);
+  if (atomic_load(&dirty_level) >= 2) (void) commit_one_plan(1, INT64_MAX);
   pthread_mutex_unlock(&plan_mutex);
 }
 
@@ -127,7 +129,7 @@ static void *committer_main(void *arg) {
     commit_wanted = 0;
     pthread_mutex_unlock(&commit_mutex);
     pthread_mutex_lock(&plan_mutex);
-    (void) commit_one_plan(0);
+    (void) commit_one_plan(0, INT64_MAX);
     pthread_mutex_unlock(&plan_mutex);
     pthread_mutex_lock(&commit_mutex);
   }
@@ -252,7 +254,8 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
   return r;
 }
 
-// A flush commits the blocks dirty when it came in staged plans first, as the committer does,
+// A flush commits the blocks dirty when it came in staged plans first (plans of those blocks
+// only: the writes that raced it would fill them, leaving what it owes to its last step), as the committer does,
 // so that reads (and between plans, writes) go on beside their compression and data writes;
 // the exclusive flush after them then commits what is left of the blocks dirty when it came
 // (as they are now), and its reply means every write acknowledged before the flush is on the
@@ -267,7 +270,7 @@ static int cbd_flush(void *handle, uint32_t flags) {
   // own finish, so the last step must not run while another plan is in flight.
   pthread_mutex_lock(&plan_mutex);
   while (left > 0 && !cbd_plugin_readonly()) {
-    int64_t done = commit_one_plan(1);
+    int64_t done = commit_one_plan(1, mark);
     if (done <= 0) break;
     left -= done;
   }

@@ -319,8 +319,8 @@ func pluginWantsCommit() -> Int32 {
 }
 
 @_cdecl("cbd_plugin_plan_commit")
-func pluginPlanCommit() -> UnsafeMutableRawPointer? {
-    guard let plan = Server.volume?.planCommit() else { return nil }  // woken only when wanted
+func pluginPlanCommit(_ mark: Int64) -> UnsafeMutableRawPointer? {
+    guard let plan = Server.volume?.planCommit(dirtyBy: Int(mark)) else { return nil }  // woken only when wanted
     return Unmanaged.passRetained(plan).toOpaque()
 }
 

@@ -189,6 +189,34 @@ import Testing
         #expect(try bitmapMismatches(reopened).isEmpty)
     }
 
+    /// A flush's plans take only the blocks dirty when it came (`planCommit(dirtyBy:)`): with
+    /// the store beside writes, the writes that raced the flush filled its plans, and what it
+    /// owed was left to its last step, under the writer's lock. A block dirty before the mark
+    /// and written again after it is still owed.
+    @Test func aFlushsPlansTakeOnlyTheBlocksDirtyWhenItCame() throws {
+        let dev = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: dev, cacheBytes: 16 * bs)  // plans of two blocks
+        try v.write(block(1), at: 0)
+        let mark = v.changes
+        try v.write(block(2), at: bs)
+        try v.write(block(3), at: 2 * bs)
+        try v.write(block(4), at: 0)
+        let plan = try #require(v.planCommit(dirtyBy: mark))
+        #expect(plan.items.map(\.lblk) == [0], "the flush's plan took blocks dirtied after it came")
+        plan.pack()
+        v.store(plan)
+        try v.finish(plan)
+        #expect(v.unstoredBlocks == 2)
+        #expect(v.planCommit(dirtyBy: mark) == nil, "nothing is owed to the flush any more")
+        let later = try #require(v.planCommit())
+        #expect(later.items.map(\.lblk) == [1, 2])
+        later.pack()
+        v.store(later)
+        try v.finish(later)
+        try v.close()
+        #expect(try Volume(device: dev).bytes(at: 0, count: 3 * bs) == block(4) + block(2) + block(3))
+    }
+
     /// A flush between the plan and its finish commits every block itself: the plan then finds
     /// them clean and stores nothing (no pblk is taken twice, none leaks).
     @Test func aFlushBeforeTheFinishLeavesThePlanNothingToStore() throws {

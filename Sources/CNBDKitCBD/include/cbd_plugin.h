@@ -36,7 +36,7 @@ int cbd_plugin_flush(int64_t mark);
 /// (no lock), stored (cbd_plugin_store_commit, below), then published and released (under the
 /// writer's lock; -1 after cbd_plugin_error when the commit failed, at either step).
 int cbd_plugin_wants_commit(void);
-void *cbd_plugin_plan_commit(void);
+void *cbd_plugin_plan_commit(int64_t mark);  // blocks dirty when the change count was mark
 void cbd_plugin_pack_commit(void *plan, int all_cores);
 int64_t cbd_plugin_plan_blocks(void *plan);
 /// Dirty blocks in the cache (under the writer's lock): what a flush has to commit.
