@@ -42,8 +42,8 @@ public final class CommitPlan: @unchecked Sendable {
     var items: [Item]
     let lblkSize: Int
     let level: CompressionLevel
-    /// The lblks step 3 took pblks for, and their items: `Volume.isBeingStored`.
-    var taken: [Int: Int] = [:]
+    /// Each item's place in `items`, by lblk.
+    let index: [Int: Int]
     /// What step 3 stored (entries to publish), or why it failed.
     var stored: [Volume.Committed] = []
     var failure: Error?
@@ -55,6 +55,7 @@ public final class CommitPlan: @unchecked Sendable {
     /// plan: a new one per plan fragmented the heap, 114 MB held for 52 MB in use).
     init(items: [Item], lblkSize: Int, level: CompressionLevel, buffer: ByteBuffer) {
         self.items = items
+        index = Dictionary(items.indices.map { (items[$0].lblk, $0) }, uniquingKeysWith: { a, _ in a })
         self.lblkSize = lblkSize
         self.level = level
         stride = PackedBlock.maxCompressedLength(lblkSize: lblkSize)
@@ -131,10 +132,7 @@ extension Volume {
             do { blocks = try takePblks(for: plan) } catch { failure = error }
             // Until the outcome, a commit by a change leaves these blocks to the plan: a
             // second copy would need room their promises do not cover.
-            if failure == nil && !blocks.isEmpty {
-                plan.taken = Dictionary(uniqueKeysWithValues: blocks.map { (plan.items[$0.item].lblk, $0.item) })
-                storingPlan = plan
-            }
+            if failure == nil && !blocks.isEmpty { storingPlan = plan }
         }
         guard failure != nil || !blocks.isEmpty else { return }
         var stored: [Committed] = []
@@ -167,7 +165,7 @@ extension Volume {
     /// entry it replaces.
     typealias StoringBlock = (item: Int, form: PackedBlock, pblks: [Pblk], old: AllocationEntry)
 
-    /// The plan's blocks that did not change since it was made, with fresh pblks and the
+    /// The plan's blocks that did not change since it was made (and are packed), with fresh pblks and the
     /// entries they replace (`replacedEntry`); refused after a failed commit. Pblks taken before a failure are free again.
     private func takePblks(for plan: CommitPlan) throws -> [StoringBlock] {
         if let failed { throw failed }
@@ -188,9 +186,11 @@ extension Volume {
     /// Whether lblk `n` is a block that the plan storing its data (with no lock) took pblks
     /// for and that has not changed since: a commit by a change leaves it to that plan (its
     /// promise is spent on the pblks the plan holds), and the cache keeps it.
+    /// (Unchanged now means unchanged when `takePblks` ran: a version only grows, and a block
+    /// that left the cache never comes back as the same object.)
     func isBeingStored(_ n: Int) -> Bool {
-        guard let plan = storingPlan, let i = plan.taken[n] else { return false }
-        return isUnchanged(plan.items[i])
+        guard let plan = storingPlan, let i = plan.index[n] else { return false }
+        return plan.items[i].form != nil && isUnchanged(plan.items[i])
     }
 
     /// Whether a plan's block is still in the cache, dirty, with the bytes the plan took.
@@ -213,10 +213,9 @@ extension Volume {
     func publishStoredPlan() throws {
         guard let plan = storedPlan else { return }
         storedPlan = nil
-        let items = Dictionary(plan.items.map { ($0.lblk, $0) }, uniquingKeysWith: { a, _ in a })
         var keep: [Committed] = [], drop: [Committed] = []
         for c in plan.stored {
-            if let it = items[c.lblk], isUnchanged(it) { keep.append(c) } else { drop.append(c) }
+            if let i = plan.index[c.lblk], isUnchanged(plan.items[i]) { keep.append(c) } else { drop.append(c) }
         }
         abandon(drop)
         // Their bits are clear again in the cache; a publish writes them with its own, and

@@ -218,7 +218,7 @@ public final class Volume {
     public func flush(dirtyBy mark: Int) throws {
         try publishStoredPlan()
         let dirty = blocks.keys.filter { n in blocks.peek(n).map { $0.dirty && $0.dirtiedAt <= mark } ?? false }
-        try commit(dirty.filter { !isBeingStored($0) }.sorted())
+        try commit(dirty.sorted())
     }
 
     /// Counts the changes (writes, zeroes, trims) the volume took: a flush's mark.
@@ -232,7 +232,7 @@ public final class Volume {
         try publishStoredPlan()
         var dirty: [Int] = []
         forEachBlock(offset, length) { n, _, _, _ in
-            if blocks.peek(n)?.dirty == true && !isBeingStored(n) { dirty.append(n) }
+            if blocks.peek(n)?.dirty == true { dirty.append(n) }
         }
         try commit(dirty)
     }
@@ -486,7 +486,10 @@ public final class Volume {
     /// are published abandons the batch (its new pblks are free again; its blocks stay dirty,
     /// with their reservations, for a later commit); after, what is on disk is no longer known
     /// here, and every later commit is refused (the device stays DIRTY for fsck.cbd).
-    private func commit(_ lblks: [Int]) throws {
+    /// Blocks a background commit is storing are left to it (`isBeingStored`): every commit by
+    /// a change (a flush, FUA, a full cache, a write short of room) comes here.
+    private func commit(_ all: [Int]) throws {
+        let lblks = all.filter { !isBeingStored($0) }
         guard !lblks.isEmpty else { return }
         if let failed { throw failed }
         var batch: [Committed] = []

@@ -147,6 +147,20 @@ static void wake_committer(int wanted) {
   pthread_mutex_unlock(&commit_mutex);
 }
 
+// A change that may need room (write, zero) under the writer's lock, then the committer woken
+// as the volume asks. `first` returns 1 when it was refused for room while a plan stores its
+// data (nothing changed): `again` then runs once that plan is finished, holding plan_mutex so
+// that no other starts, and only a request that does not fit then gets ENOSPC.
+#define CHANGE(first, again) \
+  ({ int change_r, change_wanted = 0; \
+     (void) EXCLUSIVE((change_r = (first), change_wanted = cbd_plugin_wants_commit(), change_r)); \
+     if (change_r == 1) { \
+       pthread_mutex_lock(&plan_mutex); \
+       (void) EXCLUSIVE((change_r = (again), change_wanted = cbd_plugin_wants_commit(), change_r)); \
+       pthread_mutex_unlock(&plan_mutex); \
+     } \
+     wake_committer(change_wanted); change_r; })
+
 static void start_committer(void) {
   if (cbd_plugin_readonly() || committer_running) return;
   int err = pthread_create(&committer, NULL, committer_main, NULL);
@@ -243,15 +257,9 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
   int64_t lblk = cbd_plugin_block_size();
   if (lblk <= 0 || offset % (uint64_t) lblk != 0 || count % (uint64_t) lblk != 0)
     (void) SHARED((ahead = cbd_plugin_prefetch(count, offset, ahead), 0));
-  int r, wanted = 0, fua = (flags & NBDKIT_FLAG_FUA) != 0;
-  (void) EXCLUSIVE((r = cbd_plugin_pwrite(buf, count, offset, fua, ahead), wanted = cbd_plugin_wants_commit(), r));
-  if (r == 1) {   // no room while a plan is stored: again once it is published (the ahead is spent)
-    pthread_mutex_lock(&plan_mutex);
-    (void) EXCLUSIVE((r = cbd_plugin_pwrite(buf, count, offset, fua, NULL), wanted = cbd_plugin_wants_commit(), r));
-    pthread_mutex_unlock(&plan_mutex);
-  }
-  wake_committer(wanted);
-  return r;
+  int fua = (flags & NBDKIT_FLAG_FUA) != 0;
+  return CHANGE(cbd_plugin_pwrite(buf, count, offset, fua, ahead),
+                cbd_plugin_pwrite(buf, count, offset, fua, NULL));   // the ahead is spent
 }
 
 // A flush commits the blocks dirty when it came in staged plans first (plans of those blocks
@@ -291,15 +299,8 @@ static int cbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flag
 static int cbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags) {
   (void) handle;
   help_commit();
-  int r, wanted = 0, fua = (flags & NBDKIT_FLAG_FUA) != 0;
-  (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, fua), wanted = cbd_plugin_wants_commit(), r));
-  if (r == 1) {   // as in cbd_pwrite
-    pthread_mutex_lock(&plan_mutex);
-    (void) EXCLUSIVE((r = cbd_plugin_zero(count, offset, fua), wanted = cbd_plugin_wants_commit(), r));
-    pthread_mutex_unlock(&plan_mutex);
-  }
-  wake_committer(wanted);
-  return r;
+  int fua = (flags & NBDKIT_FLAG_FUA) != 0;
+  return CHANGE(cbd_plugin_zero(count, offset, fua), cbd_plugin_zero(count, offset, fua));
 }
 
 static int add_extent(void *context, uint64_t offset, uint64_t length, int hole) {
