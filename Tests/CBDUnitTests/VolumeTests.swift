@@ -281,6 +281,35 @@ final class TracingDevice: BlockDevice {
         #expect(try v.bytes(at: (16 << 20) - 1, count: 1) == [0])
     }
 
+    /// Old pblks of a block written again stay allocated in the image (the next commit takes
+    /// them: a hole there would cost a deallocation and a reallocation per block); those of a
+    /// discarded block become holes. Each copy of block 0 is incompressible (16 pblks).
+    @Test func onlyFreedSpaceOfZeroedBlocksBecomesHoles() throws {
+        let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
+        let v = try Volume(device: mem)
+        let bs = 65536
+        func dataPblks() -> Set<Int> {
+            Set(
+                mem.snapshot().keys.filter { p in
+                    if case .data = (try? headerAndGeometry(mem).1)?.place(ofPblk: p) { return true }
+                    return false
+                })
+        }
+        try v.write(pattern(1, bs, compressible: false), at: 0)
+        try v.flush()
+        let first = Set(try v.entry(0).pblks.map { Int($0) })
+        try v.write(pattern(2, bs, compressible: false), at: 0)
+        try v.flush()
+        #expect(first.isSubset(of: dataPblks()), "the first copy's pblks were released")
+        try v.write(pattern(3, bs, compressible: false), at: 0)
+        try v.flush()
+        #expect(Set(try v.entry(0).pblks.map { Int($0) }) == first, "the third copy did not reuse the first's pblks")
+        try v.discard(offset: 0, length: bs)
+        try v.flush()
+        #expect(first.isDisjoint(with: dataPblks()), "a discarded block's pblks are not holes")
+        try v.close()
+    }
+
     @Test func fullDeviceSaysSoAndKeepsData() throws {
         // 4 KiB blocks: no compression; a logical size larger than the data area.
         let mem = try memoryDevice(physical: 64 * 4096, logical: 200 * 4096, lblkShift: 0)
