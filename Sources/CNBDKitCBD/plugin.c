@@ -65,8 +65,11 @@ int cbd_plugin_parse_bool(const char *value) { return nbdkit_parse_bool(value); 
 
 // glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps the
 // blocks it freed: with nbdkit's threads each reading blocks ahead, the server's peak RSS was
-// 164 MiB for a 32 MiB cache; two arenas keep it at 85 MiB at the same speed (bench/live).
-static void cbd_load(void) { mallopt(M_ARENA_MAX, 2); }
+// 164 MiB for a 32 MiB cache. Two arenas still kept 35 MiB of freed blocks beside 44 MiB in
+// use (heaptrack, 64K random writes of random data: 97-99 MiB). One arena: 77-80 MiB over
+// bench/live's workloads, and farm-bench saw no loss (4K and 64K random writes, 4K random
+// reads, 1M writes: wall A/B 0.96-1.00).
+static void cbd_load(void) { mallopt(M_ARENA_MAX, 1); }
 
 // The committer: one thread that commits dirty blocks once a quarter of the cache is dirty,
 // so that a client write seldom finds the cache full of dirty blocks and carries a whole
