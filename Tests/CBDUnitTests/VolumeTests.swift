@@ -288,10 +288,11 @@ final class TracingDevice: BlockDevice {
         let mem = try memoryDevice(physical: 8 << 20, logical: 16 << 20, lblkShift: 4)
         let v = try Volume(device: mem)
         let bs = 65536
+        let geometry = try headerAndGeometry(mem).1
         func dataPblks() -> Set<Int> {
             Set(
                 mem.snapshot().keys.filter { p in
-                    if case .data = (try? headerAndGeometry(mem).1)?.place(ofPblk: p) { return true }
+                    if case .data = geometry.place(ofPblk: p) { return true }
                     return false
                 })
         }
