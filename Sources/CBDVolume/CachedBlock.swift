@@ -21,6 +21,9 @@ final class CachedBlock {
     /// `Volume.changes` when the block last became dirty: a flush leaves the blocks that
     /// became dirty after it came (`Volume.flush(dirtyBy:)`).
     var dirtiedAt = 0
+
+    /// Whether a flush that came when `Volume.changes` was `mark` must commit this block.
+    func isOwed(toFlushAt mark: Int) -> Bool { dirty && dirtiedAt <= mark }
     /// Pblks promised to this block's next commit (`SpaceLedger`).
     var reserved = 0
 

@@ -101,11 +101,10 @@ extension Volume {
     /// share one buffer), or when the volume takes no more writes. A flush's plans take only
     /// the blocks dirty when it came (`changes` was `mark`, as `flush(dirtyBy:)`): else the
     /// writes that raced it filled its plans, and what it owed was left to its last step,
-    /// which commits under the writer's lock (readers beside a flushing writer on a disk went
-    /// about 18 % slower).
+    /// which commits under the writer's lock.
     public func planCommit(dirtyBy mark: Int = .max) -> CommitPlan? {
         guard dirtyBlocks > 0, readOnlyAfter == nil, !planInFlight else { return nil }
-        let dirty = blocks.oldestKeys(limit: planBlocks, where: { $0.dirty && $0.dirtiedAt <= mark }).sorted()
+        let dirty = blocks.oldestKeys(limit: planBlocks, where: { $0.isOwed(toFlushAt: mark) }).sorted()
         guard !dirty.isEmpty else { return nil }
         let items = dirty.compactMap { n in
             blocks.peek(n).map { b in

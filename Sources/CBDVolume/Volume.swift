@@ -217,7 +217,7 @@ public final class Volume {
     /// flush, and the reads behind it, wait for them.
     public func flush(dirtyBy mark: Int) throws {
         try publishStoredPlan()
-        let dirty = blocks.keys.filter { n in blocks.peek(n).map { $0.dirty && $0.dirtiedAt <= mark } ?? false }
+        let dirty = blocks.keys.filter { n in blocks.peek(n)?.isOwed(toFlushAt: mark) ?? false }
         try commit(dirty.sorted())
     }
 
@@ -605,7 +605,7 @@ public final class Volume {
             fail(error)
             throw error
         }
-        device.release(pblks: batch.filter { $0.new.pblks.isEmpty }.flatMap { $0.old.pblks })
+        device.release(pblks: batch.filter { $0.new == .unallocated }.flatMap { $0.old.pblks })
     }
 
     /// The entry a commit of lblk `n` replaces, read under `sharedLock`, as readers read it.

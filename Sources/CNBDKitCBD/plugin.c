@@ -93,11 +93,11 @@ static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
 // cbd_plugin_wants_commit as the last write or plan left it (read before taking any lock).
 static atomic_int dirty_level;
 
-// One staged commit of the oldest dirty blocks (those dirty when the change count was `mark`,
-// for a flush; INT64_MAX: any) (plan_mutex held): planned alone, compressed
-// with no lock (on one core for the committer, all of them for a flush), its data written
-// beside every request, published alone. How many blocks it took (0: nothing to commit), or -1 when
-// it failed (logged; the server is read-only from then on).
+// One staged commit of the oldest dirty blocks, plan_mutex held: of those dirty when the change
+// count was `mark` (a flush's; INT64_MAX: any). Planned alone, compressed with no lock (on one
+// core for the committer, all of them for a flush), its data written beside every request,
+// published alone. How many blocks it took (0: nothing to commit), or -1 when it failed
+// (logged; the server is read-only from then on).
 static int64_t commit_one_plan(int all_cores, int64_t mark) {
   void *plan = NULL;
   (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(mark), 0));
@@ -265,9 +265,10 @@ static int cbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t of
                 cbd_plugin_pwrite(buf, count, offset, fua, NULL));   // the ahead is spent
 }
 
-// A flush commits the blocks dirty when it came in staged plans first (plans of those blocks
-// only: the writes that raced it would fill them, leaving what it owes to its last step), as the committer does,
-// so that reads (and between plans, writes) go on beside their compression and data writes;
+// A flush commits the blocks dirty when it came in staged plans first, as the committer does
+// (plans of those blocks only: the writes that raced it would fill them, leaving what it owes
+// to its last step), so that reads (and between plans, writes) go on beside their compression
+// and data writes;
 // the exclusive flush after them then commits what is left of the blocks dirty when it came
 // (as they are now), and its reply means every write acknowledged before the flush is on the
 // device. Blocks that became dirty after it came wait: committing them too made the flush,
