@@ -88,10 +88,10 @@ extension Volume {
     /// Whether enough of the cache is dirty for a commit in the background (a quarter).
     public var wantsBackgroundCommit: Bool { dirtyBlocks >= max(1, cacheCapacity / 4) }
 
-    /// Whether so much of the cache is dirty (seven eighths) that writers should commit a plan
-    /// themselves before they add more, as the kernel's writers do past `dirty_ratio`: else the
+    /// Whether so much of the cache is dirty (seven eighths) that writers should wait for a
+    /// commit before they add more, as the kernel's writers do past `dirty_ratio`: else the
     /// write that finds the cache full commits all of it under the writer's lock.
-    public var wantsWritersToHelp: Bool { dirtyBlocks >= max(1, cacheCapacity * 7 / 8) }
+    public var wantsWritersToWait: Bool { dirtyBlocks >= max(1, cacheCapacity * 7 / 8) }
 
     /// Blocks a plan takes at most: an eighth of the cache (its buffer counts in the peak RSS).
     var planBlocks: Int { max(1, cacheCapacity / 8) }

@@ -311,11 +311,12 @@ func pluginFlush(_ mark: Int64) -> Int32 {
     Server.changing { try $0.flush(dirtyBy: Int(mark)) }
 }
 
-/// 0: nothing to do; 1: a background commit is due; 2: writers should commit a plan first.
+/// 0: nothing to do; 1: a background commit is due; 2: writers should wait for one first.
+/// Nothing is due once a failed commit made the volume read-only: its writes fail at once.
 @_cdecl("cbd_plugin_wants_commit")
 func pluginWantsCommit() -> Int32 {
-    guard Server.background, let v = Server.volume else { return 0 }
-    return v.wantsWritersToHelp ? 2 : v.wantsBackgroundCommit ? 1 : 0
+    guard Server.background, let v = Server.volume, v.readOnlyAfter == nil else { return 0 }
+    return v.wantsWritersToWait ? 2 : v.wantsBackgroundCommit ? 1 : 0
 }
 
 @_cdecl("cbd_plugin_plan_commit")
