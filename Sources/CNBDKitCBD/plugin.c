@@ -115,7 +115,7 @@ static void set_dirty_level(int level) {
 
 // One staged commit of the oldest dirty blocks, plan_mutex held: of those dirty when the change
 // count was `mark` (a flush's; INT64_MAX: any). Planned alone, compressed with no lock (on one
-// core, or on all of them for a flush and for the committer while writers wait), its data
+// core, or on all of them for a flush and for a plan begun while writers wait), its data
 // written beside every request, published alone. How many blocks it took (0: nothing to
 // commit), or -1 when it failed (logged; the server is read-only from then on).
 static int64_t commit_one_plan(int all_cores, int64_t mark) {
@@ -136,12 +136,12 @@ static int64_t commit_one_plan(int all_cores, int64_t mark) {
 // Past seven eighths of the cache dirty, a writer waits for the committer's next plan before
 // it adds more (dirty_ratio; since Linux 3.2 the kernel's writers pause rather than write back
 // themselves). Else the write that finds every slot dirty commits the whole cache under the
-// writer's lock. The committer compresses on all cores meanwhile (the writers' cores are
-// idle). A writer used to commit a plan itself there, but every other writer then queued behind
-// that plan and the committer's: with four connections, 3 % of 4K random writes took over 3 ms
-// in the plugin, two thirds of it here. A writer still commits a plan itself when the committer
-// made no progress for 100 ms (none running, or starved). Before its read-ahead: a plan
-// published meanwhile would make the write read its blocks again.
+// writer's lock. A plan the committer begins while writers wait is compressed on all cores
+// (theirs are idle). A writer used to commit a plan itself here, but every other writer then
+// queued behind that plan and the committer's: with four connections, 3 % of 4K random writes
+// took over 3 ms in the plugin, two thirds of it here. A writer still commits a plan itself
+// when the committer made no progress for 100 ms (none running, or starved). Before its
+// read-ahead: a plan published meanwhile would make the write read its blocks again.
 static void wait_for_commit(void) {
   if (atomic_load(&dirty_level) < 2) return;
   if (committer_running) {
