@@ -136,6 +136,7 @@ public final class Checker {
         try checkHeader()
         try readBitmaps()
         try pass1()
+        holdUnclaimedMarkedPblks()
         if !stop { options.progress?(.sharedPblks, 0, 1) }
         if !stop { try pass1B() }
         if !stop { try pass2() }
@@ -248,6 +249,12 @@ public final class Checker {
             if seen?.zone != z { seen = (z, bitmaps[z]) }
             if seen?.bitmap.isSet(k) != true { unmarkedOwners[p, default: []].append(lblk) }
         }
+    }
+
+    /// Repair saves before it frees: what the bitmaps mark in use and no entry claims may be
+    /// orphaned data (pass 2 and 3 find it), so no clone or journal pblk is put there.
+    func holdUnclaimedMarkedPblks() {
+        for z in bitmaps.markedZones { claims.hold(unclaimedIn: bitmaps[z], zone: z) }
     }
 
     /// Frees a data pblk in the claims and in its bitmap. An entry on disk still names it until

@@ -27,6 +27,12 @@ final class ClaimMap {
     /// of a clone, pblks of a cleared entry): free once the repairs are written, never handed
     /// out before, or a crash would leave a committed entry naming overwritten bytes.
     private(set) var reserved: Set<Int> = []
+    /// Data pblks the device's bitmaps mark in use that no entry claimed after pass 1: they may
+    /// hold orphaned data, which pass 3 saves (or leaves in use), so nothing in this run is
+    /// written there (a clone of pass 1B once overwrote such data before pass 3 saw it). Pages
+    /// as the claims: one per zone that has some.
+    private var held: [Int: Page] = [:]
+    private(set) var heldCount = 0
 
     private static let wordsPerPage = Units.pblksPerBitmap / 64
 
@@ -60,10 +66,50 @@ final class ClaimMap {
 
     func claim(_ i: Int) { _ = claimIfFree(i) }
 
+    func isHeld(_ i: Int) -> Bool {
+        guard let page = held[i / Units.pblksPerBitmap] else { return false }
+        let k = i % Units.pblksPerBitmap
+        return page.words[k >> 6] & (1 << UInt64(k & 63)) != 0
+    }
+
+    /// Holds the pblks that `bitmap` (zone `z`'s, as read) marks in use and no entry claims.
+    func hold(unclaimedIn bitmap: Bitmap, zone z: Int) {
+        let limit = geometry.dataPblkCount(z), claimed = pages[z]?.words
+        bitmap.bytes.withUnsafeBytes { b in
+            for w in 0..<ClaimMap.wordsPerPage where limit - w * 64 > 0 {
+                let below = limit - w * 64  // data pblks in this word, the rest padding
+                var bits = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self))
+                if below < 64 { bits &= (1 << UInt64(below)) - 1 }
+                bits &= ~(claimed?[w] ?? 0)
+                var rest = reserved.isEmpty ? 0 : bits  // reserved already: counted once
+                while rest != 0 {
+                    let bit = rest & (~rest &+ 1)
+                    if reserved.contains(z * Units.pblksPerBitmap + w * 64 + rest.trailingZeroBitCount) { bits &= ~bit }
+                    rest &= rest - 1
+                }
+                guard bits != 0 else { continue }
+                let page = held[z] ?? Page()
+                held[z] = page
+                heldCount += (bits & ~page.words[w]).nonzeroBitCount
+                page.words[w] |= bits
+            }
+        }
+    }
+
+    /// A held pblk claimed (pass 3 relinks an orphan) is no longer held.
+    private func unhold(_ i: Int) {
+        guard let page = held[i / Units.pblksPerBitmap] else { return }
+        let k = i % Units.pblksPerBitmap, bit: UInt64 = 1 << UInt64(k & 63)
+        guard page.words[k >> 6] & bit != 0 else { return }
+        page.words[k >> 6] &= ~bit
+        heldCount -= 1
+    }
+
     /// Claims `i`; false when it was claimed already (a second owner).
     @discardableResult
     func claimIfFree(_ i: Int) -> Bool {
         if !reserved.isEmpty { reserved.remove(i) }
+        if heldCount > 0 { unhold(i) }
         let z = i / Units.pblksPerBitmap, k = i % Units.pblksPerBitmap
         let p: Page
         if let found = page(z) {
@@ -126,11 +172,11 @@ final class ClaimMap {
 
     /// Keeps an unclaimed pblk from being allocated in this run (see `reserved`).
     func reserve(_ i: Int) {
-        if !isClaimed(i) { reserved.insert(i) }
+        if !isClaimed(i) && !isHeld(i) { reserved.insert(i) }
     }
 
-    /// Data pblks that can be allocated: neither claimed nor reserved.
-    var freeCount: Int { geometry.totalDataPblks - claimedCount - reserved.count }
+    /// Data pblks that can be allocated: neither claimed, reserved nor held.
+    var freeCount: Int { geometry.totalDataPblks - claimedCount - reserved.count - heldCount }
 
     /// Whether `have` is exactly `expectedBitmap(z)`: compared a word at a time without
     /// building it, as pass 2 asks this of every zone and nearly always hears yes.
@@ -160,11 +206,12 @@ final class ClaimMap {
     }
 
     /// A free data pblk, searching zone `home` first; claims it. A zone without a page is
-    /// free from its first pblk (unless reserved).
+    /// free from its first pblk (unless reserved or held).
     package func allocate(near home: Int) -> Int? {
         for z in geometry.zones(from: home) {
             let base = z * Units.pblksPerBitmap
-            for k in 0..<geometry.dataPblkCount(z) where !isClaimed(base + k) && !reserved.contains(base + k) {
+            for k in 0..<geometry.dataPblkCount(z)
+            where !isClaimed(base + k) && !reserved.contains(base + k) && !isHeld(base + k) {
                 claim(base + k)
                 return geometry.dataStart(z) + k
             }

@@ -14,9 +14,7 @@ extension Checker {
         let meta = MetadataCache(device: device, geometry: geometry)
         // A bad entry the person chose to keep is neither read nor cloned: its slots may
         // name pblks outside the data areas, even past the end of the device.
-        let lblks = bitmaps.active.lazy.flatMap { z in
-            z << self.geometry.lblkPerZoneShift..<min((z + 1) << self.geometry.lblkPerZoneShift, self.geometry.nrLblk)
-        }
+        let lblks = bitmaps.active.lazy.flatMap { self.geometry.lblks(inZone: $0) }
         for n in lblks where newEntries[n] == nil && !keptBad.contains(n) {
             guard let e = try? codec.decode(try meta.entryBytes(n)) else { continue }
             for p in e.pblks where duplicates.contains(Int(p)) {
