@@ -95,6 +95,10 @@ static void on_fd(char op, int fd, uint64_t a, uint64_t b, const void *data, siz
     char path[PATH_MAX];
     struct stat st;
     if (!fd_path(fd, path) || fstat(fd, &st) != 0) return;
+    /* The states rebuilt are the files of CBD_PWLOG_DIR: its own sync stays (a barrier for its
+       names), a subfolder's is left out (fsck.cbd syncs its lost+found after each file it saves,
+       and that read as the creation of a file of the folder's name). */
+    if (S_ISDIR(st.st_mode) && path[dir_len] != 0) return;
     emit(op, path, strlen(path), (uint64_t) st.st_ino, a, b, data, len);
 }
 
