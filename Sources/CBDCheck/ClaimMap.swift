@@ -66,9 +66,11 @@ final class ClaimMap {
 
     func claim(_ i: Int) { _ = claimIfFree(i) }
 
-    func isHeld(_ i: Int) -> Bool {
-        guard let page = held[i / Units.pblksPerBitmap] else { return false }
-        let k = i % Units.pblksPerBitmap
+    func isHeld(_ i: Int) -> Bool { ClaimMap.isSet(i % Units.pblksPerBitmap, in: held[i / Units.pblksPerBitmap]) }
+
+    /// Bit `k` of a zone's page (none: clear).
+    private static func isSet(_ k: Int, in page: Page?) -> Bool {
+        guard let page else { return false }
         return page.words[k >> 6] & (1 << UInt64(k & 63)) != 0
     }
 
@@ -209,9 +211,9 @@ final class ClaimMap {
     /// free from its first pblk (unless reserved or held).
     package func allocate(near home: Int) -> Int? {
         for z in geometry.zones(from: home) {
-            let base = z * Units.pblksPerBitmap
+            let base = z * Units.pblksPerBitmap, heldHere = held[z]  // one lookup per zone
             for k in 0..<geometry.dataPblkCount(z)
-            where !isClaimed(base + k) && !reserved.contains(base + k) && !isHeld(base + k) {
+            where !isClaimed(base + k) && !reserved.contains(base + k) && !ClaimMap.isSet(k, in: heldHere) {
                 claim(base + k)
                 return geometry.dataStart(z) + k
             }
