@@ -58,11 +58,7 @@ final class ClaimMap {
     /// Bytes the pages take: what a check's claims cost.
     var memoryBytes: Int { pages.count * Units.pblkSize }
 
-    func isClaimed(_ i: Int) -> Bool {
-        guard let page = page(i / Units.pblksPerBitmap) else { return false }
-        let k = i % Units.pblksPerBitmap
-        return page.words[k >> 6] & (1 << UInt64(k & 63)) != 0
-    }
+    func isClaimed(_ i: Int) -> Bool { ClaimMap.isSet(i % Units.pblksPerBitmap, in: page(i / Units.pblksPerBitmap)) }
 
     func claim(_ i: Int) { _ = claimIfFree(i) }
 
@@ -91,7 +87,7 @@ final class ClaimMap {
                 }
                 guard bits != 0 else { continue }
                 let page = held[z] ?? Page()
-                held[z] = page
+                if held[z] == nil { held[z] = page }
                 heldCount += (bits & ~page.words[w]).nonzeroBitCount
                 page.words[w] |= bits
             }
