@@ -86,9 +86,12 @@ static pthread_mutex_t plan_mutex = PTHREAD_MUTEX_INITIALIZER;
 // cbd_plugin_wants_commit as the last write or plan left it (read before taking any lock).
 static atomic_int dirty_level;
 
-// Signalled (under commit_mutex) whenever a plan ends: writers held back past seven eighths of
-// the cache dirty wait on it (CLOCK_MONOTONIC: set up in cbd_load).
+// Signalled (under commit_mutex) whenever a plan begins to be packed and when it ends: writers
+// held back past seven eighths of the cache dirty wait on it (CLOCK_MONOTONIC: set up in
+// cbd_load), and help pack it meanwhile.
 static pthread_cond_t progress_cond;
+// The plan being packed (under commit_mutex; NULL at other times): what held-back writers help.
+static void *packing_plan;
 
 // glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps the
 // blocks it freed: with nbdkit's threads each reading blocks ahead, the server's peak RSS was
@@ -103,6 +106,14 @@ static void cbd_load(void) {
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
   pthread_cond_init(&progress_cond, &attr);
   pthread_condattr_destroy(&attr);
+}
+
+// Shows the plan being packed to writers held back (and wakes them to help), or clears it.
+static void set_packing_plan(void *plan) {
+  pthread_mutex_lock(&commit_mutex);
+  packing_plan = plan;
+  if (plan) pthread_cond_broadcast(&progress_cond);
+  pthread_mutex_unlock(&commit_mutex);
 }
 
 // The dirty level a plan or a change left, told to writers held back by it.
@@ -125,7 +136,9 @@ static int64_t commit_one_plan(int all_cores, int64_t mark) {
   (void) EXCLUSIVE((plan = cbd_plugin_plan_commit(mark), level = cbd_plugin_wants_commit(), 0));
   if (plan) {
     blocks = cbd_plugin_plan_blocks(plan);
-    cbd_plugin_pack_commit(plan, all_cores);
+    set_packing_plan(plan);
+    cbd_plugin_pack_commit(plan, all_cores);   // returns once helpers are done with it too
+    set_packing_plan(NULL);
     cbd_plugin_store_commit(plan);   // takes the shared lock for the parts that need it
     (void) EXCLUSIVE((r = cbd_plugin_finish_commit(plan), level = cbd_plugin_wants_commit(), r));
   }
@@ -133,27 +146,46 @@ static int64_t commit_one_plan(int all_cores, int64_t mark) {
   return r == 0 ? blocks : -1;
 }
 
+static void deadline_in_100ms(struct timespec *until) {
+  clock_gettime(CLOCK_MONOTONIC, until);
+  until->tv_nsec += 100 * 1000000L;
+  if (until->tv_nsec >= 1000000000L) { until->tv_sec += 1; until->tv_nsec -= 1000000000L; }
+}
+
 // Past seven eighths of the cache dirty, a writer waits for the committer's next plan before
 // it adds more (dirty_ratio; since Linux 3.2 the kernel's writers pause rather than write back
 // themselves). Else the write that finds every slot dirty commits the whole cache under the
-// writer's lock. A plan the committer begins while writers wait is compressed on all cores
-// (theirs are idle). A writer used to commit a plan itself here, but every other writer then
-// queued behind that plan and the committer's: with four connections, 3 % of 4K random writes
-// took over 3 ms in the plugin, two thirds of it here. A writer still commits a plan itself
-// when the committer made no progress for 100 ms (none running, or starved). Before its
-// read-ahead: a plan published meanwhile would make the write read its blocks again.
+// writer's lock. While it waits it compresses blocks of the plan being packed (each plan
+// once): its core would idle otherwise, since the committer packs on one core. (A plan begun
+// while writers wait is also packed on all cores.) A writer used to commit a plan itself here,
+// but every other writer then queued behind that plan and the committer's: with four
+// connections, 3 % of 4K random writes took over 3 ms in the plugin, two thirds of it here. A
+// writer still commits a plan itself when the committer made no progress for 100 ms (none
+// running, or starved). Before its read-ahead: a plan published meanwhile would make the write
+// read its blocks again.
 static void wait_for_commit(void) {
   if (atomic_load(&dirty_level) < 2) return;
   if (committer_running) {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += 100 * 1000000L;
-    if (until.tv_nsec >= 1000000000L) { until.tv_sec += 1; until.tv_nsec -= 1000000000L; }
+    void *helped = NULL;
+    deadline_in_100ms(&until);
     pthread_mutex_lock(&commit_mutex);
     commit_wanted = 1;
     pthread_cond_signal(&commit_cond);
-    while (atomic_load(&dirty_level) >= 2 && !committer_stopping)
+    while (atomic_load(&dirty_level) >= 2 && !committer_stopping) {
+      void *plan = packing_plan;
+      if (plan && plan != helped) {
+        helped = plan;
+        cbd_plugin_plan_retain(plan);   // the packer may finish and release it first
+        pthread_mutex_unlock(&commit_mutex);
+        cbd_plugin_help_pack(plan);
+        cbd_plugin_plan_release(plan);
+        deadline_in_100ms(&until);        // helping is progress
+        pthread_mutex_lock(&commit_mutex);
+        continue;
+      }
       if (pthread_cond_timedwait(&progress_cond, &commit_mutex, &until) != 0) break;
+    }
     pthread_mutex_unlock(&commit_mutex);
     if (atomic_load(&dirty_level) < 2) return;
   }

@@ -330,6 +330,17 @@ func pluginPackCommit(_ plan: UnsafeMutableRawPointer, _ allCores: Int32) {
     Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().pack(onAllCores: allCores != 0)
 }
 
+@_cdecl("cbd_plugin_help_pack")
+func pluginHelpPack(_ plan: UnsafeMutableRawPointer) {
+    Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().helpPack()
+}
+
+@_cdecl("cbd_plugin_plan_retain")
+func pluginPlanRetain(_ plan: UnsafeMutableRawPointer) { _ = Unmanaged<CommitPlan>.fromOpaque(plan).retain() }
+
+@_cdecl("cbd_plugin_plan_release")
+func pluginPlanRelease(_ plan: UnsafeMutableRawPointer) { Unmanaged<CommitPlan>.fromOpaque(plan).release() }
+
 @_cdecl("cbd_plugin_plan_blocks")
 func pluginPlanBlocks(_ plan: UnsafeMutableRawPointer) -> Int64 {
     Int64(Unmanaged<CommitPlan>.fromOpaque(plan).takeUnretainedValue().blockCount)

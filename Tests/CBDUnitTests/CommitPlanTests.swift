@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Testing
+import Dispatch
 @testable import CBDFormat
 @testable import CBDVolume
 @testable import CBDCheck
@@ -61,6 +62,30 @@ import Testing
         #expect(try v.entry(1) != .unallocated && v.entry(0) == .unallocated)
         #expect(try v.bytes(at: 0, count: 2 * bs) == changedBlocks)
         try expectStored(dev, v)
+    }
+
+    /// Writers held back while a plan is packed compress some of its blocks (`helpPack`, on
+    /// their own threads, beside the committer's `pack`): every block is packed once, where
+    /// the store takes it from, so the device holds what a plan packed alone would store.
+    @Test func helpersPackingBesideThePlansOwnPackStoreEveryBlock() throws {
+        let dev = try memoryDevice(physical: 16 << 20, logical: 32 << 20, lblkShift: 4)
+        let v = try Volume(device: dev, cacheBytes: 192 * bs)  // plans of 24 blocks
+        let blocks = (0..<24).map { block(UInt8($0), compressible: $0 % 3 != 0) }
+        for (n, b) in blocks.enumerated() { try v.write(b, at: n * bs) }
+        let plan = try #require(v.planCommit())
+        #expect(plan.blockCount == 24)
+        DispatchQueue.concurrentPerform(iterations: 4) { w in
+            if w == 0 { plan.pack() } else { plan.helpPack() }
+        }
+        v.store(plan)
+        try v.finish(plan)
+        #expect(v.unstoredBlocks == 0)
+        try v.close()
+        let reopened = try Volume(device: dev)
+        #expect(try reopened.bytes(at: 0, count: 24 * bs) == Array(blocks.joined()))
+        #expect(try bitmapMismatches(reopened).isEmpty)
+        #expect(try reopened.entry(0).pblks.count == bs / 4096, "random data is stored raw")
+        #expect(try reopened.entry(1).pblks.count < bs / 4096, "compressible data is compressed")
     }
 
     /// A block written after its plan stored it (data written, entry not yet published): the

@@ -38,6 +38,11 @@ int cbd_plugin_flush(int64_t mark);
 int cbd_plugin_wants_commit(void);
 void *cbd_plugin_plan_commit(int64_t mark);  // blocks dirty when the change count was mark
 void cbd_plugin_pack_commit(void *plan, int all_cores);
+/// A writer held back by the plan being packed compresses some of its blocks (no lock); the
+/// plan is held meanwhile (retain before, release after: the packer may finish first).
+void cbd_plugin_help_pack(void *plan);
+void cbd_plugin_plan_retain(void *plan);
+void cbd_plugin_plan_release(void *plan);
 int64_t cbd_plugin_plan_blocks(void *plan);
 /// Dirty blocks in the cache (under the writer's lock): what a flush has to commit.
 int64_t cbd_plugin_dirty_blocks(void);
