@@ -13,7 +13,11 @@ import Glibc
         var times = [Int](repeating: 0, count: 300)
         var finished = 0
         var finishedAtWait = -1
-        func did(_ i: Int) { lock.withLock { times[i] += 1; finished += 1 } }
+        func did(_ i: Int) {
+            lock.withLock {
+                times[i] += 1; finished += 1
+            }
+        }
     }
 
     @Test(arguments: [1, 2, 5]) func everyItemIsDoneOnceAndWaitForAllWaitsForTheLast(helpers: Int) {
