@@ -94,8 +94,16 @@ final class ClaimMap {
         }
     }
 
-    /// A held pblk claimed (pass 3 relinks an orphan) is no longer held.
-    private func unhold(_ i: Int) {
+    /// The held pblks' bit indices, zone by zone (what the bitmaps leak: few, as a rule).
+    func heldIndices() -> [Int] {
+        held.keys.sorted().flatMap { z in
+            (0..<Units.pblksPerBitmap).filter { ClaimMap.isSet($0, in: held[z]) }.map { z * Units.pblksPerBitmap + $0 }
+        }
+    }
+
+    /// A held pblk claimed (pass 3 relinks an orphan, a clone takes it) or found to hold only
+    /// zeros (nothing to save) is no longer held.
+    func unhold(_ i: Int) {
         guard let page = held[i / Units.pblksPerBitmap] else { return }
         let k = i % Units.pblksPerBitmap, bit: UInt64 = 1 << UInt64(k & 63)
         guard page.words[k >> 6] & bit != 0 else { return }

@@ -28,8 +28,13 @@ extension Checker {
         for list in owners.values {
             for n in list.dropFirst() { toClone[n, default: []].formUnion(list.filter { $0 != n }) }
         }
+        var zerosLetGo = false
         for n in toClone.keys.sorted() where !stop {
             guard let e = entries[n] else { continue }
+            if claims.freeCount < e.pblks.count && !zerosLetGo {
+                zerosLetGo = true
+                letGoOfZeroHolds()
+            }
             var f = facts(lblk: n, zone: geometry.zone(ofLblk: n))
             f.pblks = e.pblks.map { Int($0) }.filter { duplicates.contains($0) }
             f.others = toClone[n, default: []].sorted()
@@ -47,6 +52,21 @@ extension Checker {
             // The old pblks lose this owner; a pblk left with none is free again. The bitmap
             // follows silently: it is part of this fix, not a problem of its own.
             disown(e.pblks, by: n, owners: &owners)
+        }
+    }
+
+    /// Lets go of the held pblks (marked in use, named by no entry) that hold only zeros: there
+    /// is nothing in them to save, and pass 2 frees them, so a clone may take them. Done only
+    /// when a clone finds no other room (it reads every held pblk): on a nearly full device
+    /// such pblks (a crash between a commit's bitmaps and its data) made the difference
+    /// between a copy and a cleared block. A pblk that cannot be read stays held.
+    private func letGoOfZeroHolds() {
+        let pblk = Units.pblkSize, buffer = ByteBuffer(count: pblk)
+        for i in claims.heldIndices() {
+            let z = i / Units.pblksPerBitmap, p = geometry.dataStart(z) + i % Units.pblksPerBitmap
+            guard (try? device.read(into: buffer[0..<pblk], at: p * pblk)) != nil, isAllZero(buffer.base, pblk)
+            else { continue }
+            claims.unhold(i)
         }
     }
 
