@@ -62,6 +62,9 @@ public final class Checker {
     var claims: ClaimMap
     /// Data pblks claimed more than once (pass 1B's work).
     var duplicates: Set<Int> = []
+    /// Logical blocks that pass 1B found sharing pblks, on either side: an entry damaged to
+    /// name another block's pblks leaves its own data orphaned, so pass 3 names them too.
+    var crossLinkedLblks: Set<Int> = []
     /// Owners of claimed pblks whose bit is clear, for pass 2's message.
     var unmarkedOwners: [Int: [Int]] = [:]
     /// Zones pass 1 gathered and then scanned again entry by entry (see `merge`): none on a

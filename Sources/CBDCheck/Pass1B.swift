@@ -28,6 +28,7 @@ extension Checker {
         for list in owners.values {
             for n in list.dropFirst() { toClone[n, default: []].formUnion(list.filter { $0 != n }) }
         }
+        for (n, others) in toClone { crossLinkedLblks.insert(n); crossLinkedLblks.formUnion(others) }
         var zerosLetGo = false
         for n in toClone.keys.sorted() where !stop {
             guard let e = entries[n] else { continue }
@@ -89,6 +90,7 @@ extension Checker {
             f.pblks = pblks.map { Int($0) }.filter { duplicates.contains($0) }
             f.others = Set(f.pblks.flatMap { owners[$0] ?? [] }).subtracting([n]).sorted()
             let problem = Problem(.crossLinkedCorrupt, f, suspectLblks: ([n] + f.others).sorted())
+            crossLinkedLblks.formUnion(problem.suspectLblks)
             // Declined: it keeps its entry, and is not offered a clone of bytes it cannot use.
             entries[n] = nil
             guard decide(problem) else { continue }

@@ -12,7 +12,8 @@ import CBDVolume
 /// the gap has lblks whose entries were lost (they read as zero in a table pblk that is all
 /// zeros, or were cleared by this run), each block goes back to its lblk, in order (Relink).
 /// Every other orphan is saved to the lost+found folder, one file per block, and then freed
-/// (Save); the lblks that may have held it are named. Without a folder it stays in use.
+/// (Save); the lblks that may have held it are named (those whose entries were lost, and those
+/// pass 1B found sharing pblks). Without a folder it stays in use.
 extension Checker {
     /// A run of orphaned data pblks, and the pieces it splits into.
     struct Gap {
@@ -149,7 +150,8 @@ extension Checker {
         f.others = lost
         f.detail = Self.pblkRanges(gap.runs)
         f.blocks = gap.pieces.count
-        let problem = Problem(.orphanedData, f, suspectLblks: lost)
+        f.crossLinked = crossLinkedLblks.filter { geometry.zone(ofLblk: $0) == z && !lost.contains($0) }.sorted()
+        let problem = Problem(.orphanedData, f, suspectLblks: Set(lost + f.crossLinked).sorted())
         guard options.lostFound != nil || options.mode == .readOnly else { return keep(problem) }
         guard decide(problem) else { return }
         orphansToSave.append(contentsOf: gap.pieces)

@@ -114,11 +114,7 @@ public enum ProblemKind: String, CaseIterable, Sendable, Codable {
         case .orphanedData:
             return ProblemRow(.orphans, .save, preen: true) { f in
                 "Zone \(f.zone ?? 0): \(pblksHold(f)) data no entry names (\(f.blocks) block\(f.blocks == 1 ? "" : "s"))"
-                    + (f.others.isEmpty
-                        ? ""
-                        : "; \(lblkRanges(f.others, f)), whose "
-                            + (f.others.count == 1
-                                ? "entry was lost, may have held it" : "entries were lost, may have held it"))
+                    + mayHaveHeld(f)
             }
         }
     }
@@ -171,6 +167,17 @@ private func lblkRanges(_ lblks: [Int], _ f: Problem.Facts) -> String {
     }
     return "logical block\(lblks.count == 1 ? "" : "s") " + shown.joined(separator: ", ")
         + (runs.count > 8 ? " and \(runs.count - 8) more runs" : "")
+}
+
+/// "; logical blocks 11-15 (...), whose entries were lost, or logical blocks 3,6 (...), which
+/// shared pblks, may have held it": where orphaned data may come from (nothing when unknown).
+private func mayHaveHeld(_ f: Problem.Facts) -> String {
+    var who: [String] = []
+    if !f.others.isEmpty {
+        who.append("\(lblkRanges(f.others, f)), whose " + (f.others.count == 1 ? "entry was lost" : "entries were lost"))
+    }
+    if !f.crossLinked.isEmpty { who.append("\(lblkRanges(f.crossLinked, f)), which shared pblks") }
+    return who.isEmpty ? "" : "; " + who.joined(separator: ", or ") + ", may have held it"
 }
 
 /// "pblks 70-136 hold", "pblk 59 holds".
@@ -230,6 +237,9 @@ public struct Problem: Sendable {
         public var pblks: [Int] = []
         /// Other logical blocks involved (the other owners of a shared pblk, the owners of unmarked ones).
         public var others: [Int] = []
+        /// Logical blocks of the zone that pass 1B found sharing pblks (orphaned data: they
+        /// may have held it).
+        public var crossLinked: [Int] = []
         /// How many blocks (orphaned data: the pieces it splits into).
         public var blocks = 0
         /// The variable part of a message: an entry error, a pblk, a list of ranges, a count.
