@@ -169,12 +169,13 @@ private func lblkRanges(_ lblks: [Int], _ f: Problem.Facts) -> String {
         + (runs.count > 8 ? " and \(runs.count - 8) more runs" : "")
 }
 
-/// "; logical blocks 11-15 (...), whose entries were lost, or logical blocks 3,6 (...), which
-/// shared pblks, may have held it": where orphaned data may come from (nothing when unknown).
+/// "; logical blocks 11-15 (...), whose entries were lost, or logical blocks 3 (...), 6 (...),
+/// which shared pblks, may have held it": where orphaned data may come from (nothing when unknown).
 private func mayHaveHeld(_ f: Problem.Facts) -> String {
     var who: [String] = []
     if !f.others.isEmpty {
-        who.append("\(lblkRanges(f.others, f)), whose " + (f.others.count == 1 ? "entry was lost" : "entries were lost"))
+        let lost = f.others.count == 1 ? "entry was lost" : "entries were lost"
+        who.append("\(lblkRanges(f.others, f)), whose \(lost)")
     }
     if !f.crossLinked.isEmpty { who.append("\(lblkRanges(f.crossLinked, f)), which shared pblks") }
     return who.isEmpty ? "" : "; " + who.joined(separator: ", or ") + ", may have held it"
