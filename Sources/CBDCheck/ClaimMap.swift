@@ -94,10 +94,19 @@ final class ClaimMap {
         }
     }
 
-    /// The held pblks' bit indices, zone by zone (what the bitmaps leak: few, as a rule).
-    func heldIndices() -> [Int] {
-        held.keys.sorted().flatMap { z in
-            (0..<Units.pblksPerBitmap).filter { ClaimMap.isSet($0, in: held[z]) }.map { z * Units.pblksPerBitmap + $0 }
+    /// The held pblks, as runs of bits in each zone that has some (the ranges pass 2 finds
+    /// leaked, where no clone claimed a pblk since).
+    func heldRuns() -> [(zone: Int, runs: [Range<Int>])] {
+        held.keys.sorted().map { z in
+            var runs: [Range<Int>] = []
+            for k in 0..<Units.pblksPerBitmap where ClaimMap.isSet(k, in: held[z]) {
+                if let last = runs.last, last.upperBound == k {
+                    runs[runs.count - 1] = last.lowerBound..<k + 1
+                } else {
+                    runs.append(k..<k + 1)
+                }
+            }
+            return (z, runs)
         }
     }
 

@@ -56,18 +56,19 @@ extension Checker {
         }
     }
 
-    /// Lets go of the held pblks (marked in use, named by no entry) that hold only zeros: there
-    /// is nothing in them to save, and pass 2 frees them, so a clone may take them. Done only
-    /// when a clone finds no other room (it reads every held pblk): on a nearly full device
-    /// such pblks (a crash between a commit's bitmaps and its data) made the difference
-    /// between a copy and a cleared block. A pblk that cannot be read stays held.
+    /// Lets go of the held pblks (marked in use, named by no entry) that pass 2 would free: the
+    /// zeros around the data of each leaked range (`dataSpan`: zeros between data stay held,
+    /// they may be part of an orphaned block). Done only when a clone finds no other room (it
+    /// reads every held pblk): on a nearly full device such pblks (a crash between a commit's
+    /// bitmaps and its data) made the difference between a copy and a cleared block. A range
+    /// that cannot be read stays held.
     private func letGoOfZeroHolds() {
-        let pblk = Units.pblkSize, buffer = ByteBuffer(count: pblk)
-        for i in claims.heldIndices() {
-            let z = i / Units.pblksPerBitmap, p = geometry.dataStart(z) + i % Units.pblksPerBitmap
-            guard (try? device.read(into: buffer[0..<pblk], at: p * pblk)) != nil, isAllZero(buffer.base, pblk)
-            else { continue }
-            claims.unhold(i)
+        for (z, runs) in claims.heldRuns() {
+            for r in runs {
+                let span: Range<Int>?
+                do { span = try dataSpan(of: r, start: geometry.dataStart(z)) } catch { continue }
+                for k in r where !(span?.contains(k) ?? false) { claims.unhold(z * Units.pblksPerBitmap + k) }
+            }
         }
     }
 

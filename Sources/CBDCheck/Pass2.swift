@@ -48,10 +48,19 @@ extension Checker {
         }
     }
 
-    /// Cuts the data out of leaked range `r` (relative to `start`): the part from its first to
-    /// its last pblk that is not all zeros goes to `orphanRuns`; what is returned (the zeros
-    /// around it) is a plain leak.
+    /// Cuts the data out of leaked range `r` (relative to `start`): its `dataSpan` goes to
+    /// `orphanRuns`; what is returned (the zeros around it) is a plain leak.
     private func splitOrphans(_ r: Range<Int>, start: Int) throws -> [Range<Int>] {
+        guard let span = try dataSpan(of: r, start: start) else { return [r] }
+        orphanRuns.append(start + span.lowerBound..<start + span.upperBound)
+        return [r.lowerBound..<span.lowerBound, span.upperBound..<r.upperBound].filter { !$0.isEmpty }
+    }
+
+    /// The part of leaked range `r` (relative to `start`) from its first to its last pblk that
+    /// is not all zeros (zeros between are kept: they may be a block's own), or nil when it
+    /// holds only zeros. The rule of what a leak holds: pass 2 frees the rest, and a clone
+    /// of pass 1B that finds no other room may take it.
+    func dataSpan(of r: Range<Int>, start: Int) throws -> Range<Int>? {
         let chunk = 256, pblk = Units.pblkSize
         let buffer = ByteBuffer(count: chunk * pblk)
         var first: Int?, last = 0
@@ -68,9 +77,7 @@ extension Checker {
             }
             k += n
         }
-        guard let first else { return [r] }
-        orphanRuns.append(start + first..<start + last + 1)
-        return [r.lowerBound..<first, last + 1..<r.upperBound].filter { !$0.isEmpty }
+        return first.map { $0..<last + 1 }
     }
 
     /// "43-44,50" and "and N more ranges" past eight.
