@@ -150,8 +150,9 @@ extension Checker {
         f.others = lost
         f.detail = Self.pblkRanges(gap.runs)
         f.blocks = gap.pieces.count
-        f.crossLinked = crossLinkedLblks.filter { geometry.zone(ofLblk: $0) == z && !lost.contains($0) }.sorted()
-        let problem = Problem(.orphanedData, f, suspectLblks: Set(lost + f.crossLinked).sorted())
+        let lostSet = Set(lost)
+        f.crossLinked = crossLinkedLblks.filter { geometry.zone(ofLblk: $0) == z && !lostSet.contains($0) }.sorted()
+        let problem = Problem(.orphanedData, f, suspectLblks: (lost + f.crossLinked).sorted())
         guard options.lostFound != nil || options.mode == .readOnly else { return keep(problem) }
         guard decide(problem) else { return }
         orphansToSave.append(contentsOf: gap.pieces)
