@@ -62,7 +62,7 @@ extension Checker {
     /// of pass 1B that finds no other room may take it.
     func dataSpan(of r: Range<Int>, start: Int) throws -> Range<Int>? {
         let chunk = 256, pblk = Units.pblkSize
-        let buffer = ByteBuffer(count: chunk * pblk)
+        let buffer = ByteBuffer(count: min(chunk, r.count) * pblk)  // a short leak reads no more
         var first: Int?, last = 0
         var k = r.lowerBound
         while k < r.upperBound {
